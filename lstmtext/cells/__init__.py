@@ -1,0 +1,31 @@
+"""The recurrent cells, one module each, behind one interface.
+
+Every cell module provides:
+    NAME                           its name on the command line (--cell NAME)
+    STATE                          names of the state carried between windows, e.g. ("h", "c")
+    param_shapes(D, H)             {local name: shape}
+    init_params(rng, D, H, scale, dtype) -> {local name: array}
+    forward(p, x (T,B,D), state) -> h (T,B,H), cache
+    final_state(cache)             -> state after the window (values only: TBPTT cuts the gradient)
+    backward(dh (T,B,H), cache)    -> dx (T,B,D), grads {local name: array}, dstate {name: (B,H)}
+The model, trainer, sampler and checkpoint only talk to cells through `get_cell(name)`.
+A new cell is one new module and one line in CELLS.
+"""
+
+from types import ModuleType
+
+from lstmtext.cells import lstm
+from lstmtext.errors import ConfigError
+
+CELLS: dict[str, ModuleType] = {
+    lstm.NAME: lstm,
+}
+
+
+def get_cell(name: str) -> ModuleType:
+    try:
+        return CELLS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown cell {name!r}; choose one of: {', '.join(sorted(CELLS))}"
+        ) from None

@@ -1,0 +1,170 @@
+"""Checkpoints: safetensors arrays plus one JSON header, written atomically, checked on load.
+
+A checkpoint holds plain arrays and text only. Loading parses JSON and copies raw numbers; nothing
+in the file can make Python run code (no pickle anywhere, unlike torch.save / np.load of objects).
+
+    arrays    model parameters under their own names (embed.W, layers.0.W_x, ...),
+              in last.safetensors also the optimizer state (adam.*) and the carried TBPTT state
+              (state.layers.0.h, ...), so a resumed run continues bit for bit
+    metadata  {"lstmtext": header JSON}: format and version, library version, model and training
+              config, tokenizer JSON, training progress, and a SHA-256 over header and arrays
+"""
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from lstmtext import __version__, model
+from lstmtext.config import ModelConfig, TrainConfig, from_dict
+from lstmtext.errors import CheckpointError, ConfigError, LstmTextError
+
+FORMAT = "lstmtext-checkpoint"
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 64 * 1024 * 1024  # a tokenizer of a few MB fits; a hostile 4 GB header does not
+ALLOWED_DTYPES = {"float32", "float64", "int64"}
+
+
+@dataclass
+class Checkpoint:
+    model_cfg: ModelConfig
+    params: dict  # name -> array, the keys of model.param_shapes
+    tokenizer_json: str
+    train_cfg: TrainConfig | None = None
+    progress: dict = field(default_factory=dict)  # where training stands (epoch, window, step, rng, ...)
+    extra: dict = field(default_factory=dict)  # optimizer state and carried state, by name
+    info: dict = field(default_factory=dict)  # corpus description: paths, hashes, token counts
+
+
+def _checksum(header: dict, arrays: dict) -> str:
+    h = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save(path: str | Path, ckpt: Checkpoint) -> None:
+    """Write atomically: a temp file in the same directory, fsync, then rename over the old one.
+    A crash at any moment leaves either the old complete file or the new complete file."""
+    path = Path(path)
+    arrays = {k: np.ascontiguousarray(v) for k, v in {**ckpt.params, **ckpt.extra}.items()}
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "lstmtext_version": __version__,
+        "model": vars(ckpt.model_cfg).copy(),
+        "train": None if ckpt.train_cfg is None else vars(ckpt.train_cfg).copy(),
+        "tokenizer": ckpt.tokenizer_json,
+        "progress": ckpt.progress,
+        "info": ckpt.info,
+    }
+    header["checksum"] = _checksum(header, arrays)
+    data = st_save(arrays, metadata={"lstmtext": json.dumps(header)})
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}; the previous one is kept") from None
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def resolve(path: str | Path, default_name: str) -> Path:
+    """A run directory means its `default_name` file; a file means itself."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / default_name
+    if not p.is_file():
+        raise CheckpointError(f"no checkpoint at {p}; give a run directory or a .safetensors file")
+    return p
+
+
+def _read_header(path: Path, data: bytes) -> dict:
+    if len(data) < 8:
+        raise CheckpointError(f"{path} is truncated or not a safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER_BYTES or 8 + n > len(data):
+        raise CheckpointError(f"{path} has an impossible header size ({n} bytes); the file is damaged or not a checkpoint")
+    try:
+        st_header = json.loads(data[8 : 8 + n])
+        header = json.loads(st_header["__metadata__"]["lstmtext"])
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path} is not an lstmtext checkpoint (no readable lstmtext header)") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an lstmtext checkpoint")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {header.get('format_version')}, this lstmtext "
+            f"{__version__} reads version {FORMAT_VERSION}; use the lstmtext version that wrote it"
+        )
+    return header
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Read, verify the checksum, and check every array against the model config before use."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    header = _read_header(path, data)
+    try:
+        arrays = st_load(data)
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{path} is damaged ({e}); use another checkpoint") from None
+    expected = header.pop("checksum", None)
+    if _checksum(header, arrays) != expected:
+        raise CheckpointError(f"{path} failed its checksum: the file is corrupted; use another checkpoint")
+    try:
+        model_cfg = from_dict(ModelConfig, header["model"])
+        train_cfg = None if header["train"] is None else from_dict(TrainConfig, header["train"])
+    except (LstmTextError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} has an invalid config: {e}") from None
+    shapes = model.param_shapes(model_cfg)
+    params = {}
+    for name, shape in shapes.items():
+        a = arrays.get(name)
+        if a is None or a.shape != shape or a.dtype.name not in ALLOWED_DTYPES:
+            got = None if a is None else f"{a.dtype.name}{list(a.shape)}"
+            raise CheckpointError(f"{path}: array {name} should be {list(shape)}, found {got}; the file does not fit its config")
+        params[name] = a
+    extra = {k: v for k, v in arrays.items() if k not in shapes}
+    for k, v in extra.items():
+        if v.dtype.name not in ALLOWED_DTYPES:
+            raise CheckpointError(f"{path}: array {k} has unsupported dtype {v.dtype.name}")
+    tok = header.get("tokenizer")
+    if not isinstance(tok, str):
+        raise CheckpointError(f"{path} has no tokenizer")
+    return Checkpoint(model_cfg, params, tok, train_cfg, header.get("progress") or {}, extra, header.get("info") or {})
+
+
+def load_model(path: str | Path):
+    """For generate / eval: -> (checkpoint, tokenizer), the tokenizer checked against the embedding."""
+    from lstmtext.tokenizer import Tokenizer
+
+    ckpt = load(path)
+    try:
+        tok = Tokenizer.from_json(ckpt.tokenizer_json)
+    except (LstmTextError, ConfigError) as e:
+        raise CheckpointError(f"{path}: its tokenizer cannot be read: {e}") from None
+    if tok.vocab_size != ckpt.model_cfg.vocab_size:
+        raise CheckpointError(
+            f"{path}: tokenizer has {tok.vocab_size} tokens but the model has {ckpt.model_cfg.vocab_size}; the file is inconsistent"
+        )
+    return ckpt, tok

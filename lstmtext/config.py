@@ -1,0 +1,81 @@
+"""The two configurations a run is made of. Both live in every checkpoint's header, so a checkpoint
+rebuilds its model and resumes its training with no flags."""
+
+from dataclasses import asdict, dataclass, fields
+
+from lstmtext.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int  # V: rows of the embedding, columns of the head (set by the tokenizer)
+    embed: int = 200  # E: embedding width, the input size of the first layer
+    hidden: int = 200  # H: state size of every recurrent layer
+    layers: int = 2  # L: stacked recurrent layers
+    cell: str = "lstm"  # which module of lstmtext.cells
+    dropout: float = 0.2  # Zaremba-style: on the embedding, between layers and before the head
+    tie: bool = False  # head.W is embed.W transposed (Press & Wolf 2017); needs embed == hidden
+    init_scale: float = 0.1  # every weight starts uniform in (-init_scale, init_scale)
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.init_scale <= 0:
+            raise ConfigError(f"--init-scale must be positive, got {self.init_scale}")
+        if self.tie and self.embed != self.hidden:
+            raise ConfigError(
+                f"--tie needs --embed equal to --hidden (got {self.embed} and {self.hidden}); "
+                f"set both to the same size"
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 20  # B parallel streams of the token sequence
+    bptt: int = 35  # T steps per window; the state carries over, the gradient does not
+    optimizer: str = "sgd"  # "sgd" or "adam"
+    lr: float = 20.0  # for the mean-per-token loss; see README "Loss scale"
+    lr_decay: float = 0.5  # lr *= lr_decay each epoch after decay_after (Zaremba et al. 2014)
+    decay_after: int = 4  # epochs at full lr
+    clip: float = 0.25  # max global norm of the gradient; 0 turns clipping off
+    epochs: int = 6  # budget in passes over the training text (0: no epoch limit)
+    max_steps: int = 0  # budget in windows (0: no step limit)
+    eval_every: int = 0  # also validate every this many steps (0: only after each epoch)
+    patience: int = 0  # stop after this many validations without improvement (0: never)
+    log_every: int = 50  # steps between progress lines in metrics.jsonl
+    eval_batch_size: int = 10  # streams used by validation
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "bptt", "log_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("epochs", "max_steps", "eval_every", "patience", "decay_after"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if self.epochs == 0 and self.max_steps == 0:
+            raise ConfigError("give a budget: --epochs N and/or --max-steps N")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"--optimizer must be sgd or adam, got {self.optimizer!r}")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
+        if self.clip < 0:
+            raise ConfigError(f"--clip must be positive (or 0 to turn it off), got {self.clip}")
+
+
+def to_dict(cfg) -> dict:
+    return asdict(cfg)
+
+
+def from_dict(cls, d: dict):
+    """Build a config from a checkpoint header, ignoring nothing silently: unknown keys are an error."""
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} fields {sorted(unknown)}; is the checkpoint newer than lstmtext?")
+    return cls(**d)

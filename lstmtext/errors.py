@@ -1,0 +1,25 @@
+"""The errors lstmtext raises for things a user can fix.
+
+Library code raises these with the problem *and* the fix in the message; `cli.py` prints the message
+as one line and exits with code 1. Anything else that escapes is a bug in lstmtext.
+"""
+
+
+class LstmTextError(Exception):
+    """Base class: a problem the user can fix, described in one line."""
+
+
+class CorpusError(LstmTextError):
+    """The training or evaluation text cannot be used (missing, empty, not UTF-8, too short)."""
+
+
+class ConfigError(LstmTextError):
+    """An option has an impossible value (non-positive size, --tie with embed != hidden, ...)."""
+
+
+class CheckpointError(LstmTextError):
+    """A checkpoint is missing, corrupted, of an unknown version, or does not fit its config."""
+
+
+class TrainingError(LstmTextError):
+    """Training cannot go on (diverged, run directory already in use, ...)."""

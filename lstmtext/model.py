@@ -1,0 +1,155 @@
+"""The whole network over one TBPTT window, as pure functions of a flat parameter dict.
+
+    e   = embed.W[x]                              (T, B, E)
+    z_0 = dropout(e)
+    z_l = dropout(cell_l(z_{l-1}, state_l))       (T, B, H)   for l = 1..L
+    p   = softmax(z_L head.W + head.b)            (T, B, V)
+    loss = mean over the T·B tokens of -log p[target]
+
+Parameter names (the same keys in grads, optimizer state and checkpoints):
+    embed.W (V,E) · layers.{l}.{W_x,W_h,b,...} · head.W (H,V) · head.b (V,)
+With --tie there is no head.W: the head uses embed.W transposed, and its gradient adds to embed.W.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lstmtext import layers
+from lstmtext.cells import get_cell
+from lstmtext.cells.common import uniform
+from lstmtext.config import ModelConfig
+
+
+def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    cell = get_cell(cfg.cell)
+    shapes = {"embed.W": (cfg.vocab_size, cfg.embed)}
+    for layer in range(cfg.layers):
+        D = cfg.embed if layer == 0 else cfg.hidden
+        for name, shape in cell.param_shapes(D, cfg.hidden).items():
+            shapes[f"layers.{layer}.{name}"] = shape
+    if not cfg.tie:
+        shapes["head.W"] = (cfg.hidden, cfg.vocab_size)
+    shapes["head.b"] = (cfg.vocab_size,)
+    return shapes
+
+
+def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> dict:
+    cell = get_cell(cfg.cell)
+    s = cfg.init_scale
+    params = {"embed.W": uniform(rng, (cfg.vocab_size, cfg.embed), s, dtype)}
+    for layer in range(cfg.layers):
+        D = cfg.embed if layer == 0 else cfg.hidden
+        for name, value in cell.init_params(rng, D, cfg.hidden, s, dtype).items():
+            params[f"layers.{layer}.{name}"] = value
+    if not cfg.tie:
+        params["head.W"] = uniform(rng, (cfg.hidden, cfg.vocab_size), s, dtype)
+    params["head.b"] = np.zeros(cfg.vocab_size, dtype=dtype)
+    return params
+
+
+def init_state(cfg: ModelConfig, batch: int, dtype=np.float32) -> dict:
+    """The zero state every stream starts from: {"layers.{l}.{h,c,...}": (B, H)}."""
+    cell = get_cell(cfg.cell)
+    return {
+        f"layers.{layer}.{name}": np.zeros((batch, cfg.hidden), dtype=dtype)
+        for layer in range(cfg.layers)
+        for name in cell.STATE
+    }
+
+
+def _layer(d: dict, layer: int) -> dict:
+    """The entries of one layer from a flat dict, with the "layers.{l}." prefix removed."""
+    prefix = f"layers.{layer}."
+    return {k[len(prefix) :]: v for k, v in d.items() if k.startswith(prefix)}
+
+
+def head_weight(params: dict) -> np.ndarray:
+    return params["head.W"] if "head.W" in params else params["embed.W"].T  # (H, V)
+
+
+@dataclass
+class ModelCache:
+    ids: np.ndarray  # (T, B) input token ids
+    masks: list  # L+1 dropout masks (T,B,E) / (T,B,H), or None where dropout is off
+    cells: list  # one cell cache per layer
+    head: layers.HeadCache
+    shape: tuple[int, int]  # (T, B)
+
+
+def forward(
+    params: dict,
+    cfg: ModelConfig,
+    ids: np.ndarray,
+    targets: np.ndarray,
+    state: dict,
+    rng: np.random.Generator | None = None,
+    mask: np.ndarray | None = None,
+) -> tuple[float, np.ndarray, ModelCache, dict]:
+    """ids, targets (T,B) -> mean loss, per-token nll (T,B), cache, state after the window.
+
+    rng draws the dropout masks; pass None to evaluate (no dropout). mask (T,B) marks which targets
+    count (evaluation pads the last window); None counts all.
+    """
+    cell = get_cell(cfg.cell)
+    T, B = ids.shape
+    dtype = params["embed.W"].dtype
+    train = rng is not None and cfg.dropout > 0
+
+    def drop(z):
+        if not train:
+            return z, None
+        m = layers.dropout_mask(rng, z.shape, cfg.dropout, dtype)
+        return z * m, m
+
+    z, _ = layers.embedding_forward(params["embed.W"], ids)  # (T, B, E)
+    z, m = drop(z)
+    masks, caches, new_state = [m], [], {}
+    for layer in range(cfg.layers):
+        h, c = cell.forward(_layer(params, layer), z, _layer(state, layer))  # (T, B, H)
+        for name, value in cell.final_state(c).items():
+            new_state[f"layers.{layer}.{name}"] = value
+        z, m = drop(h)
+        masks.append(m)
+        caches.append(c)
+    flat_mask = None if mask is None else mask.reshape(T * B)
+    loss, nll, head_cache = layers.head_forward(
+        z.reshape(T * B, cfg.hidden), head_weight(params), params["head.b"], targets.reshape(T * B), flat_mask
+    )
+    return loss, nll.reshape(T, B), ModelCache(ids, masks, caches, head_cache, (T, B)), new_state
+
+
+def backward(params: dict, cfg: ModelConfig, cache: ModelCache) -> tuple[dict, dict]:
+    """-> grads (same keys as params), dstate (gradient w.r.t. the window's initial state)."""
+    cell = get_cell(cfg.cell)
+    T, B = cache.shape
+    grads, dstate = {}, {}
+    dz, dW_head, grads["head.b"] = layers.head_backward(cache.head, head_weight(params))
+    dz = dz.reshape(T, B, cfg.hidden)  # (T, B, H)
+    for layer in reversed(range(cfg.layers)):
+        if cache.masks[layer + 1] is not None:
+            dz = dz * cache.masks[layer + 1]
+        dz, g, ds = cell.backward(dz, cache.cells[layer])  # dz: (T, B, D) for the layer below
+        grads.update({f"layers.{layer}.{k}": v for k, v in g.items()})
+        dstate.update({f"layers.{layer}.{k}": v for k, v in ds.items()})
+    if cache.masks[0] is not None:
+        dz = dz * cache.masks[0]
+    grads["embed.W"] = layers.embedding_backward(dz, cache.ids, cfg.vocab_size)  # (V, E)
+    if cfg.tie:
+        grads["embed.W"] += dW_head.T  # the head's use of embed.W
+    else:
+        grads["head.W"] = dW_head
+    return grads, dstate
+
+
+def step_logits(params: dict, cfg: ModelConfig, ids: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
+    """One time step for generation, no dropout: ids (B,) -> logits (B,V), next state."""
+    cell = get_cell(cfg.cell)
+    z, _ = layers.embedding_forward(params["embed.W"], ids[None, :])  # (1, B, E)
+    new_state = {}
+    for layer in range(cfg.layers):
+        z, c = cell.forward(_layer(params, layer), z, _layer(state, layer))  # (1, B, H)
+        for name, value in cell.final_state(c).items():
+            new_state[f"layers.{layer}.{name}"] = value
+    logits = z[0] @ head_weight(params) + params["head.b"]  # (B, V)
+    return logits, new_state

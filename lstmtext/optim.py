@@ -1,0 +1,57 @@
+"""Optimizers and clipping over flat dicts: params, grads and optimizer state share their keys.
+
+Optimizer state is a flat dict too ("adam.m.<name>", "adam.v.<name>", "adam.t"), so it goes into
+the checkpoint beside the weights and a resumed run continues with the same moments.
+"""
+
+import numpy as np
+
+
+def global_norm(grads: dict) -> float:
+    return float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+
+
+def clip_global_norm(grads: dict, max_norm: float) -> float:
+    """Scale all gradients together so their joint L2 norm is at most max_norm (Pascanu et al. 2013).
+    Returns the norm before clipping. max_norm <= 0 turns clipping off."""
+    norm = global_norm(grads)
+    if max_norm > 0 and norm > max_norm:
+        scale = max_norm / (norm + 1e-6)
+        for g in grads.values():
+            g *= scale
+    return norm
+
+
+def lr_for_epoch(base_lr: float, decay: float, decay_after: int, epoch: int) -> float:
+    """Zaremba et al.'s schedule: full lr for epochs 1..decay_after, then times decay each epoch."""
+    return base_lr * decay ** max(0, epoch - decay_after)
+
+
+def init_state(kind: str, params: dict) -> dict:
+    if kind == "sgd":
+        return {}
+    state = {"adam.t": np.zeros(1, dtype=np.int64)}  # steps taken, (1,) so every format stores it
+    for k, p in params.items():
+        state[f"adam.m.{k}"] = np.zeros_like(p)
+        state[f"adam.v.{k}"] = np.zeros_like(p)
+    return state
+
+
+def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
+    """Update params in place."""
+    if kind == "sgd":
+        for k, p in params.items():
+            p -= lr * grads[k]
+        return
+    # Adam (Kingma & Ba 2015) with the usual defaults.
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    state["adam.t"] += 1
+    t = int(state["adam.t"][0])
+    corr = np.sqrt(1 - beta2**t) / (1 - beta1**t)  # bias corrections folded into the step size
+    for k, p in params.items():
+        g, m, v = grads[k], state[f"adam.m.{k}"], state[f"adam.v.{k}"]
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * g * g
+        p -= (lr * corr) * m / (np.sqrt(v) + eps)

@@ -1,0 +1,156 @@
+"""The command line end to end, in tmp_path, with tiny sizes: train -> generate -> eval, resume, and
+every user mistake ending in one line and exit code 1."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lstmtext import checkpoint
+from lstmtext.cli import app
+
+runner = CliRunner()
+TINY = ["--embed", "8", "--hidden", "8", "--layers", "1", "--batch-size", "2", "--bptt", "5", "--log-every", "2"]
+
+
+def make_corpus(path, lines=60, seed=0):
+    rng = np.random.default_rng(seed)
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "him", "her"]
+    text = "\n".join(" ".join(rng.choice(words, size=rng.integers(3, 9))) + rng.choice([".", ",", "!"]) for _ in range(lines))
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def invoke(args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return make_corpus(tmp_path / "tiny.txt")
+
+
+def test_train_generate_eval(tmp_path, corpus):
+    out = tmp_path / "run"
+    r = invoke(["train", corpus, "--out", out, "--max-steps", "12", "--epochs", "0", *TINY])
+    assert r.exit_code == 0, r.output
+    assert "holding out the last 10%" in r.output
+    for name in ("last.safetensors", "best.safetensors", "metrics.jsonl", "valid.txt"):
+        assert (out / name).exists(), name
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {x["kind"] for x in lines} >= {"train", "valid", "end"}
+    assert all(x["format_version"] == 1 for x in lines)
+    r = invoke(["generate", out, "--prompt", "the cat", "--length", "15", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("the cat") and len(r.output.split()) > 3
+    r = invoke(["generate", out, "--num-samples", "3", "--length", "5", "--top-k", "3", "--top-p", "0.9", "--seed", "1"])
+    assert r.exit_code == 0 and r.output.count("--- sample") == 3, r.output
+    r = invoke(["eval", out, out / "valid.txt", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["tokens"] > 0 and 1 < rep["perplexity"] < 1000 and rep["bits_per_byte"] > 0
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_other_tokenizers_train_and_generate(tmp_path, corpus, kind):
+    out = tmp_path / kind
+    r = invoke(["train", corpus, "--out", out, "--tokenizer", kind, "--vocab-size", "300", "--max-steps", "4", *TINY])
+    assert r.exit_code == 0, r.output
+    r = invoke(["generate", out, "--prompt", "日本 👍🏽 é", "--length", "10", "--seed", "0"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("日本 👍🏽 é")
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, corpus):
+    common = [corpus, *TINY, "--dropout", "0.3", "--optimizer", "adam", "--epochs", "0", "--seed", "5"]
+    assert invoke(["train", *common, "--out", tmp_path / "a", "--max-steps", "14"]).exit_code == 0
+    assert invoke(["train", *common, "--out", tmp_path / "b", "--max-steps", "6"]).exit_code == 0
+    r = invoke(["train", "--resume", tmp_path / "b", "--max-steps", "14"])
+    assert r.exit_code == 0, r.output
+    a = checkpoint.load(tmp_path / "a" / "last.safetensors")
+    b = checkpoint.load(tmp_path / "b" / "last.safetensors")
+    assert a.progress["step"] == b.progress["step"] == 14
+    for k in a.params:
+        assert np.array_equal(a.params[k], b.params[k]), k  # bit for bit
+    last = lambda run: [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines() if '"train"' in x][-1]
+    assert last("a")["loss"] == last("b")["loss"]
+
+
+def test_resume_across_epochs(tmp_path, corpus):
+    common = [corpus, *TINY, "--seed", "2"]
+    assert invoke(["train", *common, "--out", tmp_path / "a", "--epochs", "2"]).exit_code == 0
+    assert invoke(["train", *common, "--out", tmp_path / "b", "--epochs", "1"]).exit_code == 0
+    assert invoke(["train", "--resume", tmp_path / "b", "--epochs", "2"]).exit_code == 0
+    a = checkpoint.load(tmp_path / "a" / "last.safetensors")
+    b = checkpoint.load(tmp_path / "b" / "last.safetensors")
+    assert a.progress["epoch"] == b.progress["epoch"] == 3
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+
+
+def test_seed_reproducible_bit_for_bit(tmp_path, corpus):
+    for run in ("a", "b"):
+        assert invoke(["train", corpus, *TINY, "--out", tmp_path / run, "--max-steps", "5", "--dropout", "0.5"]).exit_code == 0
+    a, b = (checkpoint.load(tmp_path / r / "last.safetensors") for r in "ab")
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+
+
+def test_patience_stops_early(tmp_path, corpus):
+    r = invoke(["train", corpus, *TINY, "--out", tmp_path / "p", "--epochs", "50", "--eval-every", "1",
+                "--patience", "2", "--lr", "1e-9", "--optimizer", "adam"])
+    assert r.exit_code == 0, r.output
+    end = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert end["kind"] == "end" and end["stop"] == "patience" and end["epoch"] == 1
+
+
+def mistakes(tmp_path, corpus):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n\n", encoding="utf-8")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    short = tmp_path / "short.txt"
+    short.write_text("just a few words here\nand more\n", encoding="utf-8")
+    nodir = tmp_path / "notxt"
+    nodir.mkdir()
+    train = ["train", "--out", tmp_path / "m"]
+    return {
+        "missing": ([*train, tmp_path / "nope.txt"], "nope.txt"),
+        "empty": ([*train, empty], "empty"),
+        "not utf-8": ([*train, latin1], "byte"),
+        "too short": ([*train, short, "--valid", corpus], "--batch-size"),
+        "dir without txt": ([*train, nodir], ".txt"),
+        "tie mismatch": ([*train, corpus, "--tie", "--embed", "8", "--hidden", "16"], "--tie"),
+        "zero hidden": ([*train, corpus, "--hidden", "0"], "--hidden"),
+        "negative layers": ([*train, corpus, "--layers", "-1"], "--layers"),
+        "zero batch": ([*train, corpus, "--batch-size", "0"], "--batch-size"),
+        "bad cell": ([*train, corpus, "--cell", "transformer"], "cell"),
+        "bad tokenizer": ([*train, corpus, "--tokenizer", "sentencepiece"], "word"),
+        "no corpus": (["train"], "CORPUS"),
+        "missing checkpoint": (["generate", tmp_path / "none"], "checkpoint"),
+        "top-p": (["generate", tmp_path, "--top-p", "1.5"], "--top-p"),
+        "temperature": (["generate", tmp_path, "--temperature", "-1"], "--temperature"),
+    }
+
+
+def test_user_mistakes_exit_1_with_one_line(tmp_path, corpus):
+    for name, (args, word) in mistakes(tmp_path, corpus).items():
+        r = runner.invoke(app, [str(a) for a in args])
+        assert r.exit_code == 1, (name, r.output)
+        assert "Traceback" not in r.output, name
+        err = r.stderr.strip()
+        assert err.startswith("error: ") and "\n" not in err, (name, err)
+        assert word.lower() in err.lower(), (name, err)
+
+
+def test_existing_run_is_not_overwritten(tmp_path, corpus):
+    args = ["train", corpus, *TINY, "--out", tmp_path / "r", "--max-steps", "2"]
+    assert invoke(args).exit_code == 0
+    r = invoke(args)
+    assert r.exit_code == 1 and "--resume" in r.stderr
+    assert invoke([*args, "--force"]).exit_code == 0
+
+
+def test_resume_refuses_changed_model_options(tmp_path, corpus):
+    assert invoke(["train", corpus, *TINY, "--out", tmp_path / "r", "--max-steps", "2"]).exit_code == 0
+    r = invoke(["train", "--resume", tmp_path / "r", "--hidden", "32"])
+    assert r.exit_code == 1 and "--hidden" in r.stderr

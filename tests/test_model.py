@@ -1,0 +1,68 @@
+import math
+
+import numpy as np
+import pytest
+
+from lstmtext import model, optim
+from lstmtext.cells import CELLS
+from lstmtext.config import ModelConfig
+
+
+@pytest.mark.parametrize("cell_name", sorted(CELLS))
+def test_chunked_tbptt_equals_whole_forward(cell_name):
+    """Carrying the state across windows gives the same outputs as one pass over the sequence."""
+    rng = np.random.default_rng(0)
+    cfg = ModelConfig(vocab_size=11, embed=5, hidden=6, layers=2, cell=cell_name, dropout=0.0)
+    params = model.init_params(cfg, rng, np.float64)
+    params = {k: rng.uniform(-0.5, 0.5, size=v.shape) for k, v in params.items()}
+    T, B = 12, 3
+    ids, targets = rng.integers(0, 11, size=(T, B)), rng.integers(0, 11, size=(T, B))
+    state0 = {k: rng.normal(size=v.shape) for k, v in model.init_state(cfg, B, np.float64).items()}
+    _, nll_whole, _, state_whole = model.forward(params, cfg, ids, targets, state0)
+    state, parts = state0, []
+    for a, b in [(0, 5), (5, 6), (6, 12)]:
+        _, nll, _, state = model.forward(params, cfg, ids[a:b], targets[a:b], state)
+        parts.append(nll)
+    np.testing.assert_allclose(np.concatenate(parts), nll_whole, rtol=1e-12, atol=1e-12)
+    for k in state_whole:
+        np.testing.assert_allclose(state[k], state_whole[k], rtol=1e-12, atol=1e-12)
+
+
+def test_initial_loss_is_about_log_vocab():
+    V = 500
+    cfg = ModelConfig(vocab_size=V, embed=16, hidden=16, layers=2, init_scale=0.05)
+    rng = np.random.default_rng(1)
+    params = model.init_params(cfg, rng)
+    ids = rng.integers(0, V, size=(10, 4))
+    loss, *_ = model.forward(params, cfg, ids, rng.integers(0, V, size=(10, 4)), model.init_state(cfg, 4))
+    assert abs(loss - math.log(V)) < 0.05
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_overfits_one_batch(tie):
+    V = 20
+    cfg = ModelConfig(vocab_size=V, embed=32, hidden=32, layers=2, dropout=0.0, tie=tie)
+    rng = np.random.default_rng(2)
+    params = model.init_params(cfg, rng)
+    opt = optim.init_state("adam", params)
+    ids = rng.integers(0, V, size=(8, 4))
+    targets = rng.integers(0, V, size=(8, 4))
+    state = model.init_state(cfg, 4)
+    for _ in range(300):
+        loss, _, cache, _ = model.forward(params, cfg, ids, targets, state)
+        grads, _ = model.backward(params, cfg, cache)
+        optim.step("adam", params, grads, opt, 0.01)
+    assert loss < 0.1
+
+
+def test_clip_global_norm():
+    g = {"a": np.array([3.0, 0.0]), "b": np.array([[4.0]])}
+    norm = optim.clip_global_norm(g, 1.0)
+    assert norm == pytest.approx(5.0)
+    assert optim.global_norm(g) == pytest.approx(1.0, rel=1e-5)
+    assert g["a"][0] / g["b"][0, 0] == pytest.approx(0.75)
+
+
+def test_zaremba_schedule():
+    lrs = [optim.lr_for_epoch(1.0, 0.5, 4, e) for e in range(1, 8)]
+    assert lrs == [1, 1, 1, 1, 0.5, 0.25, 0.125]

@@ -1,8 +1,8 @@
 """Reading the training text from a file or a folder, and holding out a validation part.
 
-The text that leaves this module is clean: valid UTF-8 (or with U+FFFD where asked), no byte-order
-mark, "\\n" line ends only, and not blank. Every problem a user can fix is a `CorpusError` that names
-the file and the fix.
+The text that leaves this module is clean: valid UTF-8 (or with U+FFFD where asked), no
+byte-order mark, "\\n" line ends only, and not blank. Every problem a user can fix is a
+`CorpusError` that names the file and the fix.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def _read_one(path: Path, encoding_errors: str) -> str:
     try:
         text = data[bom:].decode("utf-8", errors=encoding_errors)
     except UnicodeDecodeError as e:
-        raise CorpusError(f"{path}: invalid UTF-8 at byte offset {bom + e.start}; convert the file to "
-                          "UTF-8 or pass --encoding-errors replace") from None
+        raise CorpusError(f"{path}: invalid UTF-8 at byte offset {bom + e.start}; convert the file "
+                          "to UTF-8 or pass --encoding-errors replace") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -77,7 +77,7 @@ def split_heldout(text: str, fraction: float = 0.1) -> tuple[str, str]:
         raise ConfigError(f"held-out fraction must be between 0 and 1, got {fraction}; "
                           "pass a fraction such as 0.1")
     cut = int(len(text) * (1.0 - fraction))
-    if 0 < cut and text[cut - 1] != "\n":
+    if cut > 0 and text[cut - 1] != "\n":
         newline = text.find("\n", cut)
         # A "\n" that ends the text starts no line; then cut at the character instead.
         if newline != -1 and newline + 1 < len(text):

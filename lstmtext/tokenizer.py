@@ -7,8 +7,8 @@
   decodes to U+FFFD so that decoded text keeps one character per id.
 - **bpe**: byte-level BPE, so any text encodes and decodes exactly and nothing is unknown.
 
-`Tokenizer.to_json()` holds everything needed to rebuild the tokenizer (the HF JSON plus our options),
-so a checkpoint carries its tokenizer.
+`Tokenizer.to_json()` holds everything needed to rebuild the tokenizer (the HF JSON plus our
+options), so a checkpoint carries its tokenizer.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ LINE_BATCH = 10_000
 # Decoding "word" text: no space before a closing token, none after an opening one.
 _CLOSING = frozenset(",.;:!?)]}'%…»”’")
 _OPENING = frozenset("([{¿¡«“‘")
+# An apostrophe is mostly inside a word ("don ' t", "o ' er"): glue it on both sides.
+_APOSTROPHE = frozenset("'’")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -54,7 +56,7 @@ def _chunks(text: str, size: int) -> Iterator[str]:
     """Cut `text` into pieces of about `size` characters that encode exactly as the whole text.
 
     The byte-level pre-tokenizer treats a whitespace run followed by a non-space differently from
-    one at the end of the string, so we only cut after a lone "\\n" that has non-space on both sides.
+    one at the end of the string, so we only cut after a lone "\\n" with non-space on both sides.
     """
     start = 0
     while len(text) - start > size:
@@ -78,8 +80,10 @@ def _pipeline(hf: HFTokenizer, kind: str, lowercase: bool, word_split: str) -> N
     steps += [normalizers.Lowercase()] if lowercase else []
     hf.normalizer = normalizers.Sequence(steps) if steps else None
     if kind == "word":
-        split = pre_tokenizers.Whitespace() if word_split == "punct" else pre_tokenizers.WhitespaceSplit()
-        hf.pre_tokenizer = split
+        # Whitespace() is \w+|[^\w\s]+; WhitespaceSplit() is how Penn Treebank counts words.
+        punct = word_split == "punct"
+        hf.pre_tokenizer = (pre_tokenizers.Whitespace() if punct
+                            else pre_tokenizers.WhitespaceSplit())
     elif kind == "char":
         hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     else:
@@ -87,8 +91,8 @@ def _pipeline(hf: HFTokenizer, kind: str, lowercase: bool, word_split: str) -> N
         hf.decoder = decoders.ByteLevel()
 
 
-def _word_level(vocab_in_id_order: list[str], kind: str, lowercase: bool, word_split: str) -> HFTokenizer:
-    hf = HFTokenizer(models.WordLevel({t: i for i, t in enumerate(vocab_in_id_order)}, unk_token=UNK))
+def _word_level(tokens: list[str], kind: str, lowercase: bool, word_split: str) -> HFTokenizer:
+    hf = HFTokenizer(models.WordLevel({t: i for i, t in enumerate(tokens)}, unk_token=UNK))
     _pipeline(hf, kind, lowercase, word_split)
     if kind == "word":
         # Added tokens are matched in the raw text before splitting, so "<unk>" stays one token.
@@ -116,7 +120,8 @@ class Tokenizer:
             self._bytes = [bytes(to_byte[c] for c in t) for t in tokens]
         punct = kind == "word" and word_split == "punct"
         self._closing = [punct and bool(t) and set(t) <= _CLOSING for t in tokens]
-        self._opening = [punct and bool(t) and set(t) <= _OPENING for t in tokens]
+        self._opening = [punct and bool(t) and (set(t) <= _OPENING or set(t) <= _APOSTROPHE)
+                         for t in tokens]
 
     @classmethod
     def train(cls, kind: str, text: str, *, vocab_size: int = 10000, min_freq: int = 1,
@@ -128,17 +133,19 @@ class Tokenizer:
         if kind not in KINDS:
             raise ConfigError(f"unknown tokenizer kind {kind!r}; use one of: {', '.join(KINDS)}")
         if word_split not in WORD_SPLITS:
-            raise ConfigError(f"unknown word split {word_split!r}; use one of: {', '.join(WORD_SPLITS)}")
+            raise ConfigError(f"unknown word split {word_split!r}; "
+                              f"use one of: {', '.join(WORD_SPLITS)}")
         least = 3 if kind == "word" else 2  # the specials plus one real token
         if vocab_size < least:
             raise ConfigError(f"vocab size must be at least {least} for {kind} tokens, "
                               f"got {vocab_size}; raise --vocab-size")
         if min_freq < 1:
-            raise ConfigError(f"min freq must be at least 1, got {min_freq}; use --min-freq 1 or more")
+            raise ConfigError(f"min freq must be at least 1, got {min_freq}; "
+                              "use --min-freq 1 or more")
         text = _valid_utf8(text)
         if kind == "bpe":
             if not text:
-                raise CorpusError("the training text is empty, so there is nothing to learn BPE from; "
+                raise CorpusError("the training text is empty, so there is no BPE to learn; "
                                   "give it some text")
             hf = HFTokenizer(models.BPE())
             _pipeline(hf, kind, lowercase, word_split)
@@ -191,12 +198,16 @@ class Tokenizer:
                                   "use the lstmtext version that wrote it, or retrain")
         kind, split = obj.get("kind"), obj.get("word_split", "punct")
         if kind not in KINDS or split not in WORD_SPLITS:
-            raise CheckpointError(f"unknown tokenizer kind {kind!r} or word split {split!r}; {hint}")
+            raise CheckpointError(f"unknown tokenizer kind {kind!r} or word split {split!r}; "
+                                  f"{hint}")
         try:
             hf = HFTokenizer.from_str(json.dumps(obj["hf"]))
-        except Exception as e:  # HF raises a bare Exception on a bad tokenizer JSON
+        except Exception as e:  # noqa: BLE001 -- HF raises a bare Exception on a bad JSON
             raise CheckpointError(f"tokenizer JSON is malformed ({e}); {hint}") from None
-        tok = cls(hf, kind, bool(obj.get("lowercase", False)), split)
+        try:
+            tok = cls(hf, kind, bool(obj.get("lowercase", False)), split)
+        except (IndexError, KeyError):  # ids with gaps, or a bpe token outside the byte alphabet
+            raise CheckpointError(f"tokenizer vocabulary is inconsistent; {hint}") from None
         specials = {"word": [UNK, EOS], "char": [UNK], "bpe": []}[kind]
         if tok._tokens[:len(specials)] != specials or "" in tok._tokens:
             raise CheckpointError(f"tokenizer vocabulary does not start with {specials}; {hint}")
@@ -207,7 +218,7 @@ class Tokenizer:
         return len(self._tokens)
 
     def encode(self, text: str) -> np.ndarray:
-        """Token ids (int32, 1-D). For word: one "<eos>" per "\\n", none for text after the last one."""
+        """Token ids (int32, 1-D). Word: one "<eos>" per "\\n", none for text after the last one."""
         text = _valid_utf8(text)
         ids: list[int] = []
         if self.kind == "word":
@@ -227,7 +238,7 @@ class Tokenizer:
         """Text for `ids`; exactly what a `Detokenizer` prints for the same ids."""
         ids = np.asarray(ids, dtype=np.int64).ravel()
         if ids.size:
-            assert 0 <= ids.min() and ids.max() < self.vocab_size, "token id out of range"
+            assert ids.min() >= 0 and ids.max() < self.vocab_size, "token id out of range"
         if self.kind == "bpe":
             return b"".join([self._bytes[i] for i in ids.tolist()]).decode("utf-8", "replace")
         detok = self.detokenizer()
@@ -251,7 +262,7 @@ class Tokenizer:
 
 
 class Detokenizer:
-    """Decodes one id at a time: concatenating every `push` and the final `flush` equals `decode`."""
+    """Decodes one id at a time: all the `push`es and the final `flush`, joined, equal `decode`."""
 
     def __init__(self, tok: Tokenizer) -> None:
         self._tok = tok

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := runs/demo
 
-.PHONY: demo test lint clean
+.PHONY: demo test dev lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,8 @@ demo: $(VENV)/.installed
 	$(BIN)/lstmtext generate $(DEMO) --prompt "ROMEO:" --length 80 --seed 1
 	@echo
 	$(BIN)/lstmtext eval $(DEMO) $(DEMO)/valid.txt
+
+dev: $(VENV)/.installed-dev
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

@@ -68,7 +68,8 @@ def train(
     lowercase: Annotated[bool, typer.Option(help="Lowercase the text (word tokenizer).")] = False,
     word_split: Annotated[str, typer.Option(help="punct: split words and punctuation; whitespace: split on spaces only (Penn Treebank).")] = "punct",
     encoding_errors: Annotated[str, typer.Option(help="strict: stop at invalid UTF-8; replace: use U+FFFD and go on.")] = "strict",
-    cell: Annotated[str, typer.Option(help="Recurrent cell.")] = "lstm",
+    cell: Annotated[str, typer.Option(help="Recurrent cell: lstm, gru, rnn, peephole or cifg.")] = "lstm",
+    nonlinearity: Annotated[str, typer.Option(help="The rnn cell's nonlinearity: tanh or relu.")] = "tanh",
     embed: Annotated[int, typer.Option(help="Embedding size E.")] = 200,
     hidden: Annotated[int, typer.Option(help="Hidden size H of every layer.")] = 200,
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 2,
@@ -124,7 +125,8 @@ def train(
         lr_decay=lr_decay, decay_after=decay_after, clip=clip, seed=seed, **budget,
     )
     # Check the model options before the (possibly slow) tokenization; vocab_size is known later.
-    ModelConfig(vocab_size=1, embed=embed, hidden=hidden, layers=layers, cell=cell, dropout=dropout, tie=tie, init_scale=init_scale)
+    ModelConfig(vocab_size=1, embed=embed, hidden=hidden, layers=layers, cell=cell, dropout=dropout, tie=tie,
+                init_scale=init_scale, nonlinearity=nonlinearity)
     from lstmtext.cells import get_cell
 
     get_cell(cell)
@@ -137,7 +139,7 @@ def train(
         say(f"The held-out text is saved as {run_dir / 'valid.txt'} for `lstmtext eval`.")
     model_cfg = ModelConfig(
         vocab_size=data.tokenizer.vocab_size, embed=embed, hidden=hidden, layers=layers, cell=cell,
-        dropout=dropout, tie=tie, init_scale=init_scale,
+        dropout=dropout, tie=tie, init_scale=init_scale, nonlinearity=nonlinearity,
     )
     say(f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
         f"vocabulary {model_cfg.vocab_size:,} ({tokenizer}).")

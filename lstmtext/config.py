@@ -16,6 +16,7 @@ class ModelConfig:
     dropout: float = 0.2  # Zaremba-style: on the embedding, between layers and before the head
     tie: bool = False  # head.W is embed.W transposed (Press & Wolf 2017); needs embed == hidden
     init_scale: float = 0.1  # every weight starts uniform in (-init_scale, init_scale)
+    nonlinearity: str = "tanh"  # the rnn cell's φ: "tanh" or "relu" (other cells ignore it)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embed", "hidden", "layers"):
@@ -25,6 +26,8 @@ class ModelConfig:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.init_scale <= 0:
             raise ConfigError(f"--init-scale must be positive, got {self.init_scale}")
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ConfigError(f"--nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.tie and self.embed != self.hidden:
             raise ConfigError(
                 f"--tie needs --embed equal to --hidden (got {self.embed} and {self.hidden}); "

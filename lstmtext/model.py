@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstmtext import layers
-from lstmtext.cells import get_cell
+from lstmtext.cells import cell_options, get_cell
 from lstmtext.cells.common import uniform
 from lstmtext.config import ModelConfig
 
@@ -106,7 +106,7 @@ def forward(
     z, m = drop(z)
     masks, caches, new_state = [m], [], {}
     for layer in range(cfg.layers):
-        h, c = cell.forward(_layer(params, layer), z, _layer(state, layer))  # (T, B, H)
+        h, c = cell.forward(_layer(params, layer), z, _layer(state, layer), **cell_options(cell, cfg))  # (T, B, H)
         for name, value in cell.final_state(c).items():
             new_state[f"layers.{layer}.{name}"] = value
         z, m = drop(h)
@@ -148,7 +148,7 @@ def step_logits(params: dict, cfg: ModelConfig, ids: np.ndarray, state: dict) ->
     z, _ = layers.embedding_forward(params["embed.W"], ids[None, :])  # (1, B, E)
     new_state = {}
     for layer in range(cfg.layers):
-        z, c = cell.forward(_layer(params, layer), z, _layer(state, layer))  # (1, B, H)
+        z, c = cell.forward(_layer(params, layer), z, _layer(state, layer), **cell_options(cell, cfg))  # (1, B, H)
         for name, value in cell.final_state(c).items():
             new_state[f"layers.{layer}.{name}"] = value
     logits = z[0] @ head_weight(params) + params["head.b"]  # (B, V)

@@ -9,6 +9,9 @@ from lstmtext.cells import CELLS
 from lstmtext.config import ModelConfig
 
 TOL = 1e-6
+# Every cell, and the rnn with both of its nonlinearities.
+VARIANTS = [(name, {}) for name in sorted(CELLS)] + [("rnn", {"nonlinearity": "relu"})]
+VARIANT_IDS = [name + "".join(f"-{v}" for v in opts.values()) for name, opts in VARIANTS]
 
 
 def random_params(cfg, rng):
@@ -20,8 +23,8 @@ def random_state(cfg, B, rng):
     return {k: rng.uniform(-0.5, 0.5, size=v.shape) for k, v in model.init_state(cfg, B, np.float64).items()}
 
 
-@pytest.mark.parametrize("cell_name", sorted(CELLS))
-def test_cell_window_gradients(cell_name):
+@pytest.mark.parametrize("cell_name,opts", VARIANTS, ids=VARIANT_IDS)
+def test_cell_window_gradients(cell_name, opts):
     """A whole window, nonzero initial state: dx, every parameter and the initial state."""
     rng = np.random.default_rng(0)
     cell = CELLS[cell_name]
@@ -32,10 +35,10 @@ def test_cell_window_gradients(cell_name):
     R = rng.normal(size=(T, B, H))  # loss = sum(h * R): every output gets a distinct gradient
 
     def loss():
-        h, _ = cell.forward(p, x, state)
+        h, _ = cell.forward(p, x, state, **opts)
         return float((h * R).sum())
 
-    _, cache = cell.forward(p, x, state)
+    _, cache = cell.forward(p, x, state, **opts)
     dx, grads, dstate = cell.backward(R.copy(), cache)
     assert rel_error(dx, numerical_grad(loss, x)) < TOL
     for k in p:
@@ -75,11 +78,11 @@ def test_head_softmax_xent_gradient_with_mask():
 
 
 @pytest.mark.parametrize("tie", [False, True])
-@pytest.mark.parametrize("cell_name", sorted(CELLS))
-def test_model_gradients_with_fixed_dropout(cell_name, tie):
+@pytest.mark.parametrize("cell_name,opts", VARIANTS, ids=VARIANT_IDS)
+def test_model_gradients_with_fixed_dropout(cell_name, opts, tie):
     """The whole network: embedding, 2 layers, dropout with masks fixed by the seed, head, tying."""
     rng = np.random.default_rng(3)
-    cfg = ModelConfig(vocab_size=7, embed=4, hidden=4, layers=2, cell=cell_name, dropout=0.3, tie=tie)
+    cfg = ModelConfig(vocab_size=7, embed=4, hidden=4, layers=2, cell=cell_name, dropout=0.3, tie=tie, **opts)
     T, B = 3, 2
     params = random_params(cfg, rng)
     state = random_state(cfg, B, rng)

@@ -5,7 +5,8 @@ Every cell module provides:
     STATE                          names of the state carried between windows, e.g. ("h", "c")
     param_shapes(D, H)             {local name: shape}
     init_params(rng, D, H, scale, dtype) -> {local name: array}
-    forward(p, x (T,B,D), state) -> h (T,B,H), cache
+    forward(p, x (T,B,D), state, **options) -> h (T,B,H), cache
+    OPTIONS (optional)             ModelConfig fields passed to forward as keyword options
     final_state(cache)             -> state after the window (values only: TBPTT cuts the gradient)
     backward(dh (T,B,H), cache)    -> dx (T,B,D), grads {local name: array}, dstate {name: (B,H)}
 The model, trainer, sampler and checkpoint only talk to cells through `get_cell(name)`.
@@ -14,11 +15,15 @@ A new cell is one new module and one line in CELLS.
 
 from types import ModuleType
 
-from lstmtext.cells import lstm
+from lstmtext.cells import cifg, gru, lstm, peephole, rnn
 from lstmtext.errors import ConfigError
 
 CELLS: dict[str, ModuleType] = {
     lstm.NAME: lstm,
+    gru.NAME: gru,
+    rnn.NAME: rnn,
+    peephole.NAME: peephole,
+    cifg.NAME: cifg,
 }
 
 
@@ -29,3 +34,8 @@ def get_cell(name: str) -> ModuleType:
         raise ConfigError(
             f"unknown cell {name!r}; choose one of: {', '.join(sorted(CELLS))}"
         ) from None
+
+
+def cell_options(cell: ModuleType, cfg) -> dict:
+    """The ModelConfig fields a cell asks for (e.g. the RNN's nonlinearity), as keyword options."""
+    return {name: getattr(cfg, name) for name in getattr(cell, "OPTIONS", ())}

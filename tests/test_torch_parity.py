@@ -1,0 +1,94 @@
+"""PyTorch parity in float64: the same weights copied in, the same outputs, states and gradients.
+
+torch is never a dependency of lstmtext; these tests skip when it is absent (a user's `make test`)
+and always run in CI, where .ci/run installs the CPU wheel first.
+"""
+
+import numpy as np
+import pytest
+
+from lstmtext import model
+from lstmtext.config import ModelConfig
+
+torch = pytest.importorskip("torch")
+
+TOL = 1e-10
+CASES = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")]
+
+
+def to_torch_rnn(params: dict, cfg: ModelConfig):
+    """A torch.nn.LSTM/GRU/RNN holding our weights. Our W is torch's weight transposed; our single
+    bias goes to bias_ih and bias_hh is zero, except the GRU's b_hn, which has no other place."""
+    E, H, L = cfg.embed, cfg.hidden, cfg.layers
+    if cfg.cell == "lstm":
+        net = torch.nn.LSTM(E, H, L, dtype=torch.float64)
+    elif cfg.cell == "gru":
+        net = torch.nn.GRU(E, H, L, dtype=torch.float64)
+    else:
+        net = torch.nn.RNN(E, H, L, nonlinearity=cfg.nonlinearity, dtype=torch.float64)
+    with torch.no_grad():
+        for layer in range(L):
+            p = lambda k: torch.from_numpy(params[f"layers.{layer}.{k}"])  # noqa: E731
+            getattr(net, f"weight_ih_l{layer}").copy_(p("W_x").T)
+            getattr(net, f"weight_hh_l{layer}").copy_(p("W_h").T)
+            getattr(net, f"bias_ih_l{layer}").copy_(p("b"))
+            bias_hh = getattr(net, f"bias_hh_l{layer}")
+            bias_hh.zero_()
+            if cfg.cell == "gru":
+                bias_hh[2 * H :] = p("b_hn")
+    return net
+
+
+def torch_grad_of(net, cfg: ModelConfig, layer: int, name: str) -> np.ndarray:
+    g = lambda k: getattr(net, f"{k}_l{layer}").grad.numpy()  # noqa: E731
+    H = cfg.hidden
+    return {
+        "W_x": lambda: g("weight_ih").T,
+        "W_h": lambda: g("weight_hh").T,
+        "b": lambda: g("bias_ih"),  # bias_hh's gradient equals it for the parts we merged
+        "b_hn": lambda: g("bias_hh")[2 * H :],
+    }[name]()
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell,nonlinearity", CASES)
+def test_matches_pytorch(cell, nonlinearity, layers):
+    rng = np.random.default_rng(7)
+    V, E, H, T, B = 13, 6, 5, 7, 3
+    cfg = ModelConfig(vocab_size=V, embed=E, hidden=H, layers=layers, cell=cell, dropout=0.0, nonlinearity=nonlinearity)
+    params = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in model.param_shapes(cfg).items()}
+    state = {k: rng.uniform(-0.5, 0.5, size=v.shape) for k, v in model.init_state(cfg, B, np.float64).items()}
+    ids, targets = rng.integers(0, V, size=(T, B)), rng.integers(0, V, size=(T, B))
+
+    loss, _, cache, new_state = model.forward(params, cfg, ids, targets, state)
+    grads, dstate = model.backward(params, cfg, cache)
+
+    net = to_torch_rnn(params, cfg)
+    emb = torch.tensor(params["embed.W"], requires_grad=True)
+    head_W = torch.tensor(params["head.W"], requires_grad=True)
+    head_b = torch.tensor(params["head.b"], requires_grad=True)
+    h0 = torch.tensor(np.stack([state[f"layers.{k}.h"] for k in range(layers)]), requires_grad=True)
+    if cell == "lstm":
+        c0 = torch.tensor(np.stack([state[f"layers.{k}.c"] for k in range(layers)]), requires_grad=True)
+        out, (hT, cT) = net(emb[torch.from_numpy(ids)], (h0, c0))
+    else:
+        out, hT = net(emb[torch.from_numpy(ids)], h0)
+    logits = out.reshape(T * B, H) @ head_W + head_b
+    t_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(targets.reshape(-1)))
+    t_loss.backward()
+
+    assert abs(loss - t_loss.item()) < TOL
+    np.testing.assert_allclose(cache.cells[-1].h, out.detach().numpy(), atol=TOL, rtol=0)  # every step
+    for k in range(layers):
+        np.testing.assert_allclose(new_state[f"layers.{k}.h"], hT[k].detach().numpy(), atol=TOL, rtol=0)
+        np.testing.assert_allclose(dstate[f"layers.{k}.h"], h0.grad[k].numpy(), atol=TOL, rtol=0)
+        if cell == "lstm":
+            np.testing.assert_allclose(new_state[f"layers.{k}.c"], cT[k].detach().numpy(), atol=TOL, rtol=0)
+            np.testing.assert_allclose(dstate[f"layers.{k}.c"], c0.grad[k].numpy(), atol=TOL, rtol=0)
+    np.testing.assert_allclose(grads["embed.W"], emb.grad.numpy(), atol=TOL, rtol=0)
+    np.testing.assert_allclose(grads["head.W"], head_W.grad.numpy(), atol=TOL, rtol=0)
+    np.testing.assert_allclose(grads["head.b"], head_b.grad.numpy(), atol=TOL, rtol=0)
+    for name in grads:
+        if name.startswith("layers."):
+            _, layer, local = name.split(".")
+            np.testing.assert_allclose(grads[name], torch_grad_of(net, cfg, int(layer), local), atol=TOL, rtol=0, err_msg=name)

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := runs/demo
 
-.PHONY: demo test dev lint clean
+.PHONY: demo test dev lint clean compare-cells
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,18 @@ dev: $(VENV)/.installed-dev
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# The README's five-cell table (about 10 minutes on 2 cores).
+compare-cells: $(VENV)/.installed
+	mkdir -p runs
+	bench/compare_cells.sh 2
+
+# Speed against PyTorch, the README's speed table (bench/README.md; several minutes on 2 cores).
+# A short rerun of some rows: make bench BENCH_ARGS="--quick --rows small,medium"
+.PHONY: bench
+bench: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check lstmtext tests

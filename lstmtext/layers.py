@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lstmtext import parallel
+
 # ---------------------------------------------------------------------------------------------
 # Embedding: out[t, b] = W[ids[t, b]]
 
@@ -36,52 +38,68 @@ def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float, dty
 
 
 # ---------------------------------------------------------------------------------------------
-# Linear head + softmax cross-entropy, fused so the (N,V) logits buffer is reused for the softmax
+# Linear head + softmax cross-entropy, fused: one (N,V) buffer holds the logits, then exp(logits -
+# max), then the gradient. Nothing else V-sized is materialized, and the elementwise passes run on
+# row blocks in parallel (see parallel.py).
 
 
 @dataclass
 class HeadCache:
     h: np.ndarray  # (N, H) input of the head
-    probs: np.ndarray  # (N, V) softmax, overwriting the logits buffer
+    exp: np.ndarray  # (N, V) exp(logits - row max), unnormalized; becomes dlogits in backward
+    total: np.ndarray  # (N,) row sums of exp: softmax = exp / total
     targets: np.ndarray  # (N,) int
-    weight: np.ndarray  # (N,) each token's share of the loss (1/N, or a mask / count)
+    weight: np.ndarray  # (N,) each token's share of the loss (1/N, or mask / count)
 
 
 def head_forward(
-    h: np.ndarray, W: np.ndarray, b: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None
+    h: np.ndarray, W: np.ndarray, b: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, HeadCache]:
-    """h (N,H), W (H,V), b (V,), targets (N,) -> mean loss over counted tokens, nll (N,), cache.
+    """h (N,H), W (H,V), b (V,), targets (N,) -> weighted mean loss, nll (N,), cache.
 
-    mask (N,) of 0/1 marks the tokens that count (padding in evaluation); None counts all.
-    """
+    mask (N,) of 0/1 marks the tokens that count (evaluation pads its last window); None counts
+    all. out: an optional (N,V) buffer to reuse for the logits (it ends up in the cache)."""
     N = h.shape[0]
-    logits = h @ W  # (N, V)
-    logits += b
-    # Subtracting the row max makes exp() safe and does not change the softmax.
-    logits -= logits.max(axis=1, keepdims=True)  # (N, V)
-    target_logit = logits[np.arange(N), targets]  # (N,)
-    np.exp(logits, out=logits)  # (N, V) unnormalized probabilities, in place
-    total = logits.sum(axis=1)  # (N,)
-    nll = np.log(total) - target_logit  # (N,) -log softmax[target]
-    logits /= total[:, None]  # (N, V) now the softmax
+    logits = np.matmul(h, W, out=out)  # (N, V)
+    rows = np.arange(N)
+    row_max = np.empty(N, dtype=h.dtype)  # (N,)
+    total = np.empty(N, dtype=h.dtype)  # (N,)
+
+    def block(r: slice) -> None:
+        z = logits[r]  # (n, V) a view: everything happens in place
+        z += b
+        # Subtracting the row max makes exp() safe and does not change the softmax.
+        np.max(z, axis=1, out=row_max[r])
+        z -= row_max[r, None]
+        np.exp(z, out=z)
+        np.sum(z, axis=1, out=total[r])
+
+    target_logit = logits[rows, targets] + b[targets]  # (N,) read before the in-place passes
+    parallel.row_blocks(N, logits.size, block)
+    nll = np.log(total) + row_max - target_logit  # (N,) = log Σ exp(z) - z[target]
     if mask is None:
         weight = np.full(N, 1.0 / N, dtype=h.dtype)  # (N,)
     else:
         weight = mask.astype(h.dtype) / max(float(mask.sum()), 1.0)  # (N,)
-    loss = float((nll * weight).sum())
-    return loss, nll, HeadCache(h, logits, targets, weight)
+    loss = float(np.dot(nll.astype(np.float64), weight))
+    return loss, nll, HeadCache(h, logits, total, targets, weight)
 
 
 def head_backward(cache: HeadCache, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradient of the weighted mean loss -> dh (N,H), dW (H,V), db (V,).
 
-    d loss / d logits = weight * (softmax - onehot(target)), formed in the probs buffer.
-    """
+    d loss / d logits = weight * (softmax - onehot(target)), formed in place of the exp buffer."""
     N = cache.h.shape[0]
-    dlogits = cache.probs  # (N, V) reused: the cache is spent after backward
-    dlogits[np.arange(N), cache.targets] -= 1.0
-    dlogits *= cache.weight[:, None]
+    dlogits = cache.exp  # (N, V) reused: the cache is spent after backward
+    scale = (cache.weight / cache.total)[:, None]  # (N, 1) normalizes and weights in one pass
+
+    def block(r: slice) -> None:
+        dlogits[r] *= scale[r]
+
+    parallel.row_blocks(N, dlogits.size, block)
+    dlogits[np.arange(N), cache.targets] -= cache.weight
     dh = dlogits @ W.T  # (N, H)
     dW = cache.h.T @ dlogits  # (H, V)
-    db = dlogits.sum(axis=0)  # (V,)
+    db = np.ones(N, dtype=dlogits.dtype) @ dlogits  # (V,) a BLAS gemv, on all cores
     return dh, dW, db

@@ -115,11 +115,26 @@ class _StopSignals:
 
 def _progress_bar(console: Console) -> Progress:
     return Progress(
-        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}  ppl {task.fields[ppl]:>8.1f}  {task.fields[tps]:>7,.0f} tok/s"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(bar_width=16), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f} ppl {task.fields[ppl]:.1f} {task.fields[tps]:,.0f} tok/s"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(compact=True),
         console=console, transient=False,
     )
+
+
+def train_step(
+    params: dict, model_cfg: ModelConfig, cfg: TrainConfig, opt_state: dict, lr: float,
+    x: np.ndarray, y: np.ndarray, state: dict, rng: np.random.Generator,
+) -> tuple[float, float, dict]:
+    """One TBPTT window: forward, backward, clip, update. -> (loss, gradient norm, next state).
+
+    A non-finite loss or gradient leaves the weights untouched, so the caller can stop cleanly."""
+    loss, _, cache, new_state = model.forward(params, model_cfg, x, y, state, rng)
+    grads, _ = model.backward(params, model_cfg, cache)
+    norm = optim.clip_global_norm(grads, cfg.clip)
+    if math.isfinite(loss) and math.isfinite(norm):
+        optim.step(cfg.optimizer, params, grads, opt_state, lr)
+    return loss, norm, new_state
 
 
 def train(
@@ -152,7 +167,10 @@ def train(
         extra = {} if best else {**opt_state, **{f"state.{k}": v for k, v in state.items()}}
         return checkpoint.Checkpoint(model_cfg, params, tok_json, cfg, dict(prog), extra, data.info)
 
+    valid_time = [0.0]  # seconds spent validating, left out of the training tokens/s
+
     def validate() -> float:
+        t0 = time.perf_counter()
         total, n = evaluate.score(params, model_cfg, data.valid_ids, cfg.eval_batch_size, cfg.bptt)
         ppl = math.exp(total / n)
         best = prog["best_valid_ppl"]
@@ -165,6 +183,8 @@ def train(
         prog["last_valid_step"] = prog["step"]
         metrics.write(kind="valid", step=prog["step"], epoch=prog["epoch"], loss=total / n, ppl=ppl, best=improved)
         console.print(f"  valid ppl {ppl:9.2f}  at step {prog['step']:,}" + ("  (best)" if improved else ""))
+        valid_time[0] += time.perf_counter() - t0
+        t_log_shift[0] += time.perf_counter() - t0
         return ppl
 
     def budget_spent() -> bool:
@@ -173,6 +193,7 @@ def train(
     def out_of_patience() -> bool:
         return bool(cfg.patience and prog["bad_evals"] >= cfg.patience)
 
+    t_log_shift = [0.0]  # validation time inside the current log interval
     window_loss, window_steps, window_tokens, t_log = 0.0, 0, 0, time.perf_counter()
     last_loss, tps, stop_reason, finished = float("nan"), 0.0, "budget", False
     t_start, elapsed0, tokens0 = time.perf_counter(), prog["elapsed"], prog["tokens"]
@@ -182,16 +203,12 @@ def train(
             task = bar.add_task("", total=n_windows, completed=prog["window"], epoch=prog["epoch"],
                                 loss=last_loss, ppl=_ppl(last_loss), tps=tps)
             for x, y in batching.windows(streams, cfg.bptt, prog["window"]):
-                loss, _, cache, new_state = model.forward(params, model_cfg, x, y, state, rng)
-                grads, _ = model.backward(params, model_cfg, cache)
-                norm = optim.clip_global_norm(grads, cfg.clip)
+                loss, norm, state = train_step(params, model_cfg, cfg, opt_state, lr, x, y, state, rng)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     raise TrainingError(
                         f"training diverged at step {prog['step'] + 1} (loss {loss}, gradient norm {norm}); "
                         f"the weights on disk are the last good ones; try a lower --lr or --clip"
                     )
-                optim.step(cfg.optimizer, params, grads, opt_state, lr)
-                state = new_state
                 prog["window"] += 1
                 prog["step"] += 1
                 prog["tokens"] += x.size
@@ -199,12 +216,13 @@ def train(
                 last_loss = loss
                 window_loss, window_steps, window_tokens = window_loss + loss, window_steps + 1, window_tokens + x.size
                 now = time.perf_counter()
-                tps = window_tokens / max(now - t_log, 1e-9)
+                tps = window_tokens / max(now - t_log - t_log_shift[0], 1e-9)
                 if prog["step"] % cfg.log_every == 0:
                     mean = window_loss / window_steps
                     metrics.write(kind="train", step=prog["step"], epoch=prog["epoch"], loss=mean, ppl=_ppl(mean),
                                   lr=lr, grad_norm=norm, tokens_per_s=tps, elapsed=prog["elapsed"])
                     window_loss, window_steps, window_tokens, t_log = 0.0, 0, 0, now
+                    t_log_shift[0] = 0.0
                 bar.update(task, advance=1, loss=loss, ppl=_ppl(loss), tps=tps)
                 if signals.signum is not None:
                     path = out / "last.safetensors"
@@ -232,7 +250,7 @@ def train(
     wall = time.perf_counter() - t_start
     summary = {
         "stop": stop_reason, "epoch": prog["epoch"], "steps": prog["step"], "tokens": prog["tokens"],
-        "elapsed": prog["elapsed"], "tokens_per_s": (prog["tokens"] - tokens0) / max(wall, 1e-9),
+        "elapsed": prog["elapsed"], "tokens_per_s": (prog["tokens"] - tokens0) / max(wall - valid_time[0], 1e-9),
         "best_valid_ppl": prog["best_valid_ppl"], "last_train_loss": last_loss, "out": str(out),
     }
     metrics.write(kind="end", **{k: v for k, v in summary.items() if k != "out"})
@@ -250,7 +268,7 @@ def print_summary(console: Console, s: dict, cfg: ModelConfig) -> None:
     t.add_row("model", f"{cfg.cell} {cfg.layers}×{cfg.hidden}, embed {cfg.embed}, vocab {cfg.vocab_size:,}")
     t.add_row("steps / tokens", f"{s['steps']:,} / {s['tokens']:,}")
     t.add_row("time", f"{s['elapsed']:.1f} s")
-    t.add_row("tokens/s", f"{s['tokens_per_s']:,.0f}")
+    t.add_row("training tokens/s", f"{s['tokens_per_s']:,.0f}  (validation time excluded)")
     t.add_row("last train loss", f"{s['last_train_loss']:.3f}")
     t.add_row("best valid perplexity", f"{s['best_valid_ppl']:.2f}")
     t.add_row("checkpoints", f"{s['out']}/best.safetensors, last.safetensors")

@@ -19,3 +19,43 @@ def dsigmoid_from_out(s: np.ndarray) -> np.ndarray:
 
 def uniform(rng: np.random.Generator, shape: tuple[int, ...], scale: float, dtype) -> np.ndarray:
     return rng.uniform(-scale, scale, size=shape).astype(dtype)
+
+
+class GateActivation:
+    """σ on some H-row blocks of a fused, feature-major gate array (G·H, B) and tanh on the others.
+
+    σ(x) = (1 + tanh(x/2)) / 2, so both are one tanh between a per-row scale and offset: four
+    whole-array passes per step instead of one call per gate. `kinds` names each block: "s" for σ,
+    "t" for tanh, e.g. "ssts" for the LSTM's i|f|g|o.
+    """
+
+    def __init__(self, kinds: str, H: int, dtype):
+        sig = np.repeat(np.array([k == "s" for k in kinds]), H)[:, None]  # (GH, 1)
+        self.scale = np.where(sig, 0.5, 1.0).astype(dtype)  # (GH, 1)
+        self.offset = np.where(sig, 0.5, 0.0).astype(dtype)  # (GH, 1)
+        self.is_sig = sig.astype(dtype)  # (GH, 1) 1 on σ rows, 0 on tanh rows
+
+    _cache: dict = {}
+
+    @classmethod
+    def of(cls, kinds: str, H: int, dtype) -> "GateActivation":
+        """Shared instances: the small per-row vectors are made once per shape."""
+        key = (kinds, H, np.dtype(dtype).str)
+        if key not in cls._cache:
+            cls._cache[key] = cls(kinds, H, dtype)
+        return cls._cache[key]
+
+    def apply(self, a: np.ndarray) -> None:
+        """a (GH, B) pre-activations -> activations, in place."""
+        a *= self.scale
+        np.tanh(a, out=a)
+        a *= self.scale
+        a += self.offset
+
+    def derivative(self, s: np.ndarray) -> np.ndarray:
+        """From outputs s (..., GH, B): σ' = s(1 - s) on σ rows, tanh' = 1 - s² on tanh rows,
+        written once as s(m - s) + (1 - m) with m = 1 on σ rows."""
+        d = self.is_sig - s  # (..., GH, B)
+        d *= s
+        d += 1.0 - self.is_sig
+        return d

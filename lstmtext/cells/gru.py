@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import dsigmoid_from_out, sigmoid, uniform
+from lstmtext.cells.common import GateActivation, uniform
 
 NAME = "gru"
 STATE = ("h",)
@@ -38,68 +38,88 @@ def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -
 @dataclass
 class GRUCache:
     x: np.ndarray  # (T, B, D)
-    h0: np.ndarray  # (B, H)
-    gates: np.ndarray  # (T, B, 3H) activated r|z|n
-    hn: np.ndarray  # (T, B, H) h_{t-1} W_hn + b_hn, before the reset gate
-    h: np.ndarray  # (T, B, H) outputs
+    gates: np.ndarray  # (T, 3H, B) activated r|z|n, feature-major
+    hn: np.ndarray  # (T, H, B) h_{t-1} W_hn + b_hn, before the reset gate
+    h: np.ndarray  # (T+1, H, B) hidden states, h[0] = the initial one
+    act: GateActivation  # σ for r and z
     W_x: np.ndarray  # (D, 3H)
     W_h: np.ndarray  # (H, 3H)
 
 
 def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, GRUCache]:
-    """x (T,B,D), state {"h": (B,H)} -> h (T,B,H)."""
+    """x (T,B,D), state {"h": (B,H)} -> h (T,B,H). Feature-major inside, like the LSTM."""
     W_x, W_h = p["W_x"], p["W_h"]
     T, B, D = x.shape
     H = W_h.shape[0]
-    gates = (x.reshape(T * B, D) @ W_x).reshape(T, B, 3 * H)  # (T, B, 3H) input part, one GEMM
-    gates += p["b"]
-    hn = np.empty((T, B, H), dtype=x.dtype)
-    h = np.empty_like(hn)
-    h_prev = state["h"]
+    dt = x.dtype
+    act = GateActivation.of("ss", H, dt)  # r, z
+    xw = x.reshape(T * B, D) @ W_x  # (TB, 3H) input part of the window, one GEMM
+    xw += p["b"]
+    gates = np.ascontiguousarray(xw.reshape(T, B, 3 * H).transpose(0, 2, 1))  # (T, 3H, B)
+    hn = np.empty((T, H, B), dtype=dt)
+    h = np.empty((T + 1, H, B), dtype=dt)
+    h[0] = state["h"].T
+    W_hT = np.ascontiguousarray(W_h.T)  # (3H, H)
+    b_hn = p["b_hn"][:, None]  # (H, 1)
+    rec = np.empty((3 * H, B), dtype=dt)  # (3H, B)
+    tmp = np.empty((H, B), dtype=dt)  # (H, B)
     for t in range(T):
-        a = gates[t]  # (B, 3H)
-        ah = h_prev @ W_h  # (B, 3H)
-        a[:, : 2 * H] += ah[:, : 2 * H]
-        sigmoid(a[:, : 2 * H], out=a[:, : 2 * H])  # r, z
-        np.add(ah[:, 2 * H :], p["b_hn"], out=hn[t])  # (B, H)
-        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-        n += r * hn[t]
+        a = gates[t]  # (3H, B)
+        np.matmul(W_hT, h[t], out=rec)  # (3H, B)
+        a[: 2 * H] += rec[: 2 * H]
+        act.apply(a[: 2 * H])  # r, z
+        np.add(rec[2 * H :], b_hn, out=hn[t])  # (H, B)
+        r, z, n = a[:H], a[H : 2 * H], a[2 * H :]
+        np.multiply(r, hn[t], out=tmp)
+        n += tmp
         np.tanh(n, out=n)
-        np.multiply(z, h_prev - n, out=h[t])  # (1-z) n + z h = n + z (h - n)
-        h[t] += n
-        h_prev = h[t]
-    return h, GRUCache(x, state["h"], gates, hn, h, W_x, W_h)
+        np.subtract(h[t], n, out=tmp)  # (1-z) n + z h = n + z (h - n)
+        tmp *= z
+        np.add(n, tmp, out=h[t + 1])
+    out = np.ascontiguousarray(h[1:].transpose(0, 2, 1))  # (T, B, H)
+    return out, GRUCache(x, gates, hn, h, act, W_x, W_h)
 
 
 def final_state(cache: GRUCache) -> dict:
-    return {"h": cache.h[-1].copy()}
+    return {"h": np.ascontiguousarray(cache.h[-1].T)}  # (B, H)
 
 
 def backward(dh: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) -> dx (T,B,D), grads, dstate."""
-    x, gates, hn, W_h = cache.x, cache.gates, cache.hn, cache.W_h
+    x, gates, hn, h, W_h = cache.x, cache.gates, cache.hn, cache.h, cache.W_h
     T, B, D = x.shape
     H = W_h.shape[0]
-    dax = np.empty_like(gates)  # (T, B, 3H) gradient of the input-side pre-activations
-    dah = np.empty_like(gates)  # (T, B, 3H) gradient of h_{t-1} W_h (+ b_hn)
-    dh_next = np.zeros((B, H), dtype=x.dtype)
+    dt = x.dtype
+    r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]  # (T, H, B) each
+    # The parts that do not depend on the recursion, for the whole window at once.
+    k = cache.act.derivative(gates[:, : 2 * H])  # (T, 2H, B) σ' of r and z
+    k[:, :H] *= hn  # da_r = da_n ⊙ hn ⊙ σ'(r)
+    k[:, H:] *= h[:-1] - n  # da_z = dh ⊙ (h_{t-1} - n) ⊙ σ'(z)
+    k_n = (1.0 - z) * (1.0 - n * n)  # (T, H, B) da_n = dh ⊙ (1 - z) ⊙ tanh'
+    dhT = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B)
+    dah = np.empty((T, 3 * H, B), dtype=dt)  # (T, 3H, B) gradient of h_{t-1} W_h (+ b_hn)
+    dan = np.empty((T, H, B), dtype=dt)  # (T, H, B) gradient of the input-side n pre-activation
+    dh_next = np.zeros((H, B), dtype=dt)
+    tmp = np.empty((H, B), dtype=dt)
     for t in reversed(range(T)):
-        r, z, n = gates[t, :, :H], gates[t, :, H : 2 * H], gates[t, :, 2 * H :]
-        h_prev = cache.h[t - 1] if t > 0 else cache.h0
-        dh_t = dh[t] + dh_next  # (B, H)
-        dan = dh_t * (1.0 - z) * (1.0 - n * n)  # (B, H) through n = tanh(...)
-        dax[t, :, H : 2 * H] = dah[t, :, H : 2 * H] = dh_t * (h_prev - n) * dsigmoid_from_out(z)  # dz
-        dax[t, :, :H] = dah[t, :, :H] = dan * hn[t] * dsigmoid_from_out(r)  # dr
-        dax[t, :, 2 * H :] = dan
-        dah[t, :, 2 * H :] = dan * r
-        dh_next = dh_t * z + dah[t] @ W_h.T  # (B, H)
-    h_prev_all = np.concatenate([cache.h0[None], cache.h[:-1]])  # (T, B, H)
-    dax2, dah2 = dax.reshape(T * B, 3 * H), dah.reshape(T * B, 3 * H)
+        dh_t = dhT[t]  # (H, B)
+        dh_t += dh_next
+        np.multiply(dh_t, k_n[t], out=dan[t])
+        np.multiply(dan[t], k[t, :H], out=dah[t, :H])  # r
+        np.multiply(dh_t, k[t, H:], out=dah[t, H : 2 * H])  # z
+        np.multiply(dan[t], r[t], out=dah[t, 2 * H :])  # n, inside the reset gate
+        np.matmul(W_h, dah[t], out=dh_next)  # (H, B)
+        np.multiply(dh_t, z[t], out=tmp)
+        dh_next += tmp
+    dah_bm = np.ascontiguousarray(dah.transpose(0, 2, 1)).reshape(T * B, 3 * H)  # (TB, 3H)
+    dax_bm = dah_bm.copy()  # the input side shares r and z, and has its own n
+    dax_bm[:, 2 * H :] = dan.transpose(0, 2, 1).reshape(T * B, H)
+    h_prev = np.ascontiguousarray(h[:-1].transpose(0, 2, 1)).reshape(T * B, H)  # (TB, H)
     grads = {
-        "W_x": x.reshape(T * B, D).T @ dax2,  # (D, 3H)
-        "W_h": h_prev_all.reshape(T * B, H).T @ dah2,  # (H, 3H)
-        "b": dax2.sum(axis=0),  # (3H,)
-        "b_hn": dah2[:, 2 * H :].sum(axis=0),  # (H,)
+        "W_x": x.reshape(T * B, D).T @ dax_bm,  # (D, 3H)
+        "W_h": h_prev.T @ dah_bm,  # (H, 3H)
+        "b": dax_bm.sum(axis=0),  # (3H,)
+        "b_hn": dah_bm[:, 2 * H :].sum(axis=0),  # (H,)
     }
-    dx = (dax2 @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
-    return dx, grads, {"h": dh_next}
+    dx = (dax_bm @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
+    return dx, grads, {"h": np.ascontiguousarray(dh_next.T)}

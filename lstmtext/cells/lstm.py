@@ -9,17 +9,22 @@ Row vectors, gates fused along one 4H axis in PyTorch's order i|f|g|o:
 
 The forget gate decides how much of the old cell state to keep, the input gate how much of the
 candidate g_t to write, and the output gate how much of the squashed cell to show as h_t.
+
+Inside, the step loop works feature-major: the state is kept as h^T (H, B) and each step computes
+a_t^T = W_h^T h_{t-1}^T, because OpenBLAS runs these small-batch products much faster in that
+orientation (see README "Speed"). Inputs and outputs stay batch-major, as the interface says.
+Everything that does not depend on the step-to-step recursion is done for the whole window at
+once, outside the Python loop.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import dsigmoid_from_out, sigmoid, uniform
+from lstmtext.cells.common import GateActivation, uniform
 
 NAME = "lstm"
 STATE = ("h", "c")  # what is carried from window to window
-GATES = 4
 
 # A forget-gate bias of 1 keeps the cell state flowing early in training, before the gates have
 # learned anything (Gers et al. 2000; Jozefowicz et al. 2015, "An Empirical Exploration of RNNs").
@@ -41,12 +46,11 @@ def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -
 @dataclass
 class LSTMCache:
     x: np.ndarray  # (T, B, D) window input
-    h0: np.ndarray  # (B, H) state the window started from
-    c0: np.ndarray  # (B, H)
-    gates: np.ndarray  # (T, B, 4H) activated i|f|g|o
-    c: np.ndarray  # (T, B, H) cell states
-    tanh_c: np.ndarray  # (T, B, H)
-    h: np.ndarray  # (T, B, H) outputs
+    gates: np.ndarray  # (T, 4H, B) activated i|f|g|o, feature-major
+    c: np.ndarray  # (T+1, H, B) cell states, c[0] = the initial one
+    tanh_c: np.ndarray  # (T, H, B)
+    h: np.ndarray  # (T+1, H, B) hidden states, h[0] = the initial one
+    act: GateActivation  # which rows of the 4H axis are σ and which tanh
     W_x: np.ndarray  # (D, 4H)
     W_h: np.ndarray  # (H, 4H)
 
@@ -56,31 +60,36 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, LSTMCache]
     W_x, W_h, b = p["W_x"], p["W_h"], p["b"]
     T, B, D = x.shape
     H = W_h.shape[0]
-    # The input projection of the whole window is one GEMM; only h_{t-1} W_h must wait for t-1.
-    gates = (x.reshape(T * B, D) @ W_x).reshape(T, B, 4 * H)  # (T, B, 4H)
-    gates += b
-    c = np.empty((T, B, H), dtype=x.dtype)
-    tanh_c = np.empty_like(c)
-    h = np.empty_like(c)
-    h_prev, c_prev = state["h"], state["c"]
+    dt = x.dtype
+    act = GateActivation.of("ssts", H, dt)  # i, f: σ; g: tanh; o: σ
+    # The input projection of the whole window is one GEMM; only W_h^T h_{t-1} must wait for t-1.
+    xw = x.reshape(T * B, D) @ W_x  # (TB, 4H)
+    xw += b
+    gates = np.ascontiguousarray(xw.reshape(T, B, 4 * H).transpose(0, 2, 1))  # (T, 4H, B)
+    c = np.empty((T + 1, H, B), dtype=dt)
+    h = np.empty((T + 1, H, B), dtype=dt)
+    tanh_c = np.empty((T, H, B), dtype=dt)
+    c[0], h[0] = state["c"].T, state["h"].T
+    W_hT = np.ascontiguousarray(W_h.T)  # (4H, H)
+    rec = np.empty((4 * H, B), dtype=dt)  # (4H, B)
+    ig = np.empty((H, B), dtype=dt)  # (H, B)
     for t in range(T):
-        a = gates[t]  # (B, 4H), a view: activated in place
-        a += h_prev @ W_h  # (B, 4H)
-        sigmoid(a[:, : 2 * H], out=a[:, : 2 * H])  # i, f
-        np.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])  # g
-        sigmoid(a[:, 3 * H :], out=a[:, 3 * H :])  # o
-        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        np.multiply(f, c_prev, out=c[t])  # (B, H)
-        c[t] += i * g
-        np.tanh(c[t], out=tanh_c[t])
-        np.multiply(o, tanh_c[t], out=h[t])
-        h_prev, c_prev = h[t], c[t]
-    cache = LSTMCache(x, state["h"], state["c"], gates, c, tanh_c, h, W_x, W_h)
-    return h, cache
+        a = gates[t]  # (4H, B), activated in place
+        np.matmul(W_hT, h[t], out=rec)  # (4H, B)
+        a += rec
+        act.apply(a)
+        i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]  # (H, B) each
+        np.multiply(f, c[t], out=c[t + 1])  # (H, B)
+        np.multiply(i, g, out=ig)
+        c[t + 1] += ig
+        np.tanh(c[t + 1], out=tanh_c[t])
+        np.multiply(o, tanh_c[t], out=h[t + 1])
+    out = np.ascontiguousarray(h[1:].transpose(0, 2, 1))  # (T, B, H)
+    return out, LSTMCache(x, gates, c, tanh_c, h, act, W_x, W_h)
 
 
 def final_state(cache: LSTMCache) -> dict:
-    return {"h": cache.h[-1].copy(), "c": cache.c[-1].copy()}
+    return {"h": np.ascontiguousarray(cache.h[-1].T), "c": np.ascontiguousarray(cache.c[-1].T)}  # (B, H)
 
 
 def backward(dh: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, dict, dict]:
@@ -88,26 +97,38 @@ def backward(dh: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, dict, dict]:
     x, gates, c, tanh_c, W_h = cache.x, cache.gates, cache.c, cache.tanh_c, cache.W_h
     T, B, D = x.shape
     H = W_h.shape[0]
-    da = np.empty_like(gates)  # (T, B, 4H) dLoss/d(pre-activations)
-    dh_next = np.zeros((B, H), dtype=x.dtype)  # gradient arriving from step t+1 (cut after T)
-    dc_next = np.zeros((B, H), dtype=x.dtype)
+    dt = x.dtype
+    i, f, g, o = (gates[:, k * H : (k + 1) * H] for k in range(4))  # (T, H, B) each
+    # Everything that does not depend on the recursion, for the whole window at once:
+    #   da_i = dc ⊙ g ⊙ σ'   da_f = dc ⊙ c_{t-1} ⊙ σ'   da_g = dc ⊙ i ⊙ tanh'   da_o = dh ⊙ tanh(c) ⊙ σ'
+    k = cache.act.derivative(gates)  # (T, 4H, B) σ' or tanh' of each gate, from its output
+    k[:, :H] *= g
+    k[:, H : 2 * H] *= c[:-1]
+    k[:, 2 * H : 3 * H] *= i
+    k[:, 3 * H :] *= tanh_c
+    k_ifg = k[:, : 3 * H].reshape(T, 3, H, B)  # (T, 3, H, B)
+    dc_from_h = o * (1.0 - tanh_c * tanh_c)  # (T, H, B) d c_t / d h_t through tanh
+    dhT = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B)
+    da = np.empty((T, 4 * H, B), dtype=dt)  # (T, 4H, B) dLoss / d pre-activations
+    dh_next = np.zeros((H, B), dtype=dt)  # gradient arriving from step t+1 (cut after T)
+    dc = np.zeros((H, B), dtype=dt)
+    dc_tmp = np.empty((H, B), dtype=dt)
     for t in reversed(range(T)):
-        i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))  # (B, H) each
-        c_prev = c[t - 1] if t > 0 else cache.c0
-        dh_t = dh[t] + dh_next  # (B, H)
-        dc = dc_next + dh_t * o * (1.0 - tanh_c[t] ** 2)  # (B, H)
-        da[t, :, :H] = dc * g * dsigmoid_from_out(i)  # di
-        da[t, :, H : 2 * H] = dc * c_prev * dsigmoid_from_out(f)  # df
-        da[t, :, 2 * H : 3 * H] = dc * i * (1.0 - g * g)  # dg
-        da[t, :, 3 * H :] = dh_t * tanh_c[t] * dsigmoid_from_out(o)  # do
-        dc_next = dc * f  # (B, H)
-        dh_next = da[t] @ W_h.T  # (B, H)
-    h_prev = np.concatenate([cache.h0[None], cache.h[:-1]])  # (T, B, H) input of each step
-    da2 = da.reshape(T * B, 4 * H)  # (TB, 4H)
+        dh_t = dhT[t]  # (H, B)
+        dh_t += dh_next
+        dc *= f[t + 1] if t + 1 < T else 0.0  # dc_{t+1} f_{t+1}: what flows back through the cell
+        np.multiply(dh_t, dc_from_h[t], out=dc_tmp)
+        dc += dc_tmp  # (H, B)
+        np.multiply(dc, k_ifg[t], out=da[t, : 3 * H].reshape(3, H, B))  # i, f, g at once
+        np.multiply(dh_t, k[t, 3 * H :], out=da[t, 3 * H :])  # o
+        np.matmul(W_h, da[t], out=dh_next)  # (H, B)
+    dc *= f[0]  # gradient w.r.t. c_0
+    da_bm = np.ascontiguousarray(da.transpose(0, 2, 1)).reshape(T * B, 4 * H)  # (TB, 4H)
+    h_prev = np.ascontiguousarray(cache.h[:-1].transpose(0, 2, 1)).reshape(T * B, H)  # (TB, H)
     grads = {
-        "W_x": x.reshape(T * B, D).T @ da2,  # (D, 4H) one GEMM over the window
-        "W_h": h_prev.reshape(T * B, H).T @ da2,  # (H, 4H)
-        "b": da2.sum(axis=0),  # (4H,)
+        "W_x": x.reshape(T * B, D).T @ da_bm,  # (D, 4H) one GEMM over the window
+        "W_h": h_prev.T @ da_bm,  # (H, 4H)
+        "b": da_bm.sum(axis=0),  # (4H,)
     }
-    dx = (da2 @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
-    return dx, grads, {"h": dh_next, "c": dc_next}
+    dx = (da_bm @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
+    return dx, grads, {"h": np.ascontiguousarray(dh_next.T), "c": np.ascontiguousarray(dc.T)}

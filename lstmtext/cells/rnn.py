@@ -30,33 +30,38 @@ def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -
 @dataclass
 class RNNCache:
     x: np.ndarray  # (T, B, D)
-    h0: np.ndarray  # (B, H)
-    h: np.ndarray  # (T, B, H) outputs φ(a_t)
+    h: np.ndarray  # (T+1, H, B) hidden states, feature-major, h[0] = the initial one
     W_x: np.ndarray  # (D, H)
     W_h: np.ndarray  # (H, H)
     nonlinearity: str
 
 
 def forward(p: dict, x: np.ndarray, state: dict, nonlinearity: str = "tanh") -> tuple[np.ndarray, RNNCache]:
-    """x (T,B,D), state {"h": (B,H)} -> h (T,B,H)."""
+    """x (T,B,D), state {"h": (B,H)} -> h (T,B,H). Feature-major inside, like the LSTM."""
     W_x, W_h = p["W_x"], p["W_h"]
     T, B, D = x.shape
     H = W_h.shape[0]
-    h = (x.reshape(T * B, D) @ W_x).reshape(T, B, H)  # (T, B, H) input part, then activated in place
-    h += p["b"]
-    h_prev = state["h"]
+    xw = x.reshape(T * B, D) @ W_x  # (TB, H) input part of the window, one GEMM
+    xw += p["b"]
+    h = np.empty((T + 1, H, B), dtype=x.dtype)
+    h[0] = state["h"].T
+    h[1:] = xw.reshape(T, B, H).transpose(0, 2, 1)  # (T, H, B), activated in place below
+    W_hT = np.ascontiguousarray(W_h.T)  # (H, H)
+    rec = np.empty((H, B), dtype=x.dtype)
     for t in range(T):
-        h[t] += h_prev @ W_h  # (B, H)
+        np.matmul(W_hT, h[t], out=rec)  # (H, B)
+        a = h[t + 1]
+        a += rec
         if nonlinearity == "tanh":
-            np.tanh(h[t], out=h[t])
+            np.tanh(a, out=a)
         else:
-            np.maximum(h[t], 0, out=h[t])
-        h_prev = h[t]
-    return h, RNNCache(x, state["h"], h, W_x, W_h, nonlinearity)
+            np.maximum(a, 0, out=a)
+    out = np.ascontiguousarray(h[1:].transpose(0, 2, 1))  # (T, B, H)
+    return out, RNNCache(x, h, W_x, W_h, nonlinearity)
 
 
 def final_state(cache: RNNCache) -> dict:
-    return {"h": cache.h[-1].copy()}
+    return {"h": np.ascontiguousarray(cache.h[-1].T)}  # (B, H)
 
 
 def backward(dh: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, dict, dict]:
@@ -64,14 +69,17 @@ def backward(dh: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, dict, dict]:
     x, h, W_h = cache.x, cache.h, cache.W_h
     T, B, D = x.shape
     H = W_h.shape[0]
-    da = np.empty_like(h)  # (T, B, H) gradient of the pre-activation
-    dh_next = np.zeros((B, H), dtype=x.dtype)
+    out = h[1:]  # (T, H, B)
+    dphi = 1.0 - out * out if cache.nonlinearity == "tanh" else (out > 0).astype(x.dtype)  # φ' from the output
+    da = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B) becomes the pre-activation gradient
+    dh_next = np.zeros((H, B), dtype=x.dtype)
     for t in reversed(range(T)):
-        dphi = 1.0 - h[t] * h[t] if cache.nonlinearity == "tanh" else (h[t] > 0)  # φ' from the output
-        np.multiply(dh[t] + dh_next, dphi, out=da[t])  # (B, H)
-        dh_next = da[t] @ W_h.T  # (B, H)
-    h_prev = np.concatenate([cache.h0[None], h[:-1]])  # (T, B, H)
-    da2 = da.reshape(T * B, H)
-    grads = {"W_x": x.reshape(T * B, D).T @ da2, "W_h": h_prev.reshape(T * B, H).T @ da2, "b": da2.sum(axis=0)}
-    dx = (da2 @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
-    return dx, grads, {"h": dh_next}
+        da_t = da[t]  # (H, B)
+        da_t += dh_next
+        da_t *= dphi[t]
+        np.matmul(W_h, da_t, out=dh_next)  # (H, B)
+    da_bm = np.ascontiguousarray(da.transpose(0, 2, 1)).reshape(T * B, H)  # (TB, H)
+    h_prev = np.ascontiguousarray(h[:-1].transpose(0, 2, 1)).reshape(T * B, H)  # (TB, H)
+    grads = {"W_x": x.reshape(T * B, D).T @ da_bm, "W_h": h_prev.T @ da_bm, "b": da_bm.sum(axis=0)}
+    dx = (da_bm @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
+    return dx, grads, {"h": np.ascontiguousarray(dh_next.T)}

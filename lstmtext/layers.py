@@ -16,12 +16,31 @@ def embedding_forward(W: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.nd
     return W[ids], ids  # (T, B, E)
 
 
-def embedding_backward(dout: np.ndarray, ids: np.ndarray, V: int) -> np.ndarray:
-    """dout (T,B,E) -> dW (V,E). A word seen k times in the window receives the sum of k rows."""
+@dataclass
+class RowGrad:
+    """The gradient of an embedding table: nonzero only in the rows of the ids a window used, so it
+    is kept as those rows. A dense (V,E) array would be mostly zeros and cost a V×E pass to build,
+    another to clip and another to apply."""
+
+    rows: np.ndarray  # (U,) distinct ids, ascending
+    values: np.ndarray  # (U, E) summed gradient of each row
+    shape: tuple[int, int]  # (V, E) of the table
+
+    def dense(self) -> np.ndarray:
+        d = np.zeros(self.shape, dtype=self.values.dtype)  # (V, E)
+        d[self.rows] = self.values
+        return d
+
+
+def embedding_backward(dout: np.ndarray, ids: np.ndarray, V: int) -> RowGrad:
+    """dout (T,B,E) -> gradient of W (V,E), as rows. A word seen k times receives the sum of k rows."""
     E = dout.shape[-1]
-    dW = np.zeros((V, E), dtype=dout.dtype)  # (V, E)
-    np.add.at(dW, ids.reshape(-1), dout.reshape(-1, E))  # add.at, not +=: repeated ids accumulate
-    return dW
+    flat_ids = ids.reshape(-1)  # (N,)
+    order = np.argsort(flat_ids, kind="stable")  # (N,) equal ids next to each other
+    sorted_ids = flat_ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # (U,) first of each run
+    values = np.add.reduceat(dout.reshape(-1, E)[order], starts, axis=0)  # (U, E) sums of each run
+    return RowGrad(sorted_ids[starts], values, (V, E))
 
 
 # ---------------------------------------------------------------------------------------------

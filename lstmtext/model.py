@@ -120,7 +120,9 @@ def forward(
 
 
 def backward(params: dict, cfg: ModelConfig, cache: ModelCache) -> tuple[dict, dict]:
-    """-> grads (same keys as params), dstate (gradient w.r.t. the window's initial state)."""
+    """-> grads (same keys as params), dstate (gradient w.r.t. the window's initial state).
+
+    grads["embed.W"] is a layers.RowGrad (only the rows used) unless the weights are tied."""
     cell = get_cell(cfg.cell)
     T, B = cache.shape
     grads, dstate = {}, {}
@@ -134,22 +136,26 @@ def backward(params: dict, cfg: ModelConfig, cache: ModelCache) -> tuple[dict, d
         dstate.update({f"layers.{layer}.{k}": v for k, v in ds.items()})
     if cache.masks[0] is not None:
         dz = dz * cache.masks[0]
-    grads["embed.W"] = layers.embedding_backward(dz, cache.ids, cfg.vocab_size)  # (V, E)
+    dE = layers.embedding_backward(dz, cache.ids, cfg.vocab_size)  # rows of (V, E)
     if cfg.tie:
-        grads["embed.W"] += dW_head.T  # the head's use of embed.W
+        dense = np.ascontiguousarray(dW_head.T)  # (V, E) the head's use of embed.W is dense anyway
+        dense[dE.rows] += dE.values
+        grads["embed.W"] = dense
     else:
+        grads["embed.W"] = dE
         grads["head.W"] = dW_head
     return grads, dstate
 
 
 def step_logits(params: dict, cfg: ModelConfig, ids: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
-    """One time step for generation, no dropout: ids (B,) -> logits (B,V), next state."""
+    """One time step for generation, no dropout and no caches: ids (B,) -> logits (B,V), next state."""
     cell = get_cell(cfg.cell)
-    z, _ = layers.embedding_forward(params["embed.W"], ids[None, :])  # (1, B, E)
+    opts = cell_options(cell, cfg)
+    z = params["embed.W"][ids]  # (B, E)
     new_state = {}
     for layer in range(cfg.layers):
-        z, c = cell.forward(_layer(params, layer), z, _layer(state, layer), **cell_options(cell, cfg))  # (1, B, H)
-        for name, value in cell.final_state(c).items():
-            new_state[f"layers.{layer}.{name}"] = value
-    logits = z[0] @ head_weight(params) + params["head.b"]  # (B, V)
+        z, s = cell.step(_layer(params, layer), z, _layer(state, layer), **opts)  # (B, H)
+        new_state.update({f"layers.{layer}.{k}": v for k, v in s.items()})
+    logits = z @ head_weight(params)  # (B, V)
+    logits += params["head.b"]
     return logits, new_state

@@ -6,9 +6,16 @@ the checkpoint beside the weights and a resumed run continues with the same mome
 
 import numpy as np
 
+from lstmtext.layers import RowGrad
+
+
+def _values(g) -> np.ndarray:
+    """The stored numbers of a gradient: the array, or the used rows of an embedding gradient."""
+    return g.values if isinstance(g, RowGrad) else g
+
 
 def global_norm(grads: dict) -> float:
-    return float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+    return float(np.sqrt(sum(float(np.vdot(_values(g), _values(g))) for g in grads.values())))
 
 
 def clip_global_norm(grads: dict, max_norm: float) -> float:
@@ -18,7 +25,7 @@ def clip_global_norm(grads: dict, max_norm: float) -> float:
     if max_norm > 0 and norm > max_norm:
         scale = max_norm / (norm + 1e-6)
         for g in grads.values():
-            g *= scale
+            _values(g)[...] *= scale
     return norm
 
 
@@ -41,7 +48,13 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
     """Update params in place."""
     if kind == "sgd":
         for k, p in params.items():
-            p -= lr * grads[k]
+            g = grads[k]
+            v = _values(g)
+            v *= lr  # the gradients are spent: scale them in place rather than allocate lr * g
+            if isinstance(g, RowGrad):
+                p[g.rows] -= v  # rows are distinct, so fancy-indexed -= touches each once
+            else:
+                p -= v
         return
     # Adam (Kingma & Ba 2015) with the usual defaults.
     beta1, beta2, eps = 0.9, 0.999, 1e-8
@@ -50,6 +63,8 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
     corr = np.sqrt(1 - beta2**t) / (1 - beta1**t)  # bias corrections folded into the step size
     for k, p in params.items():
         g, m, v = grads[k], state[f"adam.m.{k}"], state[f"adam.v.{k}"]
+        if isinstance(g, RowGrad):
+            g = g.dense()  # Adam decays every row's moments each step, used or not
         m *= beta1
         m += (1 - beta1) * g
         v *= beta2

@@ -37,25 +37,42 @@ class SampleOptions:
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
 
 
-def next_token_probs(logits: np.ndarray, opts: SampleOptions) -> np.ndarray:
-    """logits (B,V) -> probabilities (B,V) after temperature, top-k and top-p filtering."""
-    z = logits.astype(np.float64) / opts.temperature  # (B, V)
+def next_token_weights(logits: np.ndarray, opts: SampleOptions) -> np.ndarray:
+    """logits (B,V) -> unnormalized probabilities (B,V) after temperature, top-k and top-p.
+
+    float64, so the cumulative sums used for drawing stay exact enough over a large vocabulary."""
+    z = logits.astype(np.float64)  # (B, V)
+    if opts.temperature != 1.0:
+        z *= 1.0 / opts.temperature
     if opts.top_k and opts.top_k < z.shape[1]:
         kth = np.partition(z, -opts.top_k, axis=1)[:, -opts.top_k][:, None]  # (B, 1)
-        z = np.where(z < kth, -np.inf, z)
+        z[z < kth] = -np.inf
     z -= z.max(axis=1, keepdims=True)
-    p = np.exp(z)  # (B, V)
-    p /= p.sum(axis=1, keepdims=True)
+    np.exp(z, out=z)  # (B, V)
     if opts.top_p < 1.0:
-        order = np.argsort(-p, axis=1)  # (B, V) most likely first
-        sorted_p = np.take_along_axis(p, order, axis=1)
+        z /= z.sum(axis=1, keepdims=True)
+        order = np.argsort(-z, axis=1)  # (B, V) most likely first
+        sorted_p = np.take_along_axis(z, order, axis=1)
         # Keep a token if the mass before it is still below p: the smallest set reaching p.
         keep_sorted = (np.cumsum(sorted_p, axis=1) - sorted_p) < opts.top_p
         keep = np.zeros_like(keep_sorted)
         np.put_along_axis(keep, order, keep_sorted, axis=1)
-        p = np.where(keep, p, 0.0)
-        p /= p.sum(axis=1, keepdims=True)
-    return p
+        z[~keep] = 0.0
+    return z
+
+
+def next_token_probs(logits: np.ndarray, opts: SampleOptions) -> np.ndarray:
+    """The normalized distribution the sampler draws from: (B,V), rows summing to 1."""
+    w = next_token_weights(logits, opts)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def draw(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One id per row of unnormalized weights (B,V), by inverting the cumulative sum."""
+    cum = np.cumsum(weights, axis=1)  # (B, V)
+    u = rng.random(weights.shape[0]) * cum[:, -1]  # (B,) uniform in [0, row total)
+    # side="right" never picks a zero-weight token: its cumulative sum equals its left neighbour's.
+    return np.array([np.searchsorted(cum[b], u[b], side="right") for b in range(len(u))])
 
 
 def generate(
@@ -74,14 +91,7 @@ def generate(
         logits, state = model.step_logits(params, cfg, np.full(B, tok, dtype=np.int64), state)
     out = np.zeros((B, opts.length), dtype=np.int64)
     for t in range(opts.length):
-        if opts.greedy:
-            ids = logits.argmax(axis=1)  # (B,)
-        else:
-            p = next_token_probs(logits, opts)  # (B, V)
-            # Inverse-CDF draw, one uniform per stream: vectorized over the batch.
-            u = rng.random((B, 1))
-            ids = np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1)  # (B,)
-            ids = np.where(p[np.arange(B), ids] > 0, ids, p.argmax(axis=1))
+        ids = logits.argmax(axis=1) if opts.greedy else draw(next_token_weights(logits, opts), rng)  # (B,)
         out[:, t] = ids
         if on_token is not None and on_token(ids):
             return out[:, : t + 1]

@@ -83,3 +83,21 @@ def test_unknown_cell_and_nonlinearity_are_user_errors():
         get_cell("transformer")
     with pytest.raises(ConfigError, match="tanh or relu"):
         ModelConfig(vocab_size=5, nonlinearity="sigmoid")
+
+
+@pytest.mark.parametrize("cell_name,opts", [(c, {}) for c in sorted(CELLS)] + [("rnn", {"nonlinearity": "relu"})])
+def test_generation_step_equals_window_forward(cell_name, opts):
+    """The cache-free step used by generation follows the same equations as the training forward."""
+    rng = np.random.default_rng(4)
+    cell = CELLS[cell_name]
+    T, B, D, H = 4, 2, 3, 5
+    p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in cell.param_shapes(D, H).items()}
+    x = rng.normal(size=(T, B, D))
+    state = {k: rng.normal(size=(B, H)) for k in cell.STATE}
+    h_win, cache = cell.forward(p, x, state, **opts)
+    s = state
+    for t in range(T):
+        h_t, s = cell.step(p, x[t], s, **opts)
+        np.testing.assert_allclose(h_t, h_win[t], rtol=1e-12, atol=1e-12)
+    for k, v in cell.final_state(cache).items():
+        np.testing.assert_allclose(s[k], v, rtol=1e-12, atol=1e-12)

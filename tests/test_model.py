@@ -67,3 +67,25 @@ def test_clip_global_norm():
 def test_zaremba_schedule():
     lrs = [optim.lr_for_epoch(1.0, 0.5, 4, e) for e in range(1, 8)]
     assert lrs == [1, 1, 1, 1, 0.5, 0.25, 0.125]
+
+
+def test_sparse_embedding_update_equals_dense():
+    """SGD and clipping on the rows-only embedding gradient give the same weights as a dense one."""
+    from lstmtext.layers import RowGrad
+
+    rng = np.random.default_rng(3)
+    W = rng.normal(size=(9, 4))
+    ids = np.array([[2, 7], [2, 0]])
+    dout = rng.normal(size=(2, 2, 4))
+    from lstmtext.layers import embedding_backward
+
+    g = embedding_backward(dout, ids, 9)
+    assert isinstance(g, RowGrad)
+    dense = g.dense()
+    other = rng.normal(size=(3,))
+    sparse_grads, dense_grads = {"e": g, "o": other.copy()}, {"e": dense.copy(), "o": other.copy()}
+    assert optim.clip_global_norm(sparse_grads, 0.5) == pytest.approx(optim.clip_global_norm(dense_grads, 0.5))
+    p_sparse, p_dense = {"e": W.copy(), "o": np.zeros(3)}, {"e": W.copy(), "o": np.zeros(3)}
+    optim.step("sgd", p_sparse, sparse_grads, {}, 0.7)
+    optim.step("sgd", p_dense, dense_grads, {}, 0.7)
+    np.testing.assert_allclose(p_sparse["e"], p_dense["e"], rtol=1e-14)

@@ -9,6 +9,7 @@ Every cell module provides:
     OPTIONS (optional)             ModelConfig fields passed to forward as keyword options
     final_state(cache)             -> state after the window (values only: TBPTT cuts the gradient)
     backward(dh (T,B,H), cache)    -> dx (T,B,D), grads {local name: array}, dstate {name: (B,H)}
+    step(p, x (B,D), state)        -> h (B,H), next state: one step with no cache, for generation
 The model, trainer, sampler and checkpoint only talk to cells through `get_cell(name)`.
 A new cell is one new module and one line in CELLS.
 """

@@ -98,3 +98,9 @@ def backward(dh: np.ndarray, cache: CIFGCache) -> tuple[np.ndarray, dict, dict]:
     grads = {"W_x": x.reshape(T * B, D).T @ da2, "W_h": h_prev.reshape(T * B, H).T @ da2, "b": da2.sum(axis=0)}
     dx = (da2 @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
     return dx, grads, {"h": dh_next, "c": dc_next}
+
+
+def step(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
+    """One step without a cache, for generation: x (B,D) -> h (B,H), next state."""
+    h, cache = forward(p, x[None], state)
+    return h[0], final_state(cache)

@@ -123,3 +123,17 @@ def backward(dh: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, dict, dict]:
     }
     dx = (dax_bm @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T)}
+
+
+def step(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
+    """One step without a cache, for generation: x (B,D) -> h (B,H), next state."""
+    H = p["W_h"].shape[0]
+    h_prev = state["h"]
+    a = x @ p["W_x"] + p["b"]  # (B, 3H)
+    ah = h_prev @ p["W_h"]  # (B, 3H)
+    a[:, : 2 * H] += ah[:, : 2 * H]
+    GateActivation.of("ss", H, a.dtype).apply(a[:, : 2 * H].T)
+    r, z = a[:, :H], a[:, H : 2 * H]
+    n = np.tanh(a[:, 2 * H :] + r * (ah[:, 2 * H :] + p["b_hn"]))  # (B, H)
+    h = n + z * (h_prev - n)  # (B, H)
+    return h, {"h": h}

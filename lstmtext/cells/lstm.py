@@ -132,3 +132,14 @@ def backward(dh: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, dict, dict]:
     }
     dx = (da_bm @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T), "c": np.ascontiguousarray(dc.T)}
+
+
+def step(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
+    """One step without a cache, for generation: x (B,D) -> h (B,H), next state."""
+    H = p["W_h"].shape[0]
+    a = x @ p["W_x"] + state["h"] @ p["W_h"] + p["b"]  # (B, 4H)
+    GateActivation.of("ssts", H, a.dtype).apply(a.T)
+    i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+    c = f * state["c"] + i * g  # (B, H)
+    h = o * np.tanh(c)  # (B, H)
+    return h, {"h": h, "c": c}

@@ -118,3 +118,9 @@ def backward(dh: np.ndarray, cache: PeepholeCache) -> tuple[np.ndarray, dict, di
     }
     dx = (da2 @ p["W_x"].T).reshape(T, B, D)  # (T, B, D)
     return dx, grads, {"h": dh_next, "c": dc_next}
+
+
+def step(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
+    """One step without a cache, for generation: x (B,D) -> h (B,H), next state."""
+    h, cache = forward(p, x[None], state)
+    return h[0], final_state(cache)

@@ -83,3 +83,10 @@ def backward(dh: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, dict, dict]:
     grads = {"W_x": x.reshape(T * B, D).T @ da_bm, "W_h": h_prev.T @ da_bm, "b": da_bm.sum(axis=0)}
     dx = (da_bm @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T)}
+
+
+def step(p: dict, x: np.ndarray, state: dict, nonlinearity: str = "tanh") -> tuple[np.ndarray, dict]:
+    """One step without a cache, for generation: x (B,D) -> h (B,H), next state."""
+    a = x @ p["W_x"] + state["h"] @ p["W_h"] + p["b"]  # (B, H)
+    h = np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
+    return h, {"h": h}

@@ -77,7 +77,9 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}; the previous one is kept") from None
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {e.strerror or e}; the previous one is kept"
+        ) from None
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # make the rename itself durable
@@ -100,7 +102,9 @@ def _read_header(path: Path, data: bytes) -> dict:
         raise CheckpointError(f"{path} is truncated or not a safetensors file")
     (n,) = struct.unpack("<Q", data[:8])
     if n > MAX_HEADER_BYTES or 8 + n > len(data):
-        raise CheckpointError(f"{path} has an impossible header size ({n} bytes); the file is damaged or not a checkpoint")
+        raise CheckpointError(
+            f"{path} has an impossible header size ({n} bytes); the file is damaged or not a checkpoint"
+        )
     try:
         st_header = json.loads(data[8 : 8 + n])
         header = json.loads(st_header["__metadata__"]["lstmtext"])
@@ -142,7 +146,9 @@ def load(path: str | Path) -> Checkpoint:
         a = arrays.get(name)
         if a is None or a.shape != shape or a.dtype.name not in ALLOWED_DTYPES:
             got = None if a is None else f"{a.dtype.name}{list(a.shape)}"
-            raise CheckpointError(f"{path}: array {name} should be {list(shape)}, found {got}; the file does not fit its config")
+            raise CheckpointError(
+                f"{path}: array {name} should be {list(shape)}, found {got}; the file does not fit its config"
+            )
         params[name] = a
     extra = {k: v for k, v in arrays.items() if k not in shapes}
     for k, v in extra.items():
@@ -165,6 +171,7 @@ def load_model(path: str | Path):
         raise CheckpointError(f"{path}: its tokenizer cannot be read: {e}") from None
     if tok.vocab_size != ckpt.model_cfg.vocab_size:
         raise CheckpointError(
-            f"{path}: tokenizer has {tok.vocab_size} tokens but the model has {ckpt.model_cfg.vocab_size}; the file is inconsistent"
+            f"{path}: tokenizer has {tok.vocab_size} tokens but the model has {ckpt.model_cfg.vocab_size}; "
+            f"the file is inconsistent"
         )
     return ckpt, tok

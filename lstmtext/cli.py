@@ -17,11 +17,14 @@ from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.corpus import read_text
 from lstmtext.errors import ConfigError, LstmTextError
 from lstmtext.sample import SampleOptions, run_generation
-from lstmtext.train import Interrupted, TokenizerOptions, prepare_data, prepare_out, resume_config, train as run_train
+from lstmtext.train import Interrupted, TokenizerOptions, prepare_data, prepare_out, resume_config
+from lstmtext.train import train as run_train
 
 app = typer.Typer(
     help="Train a NumPy LSTM language model on your text, sample from it, and measure it.",
-    add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
 )
 
 DEFAULT_LR = {"sgd": 20.0, "adam": 0.002}
@@ -57,17 +60,25 @@ def user_errors(fn):
 @user_errors
 def train(
     ctx: typer.Context,
-    corpus: Annotated[Path | None, typer.Argument(help="A UTF-8 text file, or a directory of .txt files.", show_default=False)] = None,
+    corpus: Annotated[
+        Path | None, typer.Argument(help="A UTF-8 text file, or a directory of .txt files.", show_default=False)
+    ] = None,
     valid: Annotated[Path | None, typer.Option(help="Held-out text; default: the last 10% of CORPUS.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory; default: runs/<corpus name>.")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory (or from this checkpoint file).")] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run in this directory (or from this checkpoint file).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Start over in an --out that already holds a run.")] = False,
     tokenizer: Annotated[str, typer.Option(help="word, char or bpe.")] = "word",
     vocab_size: Annotated[int, typer.Option(help="Largest vocabulary, special tokens included.")] = 10000,
     min_freq: Annotated[int, typer.Option(help="Words seen fewer times become <unk>.")] = 1,
     lowercase: Annotated[bool, typer.Option(help="Lowercase the text (word tokenizer).")] = False,
-    word_split: Annotated[str, typer.Option(help="punct: split words and punctuation; whitespace: split on spaces only (Penn Treebank).")] = "punct",
-    encoding_errors: Annotated[str, typer.Option(help="strict: stop at invalid UTF-8; replace: use U+FFFD and go on.")] = "strict",
+    word_split: Annotated[
+        str, typer.Option(help="punct: split words and punctuation; whitespace: split on spaces only (Penn Treebank).")
+    ] = "punct",
+    encoding_errors: Annotated[
+        str, typer.Option(help="strict: stop at invalid UTF-8; replace: use U+FFFD and go on.")
+    ] = "strict",
     cell: Annotated[str, typer.Option(help="Recurrent cell: lstm, gru, rnn, peephole or cifg.")] = "lstm",
     nonlinearity: Annotated[str, typer.Option(help="The rnn cell's nonlinearity: tanh or relu.")] = "tanh",
     embed: Annotated[int, typer.Option(help="Embedding size E.")] = 200,
@@ -79,7 +90,10 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Parallel streams B.")] = 20,
     bptt: Annotated[int, typer.Option(help="Window length T of truncated backpropagation through time.")] = 35,
     optimizer: Annotated[str, typer.Option(help="sgd or adam.")] = "sgd",
-    lr: Annotated[float | None, typer.Option(help="Learning rate (loss is the mean per token).", show_default="20 for sgd, 0.002 for adam")] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="Learning rate (loss is the mean per token).", show_default="20 for sgd, 0.002 for adam"),
+    ] = None,
     lr_decay: Annotated[float, typer.Option(help="Multiply lr by this each epoch after --decay-after.")] = 0.5,
     decay_after: Annotated[int, typer.Option(help="Epochs at the full learning rate.")] = 4,
     clip: Annotated[float, typer.Option(help="Largest global gradient norm (0: no clipping).")] = 0.25,
@@ -100,7 +114,9 @@ def train(
         fixed = given - RESUMABLE - {"resume", "corpus", "out", "encoding_errors"}
         if fixed:
             names = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(fixed))
-            raise ConfigError(f"{names} cannot change when resuming (the run keeps its settings); start a new run with --out instead")
+            raise ConfigError(
+                f"{names} cannot change when resuming (the run keeps its settings); start a new run with --out instead"
+            )
         path = checkpoint.resolve(resume, "last.safetensors")
         ckpt, tok = checkpoint.load_model(path)
         if ckpt.train_cfg is None or "rng" not in ckpt.progress:
@@ -111,7 +127,10 @@ def train(
         valid_path = valid if valid is not None else (None if info["valid"] is None else Path(info["valid"]))
         data = prepare_data(corpus_path, valid_path, None, encoding_errors, say, tokenizer=tok)
         if (data.info["train_sha256"], data.info["valid_sha256"]) != (info["train_sha256"], info["valid_sha256"]):
-            raise ConfigError(f"{corpus_path} is not the text this run was trained on (it changed since); resume needs the same corpus")
+            raise ConfigError(
+                f"{corpus_path} is not the text this run was trained on (it changed since); "
+                f"resume needs the same corpus"
+            )
         run_dir = out if out is not None else path.parent
         say(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
         run_train(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt)
@@ -121,12 +140,28 @@ def train(
     if optimizer not in DEFAULT_LR:
         raise ConfigError(f"--optimizer must be sgd or adam, got {optimizer!r}")
     cfg = TrainConfig(
-        batch_size=batch_size, bptt=bptt, optimizer=optimizer, lr=DEFAULT_LR[optimizer] if lr is None else lr,
-        lr_decay=lr_decay, decay_after=decay_after, clip=clip, seed=seed, **budget,
+        batch_size=batch_size,
+        bptt=bptt,
+        optimizer=optimizer,
+        lr=DEFAULT_LR[optimizer] if lr is None else lr,
+        lr_decay=lr_decay,
+        decay_after=decay_after,
+        clip=clip,
+        seed=seed,
+        **budget,
     )
     # Check the model options before the (possibly slow) tokenization; vocab_size is known later.
-    ModelConfig(vocab_size=1, embed=embed, hidden=hidden, layers=layers, cell=cell, dropout=dropout, tie=tie,
-                init_scale=init_scale, nonlinearity=nonlinearity)
+    ModelConfig(
+        vocab_size=1,
+        embed=embed,
+        hidden=hidden,
+        layers=layers,
+        cell=cell,
+        dropout=dropout,
+        tie=tie,
+        init_scale=init_scale,
+        nonlinearity=nonlinearity,
+    )
     from lstmtext.cells import get_cell
 
     get_cell(cell)
@@ -138,30 +173,49 @@ def train(
         (run_dir / "valid.txt").write_text(data.valid_text, encoding="utf-8")
         say(f"The held-out text is saved as {run_dir / 'valid.txt'} for `lstmtext eval`.")
     model_cfg = ModelConfig(
-        vocab_size=data.tokenizer.vocab_size, embed=embed, hidden=hidden, layers=layers, cell=cell,
-        dropout=dropout, tie=tie, init_scale=init_scale, nonlinearity=nonlinearity,
+        vocab_size=data.tokenizer.vocab_size,
+        embed=embed,
+        hidden=hidden,
+        layers=layers,
+        cell=cell,
+        dropout=dropout,
+        tie=tie,
+        init_scale=init_scale,
+        nonlinearity=nonlinearity,
     )
-    say(f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
-        f"vocabulary {model_cfg.vocab_size:,} ({tokenizer}).")
+    say(
+        f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
+        f"vocabulary {model_cfg.vocab_size:,} ({tokenizer})."
+    )
     run_train(data, model_cfg, cfg, run_dir, console)
 
 
 @app.command()
 @user_errors
 def generate(
-    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A run directory (uses best.safetensors) or a .safetensors file.")],
+    checkpoint_path: Annotated[
+        Path,
+        typer.Argument(metavar="CHECKPOINT", help="A run directory (uses best.safetensors) or a .safetensors file."),
+    ],
     prompt: Annotated[str, typer.Option(help="Text to start from.")] = "",
     length: Annotated[int, typer.Option(help="Tokens to generate.")] = 100,
     temperature: Annotated[float, typer.Option(help="Below 1: safer text; above 1: wilder.")] = 1.0,
     top_k: Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")] = 0,
-    top_p: Annotated[float, typer.Option(help="Sample among the most likely tokens holding this much probability.")] = 1.0,
+    top_p: Annotated[
+        float, typer.Option(help="Sample among the most likely tokens holding this much probability.")
+    ] = 1.0,
     greedy: Annotated[bool, typer.Option(help="Always take the most likely token.")] = False,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible samples.")] = None,
     num_samples: Annotated[int, typer.Option(help="Samples to draw, together as one batch.")] = 1,
-    stop: Annotated[list[str] | None, typer.Option(help="End a sample at this text; '<eos>' ends it at a line end token. Repeatable.")] = None,
+    stop: Annotated[
+        list[str] | None,
+        typer.Option(help="End a sample at this text; '<eos>' ends it at a line end token. Repeatable."),
+    ] = None,
 ) -> None:
     """Generate text from a trained model; it streams to stdout as it is produced."""
-    opts = SampleOptions(length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, num_samples=num_samples)
+    opts = SampleOptions(
+        length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, num_samples=num_samples
+    )
     ckpt, tok = checkpoint.load_model(checkpoint.resolve(checkpoint_path, "best.safetensors"))
     run_generation(ckpt, tok, prompt, opts, np.random.default_rng(seed), stop or [], sys.stdout)
 
@@ -169,7 +223,10 @@ def generate(
 @app.command(name="eval")
 @user_errors
 def eval_(
-    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A run directory (uses best.safetensors) or a .safetensors file.")],
+    checkpoint_path: Annotated[
+        Path,
+        typer.Argument(metavar="CHECKPOINT", help="A run directory (uses best.safetensors) or a .safetensors file."),
+    ],
     file: Annotated[Path, typer.Argument(help="Held-out text to score.")],
     batch_size: Annotated[int, typer.Option(help="Parallel streams while scoring.")] = 10,
     bptt: Annotated[int, typer.Option(help="Window length while scoring.")] = 35,
@@ -198,7 +255,11 @@ def eval_(
         t.add_row("<unk> rate", f"{100 * r['unk_rate']:.2f}%")
         Console().print(t)
     if r["unk_rate"] > 0.05:
-        typer.echo(f"warning: {100 * r['unk_rate']:.1f}% of the tokens are <unk>; the perplexity flatters the model on this text", err=True)
+        typer.echo(
+            f"warning: {100 * r['unk_rate']:.1f}% of the tokens are <unk>; "
+            f"the perplexity flatters the model on this text",
+            err=True,
+        )
 
 
 def main() -> None:

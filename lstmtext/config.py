@@ -30,8 +30,7 @@ class ModelConfig:
             raise ConfigError(f"--nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.tie and self.embed != self.hidden:
             raise ConfigError(
-                f"--tie needs --embed equal to --hidden (got {self.embed} and {self.hidden}); "
-                f"set both to the same size"
+                f"--tie needs --embed equal to --hidden (got {self.embed} and {self.hidden}); set both to the same size"
             )
 
 

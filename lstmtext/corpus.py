@@ -22,8 +22,9 @@ def _files(path: Path) -> list[Path]:
         return [path]
     files = sorted((f for f in path.glob("*.txt") if f.is_file()), key=lambda f: f.name)
     if not files:
-        raise CorpusError(f"{path}: directory has no .txt files in it; "
-                          "put the text in *.txt files there or pass a single file")
+        raise CorpusError(
+            f"{path}: directory has no .txt files in it; put the text in *.txt files there or pass a single file"
+        )
     return files
 
 
@@ -36,14 +37,17 @@ def _read_one(path: Path, encoding_errors: str) -> str:
         raise CorpusError(f"{path}: looks like UTF-16 text; save it as UTF-8")
     nul = data.find(b"\x00")
     if nul != -1:
-        raise CorpusError(f"{path}: has a NUL byte at byte offset {nul}, so it looks like a binary "
-                          "file; pass a UTF-8 text file")
+        raise CorpusError(
+            f"{path}: has a NUL byte at byte offset {nul}, so it looks like a binary file; pass a UTF-8 text file"
+        )
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
         text = data[bom:].decode("utf-8", errors=encoding_errors)
     except UnicodeDecodeError as e:
-        raise CorpusError(f"{path}: invalid UTF-8 at byte offset {bom + e.start}; convert the file "
-                          "to UTF-8 or pass --encoding-errors replace") from None
+        raise CorpusError(
+            f"{path}: invalid UTF-8 at byte offset {bom + e.start}; convert the file "
+            "to UTF-8 or pass --encoding-errors replace"
+        ) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -55,8 +59,7 @@ def read_text(path: str | Path, encoding_errors: str = "strict") -> str:
     "\\n" so that the last line of one file and the first of the next stay apart.
     """
     if encoding_errors not in ENCODING_ERRORS:
-        raise ConfigError(f"unknown encoding errors mode {encoding_errors!r}; "
-                          f"use one of: {', '.join(ENCODING_ERRORS)}")
+        raise ConfigError(f"unknown encoding errors mode {encoding_errors!r}; use one of: {', '.join(ENCODING_ERRORS)}")
     path = Path(path)
     texts = [_read_one(f, encoding_errors) for f in _files(path)]
     if path.is_dir():
@@ -74,8 +77,7 @@ def split_heldout(text: str, fraction: float = 0.1) -> tuple[str, str]:
     the cut point (one long last line), the cut falls inside that line.
     """
     if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"held-out fraction must be between 0 and 1, got {fraction}; "
-                          "pass a fraction such as 0.1")
+        raise ConfigError(f"held-out fraction must be between 0 and 1, got {fraction}; pass a fraction such as 0.1")
     cut = int(len(text) * (1.0 - fraction))
     if cut > 0 and text[cut - 1] != "\n":
         newline = text.find("\n", cut)
@@ -84,6 +86,8 @@ def split_heldout(text: str, fraction: float = 0.1) -> tuple[str, str]:
             cut = newline + 1
     train, valid = text[:cut], text[cut:]
     if not train or not valid:
-        raise CorpusError(f"the corpus ({len(text)} characters) is too small to hold out "
-                          f"{fraction:.0%} for validation; use more text or pass --valid FILE")
+        raise CorpusError(
+            f"the corpus ({len(text)} characters) is too small to hold out "
+            f"{fraction:.0%} for validation; use more text or pass --valid FILE"
+        )
     return train, valid

@@ -72,7 +72,11 @@ class HeadCache:
 
 
 def head_forward(
-    h: np.ndarray, W: np.ndarray, b: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None,
+    h: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray,
+    targets: np.ndarray,
+    mask: np.ndarray | None = None,
     out: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, HeadCache]:
     """h (N,H), W (H,V), b (V,), targets (N,) -> weighted mean loss, nll (N,), cache.

@@ -30,7 +30,9 @@ class SampleOptions:
         if self.num_samples < 1:
             raise ConfigError(f"--num-samples must be at least 1, got {self.num_samples}")
         if not self.temperature > 0:
-            raise ConfigError(f"--temperature must be positive, got {self.temperature}; use --greedy for the most likely text")
+            raise ConfigError(
+                f"--temperature must be positive, got {self.temperature}; use --greedy for the most likely text"
+            )
         if self.top_k < 0:
             raise ConfigError(f"--top-k must be 0 (off) or positive, got {self.top_k}")
         if not 0 < self.top_p <= 1:
@@ -76,7 +78,11 @@ def draw(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def generate(
-    params: dict, cfg: ModelConfig, prompt_ids: np.ndarray, opts: SampleOptions, rng: np.random.Generator,
+    params: dict,
+    cfg: ModelConfig,
+    prompt_ids: np.ndarray,
+    opts: SampleOptions,
+    rng: np.random.Generator,
     on_token: Callable[[np.ndarray], bool] | None = None,
 ) -> np.ndarray:
     """-> sampled ids (num_samples, length). prompt_ids (P,) with P >= 1 primes every stream.
@@ -130,7 +136,9 @@ class _StreamText:
         return out
 
 
-def run_generation(ckpt, tok, prompt: str, opts: SampleOptions, rng: np.random.Generator, stops: list[str], stream) -> list[str]:
+def run_generation(
+    ckpt, tok, prompt: str, opts: SampleOptions, rng: np.random.Generator, stops: list[str], stream
+) -> list[str]:
     """Sample and write text to `stream`: one sample streams as produced; several are printed one
     after another when the batch is done. '<eos>' among stops ends a sample at the line-end token."""
     stop_at_eos = "<eos>" in stops and tok.eos_id is not None

@@ -46,8 +46,7 @@ def _byte_to_char() -> dict[str, int]:
     Bytes that are printable Latin-1 stand for themselves; the rest are moved to U+0100 and up, in
     byte order. Returned as the reverse map (character -> byte), which decoding needs.
     """
-    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-            *range(ord("®"), ord("ÿ") + 1)]
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     shifted = iter(range(256, 512))
     return {(chr(b) if b in kept else chr(next(shifted))): b for b in range(256)}
 
@@ -65,7 +64,7 @@ def _chunks(text: str, size: int) -> Iterator[str]:
             i = text.find("\n", i + 1)
         if i == -1:
             break
-        yield text[start:i + 1]
+        yield text[start : i + 1]
         start = i + 1
     yield text[start:]
 
@@ -82,8 +81,7 @@ def _pipeline(hf: HFTokenizer, kind: str, lowercase: bool, word_split: str) -> N
     if kind == "word":
         # Whitespace() is \w+|[^\w\s]+; WhitespaceSplit() is how Penn Treebank counts words.
         punct = word_split == "punct"
-        hf.pre_tokenizer = (pre_tokenizers.Whitespace() if punct
-                            else pre_tokenizers.WhitespaceSplit())
+        hf.pre_tokenizer = pre_tokenizers.Whitespace() if punct else pre_tokenizers.WhitespaceSplit()
     elif kind == "char":
         hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     else:
@@ -104,8 +102,7 @@ def _word_level(tokens: list[str], kind: str, lowercase: bool, word_split: str) 
 class Tokenizer:
     """Our tokenizer: a HuggingFace tokenizer plus the rules for "<eos>", "<unk>" and decoding."""
 
-    def __init__(self, hf: HFTokenizer, kind: str, lowercase: bool = False,
-                 word_split: str = "punct") -> None:
+    def __init__(self, hf: HFTokenizer, kind: str, lowercase: bool = False, word_split: str = "punct") -> None:
         self.kind, self.lowercase, self.word_split = kind, lowercase, word_split
         self._hf = hf
         vocab = hf.get_vocab(with_added_tokens=True)
@@ -120,12 +117,19 @@ class Tokenizer:
             self._bytes = [bytes(to_byte[c] for c in t) for t in tokens]
         punct = kind == "word" and word_split == "punct"
         self._closing = [punct and bool(t) and set(t) <= _CLOSING for t in tokens]
-        self._opening = [punct and bool(t) and (set(t) <= _OPENING or set(t) <= _APOSTROPHE)
-                         for t in tokens]
+        self._opening = [punct and bool(t) and (set(t) <= _OPENING or set(t) <= _APOSTROPHE) for t in tokens]
 
     @classmethod
-    def train(cls, kind: str, text: str, *, vocab_size: int = 10000, min_freq: int = 1,
-              lowercase: bool = False, word_split: str = "punct") -> Tokenizer:
+    def train(
+        cls,
+        kind: str,
+        text: str,
+        *,
+        vocab_size: int = 10000,
+        min_freq: int = 1,
+        lowercase: bool = False,
+        word_split: str = "punct",
+    ) -> Tokenizer:
         """Learn a vocabulary of at most `vocab_size` tokens (specials included) from `text`.
 
         For bpe, `min_freq` is at least 2: merging a pair seen once only memorizes the corpus.
@@ -133,25 +137,27 @@ class Tokenizer:
         if kind not in KINDS:
             raise ConfigError(f"unknown tokenizer kind {kind!r}; use one of: {', '.join(KINDS)}")
         if word_split not in WORD_SPLITS:
-            raise ConfigError(f"unknown word split {word_split!r}; "
-                              f"use one of: {', '.join(WORD_SPLITS)}")
+            raise ConfigError(f"unknown word split {word_split!r}; use one of: {', '.join(WORD_SPLITS)}")
         least = 3 if kind == "word" else 2  # the specials plus one real token
         if vocab_size < least:
-            raise ConfigError(f"vocab size must be at least {least} for {kind} tokens, "
-                              f"got {vocab_size}; raise --vocab-size")
+            raise ConfigError(
+                f"vocab size must be at least {least} for {kind} tokens, got {vocab_size}; raise --vocab-size"
+            )
         if min_freq < 1:
-            raise ConfigError(f"min freq must be at least 1, got {min_freq}; "
-                              "use --min-freq 1 or more")
+            raise ConfigError(f"min freq must be at least 1, got {min_freq}; use --min-freq 1 or more")
         text = _valid_utf8(text)
         if kind == "bpe":
             if not text:
-                raise CorpusError("the training text is empty, so there is no BPE to learn; "
-                                  "give it some text")
+                raise CorpusError("the training text is empty, so there is no BPE to learn; give it some text")
             hf = HFTokenizer(models.BPE())
             _pipeline(hf, kind, lowercase, word_split)
             trainer = trainers.BpeTrainer(
-                vocab_size=vocab_size, min_frequency=max(2, min_freq), show_progress=False,
-                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
+                vocab_size=vocab_size,
+                min_frequency=max(2, min_freq),
+                show_progress=False,
+                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                special_tokens=[],
+            )
             hf.train_from_iterator(_chunks(text, CHUNK_CHARS), trainer=trainer)
             return cls(hf, kind, lowercase, word_split)
 
@@ -161,29 +167,35 @@ class Tokenizer:
             # The trainer would count literal specials as words and give them a second id.
             flags = re.IGNORECASE if lowercase else 0
             lines = re.sub(r"<(?:unk|eos)>", " ", text, flags=flags).split("\n")
-            pieces = (lines[i:i + LINE_BATCH] for i in range(0, len(lines), LINE_BATCH))
+            pieces = (lines[i : i + LINE_BATCH] for i in range(0, len(lines), LINE_BATCH))
         else:
             pieces = _chunks(text, CHUNK_CHARS)
         scratch = HFTokenizer(models.WordLevel(unk_token=UNK))
         _pipeline(scratch, kind, lowercase, word_split)
-        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_freq,
-                                            special_tokens=specials, show_progress=False)
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size, min_frequency=min_freq, special_tokens=specials, show_progress=False
+        )
         scratch.train_from_iterator(pieces, trainer=trainer)
         # Rebuild from the learned words so the specials surely sit at ids 0 (and 1).
         learned = sorted(scratch.get_vocab(with_added_tokens=False).items(), key=lambda kv: kv[1])
-        words = [t for t, _ in learned if t not in specials][:vocab_size - len(specials)]
+        words = [t for t, _ in learned if t not in specials][: vocab_size - len(specials)]
         if not words:
             seen = f" seen at least {min_freq} times" if min_freq > 1 else ""
-            raise CorpusError(f"the training text yields no {kind} tokens{seen}; "
-                              "give it more text or lower --min-freq")
-        return cls(_word_level(specials + words, kind, lowercase, word_split), kind, lowercase,
-                   word_split)
+            raise CorpusError(f"the training text yields no {kind} tokens{seen}; give it more text or lower --min-freq")
+        return cls(_word_level(specials + words, kind, lowercase, word_split), kind, lowercase, word_split)
 
     def to_json(self) -> str:
         """One JSON object: our options plus the HF tokenizer, with a format version."""
-        return json.dumps({"format_version": FORMAT_VERSION, "kind": self.kind,
-                           "lowercase": self.lowercase, "word_split": self.word_split,
-                           "hf": json.loads(self._hf.to_str())}, ensure_ascii=False)
+        return json.dumps(
+            {
+                "format_version": FORMAT_VERSION,
+                "kind": self.kind,
+                "lowercase": self.lowercase,
+                "word_split": self.word_split,
+                "hf": json.loads(self._hf.to_str()),
+            },
+            ensure_ascii=False,
+        )
 
     @classmethod
     def from_json(cls, s: str) -> Tokenizer:
@@ -194,12 +206,13 @@ class Tokenizer:
             raise CheckpointError(f"tokenizer JSON is malformed ({e}); {hint}") from None
         if not isinstance(obj, dict) or obj.get("format_version") != FORMAT_VERSION:
             version = obj.get("format_version") if isinstance(obj, dict) else None
-            raise CheckpointError(f"tokenizer format version {version!r} is not {FORMAT_VERSION}; "
-                                  "use the lstmtext version that wrote it, or retrain")
+            raise CheckpointError(
+                f"tokenizer format version {version!r} is not {FORMAT_VERSION}; "
+                "use the lstmtext version that wrote it, or retrain"
+            )
         kind, split = obj.get("kind"), obj.get("word_split", "punct")
         if kind not in KINDS or split not in WORD_SPLITS:
-            raise CheckpointError(f"unknown tokenizer kind {kind!r} or word split {split!r}; "
-                                  f"{hint}")
+            raise CheckpointError(f"unknown tokenizer kind {kind!r} or word split {split!r}; {hint}")
         try:
             hf = HFTokenizer.from_str(json.dumps(obj["hf"]))
         except Exception as e:  # noqa: BLE001 -- HF raises a bare Exception on a bad JSON
@@ -209,7 +222,7 @@ class Tokenizer:
         except (IndexError, KeyError):  # ids with gaps, or a bpe token outside the byte alphabet
             raise CheckpointError(f"tokenizer vocabulary is inconsistent; {hint}") from None
         specials = {"word": [UNK, EOS], "char": [UNK], "bpe": []}[kind]
-        if tok._tokens[:len(specials)] != specials or "" in tok._tokens:
+        if tok._tokens[: len(specials)] != specials or "" in tok._tokens:
             raise CheckpointError(f"tokenizer vocabulary does not start with {specials}; {hint}")
         return tok
 
@@ -225,7 +238,7 @@ class Tokenizer:
             assert self.eos_id is not None
             lines = text.split("\n")
             for i in range(0, len(lines), LINE_BATCH):
-                for enc in self._hf.encode_batch_fast(lines[i:i + LINE_BATCH]):
+                for enc in self._hf.encode_batch_fast(lines[i : i + LINE_BATCH]):
                     ids.extend(enc.ids)
                     ids.append(self.eos_id)
             ids.pop()  # the last piece has no "\n" after it

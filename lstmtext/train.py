@@ -15,7 +15,14 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from lstmtext import batching, checkpoint, evaluate, model, optim
@@ -69,17 +76,24 @@ def prepare_data(corpus, valid, tok_opts: TokenizerOptions, encoding_errors: str
         say(f"No --valid given: holding out the last 10% of {corpus} ({len(valid_text):,} characters) for validation.")
     if tokenizer is None:
         tokenizer = Tokenizer.train(
-            tok_opts.kind, train_text, vocab_size=tok_opts.vocab_size, min_freq=tok_opts.min_freq,
-            lowercase=tok_opts.lowercase, word_split=tok_opts.word_split,
+            tok_opts.kind,
+            train_text,
+            vocab_size=tok_opts.vocab_size,
+            min_freq=tok_opts.min_freq,
+            lowercase=tok_opts.lowercase,
+            word_split=tok_opts.word_split,
         )
     train_ids = tokenizer.encode(train_text)
     valid_ids = tokenizer.encode(valid_text)
     if len(valid_ids) < 2:
         raise CorpusError("the validation text has fewer than 2 tokens; give a longer --valid FILE")
     info = {
-        "corpus": str(Path(corpus).resolve()), "valid": None if valid is None else str(Path(valid).resolve()),
-        "train_sha256": _sha(train_text), "valid_sha256": _sha(valid_text),
-        "train_tokens": int(len(train_ids)), "valid_tokens": int(len(valid_ids)),
+        "corpus": str(Path(corpus).resolve()),
+        "valid": None if valid is None else str(Path(valid).resolve()),
+        "train_sha256": _sha(train_text),
+        "valid_sha256": _sha(valid_text),
+        "train_tokens": len(train_ids),
+        "valid_tokens": len(valid_ids),
     }
     return Data(tokenizer, train_ids, valid_ids, info, valid_text)
 
@@ -115,16 +129,28 @@ class _StopSignals:
 
 def _progress_bar(console: Console) -> Progress:
     return Progress(
-        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(bar_width=16), MofNCompleteColumn(),
+        TextColumn("[bold]epoch {task.fields[epoch]}"),
+        BarColumn(bar_width=16),
+        MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.3f} ppl {task.fields[ppl]:.1f} {task.fields[tps]:,.0f} tok/s"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(compact=True),
-        console=console, transient=False,
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(compact=True),
+        console=console,
+        transient=False,
     )
 
 
 def train_step(
-    params: dict, model_cfg: ModelConfig, cfg: TrainConfig, opt_state: dict, lr: float,
-    x: np.ndarray, y: np.ndarray, state: dict, rng: np.random.Generator,
+    params: dict,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    opt_state: dict,
+    lr: float,
+    x: np.ndarray,
+    y: np.ndarray,
+    state: dict,
+    rng: np.random.Generator,
 ) -> tuple[float, float, dict]:
     """One TBPTT window: forward, backward, clip, update. -> (loss, gradient norm, next state).
 
@@ -138,7 +164,11 @@ def train_step(
 
 
 def train(
-    data: Data, model_cfg: ModelConfig, cfg: TrainConfig, out: Path, console: Console,
+    data: Data,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    out: Path,
+    console: Console,
     resume_from: checkpoint.Checkpoint | None = None,
 ) -> dict:
     """Train until the budget or patience ends; -> summary dict. Raises Interrupted after saving."""
@@ -150,12 +180,20 @@ def train(
         params = model.init_params(model_cfg, np.random.default_rng([cfg.seed, 0]), DTYPE)
         opt_state = optim.init_state(cfg.optimizer, params)
         state = model.init_state(model_cfg, cfg.batch_size, DTYPE)
-        prog = {"epoch": 1, "window": 0, "step": 0, "best_valid_ppl": None, "bad_evals": 0,
-                "elapsed": 0.0, "tokens": 0, "last_valid_step": -1}
+        prog = {
+            "epoch": 1,
+            "window": 0,
+            "step": 0,
+            "best_valid_ppl": None,
+            "bad_evals": 0,
+            "elapsed": 0.0,
+            "tokens": 0,
+            "last_valid_step": -1,
+        }
     else:
         params, extra, prog = resume_from.params, resume_from.extra, dict(resume_from.progress)
         opt_state = {k: v for k, v in extra.items() if not k.startswith("state.")}
-        state = {k[len("state."):]: v for k, v in extra.items() if k.startswith("state.")}
+        state = {k[len("state.") :]: v for k, v in extra.items() if k.startswith("state.")}
         rng.bit_generator.state = prog["rng"]
 
     out.mkdir(parents=True, exist_ok=True)
@@ -200,8 +238,15 @@ def train(
     with _StopSignals() as signals, _progress_bar(console) as bar:
         while not finished and not (cfg.epochs and prog["epoch"] > cfg.epochs):
             lr = optim.lr_for_epoch(cfg.lr, cfg.lr_decay, cfg.decay_after, prog["epoch"])
-            task = bar.add_task("", total=n_windows, completed=prog["window"], epoch=prog["epoch"],
-                                loss=last_loss, ppl=_ppl(last_loss), tps=tps)
+            task = bar.add_task(
+                "",
+                total=n_windows,
+                completed=prog["window"],
+                epoch=prog["epoch"],
+                loss=last_loss,
+                ppl=_ppl(last_loss),
+                tps=tps,
+            )
             for x, y in batching.windows(streams, cfg.bptt, prog["window"]):
                 loss, norm, state = train_step(params, model_cfg, cfg, opt_state, lr, x, y, state, rng)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -219,8 +264,17 @@ def train(
                 tps = window_tokens / max(now - t_log - t_log_shift[0], 1e-9)
                 if prog["step"] % cfg.log_every == 0:
                     mean = window_loss / window_steps
-                    metrics.write(kind="train", step=prog["step"], epoch=prog["epoch"], loss=mean, ppl=_ppl(mean),
-                                  lr=lr, grad_norm=norm, tokens_per_s=tps, elapsed=prog["elapsed"])
+                    metrics.write(
+                        kind="train",
+                        step=prog["step"],
+                        epoch=prog["epoch"],
+                        loss=mean,
+                        ppl=_ppl(mean),
+                        lr=lr,
+                        grad_norm=norm,
+                        tokens_per_s=tps,
+                        elapsed=prog["elapsed"],
+                    )
                     window_loss, window_steps, window_tokens, t_log = 0.0, 0, 0, now
                     t_log_shift[0] = 0.0
                 bar.update(task, advance=1, loss=loss, ppl=_ppl(loss), tps=tps)
@@ -249,9 +303,15 @@ def train(
     checkpoint.save(out / "last.safetensors", snapshot())
     wall = time.perf_counter() - t_start
     summary = {
-        "stop": stop_reason, "epoch": prog["epoch"], "steps": prog["step"], "tokens": prog["tokens"],
-        "elapsed": prog["elapsed"], "tokens_per_s": (prog["tokens"] - tokens0) / max(wall - valid_time[0], 1e-9),
-        "best_valid_ppl": prog["best_valid_ppl"], "last_train_loss": last_loss, "out": str(out),
+        "stop": stop_reason,
+        "epoch": prog["epoch"],
+        "steps": prog["step"],
+        "tokens": prog["tokens"],
+        "elapsed": prog["elapsed"],
+        "tokens_per_s": (prog["tokens"] - tokens0) / max(wall - valid_time[0], 1e-9),
+        "best_valid_ppl": prog["best_valid_ppl"],
+        "last_train_loss": last_loss,
+        "out": str(out),
     }
     metrics.write(kind="end", **{k: v for k, v in summary.items() if k != "out"})
     print_summary(console, summary, model_cfg)

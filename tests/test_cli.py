@@ -17,7 +17,9 @@ TINY = ["--embed", "8", "--hidden", "8", "--layers", "1", "--batch-size", "2", "
 def make_corpus(path, lines=60, seed=0):
     rng = np.random.default_rng(seed)
     words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "him", "her"]
-    text = "\n".join(" ".join(rng.choice(words, size=rng.integers(3, 9))) + rng.choice([".", ",", "!"]) for _ in range(lines))
+    text = "\n".join(
+        " ".join(rng.choice(words, size=rng.integers(3, 9))) + rng.choice([".", ",", "!"]) for _ in range(lines)
+    )
     path.write_text(text + "\n", encoding="utf-8")
     return path
 
@@ -44,7 +46,9 @@ def test_train_generate_eval(tmp_path, corpus):
     r = invoke(["generate", out, "--prompt", "the cat", "--length", "15", "--seed", "3"])
     assert r.exit_code == 0, r.output
     assert r.output.startswith("the cat") and len(r.output.split()) > 3
-    r = invoke(["generate", out, "--num-samples", "3", "--length", "5", "--top-k", "3", "--top-p", "0.9", "--seed", "1"])
+    r = invoke(
+        ["generate", out, "--num-samples", "3", "--length", "5", "--top-k", "3", "--top-p", "0.9", "--seed", "1"]
+    )
     assert r.exit_code == 0 and r.output.count("--- sample") == 3, r.output
     r = invoke(["eval", out, out / "valid.txt", "--json"])
     assert r.exit_code == 0, r.output
@@ -73,7 +77,11 @@ def test_resume_equals_uninterrupted_run(tmp_path, corpus):
     assert a.progress["step"] == b.progress["step"] == 14
     for k in a.params:
         assert np.array_equal(a.params[k], b.params[k]), k  # bit for bit
-    last = lambda run: [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines() if '"train"' in x][-1]
+
+    def last(run):
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(x) for x in lines if '"train"' in x][-1]
+
     assert last("a")["loss"] == last("b")["loss"]
 
 
@@ -90,14 +98,34 @@ def test_resume_across_epochs(tmp_path, corpus):
 
 def test_seed_reproducible_bit_for_bit(tmp_path, corpus):
     for run in ("a", "b"):
-        assert invoke(["train", corpus, *TINY, "--out", tmp_path / run, "--max-steps", "5", "--dropout", "0.5"]).exit_code == 0
+        assert (
+            invoke(["train", corpus, *TINY, "--out", tmp_path / run, "--max-steps", "5", "--dropout", "0.5"]).exit_code
+            == 0
+        )
     a, b = (checkpoint.load(tmp_path / r / "last.safetensors") for r in "ab")
     assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
 
 
 def test_patience_stops_early(tmp_path, corpus):
-    r = invoke(["train", corpus, *TINY, "--out", tmp_path / "p", "--epochs", "50", "--eval-every", "1",
-                "--patience", "2", "--lr", "1e-9", "--optimizer", "adam"])
+    r = invoke(
+        [
+            "train",
+            corpus,
+            *TINY,
+            "--out",
+            tmp_path / "p",
+            "--epochs",
+            "50",
+            "--eval-every",
+            "1",
+            "--patience",
+            "2",
+            "--lr",
+            "1e-9",
+            "--optimizer",
+            "adam",
+        ]
+    )
     assert r.exit_code == 0, r.output
     end = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()][-1]
     assert end["kind"] == "end" and end["stop"] == "patience" and end["epoch"] == 1

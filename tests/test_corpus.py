@@ -149,8 +149,7 @@ def test_split_heldout_bad_fraction(fraction):
         split_heldout("a\nb\nc\n", fraction)
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=64), mode=st.sampled_from(["strict", "replace"]))
 def test_any_bytes_give_text_or_a_corpus_error(tmp_path, data, mode):
     path = write(tmp_path / "x.txt", data)

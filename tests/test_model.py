@@ -12,8 +12,9 @@ from lstmtext.config import ModelConfig
 def test_chunked_tbptt_equals_whole_forward(cell_name, nonlinearity):
     """Carrying the state across windows gives the same outputs as one pass over the sequence."""
     rng = np.random.default_rng(0)
-    cfg = ModelConfig(vocab_size=11, embed=5, hidden=6, layers=2, cell=cell_name, dropout=0.0,
-                      nonlinearity=nonlinearity)
+    cfg = ModelConfig(
+        vocab_size=11, embed=5, hidden=6, layers=2, cell=cell_name, dropout=0.0, nonlinearity=nonlinearity
+    )
     params = model.init_params(cfg, rng, np.float64)
     params = {k: rng.uniform(-0.5, 0.5, size=v.shape) for k, v in params.items()}
     T, B = 12, 3

@@ -39,15 +39,27 @@ def test_draw_follows_the_distribution_and_skips_zeros():
 def test_greedy_and_seeded_batches():
     cfg = ModelConfig(vocab_size=12, embed=6, hidden=6, layers=2)
     params = model.init_params(cfg, np.random.default_rng(1))
-    g = generate(params, cfg, np.array([1, 2]), SampleOptions(length=8, greedy=True, num_samples=3), np.random.default_rng(0))
+    g = generate(
+        params, cfg, np.array([1, 2]), SampleOptions(length=8, greedy=True, num_samples=3), np.random.default_rng(0)
+    )
     assert g.shape == (3, 8) and (g == g[0]).all()  # greedy streams from the same prompt agree
     a = generate(params, cfg, np.array([1]), SampleOptions(length=8, num_samples=4), np.random.default_rng(5))
     b = generate(params, cfg, np.array([1]), SampleOptions(length=8, num_samples=4), np.random.default_rng(5))
     assert (a == b).all() and a.min() >= 0 and a.max() < 12
 
 
-@pytest.mark.parametrize("kw", [{"top_p": 0.0}, {"top_p": 1.5}, {"temperature": -1.0}, {"temperature": 0.0},
-                                {"top_k": -1}, {"length": 0}, {"num_samples": 0}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"top_p": 0.0},
+        {"top_p": 1.5},
+        {"temperature": -1.0},
+        {"temperature": 0.0},
+        {"top_k": -1},
+        {"length": 0},
+        {"num_samples": 0},
+    ],
+)
 def test_bad_options(kw):
     with pytest.raises(ConfigError):
         SampleOptions(**kw)

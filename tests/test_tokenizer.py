@@ -191,8 +191,7 @@ def test_word_detokenizer_context_sets_the_first_space():
 
 @pytest.mark.parametrize("kind", ["word", "char", "bpe"])
 def test_json_round_trip(kind):
-    tok = Tokenizer.train(kind, ENGLISH + UNICODE, vocab_size=300, lowercase=(kind == "word"),
-                          word_split="whitespace")
+    tok = Tokenizer.train(kind, ENGLISH + UNICODE, vocab_size=300, lowercase=(kind == "word"), word_split="whitespace")
     saved = tok.to_json()
     assert json.loads(saved)["format_version"] == 1
     again = Tokenizer.from_json(saved)
@@ -206,14 +205,17 @@ def test_json_round_trip(kind):
     assert again.to_json() == saved
 
 
-@pytest.mark.parametrize("bad", [
-    "{not json",
-    "[]",
-    json.dumps({"format_version": 99, "kind": "char", "hf": {}}),
-    json.dumps({"format_version": 1, "kind": "sentencepiece", "hf": {}}),
-    json.dumps({"format_version": 1, "kind": "char", "hf": {"model": "nonsense"}}),
-    Tokenizer.train("bpe", "hello hello").to_json().replace('"Ġ"', '"x\u00e9\u4e00"'),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "{not json",
+        "[]",
+        json.dumps({"format_version": 99, "kind": "char", "hf": {}}),
+        json.dumps({"format_version": 1, "kind": "sentencepiece", "hf": {}}),
+        json.dumps({"format_version": 1, "kind": "char", "hf": {"model": "nonsense"}}),
+        Tokenizer.train("bpe", "hello hello").to_json().replace('"Ġ"', '"x\u00e9\u4e00"'),
+    ],
+)
 def test_from_json_rejects_damaged_input(bad):
     with pytest.raises(CheckpointError) as exc:
         Tokenizer.from_json(bad)
@@ -229,26 +231,32 @@ def test_from_json_rejects_a_vocabulary_without_its_specials():
         Tokenizer.from_json(json.dumps(saved))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"kind": "wordpiece"}, "word, char, bpe"),
-    ({"kind": "word", "vocab_size": 2}, "vocab size"),
-    ({"kind": "char", "vocab_size": 1}, "vocab size"),
-    ({"kind": "bpe", "min_freq": 0}, "min freq"),
-    ({"kind": "word", "word_split": "spaces"}, "punct, whitespace"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"kind": "wordpiece"}, "word, char, bpe"),
+        ({"kind": "word", "vocab_size": 2}, "vocab size"),
+        ({"kind": "char", "vocab_size": 1}, "vocab size"),
+        ({"kind": "bpe", "min_freq": 0}, "min freq"),
+        ({"kind": "word", "word_split": "spaces"}, "punct, whitespace"),
+    ],
+)
 def test_bad_options_are_config_errors(kwargs, match):
     kind = kwargs.pop("kind")
     with pytest.raises(ConfigError, match=re.escape(match)):
         Tokenizer.train(kind, ENGLISH, **kwargs)
 
 
-@pytest.mark.parametrize("kind, text, kwargs", [
-    ("word", "  \n\n\t", {}),
-    ("word", "<unk> <eos>\n", {}),
-    ("word", "a b c\n", {"min_freq": 2}),
-    ("char", "", {}),
-    ("bpe", "", {}),
-])
+@pytest.mark.parametrize(
+    "kind, text, kwargs",
+    [
+        ("word", "  \n\n\t", {}),
+        ("word", "<unk> <eos>\n", {}),
+        ("word", "a b c\n", {"min_freq": 2}),
+        ("char", "", {}),
+        ("bpe", "", {}),
+    ],
+)
 def test_text_without_tokens_is_a_corpus_error(kind, text, kwargs):
     with pytest.raises(CorpusError, match="no|empty"):
         Tokenizer.train(kind, text, **kwargs)

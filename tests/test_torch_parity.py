@@ -28,7 +28,10 @@ def to_torch_rnn(params: dict, cfg: ModelConfig):
         net = torch.nn.RNN(E, H, L, nonlinearity=cfg.nonlinearity, dtype=torch.float64)
     with torch.no_grad():
         for layer in range(L):
-            p = lambda k: torch.from_numpy(params[f"layers.{layer}.{k}"])  # noqa: E731
+
+            def p(k, layer=layer):
+                return torch.from_numpy(params[f"layers.{layer}.{k}"])
+
             getattr(net, f"weight_ih_l{layer}").copy_(p("W_x").T)
             getattr(net, f"weight_hh_l{layer}").copy_(p("W_h").T)
             getattr(net, f"bias_ih_l{layer}").copy_(p("b"))
@@ -40,7 +43,9 @@ def to_torch_rnn(params: dict, cfg: ModelConfig):
 
 
 def torch_grad_of(net, cfg: ModelConfig, layer: int, name: str) -> np.ndarray:
-    g = lambda k: getattr(net, f"{k}_l{layer}").grad.numpy()  # noqa: E731
+    def g(k):
+        return getattr(net, f"{k}_l{layer}").grad.numpy()
+
     H = cfg.hidden
     return {
         "W_x": lambda: g("weight_ih").T,
@@ -92,4 +97,6 @@ def test_matches_pytorch(cell, nonlinearity, layers):
     for name in grads:
         if name.startswith("layers."):
             _, layer, local = name.split(".")
-            np.testing.assert_allclose(grads[name], torch_grad_of(net, cfg, int(layer), local), atol=TOL, rtol=0, err_msg=name)
+            np.testing.assert_allclose(
+                grads[name], torch_grad_of(net, cfg, int(layer), local), atol=TOL, rtol=0, err_msg=name
+            )

@@ -32,9 +32,7 @@ def get_cell(name: str) -> ModuleType:
     try:
         return CELLS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown cell {name!r}; choose one of: {', '.join(sorted(CELLS))}"
-        ) from None
+        raise ConfigError(f"unknown cell {name!r}; choose one of: {', '.join(sorted(CELLS))}") from None
 
 
 def cell_options(cell: ModuleType, cfg) -> dict:

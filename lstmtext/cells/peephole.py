@@ -32,8 +32,11 @@ def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -
     b = np.zeros(4 * H, dtype=dtype)
     b[H : 2 * H] = FORGET_BIAS
     return {
-        "W_x": uniform(rng, (D, 4 * H), scale, dtype), "W_h": uniform(rng, (H, 4 * H), scale, dtype), "b": b,
-        "p_i": uniform(rng, (H,), scale, dtype), "p_f": uniform(rng, (H,), scale, dtype),
+        "W_x": uniform(rng, (D, 4 * H), scale, dtype),
+        "W_h": uniform(rng, (H, 4 * H), scale, dtype),
+        "b": b,
+        "p_i": uniform(rng, (H,), scale, dtype),
+        "p_f": uniform(rng, (H,), scale, dtype),
         "p_o": uniform(rng, (H,), scale, dtype),
     }
 

@@ -23,8 +23,11 @@ def param_shapes(D: int, H: int) -> dict[str, tuple[int, ...]]:
 
 
 def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -> dict:
-    return {"W_x": uniform(rng, (D, H), scale, dtype), "W_h": uniform(rng, (H, H), scale, dtype),
-            "b": np.zeros(H, dtype=dtype)}
+    return {
+        "W_x": uniform(rng, (D, H), scale, dtype),
+        "W_h": uniform(rng, (H, H), scale, dtype),
+        "b": np.zeros(H, dtype=dtype),
+    }
 
 
 @dataclass

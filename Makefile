@@ -29,6 +29,7 @@ demo: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
 test: $(VENV)/.installed-dev
+	$(BIN)/ruff check lstmtext tests
 	$(BIN)/python -m pytest
 
 # The README's five-cell table (about 10 minutes on 2 cores).

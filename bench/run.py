@@ -50,7 +50,8 @@ class Worker:
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
-            raise BenchError(f"the {' '.join(self.proc.args[3:5])} worker died (exit {self.proc.wait()}); see its error above")
+            who = " ".join(self.proc.args[3:5])
+            raise BenchError(f"the {who} worker died (exit {self.proc.wait()}); see its error above")
         return json.loads(line)
 
     def ask(self, **cmd) -> dict:
@@ -75,7 +76,8 @@ def modes(choice: str | None, quick: bool) -> tuple[dict[str, dict], str]:
     unset = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
     given = {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ}
     if not given:
-        return {"unset": unset}, "neither OPENBLAS_CORETYPE nor OPENBLAS_L2_SIZE is set: both modes are the same, measured once"
+        note = "neither OPENBLAS_CORETYPE nor OPENBLAS_L2_SIZE is set: both modes are the same, measured once"
+        return {"unset": unset}, note
     choice = choice or ("unset" if quick else "both")
     picked = {"given": dict(os.environ), "unset": unset}
     picked = picked if choice == "both" else {choice: picked[choice]}
@@ -134,7 +136,7 @@ def measure_row(row: Row, env: dict, threads: int, seconds: float, repeats: int,
     if row.task == "train":
         lt, tr = out["lstmtext"]["peak_rss_mb"], out["torch"]["peak_rss_mb"]
         out["rss"] = {"met": lt <= tr}
-        out["floor"] = gemm_floor(row, env, threads, 0.01 if quick else 0.05)
+        out["floor"] = gemm_floor(row, env, threads, 0.02 if quick else 0.05)
         eff = out["lstmtext"]["tokens_per_s"] / out["floor"]["used_tokens_per_s"]
         out["floor_efficiency"] = {"value": eff, "target": row.floor_target,
                                    "met": None if row.floor_target is None else eff >= row.floor_target}
@@ -164,8 +166,8 @@ def gemm_floor(row: Row, env: dict, threads: int, seconds: float) -> dict:
 def blas_line(info: dict) -> str:
     b = info["lstmtext"]["info"]["blas"]
     numpy_blas = "; ".join(
-        f"{d['internal_api']} {d['version']} ({d['architecture']} kernel, {d['threading_layer']}, {d['num_threads']} threads)"
-        for d in b
+        f"{d['internal_api']} {d['version']} ({d['architecture']} kernel, {d['threading_layer']}, "
+        f"{d['num_threads']} threads)" for d in b
     ) or "none found by threadpoolctl"
     t = info["torch"]["info"]
     return f"NumPy BLAS: {numpy_blas} · PyTorch {t['version']} (BLAS {t['blas']}, {t['num_threads']} threads)"
@@ -190,7 +192,8 @@ def print_table(console: Console, results: list[dict], header: dict) -> None:
         console.print(f"  mode [bold]{mode}[/]: {line}")
     table = Table()
     for col in ("row", "mode", "lstmtext\ntok/s", "PyTorch\ntok/s", "ratio\n(target)", "floor tok/s\nbatch-major",
-                "floor tok/s\nfeature-major", "floor eff.\n(target)", "peak RSS\nlstmtext", "peak RSS\nPyTorch", "met", "others'\nload"):
+                "floor tok/s\nfeature-major", "floor eff.\n(target)", "peak RSS\nlstmtext", "peak RSS\nPyTorch",
+                "met", "others'\nload"):
         table.add_column(col, justify="left" if col in ("row", "mode") else "right", no_wrap=True)
     for r in results:
         ratio, train = r["ratio"], r["task"] == "train"
@@ -201,7 +204,7 @@ def print_table(console: Console, results: list[dict], header: dict) -> None:
             f"{r['lstmtext']['tokens_per_s']:,.0f}", f"{r['torch']['tokens_per_s']:,.0f}",
             f"{ratio['value']:.2f}× (≥{ratio['target']}){_mark(ratio['met'])}",
             _floor_cell(floor, "batch_major") if train else "—", _floor_cell(floor, "feature_major") if train else "—",
-            "—" if eff is None else f"{eff['value']:.0%}"
+            "—" if eff is None else ("[yellow]![/]" if eff["value"] > 1 else "") + f"{eff['value']:.0%}"
             + ("" if eff["target"] is None else f" (≥{eff['target']:.0%}){_mark(eff['met'])}"),
             f"{r['lstmtext']['peak_rss_mb']:,.0f} MB" + _mark(r.get("rss", {}).get("met")),
             f"{r['torch']['peak_rss_mb']:,.0f} MB", "[green]yes[/]" if r["met"] else "[red]no[/]", _load_cell(r),
@@ -209,19 +212,33 @@ def print_table(console: Console, results: list[dict], header: dict) -> None:
     console.print(table)
     for r in results:
         if not all(x["finite"] for fw in ("lstmtext", "torch") for x in r[fw]["runs"]):
-            console.print(f"[yellow]warning[/]: {r['row']} ({r['mode']}) reached a non-finite loss; its speed may not be a training step's")
+            console.print(f"[yellow]warning[/]: {r['row']} ({r['mode']}) reached a non-finite loss; "
+                          "its speed may not be a training step's")
     console.print("[dim]tok/s: medians of alternating runs · * the floor used for efficiency · "
                   "RSS ✓ = lstmtext's peak no higher than PyTorch's · others' load: cores used by other processes[/]")
+    if any(r.get("floor_efficiency", {}).get("value", 0) > 1 for r in results):
+        console.print("[yellow]warning[/]: ! a step faster than its GEMM floor: the floor was timed on a busy "
+                      "machine, or the step skips a GEMM that bench/gemm_floor.py counts")
     if any((r["other_load_cores"] or 0) > BUSY for r in results):
         console.print(f"[yellow]warning[/]: other processes used > {BUSY} core during rows marked busy; "
                       "their timings are unreliable, rerun them on a quiet machine (--rows)")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
 
 
 def _git() -> dict:
     def git(*args):
         return subprocess.run(["git", *args], check=False, cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-    return {"commit": git("rev-parse", "--short", "HEAD"), "lstmtext_dirty": bool(git("status", "--porcelain", "lstmtext"))}
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "lstmtext_dirty": bool(git("status", "--porcelain", "lstmtext"))}
 
 
 def main(
@@ -237,8 +254,11 @@ def main(
     console = Console() if sys.stdout.isatty() else Console(width=200)  # a log keeps rows whole
     names = [n.strip() for n in rows.split(",") if n.strip()]
     unknown = [n for n in names if n not in ROWS]
-    if unknown or mode not in (None, "both", "given", "unset"):
-        console.print(f"[red]unknown row(s) {unknown} or mode {mode!r}[/]; rows: {', '.join(ROWS)}")
+    if unknown:
+        console.print(f"[red]unknown row {', '.join(unknown)}[/]: choose from {', '.join(ROWS)}")
+        raise typer.Exit(1)
+    if mode not in (None, "both", "given", "unset"):
+        console.print(f"[red]unknown mode {mode}[/]: choose both, given or unset")
         raise typer.Exit(1)
     envs, note = modes(mode, quick)
     seconds = seconds or (0.5 if quick else 4.0)
@@ -255,15 +275,17 @@ def main(
             results.append(r)
             console.print(f"  {name} ({mode_name}): lstmtext {r['lstmtext']['tokens_per_s']:,.0f} tok/s, "
                           f"PyTorch {r['torch']['tokens_per_s']:,.0f} tok/s, ratio {r['ratio']['value']:.2f}×")
-    header = {"host": f"{platform.processor() or platform.machine()} ×{os.cpu_count()}", "threads": threads,
+    header = {"host": f"{_cpu_name()} ×{os.cpu_count()}", "threads": threads,
               "note": note, "blas": blas}
     print_table(console, results, header)
     path = out or ROOT / "runs" / f"bench-{datetime.now():%Y%m%d-%H%M%S}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"format": "lstmtext-bench", "version": FORMAT_VERSION, "created": datetime.now().isoformat(timespec="seconds"),
-           "git": _git(), "python": platform.python_version(), "header": header,
-           "options": {"quick": quick, "rows": names, "modes": list(envs), "repeats": repeats, "seconds": seconds},
-           "rows": results}
+    doc = {
+        "format": "lstmtext-bench", "version": FORMAT_VERSION, "created": datetime.now().isoformat(timespec="seconds"),
+        "git": _git(), "python": platform.python_version(), "header": header,
+        "options": {"quick": quick, "rows": names, "modes": list(envs), "repeats": repeats, "seconds": seconds},
+        "rows": results,
+    }
     path.write_text(json.dumps(doc, indent=1) + "\n")
     console.print(f"JSON: {path}")
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,8 @@ FORMAT = "lstmtext-checkpoint"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024 * 1024  # a tokenizer of a few MB fits; a hostile 4 GB header does not
 ALLOWED_DTYPES = {"float32", "float64", "int64"}
+# Seconds to pause halfway through writing a checkpoint; only the fault-injection tests set it.
+WRITE_DELAY = float(os.environ.get("LSTMTEXT_TEST_WRITE_DELAY", "0") or 0)
 
 
 @dataclass
@@ -71,7 +74,12 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            half = len(data) // 2
+            f.write(data[:half])
+            if WRITE_DELAY:  # test hook: a slow disk, so a test can kill us in mid-write
+                f.flush()
+                time.sleep(WRITE_DELAY)
+            f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -15,9 +15,10 @@ from rich.table import Table
 from lstmtext import checkpoint, evaluate
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.corpus import read_text
+from lstmtext.data import TokenizerOptions, prepare_data
 from lstmtext.errors import ConfigError, LstmTextError
 from lstmtext.sample import SampleOptions, run_generation
-from lstmtext.train import Interrupted, TokenizerOptions, prepare_data, prepare_out, resume_config
+from lstmtext.train import Interrupted, prepare_out, resume_config
 from lstmtext.train import train as run_train
 
 app = typer.Typer(
@@ -29,7 +30,7 @@ app = typer.Typer(
 
 DEFAULT_LR = {"sgd": 20.0, "adam": 0.002}
 # Options that may change when a run is resumed; everything else belongs to the run.
-RESUMABLE = {"epochs", "max_steps", "patience", "eval_every", "log_every"}
+RESUMABLE = {"epochs", "max_steps", "patience", "eval_every", "log_every", "save_every", "on_nan"}
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -102,6 +103,8 @@ def train(
     eval_every: Annotated[int, typer.Option(help="Also validate every N steps (0: only after epochs).")] = 0,
     patience: Annotated[int, typer.Option(help="Stop after K validations without improvement (0: never).")] = 0,
     log_every: Annotated[int, typer.Option(help="Steps per line in metrics.jsonl.")] = 50,
+    save_every: Annotated[int, typer.Option(help="Also save last.safetensors every N steps (0: after epochs).")] = 0,
+    on_nan: Annotated[str, typer.Option(help="On a non-finite loss or gradient: stop, or skip the window.")] = "stop",
     seed: Annotated[int, typer.Option(help="Seed for initialization and dropout.")] = 1234,
 ) -> None:
     """Train a language model on CORPUS; checkpoints and metrics go to --out."""
@@ -125,13 +128,13 @@ def train(
         info = ckpt.info
         corpus_path = corpus if corpus is not None else Path(info["corpus"])
         valid_path = valid if valid is not None else (None if info["valid"] is None else Path(info["valid"]))
-        data = prepare_data(corpus_path, valid_path, None, encoding_errors, say, tokenizer=tok)
+        run_dir = out if out is not None else path.parent
+        data = prepare_data(corpus_path, valid_path, None, encoding_errors, say, tokenizer=tok, cache_dir=run_dir)
         if (data.info["train_sha256"], data.info["valid_sha256"]) != (info["train_sha256"], info["valid_sha256"]):
             raise ConfigError(
                 f"{corpus_path} is not the text this run was trained on (it changed since); "
                 f"resume needs the same corpus"
             )
-        run_dir = out if out is not None else path.parent
         say(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
         run_train(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt)
         return
@@ -162,15 +165,14 @@ def train(
         init_scale=init_scale,
         nonlinearity=nonlinearity,
     )
-    from lstmtext.cells import get_cell
-
-    get_cell(cell)
     run_dir = out if out is not None else Path("runs") / corpus.stem
     prepare_out(run_dir, force)
     tok_opts = TokenizerOptions(tokenizer, vocab_size, min_freq, lowercase, word_split)
-    data = prepare_data(corpus, valid, tok_opts, encoding_errors, say)
+    data = prepare_data(corpus, valid, tok_opts, encoding_errors, say, cache_dir=run_dir)
     if valid is None:
-        (run_dir / "valid.txt").write_text(data.valid_text, encoding="utf-8")
+        with open(run_dir / "valid.txt", "w", encoding="utf-8") as f:
+            for piece in data.valid_part.pieces():
+                f.write(piece)
         say(f"The held-out text is saved as {run_dir / 'valid.txt'} for `lstmtext eval`.")
     model_cfg = ModelConfig(
         vocab_size=data.tokenizer.vocab_size,

@@ -22,6 +22,9 @@ class ModelConfig:
         for name in ("vocab_size", "embed", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        from lstmtext.cells import get_cell  # here, not at the top: cells do not need the config
+
+        get_cell(self.cell)  # an unknown name is a ConfigError listing the cells
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.init_scale <= 0:
@@ -48,6 +51,8 @@ class TrainConfig:
     eval_every: int = 0  # also validate every this many steps (0: only after each epoch)
     patience: int = 0  # stop after this many validations without improvement (0: never)
     log_every: int = 50  # steps between progress lines in metrics.jsonl
+    save_every: int = 0  # also write last.safetensors every this many steps (0: after epochs only)
+    on_nan: str = "stop"  # a non-finite loss or gradient: "stop" training, or "skip" that window
     eval_batch_size: int = 10  # streams used by validation
     seed: int = 1234
 
@@ -55,11 +60,13 @@ class TrainConfig:
         for name in ("batch_size", "bptt", "log_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "eval_every", "patience", "decay_after"):
+        for name in ("epochs", "max_steps", "eval_every", "patience", "decay_after", "save_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:
             raise ConfigError("give a budget: --epochs N and/or --max-steps N")
+        if self.on_nan not in ("stop", "skip"):
+            raise ConfigError(f"--on-nan must be stop or skip, got {self.on_nan!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"--optimizer must be sgd or adam, got {self.optimizer!r}")
         if self.lr <= 0:

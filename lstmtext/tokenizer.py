@@ -123,14 +123,16 @@ class Tokenizer:
     def train(
         cls,
         kind: str,
-        text: str,
+        text: str | Iterable[str],
         *,
         vocab_size: int = 10000,
         min_freq: int = 1,
         lowercase: bool = False,
         word_split: str = "punct",
     ) -> Tokenizer:
-        """Learn a vocabulary of at most `vocab_size` tokens (specials included) from `text`.
+        """Learn a vocabulary of at most `vocab_size` tokens (specials included) from `text`: a
+        string, or an iterable of pieces of one (streamed: a large corpus is never whole in memory;
+        pieces must be cut after a line end, as `corpus.iter_text` cuts them).
 
         For bpe, `min_freq` is at least 2: merging a pair seen once only memorizes the corpus.
         """
@@ -145,10 +147,16 @@ class Tokenizer:
             )
         if min_freq < 1:
             raise ConfigError(f"min freq must be at least 1, got {min_freq}; use --min-freq 1 or more")
-        text = _valid_utf8(text)
+        texts = [text] if isinstance(text, str) else text
+        seen_text = False
+
+        def pieces_of(size: int) -> Iterator[str]:
+            nonlocal seen_text
+            for t in texts:
+                seen_text = seen_text or bool(t)
+                yield from _chunks(_valid_utf8(t), size)
+
         if kind == "bpe":
-            if not text:
-                raise CorpusError("the training text is empty, so there is no BPE to learn; give it some text")
             hf = HFTokenizer(models.BPE())
             _pipeline(hf, kind, lowercase, word_split)
             trainer = trainers.BpeTrainer(
@@ -158,18 +166,25 @@ class Tokenizer:
                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                 special_tokens=[],
             )
-            hf.train_from_iterator(_chunks(text, CHUNK_CHARS), trainer=trainer)
+            hf.train_from_iterator(pieces_of(CHUNK_CHARS), trainer=trainer)
+            if not seen_text:
+                raise CorpusError("the training text is empty, so there is no BPE to learn; give it some text")
             return cls(hf, kind, lowercase, word_split)
 
         specials = [UNK, EOS] if kind == "word" else [UNK]
         pieces: Iterable[str | list[str]]
         if kind == "word":
             # The trainer would count literal specials as words and give them a second id.
-            flags = re.IGNORECASE if lowercase else 0
-            lines = re.sub(r"<(?:unk|eos)>", " ", text, flags=flags).split("\n")
-            pieces = (lines[i : i + LINE_BATCH] for i in range(0, len(lines), LINE_BATCH))
+            specials_re = re.compile(r"<(?:unk|eos)>", flags=re.IGNORECASE if lowercase else 0)
+
+            def line_batches() -> Iterator[list[str]]:
+                for t in texts:
+                    lines = specials_re.sub(" ", _valid_utf8(t)).split("\n")
+                    yield from (lines[i : i + LINE_BATCH] for i in range(0, len(lines), LINE_BATCH))
+
+            pieces = line_batches()
         else:
-            pieces = _chunks(text, CHUNK_CHARS)
+            pieces = pieces_of(CHUNK_CHARS)
         scratch = HFTokenizer(models.WordLevel(unk_token=UNK))
         _pipeline(scratch, kind, lowercase, word_split)
         trainer = trainers.WordLevelTrainer(
@@ -233,19 +248,28 @@ class Tokenizer:
     def encode(self, text: str) -> np.ndarray:
         """Token ids (int32, 1-D). Word: one "<eos>" per "\\n", none for text after the last one."""
         text = _valid_utf8(text)
-        ids: list[int] = []
+        parts: list[np.ndarray] = []  # int32 arrays: a Python list of ints would take 4-9× the memory
         if self.kind == "word":
             assert self.eos_id is not None
             lines = text.split("\n")
             for i in range(0, len(lines), LINE_BATCH):
+                batch: list[int] = []
                 for enc in self._hf.encode_batch_fast(lines[i : i + LINE_BATCH]):
-                    ids.extend(enc.ids)
-                    ids.append(self.eos_id)
-            ids.pop()  # the last piece has no "\n" after it
+                    batch.extend(enc.ids)
+                    batch.append(self.eos_id)
+                parts.append(np.array(batch, dtype=np.int32))
+            parts[-1] = parts[-1][:-1]  # the last piece has no "\n" after it
         else:
             for enc in self._hf.encode_batch_fast(list(_chunks(text, CHUNK_CHARS))):
-                ids.extend(enc.ids)
-        return np.array(ids, dtype=np.int32)
+                parts.append(np.array(enc.ids, dtype=np.int32))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+
+    def encode_stream(self, pieces: Iterable[str]) -> np.ndarray:
+        """encode() of the concatenated pieces, holding one piece of text at a time. Pieces must be
+        cut after a line end that has no space on either side (as `corpus.iter_text` cuts them):
+        there every tokenizer's result is the same as for the whole text."""
+        parts = [self.encode(p) for p in pieces]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """Text for `ids`; exactly what a `Detokenizer` prints for the same ids."""

@@ -1,16 +1,22 @@
 """The training loop: TBPTT windows, optimizer steps, validation, patience, progress, checkpoints.
 
-Where training stands lives in one `progress` dict (epoch, window within the epoch, step, lr, best
+Where training stands lives in one `progress` dict (epoch, window within the epoch, step, best
 validation perplexity, RNG state, ...) that goes into every checkpoint; together with the weights,
 the optimizer state and the carried hidden state it lets `--resume` continue bit for bit.
+
+What can go wrong, and what happens then:
+- Ctrl-C / SIGTERM: the current step finishes, last.safetensors is written, Interrupted is raised.
+- kill -9: checkpoints are written atomically, so the previous one survives; --save-every bounds
+  the loss. A resumed run drops the metrics lines logged after its checkpoint, so none repeat.
+- a non-finite loss or gradient: the weights are not touched; training stops (--on-nan stop) with
+  the last good weights on disk, or skips that window (--on-nan skip), counted in the metrics.
 """
 
-import hashlib
 import json
 import math
 import signal
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,75 +33,19 @@ from rich.table import Table
 
 from lstmtext import batching, checkpoint, evaluate, model, optim
 from lstmtext.config import ModelConfig, TrainConfig
-from lstmtext.corpus import read_text, split_heldout
-from lstmtext.errors import ConfigError, CorpusError, TrainingError
-from lstmtext.tokenizer import Tokenizer
+from lstmtext.data import Data
+from lstmtext.errors import ConfigError, TrainingError
 
 METRICS_VERSION = 1
 DTYPE = np.float32
-
-
-@dataclass
-class TokenizerOptions:
-    kind: str = "word"
-    vocab_size: int = 10000
-    min_freq: int = 1
-    lowercase: bool = False
-    word_split: str = "punct"
-
-
-@dataclass
-class Data:
-    tokenizer: Tokenizer
-    train_ids: np.ndarray  # (N,) int32
-    valid_ids: np.ndarray  # (M,) int32
-    info: dict  # paths, hashes and sizes, stored in checkpoints to detect a changed corpus
-    valid_text: str = field(repr=False, default="")
 
 
 class Interrupted(Exception):
     """Training stopped on SIGINT/SIGTERM after saving; `signum` picks the exit code."""
 
     def __init__(self, signum: int, path: Path):
-        super().__init__(f"interrupted; resume with: lstmtext train --resume {path.parent}")
+        super().__init__(f"interrupted; progress saved in {path}; resume with: lstmtext train --resume {path.parent}")
         self.signum = signum
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def prepare_data(corpus, valid, tok_opts: TokenizerOptions, encoding_errors: str, say, tokenizer=None) -> Data:
-    """Read and tokenize. A new run trains a tokenizer on the training text only; a resumed run
-    reuses its checkpoint's tokenizer (never one left over from another run)."""
-    text = read_text(corpus, encoding_errors)
-    if valid is not None:
-        train_text, valid_text = text, read_text(valid, encoding_errors)
-    else:
-        train_text, valid_text = split_heldout(text, 0.1)
-        say(f"No --valid given: holding out the last 10% of {corpus} ({len(valid_text):,} characters) for validation.")
-    if tokenizer is None:
-        tokenizer = Tokenizer.train(
-            tok_opts.kind,
-            train_text,
-            vocab_size=tok_opts.vocab_size,
-            min_freq=tok_opts.min_freq,
-            lowercase=tok_opts.lowercase,
-            word_split=tok_opts.word_split,
-        )
-    train_ids = tokenizer.encode(train_text)
-    valid_ids = tokenizer.encode(valid_text)
-    if len(valid_ids) < 2:
-        raise CorpusError("the validation text has fewer than 2 tokens; give a longer --valid FILE")
-    info = {
-        "corpus": str(Path(corpus).resolve()),
-        "valid": None if valid is None else str(Path(valid).resolve()),
-        "train_sha256": _sha(train_text),
-        "valid_sha256": _sha(valid_text),
-        "train_tokens": len(train_ids),
-        "valid_tokens": len(valid_ids),
-    }
-    return Data(tokenizer, train_ids, valid_ids, info, valid_text)
 
 
 class MetricsLog:
@@ -107,6 +57,22 @@ class MetricsLog:
     def write(self, **record) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"format_version": METRICS_VERSION, **record}) + "\n")
+
+    def drop_after(self, step: int) -> None:
+        """On resume: forget what was logged after the checkpoint, since those steps run again."""
+        if not self.path.exists():
+            return
+        keep = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            if rec.get("step", rec.get("steps", 0)) <= step:
+                keep.append(line)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+        tmp.replace(self.path)
 
 
 class _StopSignals:
@@ -141,6 +107,10 @@ def _progress_bar(console: Console) -> Progress:
     )
 
 
+def _ppl(loss: float) -> float:
+    return math.exp(min(loss, 50.0)) if math.isfinite(loss) else float("nan")
+
+
 def train_step(
     params: dict,
     model_cfg: ModelConfig,
@@ -163,6 +133,194 @@ def train_step(
     return loss, norm, new_state
 
 
+class Trainer:
+    """One run: its weights, optimizer state, carried state, progress, and its run directory."""
+
+    def __init__(
+        self,
+        data: Data,
+        model_cfg: ModelConfig,
+        cfg: TrainConfig,
+        out: Path,
+        console: Console,
+        resume_from: checkpoint.Checkpoint | None = None,
+    ):
+        batching.check_enough(len(data.train_ids), cfg.batch_size, cfg.bptt, "the training text")
+        self.data, self.model_cfg, self.cfg, self.out, self.console = data, model_cfg, cfg, out, console
+        self.streams = batching.make_streams(data.train_ids, cfg.batch_size)  # (n, B)
+        self.n_windows = batching.num_windows(self.streams.shape[0], cfg.bptt)
+        self.rng = np.random.default_rng([cfg.seed, 1])  # dropout masks; the init uses another stream
+        if resume_from is None:
+            self.params = model.init_params(model_cfg, np.random.default_rng([cfg.seed, 0]), DTYPE)
+            self.opt_state = optim.init_state(cfg.optimizer, self.params)
+            self.state = model.init_state(model_cfg, cfg.batch_size, DTYPE)
+            self.prog = {
+                "epoch": 1,
+                "window": 0,
+                "step": 0,
+                "best_valid_ppl": None,
+                "bad_evals": 0,
+                "elapsed": 0.0,
+                "tokens": 0,
+                "last_valid_step": -1,
+                "skipped": 0,
+            }
+        else:
+            extra = resume_from.extra
+            self.params, self.prog = resume_from.params, dict(resume_from.progress)
+            self.opt_state = {k: v for k, v in extra.items() if not k.startswith("state.")}
+            self.state = {k[len("state.") :]: v for k, v in extra.items() if k.startswith("state.")}
+            self.rng.bit_generator.state = self.prog["rng"]
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*.tmp-*"):
+            stale.unlink(missing_ok=True)  # temp files of a writer killed mid-write
+        self.metrics = MetricsLog(out / "metrics.jsonl")
+        if resume_from is not None:
+            self.metrics.drop_after(self.prog["step"])
+        self.tok_json = data.tokenizer.to_json()
+        self.valid_time = 0.0  # seconds spent validating, left out of the training tokens/s
+
+    # -- checkpoints and validation ------------------------------------------------------------
+
+    def snapshot(self, best: bool = False) -> checkpoint.Checkpoint:
+        self.prog["rng"] = self.rng.bit_generator.state
+        extra = {} if best else {**self.opt_state, **{f"state.{k}": v for k, v in self.state.items()}}
+        return checkpoint.Checkpoint(
+            self.model_cfg, self.params, self.tok_json, self.cfg, dict(self.prog), extra, self.data.info
+        )
+
+    def save_last(self) -> Path:
+        path = self.out / "last.safetensors"
+        checkpoint.save(path, self.snapshot())
+        return path
+
+    def validate(self) -> float:
+        t0 = time.perf_counter()
+        cfg, prog = self.cfg, self.prog
+        total, n = evaluate.score(self.params, self.model_cfg, self.data.valid_ids, cfg.eval_batch_size, cfg.bptt)
+        ppl = math.exp(total / n)
+        improved = prog["best_valid_ppl"] is None or ppl < prog["best_valid_ppl"]
+        if improved:
+            prog["best_valid_ppl"], prog["bad_evals"] = ppl, 0
+            checkpoint.save(self.out / "best.safetensors", self.snapshot(best=True))
+        else:
+            prog["bad_evals"] += 1
+        prog["last_valid_step"] = prog["step"]
+        self.metrics.write(kind="valid", step=prog["step"], epoch=prog["epoch"], loss=total / n, ppl=ppl, best=improved)
+        self.console.print(f"  valid ppl {ppl:9.2f}  at step {prog['step']:,}" + ("  (best)" if improved else ""))
+        self.valid_time += time.perf_counter() - t0
+        return ppl
+
+    def budget_spent(self) -> bool:
+        return bool(self.cfg.max_steps and self.prog["step"] >= self.cfg.max_steps)
+
+    def out_of_patience(self) -> bool:
+        return bool(self.cfg.patience and self.prog["bad_evals"] >= self.cfg.patience)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, float]:
+        """One window; handles a non-finite result as --on-nan says. -> (loss, gradient norm)."""
+        prog = self.prog
+        loss, norm, new_state = train_step(
+            self.params, self.model_cfg, self.cfg, self.opt_state, lr, x, y, self.state, self.rng
+        )
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            if self.cfg.on_nan == "stop":
+                raise TrainingError(
+                    f"training diverged at step {prog['step'] + 1} (loss {loss}, gradient norm {norm}); "
+                    f"the checkpoints in {self.out} hold the last good weights; try a lower --lr or --clip "
+                    f"(or --on-nan skip)"
+                )
+            prog["skipped"] += 1  # the weights are untouched; the state carries on from before
+        else:
+            self.state = new_state
+        prog["window"] += 1
+        prog["step"] += 1
+        prog["tokens"] += x.size
+        return loss, norm
+
+    def run(self) -> dict:
+        """Train until the budget or patience ends; -> summary. Raises Interrupted after saving."""
+        cfg, prog = self.cfg, self.prog
+        log_loss, log_steps, log_tokens, t_log, log_valid = 0.0, 0, 0, time.perf_counter(), 0.0
+        last_loss, tps, finished = float("nan"), 0.0, False
+        t_start, elapsed0, tokens0 = time.perf_counter(), prog["elapsed"], prog["tokens"]
+        with _StopSignals() as signals, _progress_bar(self.console) as bar:
+            while not finished and not (cfg.epochs and prog["epoch"] > cfg.epochs):
+                lr = optim.lr_for_epoch(cfg.lr, cfg.lr_decay, cfg.decay_after, prog["epoch"])
+                task = bar.add_task(
+                    "",
+                    total=self.n_windows,
+                    completed=prog["window"],
+                    epoch=prog["epoch"],
+                    loss=last_loss,
+                    ppl=_ppl(last_loss),
+                    tps=tps,
+                )
+                for x, y in batching.windows(self.streams, cfg.bptt, prog["window"]):
+                    loss, norm = self.step(x, y, lr)
+                    prog["elapsed"] = elapsed0 + time.perf_counter() - t_start
+                    last_loss = loss
+                    log_loss, log_steps, log_tokens = log_loss + loss, log_steps + 1, log_tokens + x.size
+                    now = time.perf_counter()
+                    tps = log_tokens / max(now - t_log - (self.valid_time - log_valid), 1e-9)
+                    if prog["step"] % cfg.log_every == 0:
+                        mean = log_loss / log_steps
+                        self.metrics.write(
+                            kind="train",
+                            step=prog["step"],
+                            epoch=prog["epoch"],
+                            loss=mean,
+                            ppl=_ppl(mean),
+                            lr=lr,
+                            grad_norm=norm,
+                            tokens_per_s=tps,
+                            skipped=prog["skipped"],
+                            elapsed=prog["elapsed"],
+                        )
+                        log_loss, log_steps, log_tokens, t_log, log_valid = 0.0, 0, 0, now, self.valid_time
+                    bar.update(task, advance=1, loss=loss, ppl=_ppl(loss), tps=tps)
+                    if signals.signum is not None:
+                        raise Interrupted(signals.signum, self.save_last())
+                    if cfg.eval_every and prog["step"] % cfg.eval_every == 0:
+                        self.validate()
+                    if cfg.save_every and prog["step"] % cfg.save_every == 0:
+                        self.save_last()
+                    if self.budget_spent() or self.out_of_patience():
+                        finished = True
+                        break
+                else:
+                    # The epoch is complete: validate, then start the next one from a zero state.
+                    prog["epoch"] += 1
+                    prog["window"] = 0
+                    self.state = model.init_state(self.model_cfg, cfg.batch_size, DTYPE)
+                    if prog["last_valid_step"] != prog["step"]:
+                        self.validate()
+                    self.save_last()
+                    finished = self.budget_spent() or self.out_of_patience()
+                    if signals.signum is not None:
+                        raise Interrupted(signals.signum, self.out / "last.safetensors")
+            if prog["last_valid_step"] != prog["step"]:
+                self.validate()
+            self.save_last()
+        wall = time.perf_counter() - t_start
+        summary = {
+            "stop": "patience" if self.out_of_patience() else "budget",
+            "epoch": prog["epoch"],
+            "steps": prog["step"],
+            "tokens": prog["tokens"],
+            "skipped": prog["skipped"],
+            "elapsed": prog["elapsed"],
+            "tokens_per_s": (prog["tokens"] - tokens0) / max(wall - self.valid_time, 1e-9),
+            "best_valid_ppl": prog["best_valid_ppl"],
+            "last_train_loss": last_loss,
+        }
+        self.metrics.write(kind="end", **summary)
+        print_summary(self.console, summary, self.model_cfg, self.out)
+        return summary
+
+
 def train(
     data: Data,
     model_cfg: ModelConfig,
@@ -171,184 +329,41 @@ def train(
     console: Console,
     resume_from: checkpoint.Checkpoint | None = None,
 ) -> dict:
-    """Train until the budget or patience ends; -> summary dict. Raises Interrupted after saving."""
-    batching.check_enough(len(data.train_ids), cfg.batch_size, cfg.bptt, "the training text")
-    streams = batching.make_streams(data.train_ids, cfg.batch_size)  # (n, B)
-    n_windows = batching.num_windows(streams.shape[0], cfg.bptt)
-    rng = np.random.default_rng([cfg.seed, 1])  # dropout masks; the init uses another stream
-    if resume_from is None:
-        params = model.init_params(model_cfg, np.random.default_rng([cfg.seed, 0]), DTYPE)
-        opt_state = optim.init_state(cfg.optimizer, params)
-        state = model.init_state(model_cfg, cfg.batch_size, DTYPE)
-        prog = {
-            "epoch": 1,
-            "window": 0,
-            "step": 0,
-            "best_valid_ppl": None,
-            "bad_evals": 0,
-            "elapsed": 0.0,
-            "tokens": 0,
-            "last_valid_step": -1,
-        }
-    else:
-        params, extra, prog = resume_from.params, resume_from.extra, dict(resume_from.progress)
-        opt_state = {k: v for k, v in extra.items() if not k.startswith("state.")}
-        state = {k[len("state.") :]: v for k, v in extra.items() if k.startswith("state.")}
-        rng.bit_generator.state = prog["rng"]
-
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = MetricsLog(out / "metrics.jsonl")
-    tok_json = data.tokenizer.to_json()
-
-    def snapshot(best: bool = False) -> checkpoint.Checkpoint:
-        prog["rng"] = rng.bit_generator.state
-        extra = {} if best else {**opt_state, **{f"state.{k}": v for k, v in state.items()}}
-        return checkpoint.Checkpoint(model_cfg, params, tok_json, cfg, dict(prog), extra, data.info)
-
-    valid_time = [0.0]  # seconds spent validating, left out of the training tokens/s
-
-    def validate() -> float:
-        t0 = time.perf_counter()
-        total, n = evaluate.score(params, model_cfg, data.valid_ids, cfg.eval_batch_size, cfg.bptt)
-        ppl = math.exp(total / n)
-        best = prog["best_valid_ppl"]
-        improved = best is None or ppl < best
-        if improved:
-            prog["best_valid_ppl"], prog["bad_evals"] = ppl, 0
-            checkpoint.save(out / "best.safetensors", snapshot(best=True))
-        else:
-            prog["bad_evals"] += 1
-        prog["last_valid_step"] = prog["step"]
-        metrics.write(kind="valid", step=prog["step"], epoch=prog["epoch"], loss=total / n, ppl=ppl, best=improved)
-        console.print(f"  valid ppl {ppl:9.2f}  at step {prog['step']:,}" + ("  (best)" if improved else ""))
-        valid_time[0] += time.perf_counter() - t0
-        t_log_shift[0] += time.perf_counter() - t0
-        return ppl
-
-    def budget_spent() -> bool:
-        return bool(cfg.max_steps and prog["step"] >= cfg.max_steps)
-
-    def out_of_patience() -> bool:
-        return bool(cfg.patience and prog["bad_evals"] >= cfg.patience)
-
-    t_log_shift = [0.0]  # validation time inside the current log interval
-    window_loss, window_steps, window_tokens, t_log = 0.0, 0, 0, time.perf_counter()
-    last_loss, tps, stop_reason, finished = float("nan"), 0.0, "budget", False
-    t_start, elapsed0, tokens0 = time.perf_counter(), prog["elapsed"], prog["tokens"]
-    with _StopSignals() as signals, _progress_bar(console) as bar:
-        while not finished and not (cfg.epochs and prog["epoch"] > cfg.epochs):
-            lr = optim.lr_for_epoch(cfg.lr, cfg.lr_decay, cfg.decay_after, prog["epoch"])
-            task = bar.add_task(
-                "",
-                total=n_windows,
-                completed=prog["window"],
-                epoch=prog["epoch"],
-                loss=last_loss,
-                ppl=_ppl(last_loss),
-                tps=tps,
-            )
-            for x, y in batching.windows(streams, cfg.bptt, prog["window"]):
-                loss, norm, state = train_step(params, model_cfg, cfg, opt_state, lr, x, y, state, rng)
-                if not (math.isfinite(loss) and math.isfinite(norm)):
-                    raise TrainingError(
-                        f"training diverged at step {prog['step'] + 1} (loss {loss}, gradient norm {norm}); "
-                        f"the weights on disk are the last good ones; try a lower --lr or --clip"
-                    )
-                prog["window"] += 1
-                prog["step"] += 1
-                prog["tokens"] += x.size
-                prog["elapsed"] = elapsed0 + time.perf_counter() - t_start
-                last_loss = loss
-                window_loss, window_steps, window_tokens = window_loss + loss, window_steps + 1, window_tokens + x.size
-                now = time.perf_counter()
-                tps = window_tokens / max(now - t_log - t_log_shift[0], 1e-9)
-                if prog["step"] % cfg.log_every == 0:
-                    mean = window_loss / window_steps
-                    metrics.write(
-                        kind="train",
-                        step=prog["step"],
-                        epoch=prog["epoch"],
-                        loss=mean,
-                        ppl=_ppl(mean),
-                        lr=lr,
-                        grad_norm=norm,
-                        tokens_per_s=tps,
-                        elapsed=prog["elapsed"],
-                    )
-                    window_loss, window_steps, window_tokens, t_log = 0.0, 0, 0, now
-                    t_log_shift[0] = 0.0
-                bar.update(task, advance=1, loss=loss, ppl=_ppl(loss), tps=tps)
-                if signals.signum is not None:
-                    path = out / "last.safetensors"
-                    checkpoint.save(path, snapshot())
-                    raise Interrupted(signals.signum, path)
-                if cfg.eval_every and prog["step"] % cfg.eval_every == 0:
-                    validate()
-                if budget_spent() or out_of_patience():
-                    finished = True
-                    break
-            else:
-                # The epoch is complete: validate, then start the next one from a zero state.
-                prog["epoch"] += 1
-                prog["window"] = 0
-                state = model.init_state(model_cfg, cfg.batch_size, DTYPE)
-                if prog["last_valid_step"] != prog["step"]:
-                    validate()
-                checkpoint.save(out / "last.safetensors", snapshot())
-                finished = budget_spent() or out_of_patience()
-    if out_of_patience():
-        stop_reason = "patience"
-    if prog["last_valid_step"] != prog["step"]:
-        validate()
-    checkpoint.save(out / "last.safetensors", snapshot())
-    wall = time.perf_counter() - t_start
-    summary = {
-        "stop": stop_reason,
-        "epoch": prog["epoch"],
-        "steps": prog["step"],
-        "tokens": prog["tokens"],
-        "elapsed": prog["elapsed"],
-        "tokens_per_s": (prog["tokens"] - tokens0) / max(wall - valid_time[0], 1e-9),
-        "best_valid_ppl": prog["best_valid_ppl"],
-        "last_train_loss": last_loss,
-        "out": str(out),
-    }
-    metrics.write(kind="end", **{k: v for k, v in summary.items() if k != "out"})
-    print_summary(console, summary, model_cfg)
-    return summary
+    return Trainer(data, model_cfg, cfg, out, console, resume_from).run()
 
 
-def _ppl(loss: float) -> float:
-    return math.exp(min(loss, 50.0)) if math.isfinite(loss) else float("nan")
-
-
-def print_summary(console: Console, s: dict, cfg: ModelConfig) -> None:
+def print_summary(console: Console, s: dict, cfg: ModelConfig, out: Path) -> None:
     t = Table(title="training summary", show_header=False)
     t.add_row("stopped by", s["stop"])
     t.add_row("model", f"{cfg.cell} {cfg.layers}×{cfg.hidden}, embed {cfg.embed}, vocab {cfg.vocab_size:,}")
     t.add_row("steps / tokens", f"{s['steps']:,} / {s['tokens']:,}")
+    if s["skipped"]:
+        t.add_row("windows skipped (non-finite)", f"{s['skipped']:,}")
     t.add_row("time", f"{s['elapsed']:.1f} s")
     t.add_row("training tokens/s", f"{s['tokens_per_s']:,.0f}  (validation time excluded)")
     t.add_row("last train loss", f"{s['last_train_loss']:.3f}")
     t.add_row("best valid perplexity", f"{s['best_valid_ppl']:.2f}")
-    t.add_row("checkpoints", f"{s['out']}/best.safetensors, last.safetensors")
+    t.add_row("checkpoints", f"{out}/best.safetensors, last.safetensors")
     console.print(t)
 
 
 def prepare_out(out: Path, force: bool) -> None:
-    """A new run must not overwrite another run's checkpoints by accident."""
+    """A new run must not overwrite another run's checkpoints by accident, and must be able to
+    write where it will save: a probe write finds an unwritable or full --out before training."""
     if (out / "last.safetensors").exists() or (out / "best.safetensors").exists():
         if not force:
             raise TrainingError(
                 f"{out} already holds a run; continue it with --resume {out}, choose another --out, "
                 f"or pass --force to start over"
             )
-        for name in ("last.safetensors", "best.safetensors", "metrics.jsonl"):
+        for name in ("last.safetensors", "best.safetensors", "metrics.jsonl", "train-ids.npy", "train-ids.json"):
             (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    probe = out / ".write-test"
     try:
-        probe.write_bytes(b"x")
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 65536)  # a full disk usually refuses this much
+            f.flush()
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"cannot write to --out {out}: {e.strerror or e}") from None

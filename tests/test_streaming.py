@@ -1,0 +1,89 @@
+"""Streaming the corpus in pieces gives exactly what reading it whole gives: text, held-out split,
+token ids. Small CHUNK_BYTES forces many pieces, cut across lines, characters and CRLF pairs."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lstmtext import corpus
+from lstmtext.corpus import heldout_parts, iter_text, read_text, split_heldout
+from lstmtext.data import TokenizerOptions, prepare_data
+from lstmtext.errors import CorpusError
+from lstmtext.tokenizer import Tokenizer
+
+TEXT = "".join(
+    f"Line {i}: naïve café 日本語 👍🏽 e\u0301{'  ' if i % 3 else ''}\n{'' if i % 4 else chr(10)}" for i in range(200)
+)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 37)
+
+
+def test_pieces_join_to_the_whole_text(tmp_path, small_chunks):
+    f = tmp_path / "t.txt"
+    f.write_bytes(TEXT.replace("\n", "\r\n").encode())
+    pieces = list(iter_text(f))
+    assert len(pieces) > 10
+    assert "".join(pieces) == TEXT  # CRLF pairs split across reads still become one "\n"
+
+
+def test_invalid_utf8_offset_across_reads(tmp_path, small_chunks):
+    f = tmp_path / "t.txt"
+    data = ("é" * 30).encode() + b"\xff" + b"abc\n"
+    f.write_bytes(data)
+    with pytest.raises(CorpusError, match="byte offset 60"):
+        read_text(f)
+
+
+@pytest.mark.parametrize("kind", ["word", "char", "bpe"])
+def test_streamed_tokens_equal_whole_text_tokens(tmp_path, small_chunks, kind):
+    f = tmp_path / "t.txt"
+    f.write_text(TEXT, encoding="utf-8")
+    tok = Tokenizer.train(kind, TEXT, vocab_size=300)
+    assert np.array_equal(tok.encode_stream(iter_text(f)), tok.encode(TEXT))
+    streamed = Tokenizer.train(kind, iter_text(f), vocab_size=300)
+    assert streamed.to_json() == tok.to_json()  # training on pieces learns the same vocabulary
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab \n\té日"), min_size=2, max_size=300))
+def test_heldout_parts_match_split_heldout(text):
+    import tempfile
+    from pathlib import Path
+
+    if not text.strip():
+        return
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "t.txt"
+        f.write_text(text, encoding="utf-8")
+        old = corpus.CHUNK_BYTES
+        corpus.CHUNK_BYTES = 7
+        try:
+            whole = read_text(f)
+            try:
+                expected = split_heldout(whole)
+            except CorpusError:
+                with pytest.raises(CorpusError):
+                    heldout_parts(f)
+                return
+            train, valid = heldout_parts(f)
+            assert (train.text(), valid.text()) == expected
+        finally:
+            corpus.CHUNK_BYTES = old
+
+
+def test_ids_are_cached_and_reused(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text(TEXT, encoding="utf-8")
+    first = prepare_data(f, None, TokenizerOptions(), "strict", lambda s: None, cache_dir=tmp_path)
+    assert (tmp_path / "train-ids.npy").exists()
+    again = prepare_data(f, None, None, "strict", lambda s: None, tokenizer=first.tokenizer, cache_dir=tmp_path)
+    assert isinstance(again.train_ids, np.memmap)  # loaded, not tokenized again
+    assert np.array_equal(again.train_ids, first.train_ids)
+    other = Tokenizer.train("char", TEXT)
+    fresh = prepare_data(f, None, None, "strict", lambda s: None, tokenizer=other, cache_dir=tmp_path)
+    assert not isinstance(fresh.train_ids, np.memmap)  # another tokenizer never reuses stale ids
+    assert np.array_equal(fresh.train_ids, other.encode(TEXT[: len(fresh.train_ids)]))

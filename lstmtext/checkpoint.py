@@ -29,7 +29,6 @@ from lstmtext.errors import CheckpointError, ConfigError, LstmTextError
 FORMAT = "lstmtext-checkpoint"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024 * 1024  # a tokenizer of a few MB fits; a hostile 4 GB header does not
-ALLOWED_DTYPES = {"float32", "float64", "int64"}
 # Seconds to pause halfway through writing a checkpoint; only the fault-injection tests set it.
 WRITE_DELAY = float(os.environ.get("LSTMTEXT_TEST_WRITE_DELAY", "0") or 0)
 
@@ -116,7 +115,7 @@ def _read_header(path: Path, data: bytes) -> dict:
     try:
         st_header = json.loads(data[8 : 8 + n])
         header = json.loads(st_header["__metadata__"]["lstmtext"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: absurdly nested JSON
         raise CheckpointError(f"{path} is not an lstmtext checkpoint (no readable lstmtext header)") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an lstmtext checkpoint")
@@ -148,24 +147,50 @@ def load(path: str | Path) -> Checkpoint:
         train_cfg = None if header["train"] is None else from_dict(TrainConfig, header["train"])
     except (LstmTextError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path} has an invalid config: {e}") from None
-    shapes = model.param_shapes(model_cfg)
-    params = {}
-    for name, shape in shapes.items():
-        a = arrays.get(name)
-        if a is None or a.shape != shape or a.dtype.name not in ALLOWED_DTYPES:
-            got = None if a is None else f"{a.dtype.name}{list(a.shape)}"
-            raise CheckpointError(
-                f"{path}: array {name} should be {list(shape)}, found {got}; the file does not fit its config"
-            )
-        params[name] = a
-    extra = {k: v for k, v in arrays.items() if k not in shapes}
-    for k, v in extra.items():
-        if v.dtype.name not in ALLOWED_DTYPES:
-            raise CheckpointError(f"{path}: array {k} has unsupported dtype {v.dtype.name}")
+    progress, info = header.get("progress") or {}, header.get("info") or {}
+    if not isinstance(progress, dict) or not isinstance(info, dict):
+        raise CheckpointError(f"{path} has an invalid progress or info record; the file does not fit its format")
+    params, extra = _check_arrays(path, arrays, model_cfg, train_cfg)
     tok = header.get("tokenizer")
     if not isinstance(tok, str):
         raise CheckpointError(f"{path} has no tokenizer")
-    return Checkpoint(model_cfg, params, tok, train_cfg, header.get("progress") or {}, extra, header.get("info") or {})
+    return Checkpoint(model_cfg, params, tok, train_cfg, progress, extra, info)
+
+
+def _check_arrays(path: Path, arrays: dict, model_cfg: ModelConfig, train_cfg: TrainConfig | None):
+    """Every array must be one the config expects, with its exact shape and a float dtype shared by
+    all parameters: a forged file is refused here, before any array is used."""
+    shapes = model.param_shapes(model_cfg)
+    expected = dict(shapes)
+    if train_cfg is not None:
+        for name, shape in shapes.items():  # Adam's moments mirror the parameters
+            expected[f"adam.m.{name}"] = expected[f"adam.v.{name}"] = shape
+        expected["adam.t"] = (1,)
+        for name in model.init_state(model_cfg, 1):  # the carried TBPTT state, one row per stream
+            expected[f"state.{name}"] = (train_cfg.batch_size, model_cfg.hidden)
+    dtypes = set()
+    order = {name: i for i, name in enumerate(expected)}  # report in model order: embed, layers, head
+    for name in sorted(arrays, key=lambda k: order.get(k, -1)):
+        a = arrays[name]
+        if name not in expected:
+            raise CheckpointError(f"{path}: unexpected array {name}; the file does not fit its config")
+        want = "int64" if name == "adam.t" else "a float"
+        ok_dtype = a.dtype.name == "int64" if name == "adam.t" else a.dtype.name in ("float32", "float64")
+        if a.shape != expected[name] or not ok_dtype:
+            raise CheckpointError(
+                f"{path}: array {name} should be {want} {list(expected[name])}, found {a.dtype.name}"
+                f"{list(a.shape)}; the file does not fit its config"
+            )
+        if name in shapes:
+            dtypes.add(a.dtype.name)
+    missing = [name for name in shapes if name not in arrays]
+    if missing:
+        raise CheckpointError(f"{path}: array {missing[0]} is missing; the file does not fit its config")
+    if len(dtypes) > 1:
+        raise CheckpointError(f"{path}: parameters mix dtypes {sorted(dtypes)}; the file is not one a trainer wrote")
+    params = {k: arrays[k] for k in shapes}
+    extra = {k: v for k, v in arrays.items() if k not in shapes}
+    return params, extra
 
 
 def load_model(path: str | Path):

@@ -83,8 +83,15 @@ def to_dict(cfg) -> dict:
 
 def from_dict(cls, d: dict):
     """Build a config from a checkpoint header, ignoring nothing silently: unknown keys are an error."""
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
+    if not isinstance(d, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object")
+    types = {f.name: f.type for f in fields(cls)}
+    unknown = set(d) - set(types)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} fields {sorted(unknown)}; is the checkpoint newer than lstmtext?")
+    for name, value in d.items():
+        # JSON has no int/float distinction to trust: 13.0 must not pass for a vocabulary size.
+        want = {int: int, float: (int, float), str: str, bool: bool}[types[name]]
+        if isinstance(value, bool) != (want is bool) or not isinstance(value, want):
+            raise ConfigError(f"{cls.__name__}.{name} has the wrong type ({type(value).__name__})")
     return cls(**d)

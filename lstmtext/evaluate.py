@@ -31,6 +31,11 @@ def score(params: dict, cfg: ModelConfig, ids: np.ndarray, batch_size: int = 10,
     return total, int(mask.sum())
 
 
+def perplexity(nats: float) -> float:
+    """exp of an average loss; a diverged model's huge loss gives inf rather than an OverflowError."""
+    return math.exp(nats) if nats < 700 else math.inf
+
+
 def count_words(text: str) -> int:
     return len(text.split()) + text.count("\n")
 
@@ -43,9 +48,9 @@ def report(total_nll: float, n_tokens: int, text: str, unk: int) -> dict:
     return {
         "tokens": n_tokens,
         "loss": loss,
-        "perplexity": math.exp(loss),
+        "perplexity": perplexity(loss),
         "words": words,
-        "word_perplexity": math.exp(total_nll / words),
+        "word_perplexity": perplexity(total_nll / words),
         "bits_per_byte": total_nll / math.log(2) / n_bytes,
         "unk_rate": unk / max(n_tokens, 1),
     }

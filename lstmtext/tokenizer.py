@@ -217,7 +217,7 @@ class Tokenizer:
         hint = "the checkpoint's tokenizer is damaged; restore the file or retrain"
         try:
             obj = json.loads(s)
-        except (json.JSONDecodeError, TypeError) as e:
+        except (json.JSONDecodeError, TypeError, RecursionError) as e:  # RecursionError: absurdly nested
             raise CheckpointError(f"tokenizer JSON is malformed ({e}); {hint}") from None
         if not isinstance(obj, dict) or obj.get("format_version") != FORMAT_VERSION:
             version = obj.get("format_version") if isinstance(obj, dict) else None

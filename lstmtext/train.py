@@ -125,9 +125,11 @@ def train_step(
     """One TBPTT window: forward, backward, clip, update. -> (loss, gradient norm, next state).
 
     A non-finite loss or gradient leaves the weights untouched, so the caller can stop cleanly."""
-    loss, _, cache, new_state = model.forward(params, model_cfg, x, y, state, rng)
-    grads, _ = model.backward(params, model_cfg, cache)
-    norm = optim.clip_global_norm(grads, cfg.clip)
+    # Overflow shows up as a non-finite loss or norm, which the caller handles: no warnings on stderr.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        loss, _, cache, new_state = model.forward(params, model_cfg, x, y, state, rng)
+        grads, _ = model.backward(params, model_cfg, cache)
+        norm = optim.clip_global_norm(grads, cfg.clip)
     if math.isfinite(loss) and math.isfinite(norm):
         optim.step(cfg.optimizer, params, grads, opt_state, lr)
     return loss, norm, new_state
@@ -197,8 +199,9 @@ class Trainer:
     def validate(self) -> float:
         t0 = time.perf_counter()
         cfg, prog = self.cfg, self.prog
-        total, n = evaluate.score(self.params, self.model_cfg, self.data.valid_ids, cfg.eval_batch_size, cfg.bptt)
-        ppl = math.exp(total / n)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            total, n = evaluate.score(self.params, self.model_cfg, self.data.valid_ids, cfg.eval_batch_size, cfg.bptt)
+        ppl = evaluate.perplexity(total / n)
         improved = prog["best_valid_ppl"] is None or ppl < prog["best_valid_ppl"]
         if improved:
             prog["best_valid_ppl"], prog["bad_evals"] = ppl, 0

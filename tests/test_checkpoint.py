@@ -26,14 +26,18 @@ STEP = 987654321  # a number found once in the file, so a test can change one di
 DROPOUT = b'dropout\\": 0.25'  # as it sits in the file: JSON inside a JSON string
 
 
+class Payload:
+    """Unpickling this creates `marker`: the proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 def payload(marker: Path) -> bytes:
-    """A pickle whose unpickling creates `marker`: the proof that code ran."""
-
-    class P:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    return pickle.dumps(P())
+    return pickle.dumps(Payload(marker))
 
 
 def make(tmp_path, name="ck.safetensors", vocab_extra=0, hidden=8) -> tuple[Path, checkpoint.Checkpoint, Tokenizer]:
@@ -43,10 +47,12 @@ def make(tmp_path, name="ck.safetensors", vocab_extra=0, hidden=8) -> tuple[Path
     extra = {
         "adam.m.embed.W": np.random.default_rng(1).standard_normal(params["embed.W"].shape).astype(np.float32),
         "state.layers.0.h": np.arange(2 * hidden, dtype=np.float64).reshape(2, hidden),
-        "counts": np.array([1, -2, 3], dtype=np.int64),
+        "adam.t": np.array([7], dtype=np.int64),
     }
     progress = {"epoch": 2, "window": 3, "step": STEP, "rng": {"state": [1, 2]}, "best_valid_ppl": None}
-    ck = checkpoint.Checkpoint(cfg, params, tok.to_json(), TrainConfig(), progress, extra, {"corpus": "x.txt"})
+    ck = checkpoint.Checkpoint(
+        cfg, params, tok.to_json(), TrainConfig(batch_size=2), progress, extra, {"corpus": "x.txt"}
+    )
     path = tmp_path / name
     checkpoint.save(path, ck)
     return path, ck, tok
@@ -138,6 +144,14 @@ def test_header_claiming_other_shapes_is_refused(tmp_path):
     refused(forge(tmp_path / "missing.st", header, missing), "layers.1.W_h")
     odd_extra = dict(arrays, **{"adam.v.head.b": arrays["head.b"].astype(np.float16)})
     refused(forge(tmp_path / "f16.st", header, odd_extra), "adam.v.head.b", "float16")
+    refused(forge(tmp_path / "cell.st", dict(header, model=dict(header["model"], cell="gpt")), arrays), "gpt")
+
+
+def test_deeply_nested_header_is_refused(tmp_path):
+    deep = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    bad = tmp_path / "deep.st"
+    bad.write_bytes(struct.pack("<Q", len(deep)) + deep)
+    refused(bad, "not an lstmtext checkpoint")
 
 
 def test_huge_header_size_is_refused_without_allocating(tmp_path):
@@ -192,18 +206,19 @@ def test_pickle_in_metadata_never_runs(tmp_path):
 
 @pytest.mark.parametrize("kind", ["npy", "npz"])
 def test_numpy_object_arrays_are_never_unpickled(tmp_path, kind):
-    marker = tmp_path / "pwned"
-
-    class P:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    obj = np.array([P()], dtype=object)
+    marker, live = tmp_path / "pwned", tmp_path / "control"
+    for name, m in (("evil", marker), ("control", live)):
+        obj = np.array([Payload(m)], dtype=object)
+        if kind == "npy":
+            np.save(tmp_path / f"{name}.npy", obj, allow_pickle=True)
+        else:
+            np.savez(tmp_path / f"{name}.npz", a=obj)
+    control = np.load(tmp_path / f"control.{kind}", allow_pickle=True)  # what a careless loader would do
+    if kind == "npz":
+        control["a"]
+        control.close()
+    assert live.exists()  # the payload is live
     path = tmp_path / f"evil.{kind}"
-    if kind == "npy":
-        np.save(path, obj, allow_pickle=True)
-    else:
-        np.savez(path, a=obj)
     with pytest.raises(ValueError, match="allow_pickle"):
         loaded = np.load(path, allow_pickle=False)  # the only way lstmtext may call np.load
         loaded["a"]  # an npz unpacks lazily
@@ -244,3 +259,18 @@ def test_cli_refuses_damaged_checkpoints_in_one_line(tmp_path):
         assert "Traceback" not in r.output and r.stdout == "", r.output
         err = r.stderr.strip()
         assert err.startswith("error: ") and "\n" not in err and str(bad) in err, err
+
+
+def test_forged_extra_arrays_and_configs_are_refused(tmp_path):
+    """Optimizer and carried-state arrays must fit the config too; config fields must have their types."""
+    path, ck, _ = make(tmp_path)
+    _, _, header, arrays = parts(path)
+    bad_moment = dict(arrays, **{"adam.m.embed.W": np.zeros((3, 3), np.float32)})
+    refused(forge(tmp_path / "m.st", header, bad_moment), "adam.m.embed.W", "[3, 3]")
+    unknown = dict(arrays, **{"evil": np.zeros(1, np.float32)})
+    refused(forge(tmp_path / "u.st", header, unknown), "unexpected array evil")
+    mixed = dict(arrays, **{"head.b": arrays["head.b"].astype(np.float64)})
+    refused(forge(tmp_path / "mix.st", header, mixed), "mix")
+    float_vocab = dict(header, model=dict(header["model"], vocab_size=float(header["model"]["vocab_size"])))
+    refused(forge(tmp_path / "fv.st", float_vocab, arrays), "vocab_size")
+    refused(forge(tmp_path / "prog.st", dict(header, progress=[1, 2]), arrays), "progress")

@@ -54,6 +54,8 @@ def test_train_generate_eval(tmp_path, corpus):
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["tokens"] > 0 and 1 < rep["perplexity"] < 1000 and rep["bits_per_byte"] > 0
+    r = invoke(["eval", out, tmp_path / "nope.txt"])
+    assert r.exit_code == 1 and r.stderr.startswith("error: ") and "nope.txt" in r.stderr
 
 
 @pytest.mark.parametrize("kind", ["char", "bpe"])
@@ -182,3 +184,56 @@ def test_resume_refuses_changed_model_options(tmp_path, corpus):
     assert invoke(["train", corpus, *TINY, "--out", tmp_path / "r", "--max-steps", "2"]).exit_code == 0
     r = invoke(["train", "--resume", tmp_path / "r", "--hidden", "32"])
     assert r.exit_code == 1 and "--hidden" in r.stderr
+
+
+def test_more_bad_inputs(tmp_path, corpus):
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"hello\x00world\n" * 10)
+    train = ["train", "--out", tmp_path / "m"]
+    cases = {
+        "binary": ([*train, binary], "binary"),
+        "bad encoding mode": ([*train, corpus, "--encoding-errors", "ignore"], "replace"),
+        "bad on-nan": ([*train, corpus, "--on-nan", "explode"], "--on-nan"),
+        "negative save-every": ([*train, corpus, "--save-every", "-1"], "--save-every"),
+        "zero bptt": ([*train, corpus, "--bptt", "0"], "--bptt"),
+    }
+    for name, (args, word) in cases.items():
+        r = invoke(args)
+        assert r.exit_code == 1, (name, r.output)
+        err = r.stderr.strip()
+        assert err.startswith("error: ") and "\n" not in err and word.lower() in err.lower(), (name, err)
+
+
+def test_invalid_utf8_can_be_replaced_and_crlf_is_lf(tmp_path):
+    text = make_corpus(tmp_path / "c.txt").read_text()
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(text.replace("\n", "\r\n").encode()[:500] + b"\xff\xfe" + text.encode()[500:])
+    r = invoke(["train", bad, *TINY, "--out", tmp_path / "r", "--max-steps", "2"])
+    assert r.exit_code == 1 and "--encoding-errors replace" in r.stderr and "byte offset" in r.stderr
+    r = invoke(["train", bad, *TINY, "--out", tmp_path / "r", "--max-steps", "2", "--encoding-errors", "replace"])
+    assert r.exit_code == 0, r.output
+    valid = (tmp_path / "r" / "valid.txt").read_text()
+    assert "\r" not in valid
+
+
+def test_failed_checkpoint_write_keeps_the_old_one(tmp_path, monkeypatch):
+    from lstmtext.errors import CheckpointError
+
+    c = checkpoint.load  # a real checkpoint to rewrite
+    out = tmp_path / "r"
+    assert invoke(["train", make_corpus(tmp_path / "c.txt"), *TINY, "--out", out, "--max-steps", "2"]).exit_code == 0
+    good = (out / "last.safetensors").read_bytes()
+    ck = c(out / "last.safetensors")
+    real_open = open
+
+    def full_disk(path, mode="r", *a, **k):
+        if "w" in mode and ".tmp-" in str(path):
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr("builtins.open", full_disk)
+    with pytest.raises(CheckpointError, match="No space left on device.*previous one is kept"):
+        checkpoint.save(out / "last.safetensors", ck)
+    monkeypatch.undo()
+    assert (out / "last.safetensors").read_bytes() == good
+    assert not list(out.glob(".*.tmp-*"))

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := runs/demo
 
-.PHONY: demo test dev lint clean compare-cells
+.PHONY: demo test dev lint clean compare-cells parity
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ compare-cells: $(VENV)/.installed
 bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Issue #6: one PTB epoch through lstmtext and through PyTorch from the same initial weights.
+PTB ?= ../shared/data/ptb
+parity: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/python tests/reference/parity.py --cell lstm --data $(PTB)
+	$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check lstmtext tests

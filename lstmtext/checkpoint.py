@@ -163,8 +163,8 @@ def _check_arrays(path: Path, arrays: dict, model_cfg: ModelConfig, train_cfg: T
     shapes = model.param_shapes(model_cfg)
     expected = dict(shapes)
     if train_cfg is not None:
-        for name, shape in shapes.items():  # Adam's moments mirror the parameters
-            expected[f"adam.m.{name}"] = expected[f"adam.v.{name}"] = shape
+        for name, shape in shapes.items():  # optimizer moments mirror the parameters
+            expected[f"adam.m.{name}"] = expected[f"adam.v.{name}"] = expected[f"rmsprop.v.{name}"] = shape
         expected["adam.t"] = (1,)
         for name in model.init_state(model_cfg, 1):  # the carried TBPTT state, one row per stream
             expected[f"state.{name}"] = (train_cfg.batch_size, model_cfg.hidden)

@@ -28,7 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DEFAULT_LR = {"sgd": 20.0, "adam": 0.002}
+DEFAULT_LR = {"sgd": 20.0, "adam": 0.002, "rmsprop": 0.002}
 # Options that may change when a run is resumed; everything else belongs to the run.
 RESUMABLE = {"epochs", "max_steps", "patience", "eval_every", "log_every", "save_every", "on_nan"}
 
@@ -90,14 +90,17 @@ def train(
     init_scale: Annotated[float, typer.Option(help="Weights start uniform in ±init-scale.")] = 0.1,
     batch_size: Annotated[int, typer.Option(help="Parallel streams B.")] = 20,
     bptt: Annotated[int, typer.Option(help="Window length T of truncated backpropagation through time.")] = 35,
-    optimizer: Annotated[str, typer.Option(help="sgd or adam.")] = "sgd",
+    optimizer: Annotated[str, typer.Option(help="sgd, adam or rmsprop.")] = "sgd",
     lr: Annotated[
         float | None,
-        typer.Option(help="Learning rate (loss is the mean per token).", show_default="20 for sgd, 0.002 for adam"),
+        typer.Option(
+            help="Learning rate (loss is the mean per token).", show_default="20 for sgd, 0.002 for adam and rmsprop"
+        ),
     ] = None,
     lr_decay: Annotated[float, typer.Option(help="Multiply lr by this each epoch after --decay-after.")] = 0.5,
     decay_after: Annotated[int, typer.Option(help="Epochs at the full learning rate.")] = 4,
     clip: Annotated[float, typer.Option(help="Largest global gradient norm (0: no clipping).")] = 0.25,
+    weight_decay: Annotated[float, typer.Option(help="L2 penalty on weight matrices.")] = 0.0,
     epochs: Annotated[int, typer.Option(help="Passes over the training text (0: no limit).")] = 6,
     max_steps: Annotated[int, typer.Option(help="Stop after this many windows (0: no limit).")] = 0,
     eval_every: Annotated[int, typer.Option(help="Also validate every N steps (0: only after epochs).")] = 0,
@@ -141,7 +144,7 @@ def train(
     if corpus is None:
         raise ConfigError("give a CORPUS to train on (a text file or a directory of .txt files), or --resume RUN_DIR")
     if optimizer not in DEFAULT_LR:
-        raise ConfigError(f"--optimizer must be sgd or adam, got {optimizer!r}")
+        raise ConfigError(f"--optimizer must be sgd, adam or rmsprop, got {optimizer!r}")
     cfg = TrainConfig(
         batch_size=batch_size,
         bptt=bptt,
@@ -150,6 +153,7 @@ def train(
         lr_decay=lr_decay,
         decay_after=decay_after,
         clip=clip,
+        weight_decay=weight_decay,
         seed=seed,
         **budget,
     )

@@ -41,11 +41,12 @@ class ModelConfig:
 class TrainConfig:
     batch_size: int = 20  # B parallel streams of the token sequence
     bptt: int = 35  # T steps per window; the state carries over, the gradient does not
-    optimizer: str = "sgd"  # "sgd" or "adam"
+    optimizer: str = "sgd"  # "sgd", "adam" or "rmsprop"
     lr: float = 20.0  # for the mean-per-token loss; see README "Loss scale"
     lr_decay: float = 0.5  # lr *= lr_decay each epoch after decay_after (Zaremba et al. 2014)
     decay_after: int = 4  # epochs at full lr
     clip: float = 0.25  # max global norm of the gradient; 0 turns clipping off
+    weight_decay: float = 0.0  # L2 penalty on weight matrices (not biases)
     epochs: int = 6  # budget in passes over the training text (0: no epoch limit)
     max_steps: int = 0  # budget in windows (0: no step limit)
     eval_every: int = 0  # also validate every this many steps (0: only after each epoch)
@@ -67,8 +68,10 @@ class TrainConfig:
             raise ConfigError("give a budget: --epochs N and/or --max-steps N")
         if self.on_nan not in ("stop", "skip"):
             raise ConfigError(f"--on-nan must be stop or skip, got {self.on_nan!r}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ConfigError(f"--optimizer must be sgd or adam, got {self.optimizer!r}")
+        if self.optimizer not in ("sgd", "adam", "rmsprop"):
+            raise ConfigError(f"--optimizer must be sgd, adam or rmsprop, got {self.optimizer!r}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay must not be negative, got {self.weight_decay}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if not 0 < self.lr_decay <= 1:

@@ -34,14 +34,31 @@ def lr_for_epoch(base_lr: float, decay: float, decay_after: int, epoch: int) -> 
     return base_lr * decay ** max(0, epoch - decay_after)
 
 
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+RMSPROP_DECAY = 0.95  # as in Karpathy et al. 2015, "Visualizing and Understanding Recurrent Networks"
+
+
 def init_state(kind: str, params: dict) -> dict:
     if kind == "sgd":
         return {}
+    if kind == "rmsprop":
+        return {f"rmsprop.v.{k}": np.zeros_like(p) for k, p in params.items()}
     state = {"adam.t": np.zeros(1, dtype=np.int64)}  # steps taken, (1,) so every format stores it
     for k, p in params.items():
         state[f"adam.m.{k}"] = np.zeros_like(p)
         state[f"adam.v.{k}"] = np.zeros_like(p)
     return state
+
+
+def add_weight_decay(params: dict, grads: dict, weight_decay: float) -> None:
+    """L2 regularization: the gradient of (weight_decay / 2) ||W||² for every weight matrix (biases
+    are left alone). Applied before clipping, like any other part of the loss gradient."""
+    for k, p in params.items():
+        if p.ndim < 2:
+            continue
+        if isinstance(grads[k], RowGrad):
+            grads[k] = grads[k].dense()  # decay touches every row, used in this window or not
+        grads[k] += weight_decay * p
 
 
 def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
@@ -55,6 +72,16 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
                 p[g.rows] -= v  # rows are distinct, so fancy-indexed -= touches each once
             else:
                 p -= v
+        return
+    if kind == "rmsprop":
+        # Tieleman & Hinton 2012: divide by a running root mean square of recent gradients.
+        for k, p in params.items():
+            g, v = grads[k], state[f"rmsprop.v.{k}"]
+            if isinstance(g, RowGrad):
+                g = g.dense()  # the running average decays for every row each step
+            v *= RMSPROP_DECAY
+            v += (1 - RMSPROP_DECAY) * g * g
+            p -= lr * g / (np.sqrt(v) + 1e-8)
         return
     # Adam (Kingma & Ba 2015) with the usual defaults.
     beta1, beta2, eps = 0.9, 0.999, 1e-8

@@ -129,6 +129,8 @@ def train_step(
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         loss, _, cache, new_state = model.forward(params, model_cfg, x, y, state, rng)
         grads, _ = model.backward(params, model_cfg, cache)
+        if cfg.weight_decay:
+            optim.add_weight_decay(params, grads, cfg.weight_decay)
         norm = optim.clip_global_norm(grads, cfg.clip)
     if math.isfinite(loss) and math.isfinite(norm):
         optim.step(cfg.optimizer, params, grads, opt_state, lr)

@@ -237,3 +237,17 @@ def test_failed_checkpoint_write_keeps_the_old_one(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert (out / "last.safetensors").read_bytes() == good
     assert not list(out.glob(".*.tmp-*"))
+
+
+def test_eval_on_text_from_another_source_warns_about_unknown_words(tmp_path, corpus):
+    out = tmp_path / "run"
+    assert invoke(["train", corpus, *TINY, "--out", out, "--max-steps", "3"]).exit_code == 0
+    other = tmp_path / "other.txt"
+    other.write_text("zebra quantum the cat violin on a nebula mat .\n" * 20, encoding="utf-8")
+    r = invoke(["eval", out, other, "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert 0.3 < rep["unk_rate"] < 0.6  # zebra, quantum, violin, nebula are unknown: 4 of 11 tokens
+    assert "warning:" in r.stderr and "<unk>" in r.stderr
+    same = invoke(["eval", out, out / "valid.txt", "--json"])
+    assert json.loads(same.stdout)["unk_rate"] < 0.05 and "warning" not in same.stderr

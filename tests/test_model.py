@@ -90,3 +90,28 @@ def test_sparse_embedding_update_equals_dense():
     optim.step("sgd", p_sparse, sparse_grads, {}, 0.7)
     optim.step("sgd", p_dense, dense_grads, {}, 0.7)
     np.testing.assert_allclose(p_sparse["e"], p_dense["e"], rtol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "rmsprop"])
+def test_every_optimizer_lowers_the_loss_and_decay_shrinks_weights(kind):
+    V = 20
+    cfg = ModelConfig(vocab_size=V, embed=16, hidden=16, layers=1, dropout=0.0)
+    rng = np.random.default_rng(5)
+    ids, targets = rng.integers(0, V, size=(6, 3)), rng.integers(0, V, size=(6, 3))
+    lr = {"sgd": 1.0, "adam": 0.01, "rmsprop": 0.01}[kind]
+    params = model.init_params(cfg, np.random.default_rng(0))
+    state = optim.init_state(kind, params)
+    first = None
+    for _ in range(30):
+        loss, _, cache, _ = model.forward(params, cfg, ids, targets, model.init_state(cfg, 3))
+        first = loss if first is None else first
+        grads, _ = model.backward(params, cfg, cache)
+        optim.step(kind, params, grads, state, lr)
+    assert loss < first - 0.3
+    # Weight decay alone (zero loss gradient) pulls weight matrices toward 0 and leaves biases.
+    zero = {k: np.zeros_like(v) for k, v in params.items()}
+    before = {k: v.copy() for k, v in params.items()}
+    optim.add_weight_decay(params, zero, 0.1)
+    optim.step("sgd", params, zero, {}, 1.0)
+    assert np.allclose(params["layers.0.W_h"], 0.9 * before["layers.0.W_h"])
+    assert np.array_equal(params["head.b"], before["head.b"])

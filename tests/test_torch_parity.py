@@ -12,34 +12,10 @@ from lstmtext.config import ModelConfig
 
 torch = pytest.importorskip("torch")
 
+from reference.torch_lm import torch_rnn  # noqa: E402 (needs torch, imported only when present)
+
 TOL = 1e-10
 CASES = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")]
-
-
-def to_torch_rnn(params: dict, cfg: ModelConfig):
-    """A torch.nn.LSTM/GRU/RNN holding our weights. Our W is torch's weight transposed; our single
-    bias goes to bias_ih and bias_hh is zero, except the GRU's b_hn, which has no other place."""
-    E, H, L = cfg.embed, cfg.hidden, cfg.layers
-    if cfg.cell == "lstm":
-        net = torch.nn.LSTM(E, H, L, dtype=torch.float64)
-    elif cfg.cell == "gru":
-        net = torch.nn.GRU(E, H, L, dtype=torch.float64)
-    else:
-        net = torch.nn.RNN(E, H, L, nonlinearity=cfg.nonlinearity, dtype=torch.float64)
-    with torch.no_grad():
-        for layer in range(L):
-
-            def p(k, layer=layer):
-                return torch.from_numpy(params[f"layers.{layer}.{k}"])
-
-            getattr(net, f"weight_ih_l{layer}").copy_(p("W_x").T)
-            getattr(net, f"weight_hh_l{layer}").copy_(p("W_h").T)
-            getattr(net, f"bias_ih_l{layer}").copy_(p("b"))
-            bias_hh = getattr(net, f"bias_hh_l{layer}")
-            bias_hh.zero_()
-            if cfg.cell == "gru":
-                bias_hh[2 * H :] = p("b_hn")
-    return net
 
 
 def torch_grad_of(net, cfg: ModelConfig, layer: int, name: str) -> np.ndarray:
@@ -68,7 +44,7 @@ def test_matches_pytorch(cell, nonlinearity, layers):
     loss, _, cache, new_state = model.forward(params, cfg, ids, targets, state)
     grads, dstate = model.backward(params, cfg, cache)
 
-    net = to_torch_rnn(params, cfg)
+    net = torch_rnn(params, cfg)
     emb = torch.tensor(params["embed.W"], requires_grad=True)
     head_W = torch.tensor(params["head.W"], requires_grad=True)
     head_b = torch.tensor(params["head.b"], requires_grad=True)

@@ -1,0 +1,167 @@
+"""Matched-run parity with PyTorch: `make parity` (issue #6, part 1).
+
+lstmtext trains one epoch of Penn Treebank through its CLI with the Zaremba "small" config (no
+dropout); PyTorch then trains from lstmtext's *initial* weights (init.safetensors, written here)
+on the same token ids in the same order, with the same SGD, learning rate and global-norm clipping.
+Both report the mean training loss over every 50 steps and the validation perplexity; the run
+fails unless the curves agree within 2% at every logged point and the perplexities within 1%.
+
+    python tests/reference/parity.py --cell lstm [--data ../shared/data/ptb] [--epochs 1]
+"""
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for `reference`
+
+from lstmtext import batching, checkpoint, model, optim  # noqa: E402
+from lstmtext.config import ModelConfig  # noqa: E402
+from lstmtext.data import prepare_data  # noqa: E402
+from reference.torch_lm import TorchLM, detach  # noqa: E402
+
+SMALL = {
+    "embed": 200,
+    "hidden": 200,
+    "layers": 2,
+    "batch_size": 20,
+    "bptt": 20,
+    "init_scale": 0.1,
+    "dropout": 0.0,
+    "lr": 20.0,
+    "clip": 0.25,
+    "lr_decay": 0.5,
+    "decay_after": 4,
+    "seed": 1,
+}
+LOG_EVERY = 50
+
+
+def run_lstmtext(cell: str, data: Path, out: Path, epochs: int) -> float:
+    args = [
+        sys.executable,
+        "-m",
+        "lstmtext",
+        "train",
+        str(data / "train.txt"),
+        "--valid",
+        str(data / "valid.txt"),
+        "--word-split",
+        "whitespace",
+        "--vocab-size",
+        "10000",
+        "--cell",
+        cell,
+        "--epochs",
+        str(epochs),
+        "--out",
+        str(out),
+        "--force",
+        "--log-every",
+        str(LOG_EVERY),
+    ]
+    for k, v in SMALL.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    t0 = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def torch_eval(lm: TorchLM, ids: np.ndarray, batch: int, bptt: int) -> float:
+    x, y, mask = batching.padded_streams(ids, batch)
+    state, total = lm.init_state(batch), 0.0
+    with torch.no_grad():
+        for i in range(0, x.shape[0], bptt):
+            logits, state = lm(torch.from_numpy(x[i : i + bptt].astype(np.int64)), state)
+            nll = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                torch.from_numpy(y[i : i + bptt].reshape(-1).astype(np.int64)),
+                reduction="none",
+            )
+            total += float((nll.double() * torch.from_numpy(mask[i : i + bptt].reshape(-1))).sum())
+    return math.exp(total / mask.sum())
+
+
+def run_torch(cell: str, data: Path, out: Path, epochs: int) -> tuple[list[float], list[float], float]:
+    """-> (mean loss per LOG_EVERY steps, valid perplexity per epoch, seconds)."""
+    torch.set_num_threads(2)
+    ckpt = checkpoint.load(out / "last.safetensors")
+    from lstmtext.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_json(ckpt.tokenizer_json)
+    d = prepare_data(data / "train.txt", data / "valid.txt", None, "strict", lambda s: None, tokenizer=tok)
+    cfg: ModelConfig = ckpt.model_cfg
+    init = model.init_params(cfg, np.random.default_rng([SMALL["seed"], 0]))  # what lstmtext started from
+    checkpoint.save(out / "init.safetensors", checkpoint.Checkpoint(cfg, init, ckpt.tokenizer_json))
+    lm = TorchLM(checkpoint.load(out / "init.safetensors").params, cfg)
+    streams = batching.make_streams(d.train_ids, SMALL["batch_size"])
+    curve, valid, acc, n = [], [], 0.0, 0
+    t0 = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        lr = optim.lr_for_epoch(SMALL["lr"], SMALL["lr_decay"], SMALL["decay_after"], epoch)
+        state = lm.init_state(SMALL["batch_size"])
+        for x, y in batching.windows(streams, SMALL["bptt"]):
+            state = detach(state)
+            logits, state = lm(torch.from_numpy(x.astype(np.int64)), state)
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, cfg.vocab_size), torch.from_numpy(y.reshape(-1).astype(np.int64))
+            )
+            lm.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(lm.parameters(), SMALL["clip"])
+            with torch.no_grad():
+                for p in lm.parameters():
+                    p -= lr * p.grad
+            acc, n = acc + loss.item(), n + 1
+            if n % LOG_EVERY == 0:
+                curve.append(acc / LOG_EVERY)
+                acc = 0.0
+        valid.append(torch_eval(lm, d.valid_ids, 10, SMALL["bptt"]))
+    return curve, valid, time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cell", default="lstm", choices=["lstm", "gru", "rnn"])
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data" / "ptb")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args()
+    out = a.out or Path("runs") / f"parity-{a.cell}"
+    secs_ours = run_lstmtext(a.cell, a.data, out, a.epochs)
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    ours = [r["loss"] for r in records if r["kind"] == "train"]
+    ours_valid = [r["ppl"] for r in records if r["kind"] == "valid"]
+    theirs, theirs_valid, secs_theirs = run_torch(a.cell, a.data, out, a.epochs)
+    n = min(len(ours), len(theirs))
+    print(f"{a.cell}: {n} logged points (mean train loss over each {LOG_EVERY} steps)")
+    print(f"{'step':>6} {'lstmtext':>9} {'pytorch':>9} {'diff':>7}")
+    worst = 0.0
+    for k in range(n):
+        diff = abs(ours[k] - theirs[k]) / theirs[k]
+        worst = max(worst, diff)
+        if k < 3 or k >= n - 3 or k % 20 == 0:
+            print(f"{(k + 1) * LOG_EVERY:>6} {ours[k]:>9.4f} {theirs[k]:>9.4f} {100 * diff:>6.2f}%")
+    vdiff = [abs(o - t) / t for o, t in zip(ours_valid, theirs_valid, strict=False)]
+    for e, (o, t) in enumerate(zip(ours_valid, theirs_valid, strict=False), 1):
+        print(f"valid perplexity after epoch {e}: lstmtext {o:.2f}  pytorch {t:.2f}  ({100 * vdiff[e - 1]:.2f}%)")
+    print(
+        f"wall time: lstmtext {secs_ours:.0f} s (CLI, incl. tokenization and validation), pytorch {secs_theirs:.0f} s"
+    )
+    ok = len(ours) == len(theirs) and worst < 0.02 and max(vdiff) < 0.01
+    print(
+        f"largest curve difference {100 * worst:.2f}% (limit 2%), valid {100 * max(vdiff):.2f}% (limit 1%): "
+        + ("PASS" if ok else "FAIL")
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := runs/demo
 
-.PHONY: demo test dev lint clean compare-cells parity
+.PHONY: demo test dev lint clean compare-cells parity reproduce-ptb
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,18 @@ parity: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/python tests/reference/parity.py --cell lstm --data $(PTB)
 	$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB)
+
+# Issue #6: Zaremba et al. 2014, small config (their lr 1 / clip 5 on a summed loss = our lr 20 /
+# clip 0.25 on a per-token mean; see README "Loss scale"). Not in CI: about 40 minutes on 2 cores.
+PTB_RUN ?= runs/ptb-small
+reproduce-ptb: $(VENV)/.installed
+	@start=$$(date +%s); \
+	$(BIN)/lstmtext train $(PTB)/train.txt --valid $(PTB)/valid.txt --out $(PTB_RUN) --force \
+		--word-split whitespace --vocab-size 10000 --embed 200 --hidden 200 --layers 2 --dropout 0 \
+		--init-scale 0.1 --batch-size 20 --bptt 20 --lr 20 --clip 0.25 --lr-decay 0.5 --decay-after 4 \
+		--epochs 13 --seed 1 && \
+	$(BIN)/lstmtext eval $(PTB_RUN) $(PTB)/test.txt --batch-size 1 --bptt 20 && \
+	echo "wall time: $$(( $$(date +%s) - start )) s"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check lstmtext tests

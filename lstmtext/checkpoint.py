@@ -24,7 +24,7 @@ from safetensors.numpy import save as st_save
 
 from lstmtext import __version__, model
 from lstmtext.config import ModelConfig, TrainConfig, from_dict
-from lstmtext.errors import CheckpointError, ConfigError, LstmTextError
+from lstmtext.errors import CheckpointError, LstmTextError
 
 FORMAT = "lstmtext-checkpoint"
 FORMAT_VERSION = 1
@@ -87,11 +87,14 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         raise CheckpointError(
             f"could not write checkpoint {path}: {e.strerror or e}; the previous one is kept"
         ) from None
-    dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the file itself is already on disk
 
 
 def resolve(path: str | Path, default_name: str) -> Path:
@@ -162,12 +165,19 @@ def _check_arrays(path: Path, arrays: dict, model_cfg: ModelConfig, train_cfg: T
     all parameters: a forged file is refused here, before any array is used."""
     shapes = model.param_shapes(model_cfg)
     expected = dict(shapes)
-    if train_cfg is not None:
-        for name, shape in shapes.items():  # optimizer moments mirror the parameters
-            expected[f"adam.m.{name}"] = expected[f"adam.v.{name}"] = expected[f"rmsprop.v.{name}"] = shape
-        expected["adam.t"] = (1,)
-        for name in model.init_state(model_cfg, 1):  # the carried TBPTT state, one row per stream
+    required = set(shapes)
+    if train_cfg is not None and any(k not in shapes for k in arrays):
+        # A resumable checkpoint (last.safetensors): exactly its optimizer's state and the carried
+        # TBPTT state, one row per stream. best.safetensors holds the parameters alone.
+        from lstmtext import optim
+
+        for k, v in optim.init_state(
+            train_cfg.optimizer, {n: np.empty(sh, np.float32) for n, sh in shapes.items()}
+        ).items():
+            expected[k] = v.shape
+        for name in model.init_state(model_cfg, 1):
             expected[f"state.{name}"] = (train_cfg.batch_size, model_cfg.hidden)
+        required = set(expected)
     dtypes = set()
     order = {name: i for i, name in enumerate(expected)}  # report in model order: embed, layers, head
     for name in sorted(arrays, key=lambda k: order.get(k, -1)):
@@ -183,7 +193,7 @@ def _check_arrays(path: Path, arrays: dict, model_cfg: ModelConfig, train_cfg: T
             )
         if name in shapes:
             dtypes.add(a.dtype.name)
-    missing = [name for name in shapes if name not in arrays]
+    missing = [name for name in expected if name in required and name not in arrays]
     if missing:
         raise CheckpointError(f"{path}: array {missing[0]} is missing; the file does not fit its config")
     if len(dtypes) > 1:
@@ -200,7 +210,7 @@ def load_model(path: str | Path):
     ckpt = load(path)
     try:
         tok = Tokenizer.from_json(ckpt.tokenizer_json)
-    except (LstmTextError, ConfigError) as e:
+    except LstmTextError as e:
         raise CheckpointError(f"{path}: its tokenizer cannot be read: {e}") from None
     if tok.vocab_size != ckpt.model_cfg.vocab_size:
         raise CheckpointError(

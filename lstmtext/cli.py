@@ -15,7 +15,7 @@ from rich.table import Table
 from lstmtext import checkpoint, evaluate
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.corpus import read_text
-from lstmtext.data import TokenizerOptions, prepare_data
+from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError, LstmTextError
 from lstmtext.sample import SampleOptions, run_generation
 from lstmtext.train import Interrupted, prepare_out, resume_config
@@ -117,7 +117,7 @@ def train(
     given = {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
     budget = {k: ctx.params[k] for k in RESUMABLE}
     if resume is not None:
-        fixed = given - RESUMABLE - {"resume", "corpus", "out", "encoding_errors"}
+        fixed = given - RESUMABLE - {"resume", "corpus", "valid", "out", "encoding_errors"}
         if fixed:
             names = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(fixed))
             raise ConfigError(
@@ -125,13 +125,15 @@ def train(
             )
         path = checkpoint.resolve(resume, "last.safetensors")
         ckpt, tok = checkpoint.load_model(path)
-        if ckpt.train_cfg is None or "rng" not in ckpt.progress:
+        if ckpt.train_cfg is None or "rng" not in ckpt.progress or not ckpt.extra:
             raise ConfigError(f"{path} holds weights only; resume from a run directory's last.safetensors")
         cfg = resume_config(ckpt.train_cfg, {k: v for k, v in budget.items() if k in given})
         info = ckpt.info
         corpus_path = corpus if corpus is not None else Path(info["corpus"])
         valid_path = valid if valid is not None else (None if info["valid"] is None else Path(info["valid"]))
         run_dir = out if out is not None else path.parent
+        if run_dir.resolve() != path.parent.resolve():
+            prepare_out(run_dir, force=False)  # a new home for the run: writable, and not another run's
         data = prepare_data(corpus_path, valid_path, None, encoding_errors, say, tokenizer=tok, cache_dir=run_dir)
         if (data.info["train_sha256"], data.info["valid_sha256"]) != (info["train_sha256"], info["valid_sha256"]):
             raise ConfigError(
@@ -170,13 +172,17 @@ def train(
         nonlinearity=nonlinearity,
     )
     run_dir = out if out is not None else Path("runs") / corpus.stem
-    prepare_out(run_dir, force)
     tok_opts = TokenizerOptions(tokenizer, vocab_size, min_freq, lowercase, word_split)
+    check_tokenizer_options(tok_opts)  # before --force deletes an old run, not after
+    prepare_out(run_dir, force)
     data = prepare_data(corpus, valid, tok_opts, encoding_errors, say, cache_dir=run_dir)
     if valid is None:
-        with open(run_dir / "valid.txt", "w", encoding="utf-8") as f:
-            for piece in data.valid_part.pieces():
-                f.write(piece)
+        try:
+            with open(run_dir / "valid.txt", "w", encoding="utf-8") as f:
+                for piece in data.valid_part.pieces():
+                    f.write(piece)
+        except OSError as e:
+            raise ConfigError(f"cannot write {run_dir / 'valid.txt'}: {e.strerror or e}") from None
         say(f"The held-out text is saved as {run_dir / 'valid.txt'} for `lstmtext eval`.")
     model_cfg = ModelConfig(
         vocab_size=data.tokenizer.vocab_size,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmtext.corpus import TextPart, heldout_parts
-from lstmtext.errors import CorpusError
+from lstmtext.errors import ConfigError, CorpusError
 from lstmtext.tokenizer import Tokenizer
 
 CACHE_VERSION = 1
@@ -37,6 +37,20 @@ class Data:
     valid_part: TextPart  # the held-out text, streamed again when it is written out
 
 
+def check_tokenizer_options(o: TokenizerOptions) -> None:
+    """The option errors Tokenizer.train would raise, found before any file is touched."""
+    from lstmtext.tokenizer import KINDS, WORD_SPLITS
+
+    if o.kind not in KINDS:
+        raise ConfigError(f"--tokenizer must be one of {', '.join(KINDS)}, got {o.kind!r}")
+    if o.word_split not in WORD_SPLITS:
+        raise ConfigError(f"--word-split must be one of {', '.join(WORD_SPLITS)}, got {o.word_split!r}")
+    if o.vocab_size < 3:
+        raise ConfigError(f"--vocab-size must be at least 3, got {o.vocab_size}")
+    if o.min_freq < 1:
+        raise ConfigError(f"--min-freq must be at least 1, got {o.min_freq}")
+
+
 def _cached_ids(tokenizer: Tokenizer, part: TextPart, text_sha: str, cache: Path | None) -> np.ndarray:
     """Encode part, or load the ids a previous run encoded from the same text with the same tokenizer."""
     key = {
@@ -55,10 +69,13 @@ def _cached_ids(tokenizer: Tokenizer, part: TextPart, text_sha: str, cache: Path
             return ids
     ids = tokenizer.encode_stream(part.pieces())
     if cache is not None:
-        tmp = cache.with_name(cache.stem + ".tmp.npy")
-        np.save(tmp, ids, allow_pickle=False)
-        tmp.replace(cache)
-        meta.write_text(json.dumps(key))
+        try:
+            tmp = cache.with_name(cache.stem + ".tmp.npy")
+            np.save(tmp, ids, allow_pickle=False)
+            tmp.replace(cache)
+            meta.write_text(json.dumps(key))
+        except OSError:
+            pass  # only a cache: a resume will tokenize again
     return ids
 
 

@@ -106,12 +106,14 @@ def forward(
     z, m = drop(z)
     masks, caches, new_state = [m], [], {}
     for layer in range(cfg.layers):
-        h, c = cell.forward(_layer(params, layer), z, _layer(state, layer), **cell_options(cell, cfg))  # (T, B, H)
-        for name, value in cell.final_state(c).items():
+        h, cell_cache = cell.forward(
+            _layer(params, layer), z, _layer(state, layer), **cell_options(cell, cfg)
+        )  # (T, B, H)
+        for name, value in cell.final_state(cell_cache).items():
             new_state[f"layers.{layer}.{name}"] = value
         z, m = drop(h)
         masks.append(m)
-        caches.append(c)
+        caches.append(cell_cache)
     flat_mask = None if mask is None else mask.reshape(T * B)
     loss, nll, head_cache = layers.head_forward(
         z.reshape(T * B, cfg.hidden), head_weight(params), params["head.b"], targets.reshape(T * B), flat_mask

@@ -142,7 +142,8 @@ def run_generation(
     """Sample and write text to `stream`: one sample streams as produced; several are printed one
     after another when the batch is done. '<eos>' among stops ends a sample at the line-end token."""
     stop_at_eos = "<eos>" in stops and tok.eos_id is not None
-    text_stops = [s for s in stops if s and s != "<eos>"]
+    # Tokenizers without an <eos> token (char, bpe) keep line ends as text: stop at "\n" instead.
+    text_stops = [("\n" if s == "<eos>" else s) for s in stops if s and not (s == "<eos>" and stop_at_eos)]
     prompt_ids = tok.encode(prompt) if prompt else tok.encode("\n")
     if len(prompt_ids) == 0:
         prompt_ids = np.zeros(1, dtype=np.int32)  # nothing encodable: start from token 0

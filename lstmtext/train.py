@@ -55,8 +55,11 @@ class MetricsLog:
         self.path = path
 
     def write(self, **record) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"format_version": METRICS_VERSION, **record}) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"format_version": METRICS_VERSION, **record}) + "\n")
+        except OSError as e:
+            raise TrainingError(f"cannot write {self.path}: {e.strerror or e}; the last checkpoint is kept") from None
 
     def drop_after(self, step: int) -> None:
         """On resume: forget what was logged after the checkpoint, since those steps run again."""
@@ -234,8 +237,8 @@ class Trainer:
             if self.cfg.on_nan == "stop":
                 raise TrainingError(
                     f"training diverged at step {prog['step'] + 1} (loss {loss}, gradient norm {norm}); "
-                    f"the checkpoints in {self.out} hold the last good weights; try a lower --lr or --clip "
-                    f"(or --on-nan skip)"
+                    f"the checkpoints in {self.out} hold the last good weights; start a new run (--force or "
+                    f"another --out) with a lower --lr or --clip, or use --on-nan skip"
                 )
             prog["skipped"] += 1  # the weights are untouched; the state carries on from before
         else:
@@ -252,6 +255,8 @@ class Trainer:
         last_loss, tps, finished = float("nan"), 0.0, False
         t_start, elapsed0, tokens0 = time.perf_counter(), prog["elapsed"], prog["tokens"]
         with _StopSignals() as signals, _progress_bar(self.console) as bar:
+            # The budget is checked first too: resuming a finished run must not take one more step.
+            finished = self.budget_spent() or self.out_of_patience()
             while not finished and not (cfg.epochs and prog["epoch"] > cfg.epochs):
                 lr = optim.lr_for_epoch(cfg.lr, cfg.lr_decay, cfg.decay_after, prog["epoch"])
                 task = bar.add_task(
@@ -286,8 +291,9 @@ class Trainer:
                         )
                         log_loss, log_steps, log_tokens, t_log, log_valid = 0.0, 0, 0, now, self.valid_time
                     bar.update(task, advance=1, loss=loss, ppl=_ppl(loss), tps=tps)
-                    if signals.signum is not None:
-                        raise Interrupted(signals.signum, self.save_last())
+                    # Everything this step owes (validation, save, budget) happens before a signal
+                    # is honoured, so an interrupted-and-resumed run does exactly what an
+                    # undisturbed one does.
                     if cfg.eval_every and prog["step"] % cfg.eval_every == 0:
                         self.validate()
                     if cfg.save_every and prog["step"] % cfg.save_every == 0:
@@ -295,6 +301,8 @@ class Trainer:
                     if self.budget_spent() or self.out_of_patience():
                         finished = True
                         break
+                    if signals.signum is not None:
+                        raise Interrupted(signals.signum, self.save_last())
                 else:
                     # The epoch is complete: validate, then start the next one from a zero state.
                     prog["epoch"] += 1
@@ -375,5 +383,5 @@ def prepare_out(out: Path, force: bool) -> None:
 
 
 def resume_config(cfg: TrainConfig, overrides: dict) -> TrainConfig:
-    """A resumed run keeps its config; only the budget may change."""
+    """A resumed run's config with the options the command line may change (cli.RESUMABLE)."""
     return replace(cfg, **overrides)

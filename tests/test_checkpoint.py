@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 from typer.testing import CliRunner
 
-from lstmtext import checkpoint, model
+from lstmtext import checkpoint, model, optim
 from lstmtext.cli import app
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.errors import CheckpointError
@@ -44,14 +44,13 @@ def make(tmp_path, name="ck.safetensors", vocab_extra=0, hidden=8) -> tuple[Path
     tok = Tokenizer.train("word", TEXT)
     cfg = ModelConfig(vocab_size=tok.vocab_size + vocab_extra, embed=6, hidden=hidden, layers=2, dropout=0.25)
     params = model.init_params(cfg, np.random.default_rng(0))
-    extra = {
-        "adam.m.embed.W": np.random.default_rng(1).standard_normal(params["embed.W"].shape).astype(np.float32),
-        "state.layers.0.h": np.arange(2 * hidden, dtype=np.float64).reshape(2, hidden),
-        "adam.t": np.array([7], dtype=np.int64),
-    }
+    rng = np.random.default_rng(1)
+    extra = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in optim.init_state("adam", params).items()}
+    extra["adam.t"] = np.array([7], dtype=np.int64)
+    extra.update({f"state.{k}": rng.standard_normal(v.shape) for k, v in model.init_state(cfg, 2).items()})
     progress = {"epoch": 2, "window": 3, "step": STEP, "rng": {"state": [1, 2]}, "best_valid_ppl": None}
     ck = checkpoint.Checkpoint(
-        cfg, params, tok.to_json(), TrainConfig(batch_size=2), progress, extra, {"corpus": "x.txt"}
+        cfg, params, tok.to_json(), TrainConfig(batch_size=2, optimizer="adam"), progress, extra, {"corpus": "x.txt"}
     )
     path = tmp_path / name
     checkpoint.save(path, ck)

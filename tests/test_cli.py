@@ -251,3 +251,30 @@ def test_eval_on_text_from_another_source_warns_about_unknown_words(tmp_path, co
     assert "warning:" in r.stderr and "<unk>" in r.stderr
     same = invoke(["eval", out, out / "valid.txt", "--json"])
     assert json.loads(same.stdout)["unk_rate"] < 0.05 and "warning" not in same.stderr
+
+
+def test_resuming_a_finished_run_takes_no_extra_step(tmp_path, corpus):
+    out = tmp_path / "r"
+    assert invoke(["train", corpus, *TINY, "--out", out, "--max-steps", "4", "--epochs", "0"]).exit_code == 0
+    before = checkpoint.load(out / "last.safetensors")
+    assert invoke(["train", "--resume", out]).exit_code == 0
+    after = checkpoint.load(out / "last.safetensors")
+    assert after.progress["step"] == before.progress["step"] == 4
+    assert all(np.array_equal(before.params[k], after.params[k]) for k in before.params)
+
+
+def test_resume_from_best_or_into_a_new_dir(tmp_path, corpus):
+    out = tmp_path / "r"
+    assert invoke(["train", corpus, *TINY, "--out", out, "--max-steps", "4", "--epochs", "0"]).exit_code == 0
+    r = invoke(["train", "--resume", out / "best.safetensors", "--max-steps", "6"])
+    assert r.exit_code == 1 and "last.safetensors" in r.stderr
+    r = invoke(["train", "--resume", out, "--out", tmp_path / "new" / "dir", "--max-steps", "6"])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(tmp_path / "new" / "dir" / "last.safetensors").progress["step"] == 6
+
+
+def test_force_with_a_bad_option_keeps_the_old_run(tmp_path, corpus):
+    out = tmp_path / "r"
+    assert invoke(["train", corpus, *TINY, "--out", out, "--max-steps", "2"]).exit_code == 0
+    r = invoke(["train", corpus, *TINY, "--out", out, "--force", "--tokenizer", "wrod"])
+    assert r.exit_code == 1 and (out / "last.safetensors").exists()

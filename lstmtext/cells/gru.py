@@ -96,7 +96,7 @@ def backward(dh: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, dict, dict]:
     k[:, :H] *= hn  # da_r = da_n ⊙ hn ⊙ σ'(r)
     k[:, H:] *= h[:-1] - n  # da_z = dh ⊙ (h_{t-1} - n) ⊙ σ'(z)
     k_n = (1.0 - z) * (1.0 - n * n)  # (T, H, B) da_n = dh ⊙ (1 - z) ⊙ tanh'
-    dhT = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B)
+    dhT = dh.transpose(0, 2, 1).copy()  # (T, H, B)
     dah = np.empty((T, 3 * H, B), dtype=dt)  # (T, 3H, B) gradient of h_{t-1} W_h (+ b_hn)
     dan = np.empty((T, H, B), dtype=dt)  # (T, H, B) gradient of the input-side n pre-activation
     dh_next = np.zeros((H, B), dtype=dt)

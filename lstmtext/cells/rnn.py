@@ -74,7 +74,7 @@ def backward(dh: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, dict, dict]:
     H = W_h.shape[0]
     out = h[1:]  # (T, H, B)
     dphi = 1.0 - out * out if cache.nonlinearity == "tanh" else (out > 0).astype(x.dtype)  # φ' from the output
-    da = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B) becomes the pre-activation gradient
+    da = dh.transpose(0, 2, 1).copy()  # (T, H, B) becomes the pre-activation gradient
     dh_next = np.zeros((H, B), dtype=x.dtype)
     for t in reversed(range(T)):
         da_t = da[t]  # (H, B)

@@ -47,6 +47,16 @@ class TorchLM(nn.Module):
         self.head_W = None if cfg.tie else nn.Parameter(torch.tensor(np.asarray(params["head.W"]), dtype=dtype))
         self.head_b = nn.Parameter(torch.tensor(np.asarray(params["head.b"]), dtype=dtype))
 
+    def drop_duplicate_bias_grads(self) -> None:
+        """torch keeps two biases (bias_ih + bias_hh) where lstmtext keeps one; call after backward.
+        Training both would move the effective bias twice as fast and count its gradient twice in
+        the clipping norm. Only the GRU's n-gate part of bias_hh (our b_hn) is a parameter of its own."""
+        H = self.cfg.hidden
+        for layer in range(self.cfg.layers):
+            grad = getattr(self.rnn, f"bias_hh_l{layer}").grad
+            if grad is not None:
+                grad[: 2 * H if self.cfg.cell == "gru" else grad.shape[0]] = 0.0
+
     def init_state(self, batch: int):
         z = torch.zeros(self.cfg.layers, batch, self.cfg.hidden, dtype=self.embed.dtype)
         return (z, z.clone()) if self.cfg.cell == "lstm" else z

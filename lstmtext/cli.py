@@ -4,6 +4,7 @@ import functools
 import json
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -160,7 +161,7 @@ def train(
         **budget,
     )
     # Check the model options before the (possibly slow) tokenization; vocab_size is known later.
-    ModelConfig(
+    model_cfg = ModelConfig(
         vocab_size=1,
         embed=embed,
         hidden=hidden,
@@ -184,17 +185,7 @@ def train(
         except OSError as e:
             raise ConfigError(f"cannot write {run_dir / 'valid.txt'}: {e.strerror or e}") from None
         say(f"The held-out text is saved as {run_dir / 'valid.txt'} for `lstmtext eval`.")
-    model_cfg = ModelConfig(
-        vocab_size=data.tokenizer.vocab_size,
-        embed=embed,
-        hidden=hidden,
-        layers=layers,
-        cell=cell,
-        dropout=dropout,
-        tie=tie,
-        init_scale=init_scale,
-        nonlinearity=nonlinearity,
-    )
+    model_cfg = replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
     say(
         f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
         f"vocabulary {model_cfg.vocab_size:,} ({tokenizer})."

@@ -72,8 +72,13 @@ def logged_steps(run):
     return max((x.get("step", 0) for x in lines), default=0)
 
 
+def train_cli(*args):
+    """`lstmtext train ARGS` in a subprocess, to completion: -> CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "lstmtext", "train", *map(str, args)], capture_output=True, text=True)
+
+
 def run_to_end(args):
-    r = subprocess.run([sys.executable, "-m", "lstmtext", "train", *map(str, args)], capture_output=True, text=True)
+    r = train_cli(*args)
     assert r.returncode == 0, r.stderr
     return r
 
@@ -144,28 +149,8 @@ def test_kill9_mid_epoch_resumes_from_save_every(tmp_path, reference):
 
 
 def test_divergence_stops_before_the_weights_change(tmp_path):
-    c = corpus(tmp_path)
     run = tmp_path / "run"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lstmtext",
-            "train",
-            str(c),
-            *TINY,
-            "--max-steps",
-            "50",
-            "--out",
-            str(run),
-            "--lr",
-            "1e30",
-            "--save-every",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = train_cli(corpus(tmp_path), *TINY, "--max-steps", "50", "--out", run, "--lr", "1e30", "--save-every", "1")
     assert r.returncode == 1
     err = r.stderr.strip()
     assert err.startswith("error: training diverged at step") and "--lr" in err and "\n" not in err
@@ -174,28 +159,8 @@ def test_divergence_stops_before_the_weights_change(tmp_path):
 
 
 def test_on_nan_skip_counts_skipped_windows(tmp_path):
-    c = corpus(tmp_path)
     run = tmp_path / "run"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lstmtext",
-            "train",
-            str(c),
-            *TINY,
-            "--max-steps",
-            "20",
-            "--out",
-            str(run),
-            "--lr",
-            "1e30",
-            "--on-nan",
-            "skip",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = train_cli(corpus(tmp_path), *TINY, "--max-steps", "20", "--out", run, "--lr", "1e30", "--on-nan", "skip")
     assert r.returncode == 0, r.stderr
     end = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]
     assert end["kind"] == "end" and end["steps"] == 20 and end["skipped"] > 0

@@ -22,7 +22,7 @@ demo: $(VENV)/.installed
 	$(BIN)/lstmtext train corpora/tinyshakespeare.txt --out $(DEMO) --force \
 		--epochs 3 --max-steps 1500 --seed 1
 	@echo
-	$(BIN)/lstmtext generate $(DEMO) --prompt "ROMEO:" --length 80 --seed 1
+	$(BIN)/lstmtext generate $(DEMO) --prompt "ROMEO:" --length 80 --seed 1 --temperature 0.8
 	@echo
 	$(BIN)/lstmtext eval $(DEMO) $(DEMO)/valid.txt
 

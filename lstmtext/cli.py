@@ -58,6 +58,34 @@ def user_errors(fn):
     return wrapper
 
 
+def _resume(resume: Path, corpus, valid, out, encoding_errors: str, given: set, budget: dict, console) -> None:
+    """`train --resume`: the run keeps its settings; only the budget and the text's location may change."""
+    fixed = given - RESUMABLE - {"resume", "corpus", "valid", "out", "encoding_errors"}
+    if fixed:
+        names = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(fixed))
+        raise ConfigError(
+            f"{names} cannot change when resuming (the run keeps its settings); start a new run with --out instead"
+        )
+    path = checkpoint.resolve(resume, "last.safetensors")
+    ckpt, tok = checkpoint.load_model(path)
+    if ckpt.train_cfg is None or "rng" not in ckpt.progress or not ckpt.extra:
+        raise ConfigError(f"{path} holds weights only; resume from a run directory's last.safetensors")
+    cfg = resume_config(ckpt.train_cfg, {k: v for k, v in budget.items() if k in given})
+    info = ckpt.info
+    corpus_path = corpus if corpus is not None else Path(info["corpus"])
+    valid_path = valid if valid is not None else (None if info["valid"] is None else Path(info["valid"]))
+    run_dir = out if out is not None else path.parent
+    if run_dir.resolve() != path.parent.resolve():
+        prepare_out(run_dir, force=False)  # a new home for the run: writable, and not another run's
+    data = prepare_data(corpus_path, valid_path, None, encoding_errors, console.print, tokenizer=tok, cache_dir=run_dir)
+    if (data.info["train_sha256"], data.info["valid_sha256"]) != (info["train_sha256"], info["valid_sha256"]):
+        raise ConfigError(
+            f"{corpus_path} is not the text this run was trained on (it changed since); resume needs the same corpus"
+        )
+    console.print(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
+    run_train(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt)
+
+
 @app.command()
 @user_errors
 def train(
@@ -118,31 +146,7 @@ def train(
     given = {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
     budget = {k: ctx.params[k] for k in RESUMABLE}
     if resume is not None:
-        fixed = given - RESUMABLE - {"resume", "corpus", "valid", "out", "encoding_errors"}
-        if fixed:
-            names = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(fixed))
-            raise ConfigError(
-                f"{names} cannot change when resuming (the run keeps its settings); start a new run with --out instead"
-            )
-        path = checkpoint.resolve(resume, "last.safetensors")
-        ckpt, tok = checkpoint.load_model(path)
-        if ckpt.train_cfg is None or "rng" not in ckpt.progress or not ckpt.extra:
-            raise ConfigError(f"{path} holds weights only; resume from a run directory's last.safetensors")
-        cfg = resume_config(ckpt.train_cfg, {k: v for k, v in budget.items() if k in given})
-        info = ckpt.info
-        corpus_path = corpus if corpus is not None else Path(info["corpus"])
-        valid_path = valid if valid is not None else (None if info["valid"] is None else Path(info["valid"]))
-        run_dir = out if out is not None else path.parent
-        if run_dir.resolve() != path.parent.resolve():
-            prepare_out(run_dir, force=False)  # a new home for the run: writable, and not another run's
-        data = prepare_data(corpus_path, valid_path, None, encoding_errors, say, tokenizer=tok, cache_dir=run_dir)
-        if (data.info["train_sha256"], data.info["valid_sha256"]) != (info["train_sha256"], info["valid_sha256"]):
-            raise ConfigError(
-                f"{corpus_path} is not the text this run was trained on (it changed since); "
-                f"resume needs the same corpus"
-            )
-        say(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
-        run_train(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt)
+        _resume(resume, corpus, valid, out, encoding_errors, given, budget, console)
         return
     if corpus is None:
         raise ConfigError("give a CORPUS to train on (a text file or a directory of .txt files), or --resume RUN_DIR")

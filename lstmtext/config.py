@@ -1,9 +1,11 @@
 """The two configurations a run is made of. Both live in every checkpoint's header, so a checkpoint
 rebuilds its model and resumes its training with no flags."""
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 from lstmtext.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class TrainConfig:
             raise ConfigError("give a budget: --epochs N and/or --max-steps N")
         if self.on_nan not in ("stop", "skip"):
             raise ConfigError(f"--on-nan must be stop or skip, got {self.on_nan!r}")
-        if self.optimizer not in ("sgd", "adam", "rmsprop"):
+        if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"--optimizer must be sgd, adam or rmsprop, got {self.optimizer!r}")
         if self.weight_decay < 0:
             raise ConfigError(f"--weight-decay must not be negative, got {self.weight_decay}")
@@ -78,10 +80,6 @@ class TrainConfig:
             raise ConfigError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
         if self.clip < 0:
             raise ConfigError(f"--clip must be positive (or 0 to turn it off), got {self.clip}")
-
-
-def to_dict(cfg) -> dict:
-    return asdict(cfg)
 
 
 def from_dict(cls, d: dict):

@@ -80,14 +80,13 @@ def head_forward(
     b: np.ndarray,
     targets: np.ndarray,
     mask: np.ndarray | None = None,
-    out: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, HeadCache]:
     """h (N,H), W (H,V), b (V,), targets (N,) -> weighted mean loss, nll (N,), cache.
 
     mask (N,) of 0/1 marks the tokens that count (evaluation pads its last window); None counts
-    all. out: an optional (N,V) buffer to reuse for the logits (it ends up in the cache)."""
+    all."""
     N = h.shape[0]
-    logits = np.matmul(h, W, out=out)  # (N, V)
+    logits = h @ W  # (N, V)
     rows = np.arange(N)
     row_max = np.empty(N, dtype=h.dtype)  # (N,)
     total = np.empty(N, dtype=h.dtype)  # (N,)

@@ -34,7 +34,6 @@ def lr_for_epoch(base_lr: float, decay: float, decay_after: int, epoch: int) -> 
     return base_lr * decay ** max(0, epoch - decay_after)
 
 
-OPTIMIZERS = ("sgd", "adam", "rmsprop")
 RMSPROP_DECAY = 0.95  # as in Karpathy et al. 2015, "Visualizing and Understanding Recurrent Networks"
 
 

@@ -19,8 +19,7 @@ from lstmtext.corpus import read_text
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError, LstmTextError
 from lstmtext.sample import SampleOptions, run_generation
-from lstmtext.train import Interrupted, prepare_out, resume_config
-from lstmtext.train import train as run_train
+from lstmtext.train import Interrupted, Trainer, prepare_out, resume_config
 
 app = typer.Typer(
     help="Train a NumPy LSTM language model on your text, sample from it, and measure it.",
@@ -83,7 +82,7 @@ def _resume(resume: Path, corpus, valid, out, encoding_errors: str, given: set, 
             f"{corpus_path} is not the text this run was trained on (it changed since); resume needs the same corpus"
         )
     console.print(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
-    run_train(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt)
+    Trainer(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt).run()
 
 
 @app.command()
@@ -194,7 +193,7 @@ def train(
         f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
         f"vocabulary {model_cfg.vocab_size:,} ({tokenizer})."
     )
-    run_train(data, model_cfg, cfg, run_dir, console)
+    Trainer(data, model_cfg, cfg, run_dir, console).run()
 
 
 @app.command()

@@ -334,17 +334,6 @@ class Trainer:
         return summary
 
 
-def train(
-    data: Data,
-    model_cfg: ModelConfig,
-    cfg: TrainConfig,
-    out: Path,
-    console: Console,
-    resume_from: checkpoint.Checkpoint | None = None,
-) -> dict:
-    return Trainer(data, model_cfg, cfg, out, console, resume_from).run()
-
-
 def print_summary(console: Console, s: dict, cfg: ModelConfig, out: Path) -> None:
     t = Table(title="training summary", show_header=False)
     t.add_row("stopped by", s["stop"])

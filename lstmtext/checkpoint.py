@@ -171,10 +171,7 @@ def _check_arrays(path: Path, arrays: dict, model_cfg: ModelConfig, train_cfg: T
         # TBPTT state, one row per stream. best.safetensors holds the parameters alone.
         from lstmtext import optim
 
-        for k, v in optim.init_state(
-            train_cfg.optimizer, {n: np.empty(sh, np.float32) for n, sh in shapes.items()}
-        ).items():
-            expected[k] = v.shape
+        expected.update(optim.state_shapes(train_cfg.optimizer, shapes))
         for name in model.init_state(model_cfg, 1):
             expected[f"state.{name}"] = (train_cfg.batch_size, model_cfg.hidden)
         required = set(expected)

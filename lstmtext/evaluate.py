@@ -33,6 +33,8 @@ def score(params: dict, cfg: ModelConfig, ids: np.ndarray, batch_size: int = 10,
 
 def perplexity(nats: float) -> float:
     """exp of an average loss; a diverged model's huge loss gives inf rather than an OverflowError."""
+    if math.isnan(nats):
+        return math.nan
     return math.exp(nats) if nats < 700 else math.inf
 
 

@@ -37,16 +37,22 @@ def lr_for_epoch(base_lr: float, decay: float, decay_after: int, epoch: int) -> 
 RMSPROP_DECAY = 0.95  # as in Karpathy et al. 2015, "Visualizing and Understanding Recurrent Networks"
 
 
-def init_state(kind: str, params: dict) -> dict:
+def state_shapes(kind: str, shapes: dict) -> dict:
+    """Name -> shape of an optimizer's state for parameters of these shapes (what checkpoints hold)."""
     if kind == "sgd":
         return {}
     if kind == "rmsprop":
-        return {f"rmsprop.v.{k}": np.zeros_like(p) for k, p in params.items()}
-    state = {"adam.t": np.zeros(1, dtype=np.int64)}  # steps taken, (1,) so every format stores it
-    for k, p in params.items():
-        state[f"adam.m.{k}"] = np.zeros_like(p)
-        state[f"adam.v.{k}"] = np.zeros_like(p)
-    return state
+        return {f"rmsprop.v.{k}": s for k, s in shapes.items()}
+    out = {"adam.t": (1,)}  # steps taken, (1,) so every format stores it
+    for k, s in shapes.items():
+        out[f"adam.m.{k}"] = out[f"adam.v.{k}"] = s
+    return out
+
+
+def init_state(kind: str, params: dict) -> dict:
+    shapes = state_shapes(kind, {k: p.shape for k, p in params.items()})
+    dtype = next(iter(params.values())).dtype
+    return {k: np.zeros(s, dtype=np.int64 if k == "adam.t" else dtype) for k, s in shapes.items()}
 
 
 def add_weight_decay(params: dict, grads: dict, weight_decay: float) -> None:

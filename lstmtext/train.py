@@ -110,10 +110,6 @@ def _progress_bar(console: Console) -> Progress:
     )
 
 
-def _ppl(loss: float) -> float:
-    return math.exp(min(loss, 50.0)) if math.isfinite(loss) else float("nan")
-
-
 def train_step(
     params: dict,
     model_cfg: ModelConfig,
@@ -265,7 +261,7 @@ class Trainer:
                     completed=prog["window"],
                     epoch=prog["epoch"],
                     loss=last_loss,
-                    ppl=_ppl(last_loss),
+                    ppl=evaluate.perplexity(last_loss),
                     tps=tps,
                 )
                 for x, y in batching.windows(self.streams, cfg.bptt, prog["window"]):
@@ -282,7 +278,7 @@ class Trainer:
                             step=prog["step"],
                             epoch=prog["epoch"],
                             loss=mean,
-                            ppl=_ppl(mean),
+                            ppl=evaluate.perplexity(mean),
                             lr=lr,
                             grad_norm=norm,
                             tokens_per_s=tps,
@@ -290,7 +286,7 @@ class Trainer:
                             elapsed=prog["elapsed"],
                         )
                         log_loss, log_steps, log_tokens, t_log, log_valid = 0.0, 0, 0, now, self.valid_time
-                    bar.update(task, advance=1, loss=loss, ppl=_ppl(loss), tps=tps)
+                    bar.update(task, advance=1, loss=loss, ppl=evaluate.perplexity(loss), tps=tps)
                     # Everything this step owes (validation, save, budget) happens before a signal
                     # is honoured, so an interrupted-and-resumed run does exactly what an
                     # undisturbed one does.

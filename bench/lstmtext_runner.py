@@ -18,11 +18,12 @@ def blas_info() -> list[dict]:
 def make_runner(row: Row, threads: int) -> Callable[[int], float | None]:
     from threadpoolctl import threadpool_limits
 
-    from lstmtext import model, sample
+    from lstmtext import malloc, model, sample
     from lstmtext.config import ModelConfig, TrainConfig
     from lstmtext.train import train_step
 
     threadpool_limits(limits=threads, user_api="blas")
+    malloc.keep_freed_memory()  # as `lstmtext`'s entry point does
     cfg = ModelConfig(vocab_size=row.V, embed=row.E, hidden=row.H, layers=row.L, cell=row.cell, dropout=0.0)
     params = model.init_params(cfg, np.random.default_rng(0))  # float32
     rng = np.random.default_rng(1)

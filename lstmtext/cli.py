@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lstmtext import checkpoint, evaluate
+from lstmtext import checkpoint, evaluate, malloc
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.corpus import read_text
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
@@ -30,7 +30,7 @@ app = typer.Typer(
 
 DEFAULT_LR = {"sgd": 20.0, "adam": 0.002, "rmsprop": 0.002}
 # Options that may change when a run is resumed; everything else belongs to the run.
-RESUMABLE = {"epochs", "max_steps", "patience", "eval_every", "log_every", "save_every", "on_nan"}
+RESUMABLE = {"epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "save_every", "on_nan"}
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -131,6 +131,9 @@ def train(
     weight_decay: Annotated[float, typer.Option(help="L2 penalty on weight matrices.")] = 0.0,
     epochs: Annotated[int, typer.Option(help="Passes over the training text (0: no limit).")] = 6,
     max_steps: Annotated[int, typer.Option(help="Stop after this many windows (0: no limit).")] = 0,
+    max_minutes: Annotated[
+        float, typer.Option(help="Stop after this many minutes of the run, validation included (0: no limit).")
+    ] = 0.0,
     eval_every: Annotated[int, typer.Option(help="Also validate every N steps (0: only after epochs).")] = 0,
     patience: Annotated[int, typer.Option(help="Stop after K validations without improvement (0: never).")] = 0,
     log_every: Annotated[int, typer.Option(help="Steps per line in metrics.jsonl.")] = 50,
@@ -269,4 +272,5 @@ def eval_(
 
 
 def main() -> None:
+    malloc.keep_freed_memory()
     app()

@@ -51,6 +51,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 penalty on weight matrices (not biases)
     epochs: int = 6  # budget in passes over the training text (0: no epoch limit)
     max_steps: int = 0  # budget in windows (0: no step limit)
+    max_minutes: float = 0.0  # budget in wall-clock minutes of the run, validation included (0: none)
     eval_every: int = 0  # also validate every this many steps (0: only after each epoch)
     patience: int = 0  # stop after this many validations without improvement (0: never)
     log_every: int = 50  # steps between progress lines in metrics.jsonl
@@ -66,8 +67,10 @@ class TrainConfig:
         for name in ("epochs", "max_steps", "eval_every", "patience", "decay_after", "save_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
-        if self.epochs == 0 and self.max_steps == 0:
-            raise ConfigError("give a budget: --epochs N and/or --max-steps N")
+        if self.max_minutes < 0:
+            raise ConfigError(f"--max-minutes must not be negative, got {self.max_minutes}")
+        if self.epochs == 0 and self.max_steps == 0 and self.max_minutes == 0:
+            raise ConfigError("give a budget: --epochs N, --max-steps N and/or --max-minutes M")
         if self.on_nan not in ("stop", "skip"):
             raise ConfigError(f"--on-nan must be stop or skip, got {self.on_nan!r}")
         if self.optimizer not in OPTIMIZERS:

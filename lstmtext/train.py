@@ -216,7 +216,9 @@ class Trainer:
         return ppl
 
     def budget_spent(self) -> bool:
-        return bool(self.cfg.max_steps and self.prog["step"] >= self.cfg.max_steps)
+        cfg, prog = self.cfg, self.prog
+        steps_spent = bool(cfg.max_steps and prog["step"] >= cfg.max_steps)
+        return steps_spent or bool(cfg.max_minutes and prog["elapsed"] >= 60 * cfg.max_minutes)
 
     def out_of_patience(self) -> bool:
         return bool(self.cfg.patience and self.prog["bad_evals"] >= self.cfg.patience)

@@ -278,3 +278,15 @@ def test_force_with_a_bad_option_keeps_the_old_run(tmp_path, corpus):
     assert invoke(["train", corpus, *TINY, "--out", out, "--max-steps", "2"]).exit_code == 0
     r = invoke(["train", corpus, *TINY, "--out", out, "--force", "--tokenizer", "wrod"])
     assert r.exit_code == 1 and (out / "last.safetensors").exists()
+
+
+def test_max_minutes_is_a_budget(tmp_path, corpus):
+    out = tmp_path / "run"
+    # 0.6 ms: spent by the first window, so the run stops there, validates and saves.
+    r = invoke(["train", corpus, *TINY, "--out", out, "--epochs", "0", "--max-minutes", "0.00001"])
+    assert r.exit_code == 0, r.output
+    end = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert end["kind"] == "end" and end["stop"] == "budget" and end["steps"] == 1
+    assert (out / "last.safetensors").exists()
+    r = invoke(["train", corpus, *TINY, "--out", tmp_path / "r2", "--epochs", "0", "--max-minutes", "-1"])
+    assert r.exit_code == 1 and "--max-minutes must not be negative" in r.output

@@ -10,11 +10,12 @@ Row vectors, gates fused along one 4H axis in PyTorch's order i|f|g|o:
 The forget gate decides how much of the old cell state to keep, the input gate how much of the
 candidate g_t to write, and the output gate how much of the squashed cell to show as h_t.
 
-Inside, the step loop works feature-major: the state is kept as h^T (H, B) and each step computes
-a_t^T = W_h^T h_{t-1}^T, because OpenBLAS runs these small-batch products much faster in that
-orientation (see README "Speed"). Inputs and outputs stay batch-major, as the interface says.
-Everything that does not depend on the step-to-step recursion is done for the whole window at
-once, outside the Python loop.
+Inside, each step works feature-major: it computes a_t^T = W_h^T h_{t-1}^T, because OpenBLAS runs
+these small-batch products much faster in that orientation (see README "Speed"). The window's
+arrays are time-major, so every step reads and writes one contiguous block; h is kept batch-major
+(its step-t block is written through a transposed view), which makes the output and the weight
+gradients plain GEMMs on contiguous memory. Everything that does not depend on the step-to-step
+recursion is done for the whole window at once, outside the Python loop.
 """
 
 from dataclasses import dataclass
@@ -46,10 +47,10 @@ def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -
 @dataclass
 class LSTMCache:
     x: np.ndarray  # (T, B, D) window input
-    gates: np.ndarray  # (4H, T, B) activated i|f|g|o, feature-major
-    c: np.ndarray  # (H, T+1, B) cell states, c[:, 0] = the initial one
-    tanh_c: np.ndarray  # (H, T, B)
-    h: np.ndarray  # (H, T+1, B) hidden states, h[:, 0] = the initial one
+    gates: np.ndarray  # (T, 4H, B) activated i|f|g|o, feature-major per step
+    c: np.ndarray  # (T+1, H, B) cell states, c[0] = the initial one
+    tanh_c: np.ndarray  # (T, H, B)
+    h: np.ndarray  # (T+1, B, H) hidden states, h[0] = the initial one
     act: GateActivation  # which rows of the 4H axis are σ and which tanh
     W_x: np.ndarray  # (D, 4H)
     W_h: np.ndarray  # (H, 4H)
@@ -64,34 +65,33 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, LSTMCache]
     H = W_h.shape[0]
     dt = x.dtype
     act = GateActivation.of("ssts", H, dt)  # i, f: σ; g: tanh; o: σ
-    # The input projection of the whole window is one GEMM, written straight into the
-    # feature-major layout (the transposes are BLAS flags, not copies). Only W_h^T h_{t-1} waits.
-    gates = (W_x.T @ x.reshape(T * B, D).T).reshape(4 * H, T, B)  # (4H, T, B)
-    gates += b[:, None, None]
-    c = np.empty((H, T + 1, B), dtype=dt)
-    h = np.empty((H, T + 1, B), dtype=dt)
-    tanh_c = np.empty((H, T, B), dtype=dt)
-    c[:, 0], h[:, 0] = state["c"].T, state["h"].T
+    # The input projection of the whole window is one GEMM; only W_h^T h_{t-1} waits for the loop.
+    xW = (x.reshape(T * B, D) @ W_x).reshape(T, B, 4 * H)  # (T, B, 4H)
+    gates = np.empty((T, 4 * H, B), dtype=dt)
+    c = np.empty((T + 1, H, B), dtype=dt)
+    tanh_c = np.empty((T, H, B), dtype=dt)
+    h = np.empty((T + 1, B, H), dtype=dt)  # batch-major, so the output below is a plain slice
+    c[0], h[0] = state["c"].T, state["h"]
     W_hT = np.ascontiguousarray(W_h.T)  # (4H, H)
-    rec = np.empty((4 * H, B), dtype=dt)  # (4H, B)
+    b_col = b[:, None]  # (4H, 1)
     ig = np.empty((H, B), dtype=dt)  # (H, B)
     for t in range(T):
-        a = gates[:, t]  # (4H, B), activated in place
-        np.matmul(W_hT, h[:, t], out=rec)  # (4H, B)
-        a += rec
+        a = gates[t]  # (4H, B), filled and activated in place
+        np.matmul(W_hT, h[t].T, out=a)  # (4H, B); h[t].T is a transposed view, a BLAS flag
+        a += xW[t].T
+        a += b_col
         act.apply(a)
         i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]  # (H, B) each
-        np.multiply(f, c[:, t], out=c[:, t + 1])  # (H, B)
+        np.multiply(f, c[t], out=c[t + 1])  # (H, B)
         np.multiply(i, g, out=ig)
-        c[:, t + 1] += ig
-        np.tanh(c[:, t + 1], out=tanh_c[:, t])
-        np.multiply(o, tanh_c[:, t], out=h[:, t + 1])
-    out = h[:, 1:].reshape(H, T * B).T.reshape(T, B, H)  # (T, B, H) a strided view, not a copy
-    return out, LSTMCache(x, gates, c, tanh_c, h, act, W_x, W_h)
+        c[t + 1] += ig
+        np.tanh(c[t + 1], out=tanh_c[t])
+        np.multiply(o, tanh_c[t], out=h[t + 1].T)  # (H, B) written into the (B, H) row
+    return h[1:], LSTMCache(x, gates, c, tanh_c, h, act, W_x, W_h)
 
 
 def final_state(cache: LSTMCache) -> dict:
-    return {"h": np.ascontiguousarray(cache.h[:, -1].T), "c": np.ascontiguousarray(cache.c[:, -1].T)}  # (B, H)
+    return {"h": cache.h[-1].copy(), "c": np.ascontiguousarray(cache.c[-1].T)}  # (B, H)
 
 
 def backward(dh: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, dict, dict]:
@@ -100,40 +100,40 @@ def backward(dh: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, dict, dict]:
     T, B, D = x.shape
     H = W_h.shape[0]
     dt = x.dtype
-    i, f, g, o = (gates[k * H : (k + 1) * H] for k in range(4))  # (H, T, B) each
+    i, f, g, o = (gates[:, k * H : (k + 1) * H] for k in range(4))  # (T, H, B) each
     # Everything that does not depend on the recursion, for the whole window at once:
     #   da_i = dc ⊙ g ⊙ σ'   da_f = dc ⊙ c_{t-1} ⊙ σ'   da_g = dc ⊙ i ⊙ tanh'   da_o = dh ⊙ tanh(c) ⊙ σ'
-    k = cache.act.derivative(gates.reshape(4 * H, T * B)).reshape(4 * H, T, B)  # σ' or tanh' per gate
-    k[:H] *= g
-    k[H : 2 * H] *= c[:, :-1]
-    k[2 * H : 3 * H] *= i
-    k[3 * H :] *= tanh_c
-    k_ifg = k[: 3 * H].reshape(3, H, T, B)  # (3, H, T, B)
-    dc_from_h = o * (1.0 - tanh_c * tanh_c)  # (H, T, B) d c_t / d h_t through tanh
-    dhT = dh.transpose(2, 0, 1)  # (H, T, B) a view
-    da = np.empty((4 * H, T, B), dtype=dt)  # (4H, T, B) dLoss / d pre-activations
-    da_ifg = da[: 3 * H].reshape(3, H, T, B)
+    k = cache.act.derivative(gates)  # (T, 4H, B) σ' or tanh' per gate
+    k[:, :H] *= g
+    k[:, H : 2 * H] *= c[:-1]
+    k[:, 2 * H : 3 * H] *= i
+    k[:, 3 * H :] *= tanh_c
+    k_ifg = k[:, : 3 * H].reshape(T, 3, H, B)  # (T, 3, H, B)
+    dc_from_h = o * (1.0 - tanh_c * tanh_c)  # (T, H, B) d c_t / d h_t through tanh
+    dA = np.empty((T, B, 4 * H), dtype=dt)  # dLoss / d pre-activations, batch-major for the GEMMs
+    da = np.empty((4 * H, B), dtype=dt)  # (4H, B) the same, one step, feature-major
+    da_ifg = da[: 3 * H].reshape(3, H, B)  # (3, H, B)
     dh_next = np.zeros((H, B), dtype=dt)  # gradient arriving from step t+1 (cut after T)
     dh_t = np.empty((H, B), dtype=dt)
     dc = np.zeros((H, B), dtype=dt)
     dc_tmp = np.empty((H, B), dtype=dt)
     for t in reversed(range(T)):
-        np.add(dhT[:, t], dh_next, out=dh_t)  # (H, B)
-        dc *= f[:, t + 1] if t + 1 < T else 0.0  # dc_{t+1} f_{t+1}: what flows back through the cell
-        np.multiply(dh_t, dc_from_h[:, t], out=dc_tmp)
+        np.add(dh[t].T, dh_next, out=dh_t)  # (H, B)
+        dc *= f[t + 1] if t + 1 < T else 0.0  # dc_{t+1} f_{t+1}: what flows back through the cell
+        np.multiply(dh_t, dc_from_h[t], out=dc_tmp)
         dc += dc_tmp  # (H, B)
-        np.multiply(dc, k_ifg[:, :, t], out=da_ifg[:, :, t])  # i, f, g at once
-        np.multiply(dh_t, k[3 * H :, t], out=da[3 * H :, t])  # o
-        np.matmul(W_h, da[:, t], out=dh_next)  # (H, B)
-    dc *= f[:, 0]  # gradient w.r.t. c_0
-    dA = da.reshape(4 * H, T * B)  # (4H, TB)
-    h_prev = cache.h[:, :-1].reshape(H, T * B)  # (H, TB) the input of each step
+        np.multiply(dc, k_ifg[t], out=da_ifg)  # i, f, g at once
+        np.multiply(dh_t, k[t, 3 * H :], out=da[3 * H :])  # o
+        np.matmul(W_h, da, out=dh_next)  # (H, B)
+        dA[t] = da.T  # (B, 4H)
+    dc *= f[0]  # gradient w.r.t. c_0
+    dA = dA.reshape(T * B, 4 * H)  # (TB, 4H)
     grads = {
-        "W_x": x.reshape(T * B, D).T @ dA.T,  # (D, 4H) one GEMM over the window
-        "W_h": h_prev @ dA.T,  # (H, 4H)
-        "b": dA.sum(axis=1),  # (4H,)
+        "W_x": x.reshape(T * B, D).T @ dA,  # (D, 4H) one GEMM over the window
+        "W_h": cache.h[:-1].reshape(T * B, H).T @ dA,  # (H, 4H) h_{t-1} is each step's input
+        "b": dA.sum(axis=0),  # (4H,)
     }
-    dx = (dA.T @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
+    dx = (dA @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T), "c": np.ascontiguousarray(dc.T)}
 
 

@@ -89,9 +89,12 @@ def torch_eval(lm: TorchLM, ids: np.ndarray, batch: int, bptt: int) -> float:
     return math.exp(total / mask.sum())
 
 
-def run_torch(cell: str, data: Path, out: Path, epochs: int) -> tuple[list[float], list[float], float]:
-    """-> (mean loss per LOG_EVERY steps, valid perplexity per epoch, seconds)."""
-    torch.set_num_threads(2)
+def run_torch(
+    cell: str, data: Path, out: Path, epochs: int, threads: int = 2, max_steps: int = 0
+) -> tuple[list[float], list[float], float]:
+    """-> (mean loss per LOG_EVERY steps, valid perplexity per epoch, seconds). max_steps > 0 stops
+    early and skips validation."""
+    torch.set_num_threads(threads)
     ckpt = checkpoint.load(out / "last.safetensors")
     from lstmtext.tokenizer import Tokenizer
 
@@ -124,6 +127,8 @@ def run_torch(cell: str, data: Path, out: Path, epochs: int) -> tuple[list[float
             if n % LOG_EVERY == 0:
                 curve.append(acc / LOG_EVERY)
                 acc = 0.0
+            if n == max_steps:
+                return curve, valid, time.perf_counter() - t0
         valid.append(torch_eval(lm, d.valid_ids, 10, SMALL["bptt"]))
     return curve, valid, time.perf_counter() - t0
 
@@ -135,8 +140,18 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--reuse", action="store_true", help="compare against the lstmtext run already in --out")
+    ap.add_argument(
+        "--noise-floor",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="instead: PyTorch against itself (2 threads vs 1, same weights and data) for STEPS steps, "
+        "to see how far float32 rounding alone moves the curve (needs --reuse's run for init and ids)",
+    )
     a = ap.parse_args()
     out = a.out or Path("runs") / f"parity-{a.cell}"
+    if a.noise_floor:
+        return noise_floor(a.cell, a.data, out, a.noise_floor)
     secs_ours = float("nan") if a.reuse else run_lstmtext(a.cell, a.data, out, a.epochs)
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     ours = [r["loss"] for r in records if r["kind"] == "train"]
@@ -163,6 +178,18 @@ def main() -> int:
         + ("PASS" if ok else "FAIL")
     )
     return 0 if ok else 1
+
+
+def noise_floor(cell: str, data: Path, out: Path, steps: int) -> int:
+    two, two_valid, _ = run_torch(cell, data, out, 1, threads=2, max_steps=steps)
+    one, one_valid, _ = run_torch(cell, data, out, 1, threads=1, max_steps=steps)
+    print(f"{cell}: PyTorch with 2 threads vs 1 thread, same initial weights and token ids")
+    print(f"{'step':>6} {'2 threads':>9} {'1 thread':>9} {'diff':>7}")
+    for k, (a, b) in enumerate(zip(two, one, strict=True)):
+        print(f"{(k + 1) * LOG_EVERY:>6} {a:>9.4f} {b:>9.4f} {100 * abs(a - b) / b:>6.2f}%")
+    for a, b in zip(two_valid, one_valid, strict=True):  # only when STEPS reached the epoch's end
+        print(f"valid perplexity: 2 threads {a:.2f}  1 thread {b:.2f}  ({100 * abs(a - b) / b:.2f}%)")
+    return 0
 
 
 if __name__ == "__main__":

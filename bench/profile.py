@@ -1,0 +1,91 @@
+"""Where a training step's time goes: each phase of lstmtext's step beside the GEMM floor of that phase.
+
+    python -m bench.profile ROW [--windows N] [--threads N]      # or: make profile ROW=char
+
+A phase is one function of the step (the cells' forward and backward over all layers, the head's
+forward and backward, the embedding, clipping and the update), timed with cProfile (inclusive time)
+over N windows after a warm-up. Its floor is the sum of the GEMMs it must do, each shape timed alone
+(bench.gemm_floor, feature-major). "outside GEMMs" = phase time - floor: the elementwise work, the
+Python loop and whatever makes a product slower inside the step than alone. Run it on a quiet
+machine: another process on the second core slows OpenBLAS's two-thread products tenfold.
+"""
+
+import argparse
+import cProfile
+import pstats
+import time
+
+from bench.gemm_floor import step_gemms, time_gemm
+from bench.lstmtext_runner import make_runner
+from bench.rows import ROWS, Row
+
+# (phase, the profiled functions as (file suffix, name), the gemm_floor descriptions it owns)
+PHASES = [
+    ("cells forward", [("cells/{cell}.py", "forward")], ("input projection", "recurrent fwd")),
+    ("cells backward", [("cells/{cell}.py", "backward")], ("recurrent bwd", "dW_x", "dW_h", "dX")),
+    ("head forward", [("layers.py", "head_forward")], ("head fwd",)),
+    ("head backward", [("layers.py", "head_backward")], ("head bwd", "head dW")),
+    ("embedding", [("layers.py", "embedding_forward"), ("layers.py", "embedding_backward")], ()),
+    ("clip + update", [("optim.py", "clip_global_norm"), ("optim.py", "step")], ()),
+]
+
+
+def floors(row: Row, seconds: float) -> dict[str, float]:
+    """-> seconds of GEMM floor per phase for one window."""
+    cache: dict[str, float] = {}
+    out = {name: 0.0 for name, _, _ in PHASES}
+    for g in step_gemms(row, "feature_major"):
+        if g.key not in cache:
+            cache[g.key] = time_gemm(g.M, g.K, g.N, seconds)
+        phase = next(name for name, _, owns in PHASES if any(o in g.what for o in owns))
+        out[phase] += cache[g.key] * g.calls
+    return out
+
+
+def profile(row: Row, windows: int, threads: int) -> tuple[float, dict[str, float]]:
+    """-> (seconds per window, inclusive seconds per window of each phase)."""
+    run = make_runner(row, threads)
+    run(3)  # warm-up: buffers, BLAS threads, caches
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    run(windows)
+    prof.disable()
+    wall = (time.perf_counter() - t0) / windows
+    stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
+    phase_time = {}
+    for name, funcs, _ in PHASES:
+        wanted = [(suffix.format(cell=row.cell), fn) for suffix, fn in funcs]
+        phase_time[name] = sum(
+            v[3] for (file, _, fn), v in stats.items() if any(file.endswith(s) and fn == f for s, f in wanted)
+        ) / windows
+    return wall, phase_time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("row", choices=[n for n, r in ROWS.items() if r.task == "train"])
+    ap.add_argument("--windows", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=0.05, help="minimum time of one timed batch of GEMM calls")
+    args = ap.parse_args()
+    from threadpoolctl import threadpool_limits
+
+    row = ROWS[args.row]
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        floor = floors(row, args.seconds)
+        wall, phases = profile(row, args.windows, args.threads)
+    ms = 1e3
+    print(f"{row.name}: {row.describe}, {args.windows} windows, {row.T * row.B / wall:,.0f} tok/s under cProfile")
+    print(f"{'phase':<16} {'ms/window':>10} {'GEMM floor':>11} {'outside GEMMs':>14} {'share of step':>14}")
+    for name, _, _ in PHASES:
+        t, f = phases[name], floor[name]
+        print(f"{name:<16} {t * ms:>10.1f} {f * ms:>11.1f} {(t - f) * ms:>14.1f} {100 * t / wall:>13.0f}%")
+    rest = wall - sum(phases.values())
+    print(f"{'the rest':<16} {rest * ms:>10.1f} {0:>11.1f} {rest * ms:>14.1f} {100 * rest / wall:>13.0f}%")
+    total_floor = sum(floor.values())
+    print(f"{'step':<16} {wall * ms:>10.1f} {total_floor * ms:>11.1f} {(wall - total_floor) * ms:>14.1f} {100:>13}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -40,10 +40,13 @@ class SampleOptions:
 
 
 def next_token_weights(logits: np.ndarray, opts: SampleOptions) -> np.ndarray:
-    """logits (B,V) -> unnormalized probabilities (B,V) after temperature, top-k and top-p.
+    """logits (B,V) -> unnormalized probabilities (B,V), float64, after temperature, top-k and top-p.
 
-    float64, so the cumulative sums used for drawing stay exact enough over a large vocabulary."""
-    z = logits.astype(np.float64)  # (B, V)
+    exp runs in float32: once the row max is subtracted every weight is in (0, 1], where float32's
+    relative precision (6e-8) is far finer than sampling needs, and its exp is 4× faster than
+    float64's here. The sums that decide top-p and the draw are float64, exact enough over any
+    vocabulary."""
+    z = logits.astype(np.float32)  # (B, V) a copy: the caller's logits stay untouched
     if opts.temperature != 1.0:
         z *= 1.0 / opts.temperature
     if opts.top_k and opts.top_k < z.shape[1]:
@@ -51,16 +54,17 @@ def next_token_weights(logits: np.ndarray, opts: SampleOptions) -> np.ndarray:
         z[z < kth] = -np.inf
     z -= z.max(axis=1, keepdims=True)
     np.exp(z, out=z)  # (B, V)
+    w = z.astype(np.float64)  # (B, V)
     if opts.top_p < 1.0:
-        z /= z.sum(axis=1, keepdims=True)
-        order = np.argsort(-z, axis=1)  # (B, V) most likely first
-        sorted_p = np.take_along_axis(z, order, axis=1)
+        w /= w.sum(axis=1, keepdims=True)
+        order = np.argsort(-w, axis=1)  # (B, V) most likely first
+        sorted_p = np.take_along_axis(w, order, axis=1)
         # Keep a token if the mass before it is still below p: the smallest set reaching p.
         keep_sorted = (np.cumsum(sorted_p, axis=1) - sorted_p) < opts.top_p
         keep = np.zeros_like(keep_sorted)
         np.put_along_axis(keep, order, keep_sorted, axis=1)
-        z[~keep] = 0.0
-    return z
+        w[~keep] = 0.0
+    return w
 
 
 def next_token_probs(logits: np.ndarray, opts: SampleOptions) -> np.ndarray:
@@ -69,12 +73,36 @@ def next_token_probs(logits: np.ndarray, opts: SampleOptions) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
+BLOCK = 128  # tokens per block of the two-level draw
+
+
 def draw(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One id per row of unnormalized weights (B,V), by inverting the cumulative sum."""
-    cum = np.cumsum(weights, axis=1)  # (B, V)
-    u = rng.random(weights.shape[0]) * cum[:, -1]  # (B,) uniform in [0, row total)
-    # side="right" never picks a zero-weight token: its cumulative sum equals its left neighbour's.
-    return np.array([np.searchsorted(cum[b], u[b], side="right") for b in range(len(u))])
+    """One id per row of unnormalized weights (B,V), by inverting the cumulative sum.
+
+    In two levels, because a cumulative sum is a sequential loop (4 ns a token here, the slowest
+    part of sampling at batch 1 over 10,000 tokens): the running total of block sums picks the block
+    of BLOCK tokens the draw falls in, and only that block's own cumulative sum picks the token.
+    side="right" never picks a zero-weight token or block: its running total equals its left
+    neighbour's."""
+    B, V = weights.shape
+    n_blocks = -(-V // BLOCK)
+    blocks = np.zeros((B, n_blocks * BLOCK), dtype=np.float64)  # (B, n·BLOCK) zero-padded
+    blocks[:, :V] = weights
+    blocks = blocks.reshape(B, n_blocks, BLOCK)  # (B, n, BLOCK)
+    ends = np.cumsum(blocks.sum(axis=2), axis=1)  # (B, n) running total at each block's end
+    u = rng.random(B) * ends[:, -1]  # (B,) uniform in [0, row total)
+    ids = np.empty(B, dtype=np.int64)
+    for b in range(B):
+        # u < the total, so k < n; the min only guards a product that rounded up to the total.
+        k = min(int(np.searchsorted(ends[b], u[b], side="right")), n_blocks - 1)
+        while ends[b, k] == (ends[b, k - 1] if k else 0.0):  # only after that rounding: step back
+            k -= 1  # to the last block that has weight
+        w = blocks[b, k]  # (BLOCK,)
+        j = int(np.searchsorted(np.cumsum(w), u[b] - (ends[b, k - 1] if k else 0.0), side="right"))
+        if j == BLOCK:  # the block's sum and its cumulative sum rounded differently: take its last
+            j = int(np.flatnonzero(w)[-1])  # token with weight
+        ids[b] = k * BLOCK + j
+    return ids
 
 
 def generate(

@@ -36,6 +36,36 @@ def test_draw_follows_the_distribution_and_skips_zeros():
     assert abs((ids == 3).mean() - 0.75) < 0.02
 
 
+def test_draw_over_several_blocks_follows_the_distribution():
+    # 300 tokens = two full blocks of 128 and a partial one; the middle block has a single token
+    # with weight, so a draw must cross blocks correctly to find it.
+    rng = np.random.default_rng(1)
+    p = rng.random(300) ** 4
+    p[128:256] = 0.0
+    p[200] = 5.0
+    p[::7] = 0.0
+    p /= p.sum()
+    ids = draw(np.tile(p, (40000, 1)), rng)
+    assert p[ids].min() > 0  # never a token without weight
+    freq = np.bincount(ids, minlength=300) / len(ids)
+    assert 0.5 * np.abs(freq - p).sum() < 0.03  # total variation distance to the distribution
+    assert abs(freq[200] - p[200]) < 0.01
+
+
+class _TopOfRange:
+    """An rng whose draws sit at the very top of [0, 1): the product u = r · total may then round
+    up to the total itself."""
+
+    def random(self, n):
+        return np.ones(n)
+
+
+def test_draw_at_the_top_of_the_range_still_picks_a_token_with_weight():
+    w = np.zeros((1, 400))
+    w[0, [3, 70]] = [1.0, 2.0]  # all the weight in the first block; three empty blocks after it
+    assert draw(w, _TopOfRange()).tolist() == [70]
+
+
 def test_greedy_and_seeded_batches():
     cfg = ModelConfig(vocab_size=12, embed=6, hidden=6, layers=2)
     params = model.init_params(cfg, np.random.default_rng(1))

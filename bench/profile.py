@@ -15,7 +15,7 @@ import cProfile
 import pstats
 import time
 
-from bench.gemm_floor import step_gemms, time_gemm
+from bench.gemm_floor import measure
 from bench.lstmtext_runner import make_runner
 from bench.rows import ROWS, Row
 
@@ -32,13 +32,10 @@ PHASES = [
 
 def floors(row: Row, seconds: float) -> dict[str, float]:
     """-> seconds of GEMM floor per phase for one window."""
-    cache: dict[str, float] = {}
     out = {name: 0.0 for name, _, _ in PHASES}
-    for g in step_gemms(row, "feature_major"):
-        if g.key not in cache:
-            cache[g.key] = time_gemm(g.M, g.K, g.N, seconds)
-        phase = next(name for name, _, owns in PHASES if any(o in g.what for o in owns))
-        out[phase] += cache[g.key] * g.calls
+    for g in measure(row, seconds)["gemms"]["feature_major"]:
+        phase = next(name for name, _, owns in PHASES if any(o in g["what"] for o in owns))
+        out[phase] += g["seconds"] * g["calls"]
     return out
 
 

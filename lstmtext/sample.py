@@ -90,18 +90,15 @@ def draw(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     blocks[:, :V] = weights
     blocks = blocks.reshape(B, n_blocks, BLOCK)  # (B, n, BLOCK)
     ends = np.cumsum(blocks.sum(axis=2), axis=1)  # (B, n) running total at each block's end
-    u = rng.random(B) * ends[:, -1]  # (B,) uniform in [0, row total)
+    # u must stay below the total for side="right" to land on weight; r·total can round up to it.
+    u = np.minimum(rng.random(B) * ends[:, -1], np.nextafter(ends[:, -1], 0.0))  # (B,)
     ids = np.empty(B, dtype=np.int64)
     for b in range(B):
-        # u < the total, so k < n; the min only guards a product that rounded up to the total.
-        k = min(int(np.searchsorted(ends[b], u[b], side="right")), n_blocks - 1)
-        while ends[b, k] == (ends[b, k - 1] if k else 0.0):  # only after that rounding: step back
-            k -= 1  # to the last block that has weight
-        w = blocks[b, k]  # (BLOCK,)
-        j = int(np.searchsorted(np.cumsum(w), u[b] - (ends[b, k - 1] if k else 0.0), side="right"))
-        if j == BLOCK:  # the block's sum and its cumulative sum rounded differently: take its last
-            j = int(np.flatnonzero(w)[-1])  # token with weight
-        ids[b] = k * BLOCK + j
+        k = int(np.searchsorted(ends[b], u[b], side="right"))
+        cum = np.cumsum(blocks[b, k])  # (BLOCK,)
+        # The same rule inside the block, whose cumulative sum may round below its pairwise total.
+        r = min(u[b] - (ends[b, k - 1] if k else 0.0), np.nextafter(cum[-1], 0.0))
+        ids[b] = k * BLOCK + int(np.searchsorted(cum, r, side="right"))
     return ids
 
 

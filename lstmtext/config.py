@@ -59,6 +59,7 @@ class TrainConfig:
     on_nan: str = "stop"  # a non-finite loss or gradient: "stop" training, or "skip" that window
     eval_batch_size: int = 10  # streams used by validation
     seed: int = 1234
+    dtype: str = "float32"  # float64 is slower; it is for comparing runs with a reference trainer
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "bptt", "log_every", "eval_batch_size"):
@@ -73,6 +74,8 @@ class TrainConfig:
             raise ConfigError("give a budget: --epochs N, --max-steps N and/or --max-minutes M")
         if self.on_nan not in ("stop", "skip"):
             raise ConfigError(f"--on-nan must be stop or skip, got {self.on_nan!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError(f"--dtype must be float32 or float64, got {self.dtype!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"--optimizer must be sgd, adam or rmsprop, got {self.optimizer!r}")
         if self.weight_decay < 0:

@@ -37,7 +37,6 @@ from lstmtext.data import Data
 from lstmtext.errors import ConfigError, TrainingError
 
 METRICS_VERSION = 1
-DTYPE = np.float32
 
 
 class Interrupted(Exception):
@@ -153,10 +152,11 @@ class Trainer:
         self.streams = batching.make_streams(data.train_ids, cfg.batch_size)  # (n, B)
         self.n_windows = batching.num_windows(self.streams.shape[0], cfg.bptt)
         self.rng = np.random.default_rng([cfg.seed, 1])  # dropout masks; the init uses another stream
+        self.dtype = np.dtype(cfg.dtype)
         if resume_from is None:
-            self.params = model.init_params(model_cfg, np.random.default_rng([cfg.seed, 0]), DTYPE)
+            self.params = model.init_params(model_cfg, np.random.default_rng([cfg.seed, 0]), self.dtype)
             self.opt_state = optim.init_state(cfg.optimizer, self.params)
-            self.state = model.init_state(model_cfg, cfg.batch_size, DTYPE)
+            self.state = model.init_state(model_cfg, cfg.batch_size, self.dtype)
             self.prog = {
                 "epoch": 1,
                 "window": 0,
@@ -305,7 +305,7 @@ class Trainer:
                     # The epoch is complete: validate, then start the next one from a zero state.
                     prog["epoch"] += 1
                     prog["window"] = 0
-                    self.state = model.init_state(self.model_cfg, cfg.batch_size, DTYPE)
+                    self.state = model.init_state(self.model_cfg, cfg.batch_size, self.dtype)
                     if prog["last_valid_step"] != prog["step"]:
                         self.validate()
                     self.save_last()

@@ -290,3 +290,24 @@ def test_max_minutes_is_a_budget(tmp_path, corpus):
     assert (out / "last.safetensors").exists()
     r = invoke(["train", corpus, *TINY, "--out", tmp_path / "r2", "--epochs", "0", "--max-minutes", "-1"])
     assert r.exit_code == 1 and "--max-minutes must not be negative" in r.output
+
+
+def test_float64_runs_resume_and_match_float32(tmp_path, corpus):
+    common = [corpus, *TINY, "--optimizer", "rmsprop", "--epochs", "0", "--seed", "4"]
+    for run, steps, dtype in (("a", 8, "float64"), ("b", 3, "float64"), ("c", 8, "float32")):
+        r = invoke(["train", *common, "--out", tmp_path / run, "--max-steps", steps, "--dtype", dtype])
+        assert r.exit_code == 0, r.output
+    r = invoke(["train", "--resume", tmp_path / "b", "--max-steps", "8"])
+    assert r.exit_code == 0, r.output
+    a, b, c = (checkpoint.load(tmp_path / run / "last.safetensors") for run in "abc")
+    assert all(a.params[k].dtype == np.float64 and np.array_equal(a.params[k], b.params[k]) for k in a.params)
+    assert all(v.dtype == np.float64 for k, v in a.extra.items() if k.startswith(("rmsprop.", "state.")))
+    # Same initial draw and the same math: float32 stays within its rounding of the float64 run.
+    assert all(np.allclose(a.params[k], c.params[k], atol=1e-4) for k in a.params)
+    assert any(not np.array_equal(a.params[k], c.params[k].astype(np.float64)) for k in a.params)
+    r = invoke(["generate", tmp_path / "a", "--prompt", "the", "--length", "5", "--seed", "0"])
+    assert r.exit_code == 0 and r.output.startswith("the"), r.output
+    r = invoke(["eval", tmp_path / "a", tmp_path / "a" / "valid.txt", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["perplexity"] > 1, r.output
+    r = invoke(["train", *common, "--out", tmp_path / "d", "--max-steps", "2", "--dtype", "float16"])
+    assert r.exit_code == 1 and "--dtype must be float32 or float64" in r.output

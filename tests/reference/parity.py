@@ -44,7 +44,7 @@ SMALL = {
 LOG_EVERY = 50
 
 
-def run_lstmtext(cell: str, data: Path, out: Path, epochs: int) -> float:
+def run_lstmtext(cell: str, data: Path, out: Path, epochs: int, dtype: str = "float32") -> float:
     args = [
         sys.executable,
         "-m",
@@ -66,6 +66,8 @@ def run_lstmtext(cell: str, data: Path, out: Path, epochs: int) -> float:
         "--force",
         "--log-every",
         str(LOG_EVERY),
+        "--dtype",
+        dtype,
     ]
     for k, v in SMALL.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
@@ -90,7 +92,7 @@ def torch_eval(lm: TorchLM, ids: np.ndarray, batch: int, bptt: int) -> float:
 
 
 def run_torch(
-    cell: str, data: Path, out: Path, epochs: int, threads: int = 2, max_steps: int = 0
+    cell: str, data: Path, out: Path, epochs: int, threads: int = 2, max_steps: int = 0, dtype: str = "float32"
 ) -> tuple[list[float], list[float], float]:
     """-> (mean loss per LOG_EVERY steps, valid perplexity per epoch, seconds). max_steps > 0 stops
     early and skips validation."""
@@ -101,9 +103,10 @@ def run_torch(
     tok = Tokenizer.from_json(ckpt.tokenizer_json)
     d = prepare_data(data / "train.txt", data / "valid.txt", None, "strict", lambda s: None, tokenizer=tok)
     cfg: ModelConfig = ckpt.model_cfg
-    init = model.init_params(cfg, np.random.default_rng([SMALL["seed"], 0]))  # what lstmtext started from
+    # What lstmtext started from: the same seed, drawn in the same dtype.
+    init = model.init_params(cfg, np.random.default_rng([SMALL["seed"], 0]), np.dtype(dtype))
     checkpoint.save(out / "init.safetensors", checkpoint.Checkpoint(cfg, init, ckpt.tokenizer_json))
-    lm = TorchLM(checkpoint.load(out / "init.safetensors").params, cfg)
+    lm = TorchLM(checkpoint.load(out / "init.safetensors").params, cfg, getattr(torch, dtype))
     streams = batching.make_streams(d.train_ids, SMALL["batch_size"])
     curve, valid, acc, n = [], [], 0.0, 0
     t0 = time.perf_counter()
@@ -148,17 +151,23 @@ def main() -> int:
         help="instead: PyTorch against itself (2 threads vs 1, same weights and data) for STEPS steps, "
         "to see how far float32 rounding alone moves the curve (needs --reuse's run for init and ids)",
     )
+    ap.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float64"],
+        help="float64 for both trainers: rounding then no longer decides where a chaotic run (GRU at lr 20) goes",
+    )
     a = ap.parse_args()
     out = a.out or Path("runs") / f"parity-{a.cell}"
     if a.noise_floor:
         return noise_floor(a.cell, a.data, out, a.noise_floor)
-    secs_ours = float("nan") if a.reuse else run_lstmtext(a.cell, a.data, out, a.epochs)
+    secs_ours = float("nan") if a.reuse else run_lstmtext(a.cell, a.data, out, a.epochs, a.dtype)
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     ours = [r["loss"] for r in records if r["kind"] == "train"]
     ours_valid = [r["ppl"] for r in records if r["kind"] == "valid"]
-    theirs, theirs_valid, secs_theirs = run_torch(a.cell, a.data, out, a.epochs)
+    theirs, theirs_valid, secs_theirs = run_torch(a.cell, a.data, out, a.epochs, dtype=a.dtype)
     n = min(len(ours), len(theirs))
-    print(f"{a.cell}: {n} logged points (mean train loss over each {LOG_EVERY} steps)")
+    print(f"{a.cell}, {a.dtype}: {n} logged points (mean train loss over each {LOG_EVERY} steps)")
     print(f"{'step':>6} {'lstmtext':>9} {'pytorch':>9} {'diff':>7}")
     worst = 0.0
     for k in range(n):

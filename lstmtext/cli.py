@@ -140,9 +140,7 @@ def train(
     save_every: Annotated[int, typer.Option(help="Also save last.safetensors every N steps (0: after epochs).")] = 0,
     on_nan: Annotated[str, typer.Option(help="On a non-finite loss or gradient: stop, or skip the window.")] = "stop",
     seed: Annotated[int, typer.Option(help="Seed for initialization and dropout.")] = 1234,
-    dtype: Annotated[
-        str, typer.Option(help="float32, or float64: about half the speed, for matching a reference trainer.")
-    ] = "float32",
+    dtype: Annotated[str, typer.Option(help="float32, or float64 (slower) to match a reference trainer.")] = "float32",
 ) -> None:
     """Train a language model on CORPUS; checkpoints and metrics go to --out."""
     console = Console()

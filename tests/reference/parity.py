@@ -160,7 +160,7 @@ def main() -> int:
     a = ap.parse_args()
     out = a.out or Path("runs") / f"parity-{a.cell}"
     if a.noise_floor:
-        return noise_floor(a.cell, a.data, out, a.noise_floor)
+        return noise_floor(a.cell, a.data, out, a.noise_floor, a.dtype)
     secs_ours = float("nan") if a.reuse else run_lstmtext(a.cell, a.data, out, a.epochs, a.dtype)
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     ours = [r["loss"] for r in records if r["kind"] == "train"]
@@ -189,10 +189,10 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def noise_floor(cell: str, data: Path, out: Path, steps: int) -> int:
-    two, two_valid, _ = run_torch(cell, data, out, 1, threads=2, max_steps=steps)
-    one, one_valid, _ = run_torch(cell, data, out, 1, threads=1, max_steps=steps)
-    print(f"{cell}: PyTorch with 2 threads vs 1 thread, same initial weights and token ids")
+def noise_floor(cell: str, data: Path, out: Path, steps: int, dtype: str) -> int:
+    two, two_valid, _ = run_torch(cell, data, out, 1, threads=2, max_steps=steps, dtype=dtype)
+    one, one_valid, _ = run_torch(cell, data, out, 1, threads=1, max_steps=steps, dtype=dtype)
+    print(f"{cell}, {dtype}: PyTorch with 2 threads vs 1 thread, same initial weights and token ids")
     print(f"{'step':>6} {'2 threads':>9} {'1 thread':>9} {'diff':>7}")
     for k, (a, b) in enumerate(zip(two, one, strict=True)):
         print(f"{(k + 1) * LOG_EVERY:>6} {a:>9.4f} {b:>9.4f} {100 * abs(a - b) / b:>6.2f}%")

@@ -44,7 +44,15 @@ SMALL = {
 LOG_EVERY = 50
 
 
-def run_lstmtext(cell: str, data: Path, out: Path, epochs: int, dtype: str = "float32") -> float:
+def run_lstmtext(
+    cell: str,
+    data: Path,
+    out: Path,
+    epochs: int,
+    dtype: str = "float32",
+    max_steps: int = 0,
+    log_every: int = LOG_EVERY,
+) -> float:
     args = [
         sys.executable,
         "-m",
@@ -60,12 +68,14 @@ def run_lstmtext(cell: str, data: Path, out: Path, epochs: int, dtype: str = "fl
         "--cell",
         cell,
         "--epochs",
-        str(epochs),
+        str(0 if max_steps else epochs),
+        "--max-steps",
+        str(max_steps),
         "--out",
         str(out),
         "--force",
         "--log-every",
-        str(LOG_EVERY),
+        str(log_every),
         "--dtype",
         dtype,
     ]
@@ -92,9 +102,16 @@ def torch_eval(lm: TorchLM, ids: np.ndarray, batch: int, bptt: int) -> float:
 
 
 def run_torch(
-    cell: str, data: Path, out: Path, epochs: int, threads: int = 2, max_steps: int = 0, dtype: str = "float32"
+    cell: str,
+    data: Path,
+    out: Path,
+    epochs: int,
+    threads: int = 2,
+    max_steps: int = 0,
+    dtype: str = "float32",
+    log_every: int = LOG_EVERY,
 ) -> tuple[list[float], list[float], float]:
-    """-> (mean loss per LOG_EVERY steps, valid perplexity per epoch, seconds). max_steps > 0 stops
+    """-> (mean loss per log_every steps, valid perplexity per epoch, seconds). max_steps > 0 stops
     early and skips validation."""
     torch.set_num_threads(threads)
     ckpt = checkpoint.load(out / "last.safetensors")
@@ -127,8 +144,8 @@ def run_torch(
                 for p in lm.parameters():
                     p -= lr * p.grad
             acc, n = acc + loss.item(), n + 1
-            if n % LOG_EVERY == 0:
-                curve.append(acc / LOG_EVERY)
+            if n % log_every == 0:
+                curve.append(acc / log_every)
                 acc = 0.0
             if n == max_steps:
                 return curve, valid, time.perf_counter() - t0
@@ -157,8 +174,18 @@ def main() -> int:
         choices=["float32", "float64"],
         help="float64 for both trainers: rounding then no longer decides where a chaotic run (GRU at lr 20) goes",
     )
+    ap.add_argument(
+        "--divergence",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="instead: both trainers for STEPS steps, the loss of every step to 15 digits, to see where "
+        "and how fast the two runs part",
+    )
     a = ap.parse_args()
     out = a.out or Path("runs") / f"parity-{a.cell}"
+    if a.divergence:
+        return divergence(a.cell, a.data, out, a.divergence, a.dtype)
     if a.noise_floor:
         return noise_floor(a.cell, a.data, out, a.noise_floor, a.dtype)
     secs_ours = float("nan") if a.reuse else run_lstmtext(a.cell, a.data, out, a.epochs, a.dtype)
@@ -187,6 +214,19 @@ def main() -> int:
         + ("PASS" if ok else "FAIL")
     )
     return 0 if ok else 1
+
+
+def divergence(cell: str, data: Path, out: Path, steps: int, dtype: str) -> int:
+    run_lstmtext(cell, data, out, 0, dtype, max_steps=steps, log_every=1)
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    ours = [r["loss"] for r in records if r["kind"] == "train"]
+    theirs, _, _ = run_torch(cell, data, out, 1, max_steps=steps, dtype=dtype, log_every=1)
+    print(f"{cell}, {dtype}: the loss of each step, same initial weights and token ids")
+    print(f"{'step':>6} {'lstmtext':>19} {'pytorch':>19} {'rel. diff':>9}")
+    for k, (a, b) in enumerate(zip(ours, theirs, strict=True), 1):
+        if k <= 10 or k % 10 == 0:
+            print(f"{k:>6} {a:>19.15f} {b:>19.15f} {abs(a - b) / b:>9.1e}")
+    return 0
 
 
 def noise_floor(cell: str, data: Path, out: Path, steps: int, dtype: str) -> int:

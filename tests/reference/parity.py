@@ -86,6 +86,12 @@ def run_lstmtext(
     return time.perf_counter() - t0
 
 
+def read_metrics(out: Path) -> tuple[list[float], list[float]]:
+    """lstmtext's run in out -> (logged training losses, validation perplexities)."""
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in records if r["kind"] == "train"], [r["ppl"] for r in records if r["kind"] == "valid"]
+
+
 def torch_eval(lm: TorchLM, ids: np.ndarray, batch: int, bptt: int) -> float:
     x, y, mask = batching.padded_streams(ids, batch)
     state, total = lm.init_state(batch), 0.0
@@ -189,9 +195,7 @@ def main() -> int:
     if a.noise_floor:
         return noise_floor(a.cell, a.data, out, a.noise_floor, a.dtype)
     secs_ours = float("nan") if a.reuse else run_lstmtext(a.cell, a.data, out, a.epochs, a.dtype)
-    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    ours = [r["loss"] for r in records if r["kind"] == "train"]
-    ours_valid = [r["ppl"] for r in records if r["kind"] == "valid"]
+    ours, ours_valid = read_metrics(out)
     theirs, theirs_valid, secs_theirs = run_torch(a.cell, a.data, out, a.epochs, dtype=a.dtype)
     n = min(len(ours), len(theirs))
     print(f"{a.cell}, {a.dtype}: {n} logged points (mean train loss over each {LOG_EVERY} steps)")
@@ -218,8 +222,7 @@ def main() -> int:
 
 def divergence(cell: str, data: Path, out: Path, steps: int, dtype: str) -> int:
     run_lstmtext(cell, data, out, 0, dtype, max_steps=steps, log_every=1)
-    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    ours = [r["loss"] for r in records if r["kind"] == "train"]
+    ours, _ = read_metrics(out)
     theirs, _, _ = run_torch(cell, data, out, 1, max_steps=steps, dtype=dtype, log_every=1)
     print(f"{cell}, {dtype}: the loss of each step, same initial weights and token ids")
     print(f"{'step':>6} {'lstmtext':>19} {'pytorch':>19} {'rel. diff':>9}")

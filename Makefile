@@ -72,16 +72,25 @@ reproduce-ptb: $(VENV)/.installed
 	$(BIN)/lstmtext eval $(PTB_RUN) $(PTB)/test.txt --batch-size 1 --bptt 20 && \
 	echo "wall time: $$(( $$(date +%s) - start )) s"
 
-# Issue #6, stretch: the best PTB model within a wall-clock budget, with the options users have
-# (tied 2 × 256, dropout 0.3, bptt 35; halved every epoch from the fifth). README, "Penn Treebank".
+# Issue #6, stretch: the best PTB model within a wall-clock budget (at most 2 hours), with the
+# options users have: a tied 2-layer LSTM, dropout, bptt 35, full lr for a few epochs and then a
+# steady decay, with the epoch count chosen so that the schedule ends inside the budget
+# (--max-minutes is only the safety stop). README, "Penn Treebank". The 22-minute run of
+# 2026-11-24 was PTB_SIZE=256 PTB_DROPOUT=0.3 PTB_DECAY=0.5 PTB_DECAY_AFTER=4 PTB_EPOCHS=0 PTB_MINUTES=22.
 PTB_STRETCH_RUN ?= runs/ptb-stretch
-PTB_MINUTES ?= 30
+PTB_SIZE ?= 512
+PTB_DROPOUT ?= 0.4
+PTB_DECAY ?= 0.6
+PTB_DECAY_AFTER ?= 6
+PTB_EPOCHS ?= 15
+PTB_MINUTES ?= 115
 reproduce-ptb-stretch: $(VENV)/.installed
 	@start=$$(date +%s); \
 	$(BIN)/lstmtext train $(PTB)/train.txt --valid $(PTB)/valid.txt --out $(PTB_STRETCH_RUN) --force \
-		--word-split whitespace --vocab-size 10000 --embed 256 --hidden 256 --tie --layers 2 --dropout 0.3 \
-		--init-scale 0.1 --batch-size 20 --bptt 35 --lr 20 --clip 0.25 --lr-decay 0.5 --decay-after 4 \
-		--epochs 0 --max-minutes $(PTB_MINUTES) --seed 1 && \
+		--word-split whitespace --vocab-size 10000 --embed $(PTB_SIZE) --hidden $(PTB_SIZE) --tie --layers 2 \
+		--dropout $(PTB_DROPOUT) --init-scale 0.1 --batch-size 20 --bptt 35 --lr 20 --clip 0.25 \
+		--lr-decay $(PTB_DECAY) --decay-after $(PTB_DECAY_AFTER) \
+		--epochs $(PTB_EPOCHS) --max-minutes $(PTB_MINUTES) --seed 1 && \
 	$(BIN)/lstmtext eval $(PTB_STRETCH_RUN) $(PTB)/test.txt --batch-size 1 --bptt 35 && \
 	echo "wall time: $$(( $$(date +%s) - start )) s"
 

@@ -52,6 +52,7 @@ def run_lstmtext(
     dtype: str = "float32",
     max_steps: int = 0,
     log_every: int = LOG_EVERY,
+    lr: float = SMALL["lr"],
 ) -> float:
     args = [
         sys.executable,
@@ -79,7 +80,7 @@ def run_lstmtext(
         "--dtype",
         dtype,
     ]
-    for k, v in SMALL.items():
+    for k, v in {**SMALL, "lr": lr}.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
     t0 = time.perf_counter()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
@@ -116,6 +117,7 @@ def run_torch(
     max_steps: int = 0,
     dtype: str = "float32",
     log_every: int = LOG_EVERY,
+    lr: float = SMALL["lr"],
 ) -> tuple[list[float], list[float], float]:
     """-> (mean loss per log_every steps, valid perplexity per epoch, seconds). max_steps > 0 stops
     early and skips validation."""
@@ -134,7 +136,7 @@ def run_torch(
     curve, valid, acc, n = [], [], 0.0, 0
     t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        lr = optim.lr_for_epoch(SMALL["lr"], SMALL["lr_decay"], SMALL["decay_after"], epoch)
+        epoch_lr = optim.lr_for_epoch(lr, SMALL["lr_decay"], SMALL["decay_after"], epoch)
         state = lm.init_state(SMALL["batch_size"])
         for x, y in batching.windows(streams, SMALL["bptt"]):
             state = detach(state)
@@ -148,7 +150,7 @@ def run_torch(
             torch.nn.utils.clip_grad_norm_(lm.parameters(), SMALL["clip"])
             with torch.no_grad():
                 for p in lm.parameters():
-                    p -= lr * p.grad
+                    p -= epoch_lr * p.grad
             acc, n = acc + loss.item(), n + 1
             if n % log_every == 0:
                 curve.append(acc / log_every)
@@ -188,17 +190,24 @@ def main() -> int:
         help="instead: both trainers for STEPS steps, the loss of every step to 15 digits, to see where "
         "and how fast the two runs part",
     )
+    ap.add_argument(
+        "--lr",
+        type=float,
+        default=SMALL["lr"],
+        help="Zaremba's lr (20 on our mean loss) unless given; a smaller one tests whether the GRU follows "
+        "PyTorch when its first steps do not amplify rounding",
+    )
     a = ap.parse_args()
-    out = a.out or Path("runs") / f"parity-{a.cell}"
+    out = a.out or Path("runs") / (f"parity-{a.cell}" + ("" if a.lr == SMALL["lr"] else f"-lr{a.lr:g}"))
     if a.divergence:
-        return divergence(a.cell, a.data, out, a.divergence, a.dtype)
+        return divergence(a.cell, a.data, out, a.divergence, a.dtype, a.lr)
     if a.noise_floor:
-        return noise_floor(a.cell, a.data, out, a.noise_floor, a.dtype)
-    secs_ours = float("nan") if a.reuse else run_lstmtext(a.cell, a.data, out, a.epochs, a.dtype)
+        return noise_floor(a.cell, a.data, out, a.noise_floor, a.dtype, a.lr)
+    secs_ours = float("nan") if a.reuse else run_lstmtext(a.cell, a.data, out, a.epochs, a.dtype, lr=a.lr)
     ours, ours_valid = read_metrics(out)
-    theirs, theirs_valid, secs_theirs = run_torch(a.cell, a.data, out, a.epochs, dtype=a.dtype)
+    theirs, theirs_valid, secs_theirs = run_torch(a.cell, a.data, out, a.epochs, dtype=a.dtype, lr=a.lr)
     n = min(len(ours), len(theirs))
-    print(f"{a.cell}, {a.dtype}: {n} logged points (mean train loss over each {LOG_EVERY} steps)")
+    print(f"{a.cell}, {a.dtype}, lr {a.lr:g}: {n} logged points (mean train loss over each {LOG_EVERY} steps)")
     print(f"{'step':>6} {'lstmtext':>9} {'pytorch':>9} {'diff':>7}")
     worst = 0.0
     for k in range(n):
@@ -220,11 +229,11 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def divergence(cell: str, data: Path, out: Path, steps: int, dtype: str) -> int:
-    run_lstmtext(cell, data, out, 0, dtype, max_steps=steps, log_every=1)
+def divergence(cell: str, data: Path, out: Path, steps: int, dtype: str, lr: float) -> int:
+    run_lstmtext(cell, data, out, 0, dtype, max_steps=steps, log_every=1, lr=lr)
     ours, _ = read_metrics(out)
-    theirs, _, _ = run_torch(cell, data, out, 1, max_steps=steps, dtype=dtype, log_every=1)
-    print(f"{cell}, {dtype}: the loss of each step, same initial weights and token ids")
+    theirs, _, _ = run_torch(cell, data, out, 1, max_steps=steps, dtype=dtype, log_every=1, lr=lr)
+    print(f"{cell}, {dtype}, lr {lr:g}: the loss of each step, same initial weights and token ids")
     print(f"{'step':>6} {'lstmtext':>19} {'pytorch':>19} {'rel. diff':>9}")
     for k, (a, b) in enumerate(zip(ours, theirs, strict=True), 1):
         if k <= 10 or k % 10 == 0:
@@ -232,10 +241,10 @@ def divergence(cell: str, data: Path, out: Path, steps: int, dtype: str) -> int:
     return 0
 
 
-def noise_floor(cell: str, data: Path, out: Path, steps: int, dtype: str) -> int:
-    two, two_valid, _ = run_torch(cell, data, out, 1, threads=2, max_steps=steps, dtype=dtype)
-    one, one_valid, _ = run_torch(cell, data, out, 1, threads=1, max_steps=steps, dtype=dtype)
-    print(f"{cell}, {dtype}: PyTorch with 2 threads vs 1 thread, same initial weights and token ids")
+def noise_floor(cell: str, data: Path, out: Path, steps: int, dtype: str, lr: float) -> int:
+    two, two_valid, _ = run_torch(cell, data, out, 1, threads=2, max_steps=steps, dtype=dtype, lr=lr)
+    one, one_valid, _ = run_torch(cell, data, out, 1, threads=1, max_steps=steps, dtype=dtype, lr=lr)
+    print(f"{cell}, {dtype}, lr {lr:g}: PyTorch with 2 threads vs 1 thread, same initial weights and token ids")
     print(f"{'step':>6} {'2 threads':>9} {'1 thread':>9} {'diff':>7}")
     for k, (a, b) in enumerate(zip(two, one, strict=True)):
         print(f"{(k + 1) * LOG_EVERY:>6} {a:>9.4f} {b:>9.4f} {100 * abs(a - b) / b:>6.2f}%")

@@ -52,8 +52,8 @@ profile: $(VENV)/.installed-dev
 
 # Issue #6: one PTB epoch through lstmtext and through PyTorch from the same initial weights.
 # The LSTM at Zaremba's lr 20 and the GRU at lr 10 must match. The GRU at lr 20 only reports: its
-# runs spread so widely that PyTorch does not match itself across thread counts, in float32 or in
-# float64 (README, "Same training as PyTorch").
+# runs spread so widely that PyTorch does not match itself across thread counts in float32, and in
+# float64 lstmtext and PyTorch still part by step 70 (README, "Same training as PyTorch").
 PTB ?= ../shared/data/ptb
 parity: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0

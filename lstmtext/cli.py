@@ -13,13 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lstmtext import checkpoint, evaluate, malloc
+from lstmtext import __version__, checkpoint, evaluate, malloc, runs
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.corpus import read_text
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError, LstmTextError
 from lstmtext.sample import SampleOptions, run_generation
-from lstmtext.train import Interrupted, Trainer, prepare_out, resume_config
+from lstmtext.train import Interrupted, Trainer, finished_reason, prepare_out, resume_config
 
 app = typer.Typer(
     help="Train a NumPy LSTM language model on your text, sample from it, and measure it.",
@@ -30,7 +30,13 @@ app = typer.Typer(
 
 DEFAULT_LR = {"sgd": 20.0, "adam": 0.002, "rmsprop": 0.002}
 # Options that may change when a run is resumed; everything else belongs to the run.
-RESUMABLE = {"epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "save_every", "on_nan"}
+RESUMABLE = {
+    "epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "save_every", "sample_every",
+    "on_nan", "threads",
+}
+# Options that only say where things are or what to print; they never belong to a run.
+LOCATIONS = {"resume", "init_from", "corpus", "valid", "out", "encoding_errors", "list_files"}
+UNK_WARN = 0.05  # above this <unk> rate a perplexity flatters the model
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -57,32 +63,82 @@ def user_errors(fn):
     return wrapper
 
 
-def _resume(resume: Path, corpus, valid, out, encoding_errors: str, given: set, budget: dict, console) -> None:
-    """`train --resume`: the run keeps its settings; only the budget and the text's location may change."""
-    fixed = given - RESUMABLE - {"resume", "corpus", "valid", "out", "encoding_errors"}
-    if fixed:
-        names = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(fixed))
-        raise ConfigError(
-            f"{names} cannot change when resuming (the run keeps its settings); start a new run with --out instead"
-        )
+def _warn(message: str) -> None:
+    typer.echo(message if message.startswith("warning: ") else f"warning: {message}", err=True)
+
+
+def _plain(console: Console):
+    """console.print for our own lines: file names may hold [brackets], which are not rich markup."""
+    return functools.partial(console.print, markup=False, highlight=False)
+
+
+def _note(message: str) -> None:
+    """A line about what was done for the user, on stderr so that stdout stays the result."""
+    typer.echo(message, err=True)
+
+
+CHECKPOINT_HELP = "A run directory (best.safetensors, or last.safetensors before the first validation) or a file."
+
+
+def _resume(resume: Path, args: dict, given: set, console) -> None:
+    """`train --resume`: the run keeps its settings; the budget, the text's location and what is
+    printed may change. Options typed again with the run's own values are accepted."""
+    if "force" in given:
+        raise ConfigError("--force starts a run over and --resume continues one; use one of them")
+    if "init_from" in given:
+        raise ConfigError("--init-from starts a new run from a checkpoint; it cannot be combined with --resume")
     path = checkpoint.resolve(resume, "last.safetensors")
     ckpt, tok = checkpoint.load_model(path)
     if ckpt.train_cfg is None or "rng" not in ckpt.progress or not ckpt.extra:
         raise ConfigError(f"{path} holds weights only; resume from a run directory's last.safetensors")
-    cfg = resume_config(ckpt.train_cfg, {k: v for k, v in budget.items() if k in given})
+    fixed = {k: args[k] for k in given - RESUMABLE - LOCATIONS}
+    if "lr" in fixed and fixed["lr"] is None:
+        del fixed["lr"]
+    runs.check_resume_options(ckpt, tok, fixed)
+    cfg = resume_config(ckpt.train_cfg, {k: args[k] for k in RESUMABLE if k in given})
+    done = finished_reason(cfg, ckpt.progress)
+    if done is not None:
+        typer.echo(  # one line, never wrapped
+            f"{path.parent} is already finished: {done}, at epoch {ckpt.progress['epoch']}, step "
+            f"{ckpt.progress['step']:,}. To train it further, resume with a larger --epochs, --max-steps or "
+            "--max-minutes (0 lifts a limit).",
+            )
+        return
     info = ckpt.info
+    corpus, valid, out = args["corpus"], args["valid"], args["out"]
     corpus_path = corpus if corpus is not None else Path(info["corpus"])
     valid_path = valid if valid is not None else (None if info["valid"] is None else Path(info["valid"]))
     run_dir = out if out is not None else path.parent
     if run_dir.resolve() != path.parent.resolve():
         prepare_out(run_dir, force=False)  # a new home for the run: writable, and not another run's
-    data = prepare_data(corpus_path, valid_path, None, encoding_errors, console.print, tokenizer=tok, cache_dir=run_dir)
+    # Runs from before folders were read recursively took the top-level *.txt files only.
+    old_folder = "files" not in info and Path(corpus_path).is_dir()
+    data = prepare_data(
+        corpus_path, valid_path, None, args["encoding_errors"], _plain(console), tokenizer=tok, cache_dir=run_dir,
+        include=tuple(info.get("include", ("/*.txt",) if old_folder else ())),
+        valid_split=info.get("valid_split", "end"),
+        list_files=args["list_files"],
+    )
     if (data.info["train_sha256"], data.info["valid_sha256"]) != (info["train_sha256"], info["valid_sha256"]):
         raise ConfigError(
             f"{corpus_path} is not the text this run was trained on (it changed since); resume needs the same corpus"
         )
+    data.info = {**info, **{k: v for k, v in data.info.items() if k not in ("corpus", "valid")}}
     console.print(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
     Trainer(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt).run()
+
+
+def _unk_report(tok, ids, what: str, say) -> None:
+    """Fine-tuning keeps the source's vocabulary: say how much of the new text it cannot name."""
+    if tok.unk_id is None or len(ids) == 0:
+        return
+    rate = tok.count_unk(ids) / len(ids)
+    say(f"<unk> rate of {what} with the checkpoint's vocabulary: {100 * rate:.2f}%")
+    if rate > UNK_WARN:
+        _warn(
+            f"{100 * rate:.1f}% of {what} is <unk> for the checkpoint's vocabulary: the model cannot learn "
+            "those words; train from scratch (without --init-from) for a vocabulary of the new text"
+        )
 
 
 @app.command()
@@ -90,12 +146,35 @@ def _resume(resume: Path, corpus, valid, out, encoding_errors: str, given: set, 
 def train(
     ctx: typer.Context,
     corpus: Annotated[
-        Path | None, typer.Argument(help="A UTF-8 text file, or a directory of .txt files.", show_default=False)
+        Path | None,
+        typer.Argument(
+            help="A UTF-8 text file, or a folder: every text file in it and its subfolders (see --include).",
+            show_default=False,
+        ),
     ] = None,
     valid: Annotated[Path | None, typer.Option(help="Held-out text; default: the last 10% of CORPUS.")] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only files matching this glob, e.g. '*.md' (any depth) or 'src/**/*.py'. Repeatable.",
+            show_default="every UTF-8 text file",
+        ),
+    ] = None,
+    valid_split: Annotated[
+        str, typer.Option(help="end: hold out the last 10% of the corpus; per-file: the last 10% of each file.")
+    ] = "end",
+    list_files: Annotated[bool, typer.Option(help="Print every file read and every file skipped (and why).")] = False,
     out: Annotated[Path | None, typer.Option(help="Run directory; default: runs/<corpus name>.")] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue the run in this directory (or from this checkpoint file).")
+        Path | None,
+        typer.Option(help="Continue the run in this directory (or from this checkpoint file) with its settings."),
+    ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fine-tune: start a new run from this run's (or checkpoint's) weights and vocabulary, "
+            "with a fresh optimizer.",
+        ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Start over in an --out that already holds a run.")] = False,
     tokenizer: Annotated[str, typer.Option(help="word, char or bpe.")] = "word",
@@ -138,21 +217,29 @@ def train(
     patience: Annotated[int, typer.Option(help="Stop after K validations without improvement (0: never).")] = 0,
     log_every: Annotated[int, typer.Option(help="Steps per line in metrics.jsonl.")] = 50,
     save_every: Annotated[int, typer.Option(help="Also save last.safetensors every N steps (0: after epochs).")] = 0,
+    sample_every: Annotated[
+        int, typer.Option(help="Print a short sample every N steps and after each epoch (0: never).")
+    ] = 0,
+    threads: Annotated[
+        int, typer.Option(help="BLAS threads (0: keep choosing the faster count while training).")
+    ] = 0,
     on_nan: Annotated[str, typer.Option(help="On a non-finite loss or gradient: stop, or skip the window.")] = "stop",
     seed: Annotated[int, typer.Option(help="Seed for initialization and dropout.")] = 1234,
     dtype: Annotated[str, typer.Option(help="float32, or float64 (slower) to match a reference trainer.")] = "float32",
 ) -> None:
     """Train a language model on CORPUS; checkpoints and metrics go to --out."""
     console = Console()
-    say = console.print
-    # Options the user typed (not defaults): on --resume only the budget may change.
+    say = _plain(console)
+    args = dict(ctx.params)
+    args["include"] = list(include or [])
+    # Options the user typed (not defaults): on --resume they must agree with the run.
     given = {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
     budget = {k: ctx.params[k] for k in RESUMABLE}
     if resume is not None:
-        _resume(resume, corpus, valid, out, encoding_errors, given, budget, console)
+        _resume(resume, args, given, console)
         return
     if corpus is None:
-        raise ConfigError("give a CORPUS to train on (a text file or a directory of .txt files), or --resume RUN_DIR")
+        raise ConfigError("give a CORPUS to train on (a text file or a folder), or --resume RUN_DIR")
     if optimizer not in DEFAULT_LR:
         raise ConfigError(f"--optimizer must be sgd, adam or rmsprop, got {optimizer!r}")
     cfg = TrainConfig(
@@ -168,6 +255,15 @@ def train(
         dtype=dtype,
         **budget,
     )
+    source = tok = None
+    if init_from is not None:
+        source_path = runs.find_checkpoint(init_from, say)
+        source, tok = checkpoint.load_model(source_path)
+        runs.check_init_options(source, tok, {k: args[k] for k in given})
+        shape = {k: getattr(source.model_cfg, k) for k in runs.SHAPE_OPTIONS}
+        embed, hidden, layers, cell, tie, nonlinearity = (shape[k] for k in runs.SHAPE_OPTIONS)
+        if "dropout" not in given:
+            dropout = source.model_cfg.dropout
     # Check the model options before the (possibly slow) tokenization; vocab_size is known later.
     model_cfg = ModelConfig(
         vocab_size=1,
@@ -180,11 +276,25 @@ def train(
         init_scale=init_scale,
         nonlinearity=nonlinearity,
     )
-    run_dir = out if out is not None else Path("runs") / corpus.stem
+    run_dir = out if out is not None else Path("runs") / corpus.resolve().name.removesuffix(corpus.suffix)
     tok_opts = TokenizerOptions(tokenizer, vocab_size, min_freq, lowercase, word_split)
+    if tok is not None:
+        tok_opts = TokenizerOptions(tok.kind, tok.vocab_size, min_freq, tok.lowercase, tok.word_split)
     check_tokenizer_options(tok_opts)  # before --force deletes an old run, not after
     prepare_out(run_dir, force)
-    data = prepare_data(corpus, valid, tok_opts, encoding_errors, say, cache_dir=run_dir)
+    data = prepare_data(
+        corpus, valid, tok_opts, encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
+        include=tuple(args["include"]), valid_split=valid_split, list_files=list_files,
+    )
+    data.info["tokenizer_options"] = vars(tok_opts)
+    if source is not None:
+        data.info["init_from"] = {"path": str(source_path.resolve()), "step": source.progress.get("step")}
+        _unk_report(tok, data.train_ids, "the training text", say)
+    elif data.tokenizer.vocab_size < vocab_size:
+        say(
+            f"--vocab-size {vocab_size:,} is more than the text has: the vocabulary has "
+            f"{data.tokenizer.vocab_size:,} tokens."
+        )
     if valid is None:
         try:
             with open(run_dir / "valid.txt", "w", encoding="utf-8") as f:
@@ -196,9 +306,12 @@ def train(
     model_cfg = replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
     say(
         f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
-        f"vocabulary {model_cfg.vocab_size:,} ({tokenizer})."
+        f"vocabulary {model_cfg.vocab_size:,} ({data.tokenizer.kind})."
     )
-    Trainer(data, model_cfg, cfg, run_dir, console).run()
+    init = None if source is None else source.params
+    if source is not None:
+        say(f"Fine-tuning from {source_path} (step {source.progress.get('step', 0):,}) with a fresh optimizer.")
+    Trainer(data, model_cfg, cfg, run_dir, console, init_params=init).run()
 
 
 @app.command()
@@ -206,7 +319,7 @@ def train(
 def generate(
     checkpoint_path: Annotated[
         Path,
-        typer.Argument(metavar="CHECKPOINT", help="A run directory (uses best.safetensors) or a .safetensors file."),
+        typer.Argument(metavar="CHECKPOINT", help=CHECKPOINT_HELP),
     ],
     prompt: Annotated[str, typer.Option(help="Text to start from.")] = "",
     length: Annotated[int, typer.Option(help="Tokens to generate.")] = 100,
@@ -222,13 +335,20 @@ def generate(
         list[str] | None,
         typer.Option(help="End a sample at this text; '<eos>' ends it at a line end token. Repeatable."),
     ] = None,
+    allow_unk: Annotated[bool, typer.Option(help="Let samples contain <unk> (left out by default).")] = False,
 ) -> None:
     """Generate text from a trained model; it streams to stdout as it is produced."""
     opts = SampleOptions(
-        length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, num_samples=num_samples
+        length=length,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        greedy=greedy,
+        num_samples=num_samples,
+        allow_unk=allow_unk,
     )
-    ckpt, tok = checkpoint.load_model(checkpoint.resolve(checkpoint_path, "best.safetensors"))
-    run_generation(ckpt, tok, prompt, opts, np.random.default_rng(seed), stop or [], sys.stdout)
+    ckpt, tok = checkpoint.load_model(runs.find_checkpoint(checkpoint_path, _note))
+    run_generation(ckpt, tok, prompt, opts, np.random.default_rng(seed), stop or [], sys.stdout, warn=_warn)
 
 
 @app.command(name="eval")
@@ -236,7 +356,7 @@ def generate(
 def eval_(
     checkpoint_path: Annotated[
         Path,
-        typer.Argument(metavar="CHECKPOINT", help="A run directory (uses best.safetensors) or a .safetensors file."),
+        typer.Argument(metavar="CHECKPOINT", help=CHECKPOINT_HELP),
     ],
     file: Annotated[Path, typer.Argument(help="Held-out text to score.")],
     batch_size: Annotated[int, typer.Option(help="Parallel streams while scoring.")] = 10,
@@ -247,7 +367,7 @@ def eval_(
     """Score FILE with a trained model: loss, perplexity per token and per word, bits per byte."""
     if batch_size < 1 or bptt < 1:
         raise ConfigError("--batch-size and --bptt must be at least 1")
-    ckpt, tok = checkpoint.load_model(checkpoint.resolve(checkpoint_path, "best.safetensors"))
+    ckpt, tok = checkpoint.load_model(runs.find_checkpoint(checkpoint_path, _note))
     text = read_text(file, encoding_errors)
     ids = tok.encode(text)
     if len(ids) < 2:
@@ -265,12 +385,75 @@ def eval_(
         t.add_row("bits per byte", f"{r['bits_per_byte']:.4f}")
         t.add_row("<unk> rate", f"{100 * r['unk_rate']:.2f}%")
         Console().print(t)
-    if r["unk_rate"] > 0.05:
+    if r["unk_rate"] > UNK_WARN:
         typer.echo(
             f"warning: {100 * r['unk_rate']:.1f}% of the tokens are <unk>; "
             f"the perplexity flatters the model on this text",
             err=True,
         )
+
+
+@app.command()
+@user_errors
+def info(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="RUN_OR_FILE", help="A run directory or a checkpoint.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+) -> None:
+    """Show what a run or checkpoint holds: model, tokenizer, training settings, progress, corpus."""
+    r = runs.run_info(checkpoint_path)
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    m, p, c, t = r["model"], r["progress"], r["corpus"], r["tokenizer"]
+
+    def ppl(x):
+        return "—" if x is None else f"{x:.2f}"
+
+    table = Table(title=str(checkpoint_path), show_header=False, title_justify="left")
+    table.add_row("model", f"{m['cell']} {m['layers']}×{m['hidden']}, embed {m['embed']}"
+                  + (", tied head" if m["tie"] else "") + f", dropout {m['dropout']:g}")
+    table.add_row("parameters", f"{m['parameters']:,}")
+    table.add_row("tokenizer", f"{t['kind']}, vocabulary {t['vocab_size']:,}")
+    if r["train"] is not None:
+        tr = r["train"]
+        table.add_row("training", f"{tr['optimizer']} lr {tr['lr']:g} (×{tr['lr_decay']:g} after epoch "
+                      f"{tr['decay_after']}), clip {tr['clip']:g}, batch {tr['batch_size']}, bptt {tr['bptt']}, "
+                      f"seed {tr['seed']}, {tr['dtype']}")
+        budget = [f"{k.replace('_', ' ')} {tr[k]:g}" for k in ("epochs", "max_steps", "max_minutes") if tr[k]]
+        table.add_row("budget", ", ".join(budget) or "none")
+    if p["step"] is not None:
+        table.add_row("progress", f"epoch {p['epoch']}, step {p['step']:,}, {p['tokens'] or 0:,} tokens, "
+                      f"{p['elapsed_s'] or 0:.0f} s")
+    table.add_row("valid perplexity", f"best {ppl(p['best_valid_ppl'])}, last {ppl(p['last_valid_ppl'])}")
+    if c["path"]:
+        files = c["files"]
+        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        table.add_row("corpus", c["path"] + (f" ({len(files)} files: {shown})" if len(files) > 1 else ""))
+        held = c["valid"] or ("the last 10% of each file" if c["valid_split"] == "per-file" else "the last 10%")
+        table.add_row("validation", held + (f" ({', '.join(c['valid_files'])})" if c["valid_files"] else ""))
+        if c["include"]:
+            table.add_row("include", " ".join(c["include"]))
+        if c["train_tokens"] is not None:
+            table.add_row("tokens", f"{c['train_tokens']:,} training, {c['valid_tokens']:,} validation")
+    if r["init_from"]:
+        table.add_row("fine-tuned from", f"{r['init_from']['path']} (step {r['init_from']['step']})")
+    table.add_row("checkpoints", ", ".join(r["checkpoints"]))
+    Console().print(table)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lstmtext {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train a NumPy LSTM language model on your text, sample from it, and measure it."""
 
 
 def main() -> None:

@@ -56,6 +56,8 @@ class TrainConfig:
     patience: int = 0  # stop after this many validations without improvement (0: never)
     log_every: int = 50  # steps between progress lines in metrics.jsonl
     save_every: int = 0  # also write last.safetensors every this many steps (0: after epochs only)
+    sample_every: int = 0  # print a short sample every this many steps and after each epoch (0: never)
+    threads: int = 0  # BLAS threads; 0: chosen while training from what the machine can give now
     on_nan: str = "stop"  # a non-finite loss or gradient: "stop" training, or "skip" that window
     eval_batch_size: int = 10  # streams used by validation
     seed: int = 1234
@@ -65,9 +67,13 @@ class TrainConfig:
         for name in ("batch_size", "bptt", "log_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "eval_every", "patience", "decay_after", "save_every"):
+        for name in ("epochs", "max_steps", "eval_every", "patience", "decay_after", "save_every", "sample_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        # No upper bound here: a checkpoint written on a bigger machine must still load; the
+        # trainer uses at most the cores it is given.
+        if self.threads < 0:
+            raise ConfigError(f"--threads must be 0 (choose while training) or a count of threads, got {self.threads}")
         if self.max_minutes < 0:
             raise ConfigError(f"--max-minutes must not be negative, got {self.max_minutes}")
         if self.epochs == 0 and self.max_steps == 0 and self.max_minutes == 0:

@@ -7,12 +7,13 @@ load), keyed by the text's and the tokenizer's SHA-256, so a resumed run does no
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lstmtext.corpus import TextPart, heldout_parts
+from lstmtext.corpus import Listing, TextPart, list_corpus
 from lstmtext.errors import ConfigError, CorpusError
 from lstmtext.tokenizer import Tokenizer
 
@@ -79,6 +80,52 @@ def _cached_ids(tokenizer: Tokenizer, part: TextPart, text_sha: str, cache: Path
     return ids
 
 
+VALID_SPLITS = ("end", "per-file")
+SHOWN_FILES = 3  # file names a message lists before "and N more"
+
+
+def _names(names: list[str]) -> str:
+    more = len(names) - SHOWN_FILES
+    return ", ".join(names[:SHOWN_FILES]) + (f" and {more:,} more" if more > 0 else "")
+
+
+def _hashed(pieces: Iterator[str], into: list) -> Iterator[str]:
+    """The pieces, passed on while they are hashed, so that a pass that reads the text anyway
+    (tokenizer training, encoding) also gives its SHA-256; appended to `into` once all are seen."""
+    h = hashlib.sha256()
+    for piece in pieces:
+        h.update(piece.encode("utf-8"))
+        yield piece
+    into.append(h.hexdigest())
+
+
+def _heldout(listing: Listing, valid_split: str, say) -> tuple[TextPart, TextPart]:
+    """(train, valid) held out of the corpus itself, said in one line that names where from."""
+    if valid_split == "per-file":
+        train, valid, small = listing.heldout_per_file(0.1)
+        n = len(listing.files)
+        left = f"; {len(small):,} too small to split, all used for training: {_names(small)}" if small else ""
+        say(
+            f"No --valid given: holding out the last 10% of each file of {listing.shown} for validation "
+            f"({n - len(small):,} of {n:,} files{left})."
+        )
+        return train, valid
+    train, valid = listing.heldout_end(0.1)
+    first = valid.segments[0]
+    if not listing.is_dir:
+        say(
+            f"No --valid given: holding out the last 10% of {listing.shown} (from line {first.line:,}, "
+            f"character {first.start:,} on) for validation."
+        )
+        return train, valid
+    if len(valid.segments) == 1 and first.start:
+        where = f"the end of {listing.shown}{first.file.name}, from line {first.line:,}"
+    else:
+        where = _names([s.describe(listing.shown) for s in valid.segments])
+    say(f"No --valid given: holding out the last 10% of {listing.shown} for validation: {where}.")
+    return train, valid
+
+
 def prepare_data(
     corpus,
     valid,
@@ -87,38 +134,68 @@ def prepare_data(
     say,
     tokenizer=None,
     cache_dir: Path | None = None,
+    *,
+    include: tuple[str, ...] = (),
+    valid_split: str = "end",
+    list_files: bool = False,
 ) -> Data:
     """Read and tokenize. A new run trains a tokenizer on the training text only; a resumed run
-    reuses its checkpoint's tokenizer (never one left over from another run)."""
-    if valid is not None:
-        train_part, valid_part = TextPart(Path(corpus), encoding_errors), TextPart(Path(valid), encoding_errors)
-    else:
-        train_part, valid_part = heldout_parts(corpus, encoding_errors, 0.1)
-        say(
-            f"No --valid given: holding out the last 10% of {corpus} (from character {valid_part.start:,} on) "
-            "for validation."
+    reuses its checkpoint's tokenizer (never one left over from another run).
+
+    A folder corpus is read recursively (see corpus.list_corpus); `include` globs choose its files.
+    Without `valid`, the last 10% of the text is held out: of the whole (`valid_split="end"`), or of
+    each file (`"per-file"`, so that no single file decides validation).
+    """
+    if valid_split not in VALID_SPLITS:
+        raise ConfigError(f"--valid-split must be one of {', '.join(VALID_SPLITS)}, got {valid_split!r}")
+    if valid is not None and valid_split != "end":
+        raise ConfigError(
+            f"--valid-split {valid_split} holds out part of each corpus file, and --valid gives the held-out "
+            "text itself; use one of them"
         )
+    # The first pass: every file read once, to classify it and count its characters.
+    skip = () if cache_dir is None else (cache_dir,)
+    listing = list_corpus(corpus, include, encoding_errors, skip_dirs=skip)
+    if list_files:
+        for line in listing.lines():
+            say(line)
+    say(listing.summary(listed=list_files))
+    if valid is not None:
+        held = list_corpus(valid, (), encoding_errors, skip_dirs=skip)
+        if held.is_dir:
+            say(held.summary(listed=False))
+        train_part, valid_part = listing.whole(), held.whole()
+    else:
+        train_part, valid_part = _heldout(listing, valid_split, say)
+    sha: list[str] = []
     if tokenizer is None:
         assert tok_opts is not None
         tokenizer = Tokenizer.train(
             tok_opts.kind,
-            train_part.pieces(),
+            _hashed(train_part.pieces(), sha),
             vocab_size=tok_opts.vocab_size,
             min_freq=tok_opts.min_freq,
             lowercase=tok_opts.lowercase,
             word_split=tok_opts.word_split,
         )
-    train_sha = train_part.sha256()
+    # A resumed run has no training pass to hash along, and the cache needs the hash before encoding.
+    train_sha = sha[0] if sha else train_part.sha256()
     cache = None if cache_dir is None else cache_dir / "train-ids.npy"
     train_ids = _cached_ids(tokenizer, train_part, train_sha, cache)
-    valid_ids = tokenizer.encode_stream(valid_part.pieces())
+    valid_sha: list[str] = []
+    valid_ids = tokenizer.encode_stream(_hashed(valid_part.pieces(), valid_sha))
     if len(valid_ids) < 2:
         raise CorpusError("the validation text has fewer than 2 tokens; give a longer --valid FILE")
     info = {
         "corpus": str(Path(corpus).resolve()),
         "valid": None if valid is None else str(Path(valid).resolve()),
+        "files": [f.name for f in listing.files],
+        "include": list(include),
+        "valid_split": valid_split,
+        "valid_files": [] if valid is not None else valid_part.files,
+        "skipped": listing.reasons(),
         "train_sha256": train_sha,
-        "valid_sha256": valid_part.sha256(),
+        "valid_sha256": valid_sha[0] if valid_sha else valid_part.sha256(),
         "train_tokens": len(train_ids),
         "valid_tokens": len(valid_ids),
     }

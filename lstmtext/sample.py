@@ -2,9 +2,11 @@
 
 All samples run together as one batch of streams; each step is one forward step of the network
 and one draw per stream. The prompt primes the state first, so the first sampled token already
-follows the prompt.
+follows the prompt. A `TokenFilter` keeps samples readable: no "<unk>", and for byte-level BPE
+never a byte sequence that is not UTF-8.
 """
 
+import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ class SampleOptions:
     top_p: float = 1.0  # keep the smallest set whose probability reaches p (1: all)
     greedy: bool = False  # always the most likely token
     num_samples: int = 1
+    allow_unk: bool = False  # let samples contain "<unk>" (left out by default: it is a hole in the text)
 
     def __post_init__(self) -> None:
         if self.length < 1:
@@ -102,6 +105,45 @@ def draw(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return ids
 
 
+class TokenFilter:
+    """The tokens each stream may not take next; `apply` sets their logits to -inf before a draw, so
+    no temperature, top-k or top-p can bring them back, nor can greedy pick them.
+
+    - "<unk>" (word; for char the U+FFFD it decodes to), unless `allow_unk`: it is a hole in the
+      text, and a model that saw many rare words learned to predict it often.
+    - bpe: every token whose bytes would make the text invalid UTF-8 after the 0-3 bytes of the
+      unfinished character the stream has pending (`Tokenizer.utf8_mask`), so a sample never shows
+      U+FFFD: an untrained model would otherwise start characters it never finishes.
+    """
+
+    def __init__(self, tok, num_samples: int, prompt_ids: np.ndarray, allow_unk: bool = False) -> None:
+        self._tok = tok
+        self._unk = None if allow_unk else tok.unk_id
+        self._decoders = []  # bpe: one strict UTF-8 decoder per stream, holding its pending bytes
+        if tok.kind == "bpe":
+            prompt = b"".join(tok.token_bytes(int(i)) for i in prompt_ids)
+            for _ in range(num_samples):
+                decoder = codecs.getincrementaldecoder("utf-8")("strict")
+                decoder.decode(prompt)
+                self._decoders.append(decoder)
+        self._blocked: dict[bytes, np.ndarray] = {}  # pending bytes -> ids that may not follow them
+
+    def apply(self, logits: np.ndarray) -> None:
+        """logits (B,V), in place: the tokens no stream may take next get -inf."""
+        if self._unk is not None:
+            logits[:, self._unk] = -np.inf
+        for b, decoder in enumerate(self._decoders):
+            pending = decoder.getstate()[0]
+            if pending not in self._blocked:
+                self._blocked[pending] = np.flatnonzero(~self._tok.utf8_mask(pending))
+            logits[b, self._blocked[pending]] = -np.inf
+
+    def advance(self, ids: np.ndarray) -> None:
+        """The streams took ids (B,)."""
+        for b, decoder in enumerate(self._decoders):
+            decoder.decode(self._tok.token_bytes(int(ids[b])))  # strict: raises if a bad byte got through
+
+
 def generate(
     params: dict,
     cfg: ModelConfig,
@@ -109,10 +151,13 @@ def generate(
     opts: SampleOptions,
     rng: np.random.Generator,
     on_token: Callable[[np.ndarray], bool] | None = None,
+    *,
+    token_filter: TokenFilter | None = None,
 ) -> np.ndarray:
     """-> sampled ids (num_samples, length). prompt_ids (P,) with P >= 1 primes every stream.
 
     on_token(ids (B,)) is called after each step; returning True stops early (all streams done).
+    token_filter says which tokens each stream may not take next (without one, any token).
     """
     B = opts.num_samples
     dtype = params["embed.W"].dtype
@@ -122,7 +167,11 @@ def generate(
         logits, state = model.step_logits(params, cfg, np.full(B, tok, dtype=np.int64), state)
     out = np.zeros((B, opts.length), dtype=np.int64)
     for t in range(opts.length):
+        if token_filter is not None:
+            token_filter.apply(logits)  # step_logits returns a fresh array: changing it is safe
         ids = logits.argmax(axis=1) if opts.greedy else draw(next_token_weights(logits, opts), rng)  # (B,)
+        if token_filter is not None:
+            token_filter.advance(ids)
         out[:, t] = ids
         if on_token is not None and on_token(ids):
             return out[:, : t + 1]
@@ -154,31 +203,61 @@ class _StreamText:
         out, self.pending = self.pending[:cut], self.pending[cut:]
         return out
 
-    def flush(self) -> str:
+    def end(self) -> str:
+        """The rest of the text when the sample ends here (at "<eos>" or its length)."""
         if self.done:
             return ""
-        out, self.pending = self.pending + self.detok.flush(), ""
-        return out
+        self.done = True
+        # A sample cut off mid-character drops that character rather than print U+FFFD.
+        rest = self.pending + self.detok.flush(drop_unfinished=True)
+        self.pending = ""
+        for s in self.stops:  # a held-back apostrophe may complete a stop string
+            at = rest.find(s)
+            if at >= 0:
+                rest = rest[:at]
+        return rest
+
+
+MAX_NAMED = 10  # unknown prompt words named in the warning
+
+
+def unknown_prompt_warning(tok, prompt: str) -> str | None:
+    """One line naming the prompt's words (or characters) the model reads as "<unk>", or None."""
+    unknown = tok.unknown_in(prompt)
+    if not unknown:
+        return None
+    names = ", ".join(repr(w) for w in unknown[:MAX_NAMED])
+    if len(unknown) > MAX_NAMED:
+        names += f" and {len(unknown) - MAX_NAMED} more"
+    what = "characters" if tok.kind == "char" else "words"
+    return f"warning: the prompt has {what} the model never saw, read as <unk>: {names}"
 
 
 def run_generation(
-    ckpt, tok, prompt: str, opts: SampleOptions, rng: np.random.Generator, stops: list[str], stream
+    ckpt,
+    tok,
+    prompt: str,
+    opts: SampleOptions,
+    rng: np.random.Generator,
+    stops: list[str],
+    stream,
+    warn: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Sample and write text to `stream`: one sample streams as produced; several are printed one
-    after another when the batch is done. '<eos>' among stops ends a sample at the line-end token."""
+    after another when the batch is done. '<eos>' among stops ends a sample at the line-end token.
+    warn(line) hears about prompt words the model never saw."""
     stop_at_eos = "<eos>" in stops and tok.eos_id is not None
     # Tokenizers without an <eos> token (char, bpe) keep line ends as text: stop at "\n" instead.
     text_stops = [("\n" if s == "<eos>" else s) for s in stops if s and not (s == "<eos>" and stop_at_eos)]
+    warning = unknown_prompt_warning(tok, prompt)
+    if warning and warn is not None:
+        warn(warning)
     prompt_ids = tok.encode(prompt) if prompt else tok.encode("\n")
     if len(prompt_ids) == 0:
         prompt_ids = np.zeros(1, dtype=np.int32)  # nothing encodable: start from token 0
     B = opts.num_samples
-    texts = []
-    for _ in range(B):
-        detok = tok.detokenizer()
-        for t in prompt_ids:
-            detok.push(int(t))  # prime the spacing rules with the prompt; its text is printed as given
-        texts.append(_StreamText(detok, text_stops))
+    # The prompt primes the spacing rules; its text is printed as given.
+    texts = [_StreamText(tok.detokenizer(prompt_ids), text_stops) for _ in range(B)]
     outs = [prompt] * B
     live = B == 1
     if live:
@@ -190,21 +269,17 @@ def run_generation(
             st = texts[b]
             if st.done:
                 continue
-            if stop_at_eos and t == tok.eos_id:
-                st.done = True
-                piece = st.pending
-                st.pending = ""
-            else:
-                piece = st.push(t)
+            piece = st.end() if stop_at_eos and t == tok.eos_id else st.push(t)
             outs[b] += piece
             if live and piece:
                 stream.write(piece)
                 stream.flush()
         return all(st.done for st in texts)
 
-    generate(ckpt.params, ckpt.model_cfg, prompt_ids, opts, rng, on_token)
+    token_filter = TokenFilter(tok, B, prompt_ids, allow_unk=opts.allow_unk)
+    generate(ckpt.params, ckpt.model_cfg, prompt_ids, opts, rng, on_token, token_filter=token_filter)
     for b, st in enumerate(texts):
-        rest = st.flush()
+        rest = st.end()
         outs[b] += rest
         if live:
             stream.write(rest + "\n")

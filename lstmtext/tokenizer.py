@@ -2,7 +2,7 @@
 
 - **word**: whitespace (and, by default, punctuation) separated words; every "\\n" becomes "<eos>".
   Ids 0 and 1 are "<unk>" and "<eos>"; a literal "<unk>" in the text (Penn Treebank has them) is the
-  unknown id, not three tokens.
+  unknown id, not three tokens. Decoding puts the spaces back by rules (see `Detokenizer`).
 - **char**: every Unicode code point is a token, "\\n" and " " included; id 0 is "<unk>", which
   decodes to U+FFFD so that decoded text keeps one character per id.
 - **bpe**: byte-level BPE, so any text encodes and decodes exactly and nothing is unknown.
@@ -32,11 +32,30 @@ UNK, EOS = "<unk>", "<eos>"
 CHUNK_CHARS = 1 << 16
 LINE_BATCH = 10_000
 
-# Decoding "word" text: no space before a closing token, none after an opening one.
-_CLOSING = frozenset(",.;:!?)]}'%…»”’")
-_OPENING = frozenset("([{¿¡«“‘")
-# An apostrophe is mostly inside a word ("don ' t", "o ' er"): glue it on both sides.
-_APOSTROPHE = frozenset("'’")
+# The "punct" word split: whitespace first, then each piece into a URL, an e-mail address, a word or
+# a run of one punctuation character ("...", "--", "!!"). A word keeps its inner apostrophes, decimal
+# points, thousands separators and the colon of a time ("don't", "o'er", "3.14", "1,000", "10:30"):
+# split there, "don ' t" and "as ' twere" would look alike and no spacing rule could tell them apart.
+# Tokenizers saved before this split used Whitespace() (\w+|[^\w\s]+) and still load with it.
+_PUNCT_SPLIT = "|".join(
+    [
+        r"https?://\S+?(?=[.,;:!?)\]}'\"”’»]*$)",  # a URL, without the punctuation that ends its sentence
+        r"[\w.+-]+@\w+(?:[.-]\w+)+",  # an e-mail address
+        r"\w+(?:(?:['’.,]|(?<=\d):(?=\d))\w+)*",  # a word
+        r"([^\w\s])\1*",  # a run of one punctuation character
+    ]
+)
+# How "punct" word tokens attach to their neighbours when decoding (the rules: `Detokenizer`).
+_CLOSING = frozenset(",.;:!?)]}%…»”")  # no space before
+_OPENING = frozenset("([{¿¡«“‘$£€¥@")  # no space after
+_JOINING = frozenset("-—/")  # no space on either side after a word
+_APOSTROPHES = ("'", "’")  # a lone one is a quote, a possessive or an elision: judged by its neighbours
+# Words an apostrophe stands in front of ('tis, 'twere, rock 'n' roll); a number ('90s) counts too.
+_ELIDED_START = frozenset("tis twas twere twill twould twixt em gainst neath til cause cos bout n".split())
+# Words an apostrophe ends (th' king, o' the, rock 'n' roll); so do words in -in' (nothin', goin').
+_ELIDED_END = frozenset("th o i n".split())
+# Words in -s that are not plural nouns, so an apostrophe after them opens a quote: as 'hello'.
+_NOT_PLURAL = frozenset("as is was has his hers its this thus us yes does plus".split())
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -74,14 +93,66 @@ def _valid_utf8(text: str) -> str:
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
+def _word_tag(token: str, legacy: bool) -> str:
+    """How a "punct" word token attaches when decoding: word, close, open, join, quote (a straight
+    double quote), apostrophe, glue (both sides: an apostrophe of a legacy split) or other."""
+    if token[0].isalnum() or token[0] == "_" or token in (UNK, EOS):
+        return "word"
+    if token in _APOSTROPHES:
+        return "glue" if legacy else "apostrophe"
+    if token in ('"', "``", "''"):  # `` and '' are Penn Treebank's opening and closing quotes
+        return {'"': "quote", "``": "open", "''": "close"}[token]
+    chars = set(token)
+    closing = _CLOSING | set(_APOSTROPHES) if legacy else _CLOSING  # legacy: "'," was one token
+    for tag, allowed in (("close", closing), ("open", _OPENING)):
+        if chars <= allowed:
+            return tag
+    return "join" if len(chars) == 1 and chars <= _JOINING else "other"
+
+
+# UTF-8 as a small automaton, from the table of well-formed byte sequences (Unicode Standard, ch. 3,
+# Table 3-7). A state says what the next byte must be: state 0 is "between characters", the others
+# (k, lo, hi) "k more continuation bytes, the first of them in lo..hi". The leads E0, ED, F0 and F4
+# narrow their second byte's range: no overlong forms, no surrogates, nothing above U+10FFFF.
+_UTF8_STATES = [(0, 0, 0), (1, 0x80, 0xBF), (2, 0x80, 0xBF), (2, 0xA0, 0xBF), (2, 0x80, 0x9F)]
+_UTF8_STATES += [(3, 0x80, 0xBF), (3, 0x90, 0xBF), (3, 0x80, 0x8F)]
+_UTF8_LEADS = [  # (first byte, last byte, state after it) from state 0
+    (0x00, 0x7F, (0, 0, 0)),
+    (0xC2, 0xDF, (1, 0x80, 0xBF)),
+    (0xE0, 0xE0, (2, 0xA0, 0xBF)),
+    (0xE1, 0xEC, (2, 0x80, 0xBF)),
+    (0xED, 0xED, (2, 0x80, 0x9F)),
+    (0xEE, 0xEF, (2, 0x80, 0xBF)),
+    (0xF0, 0xF0, (3, 0x90, 0xBF)),
+    (0xF1, 0xF3, (3, 0x80, 0xBF)),
+    (0xF4, 0xF4, (3, 0x80, 0x8F)),
+]
+
+
+def _utf8_automaton() -> np.ndarray:
+    """-> (states, 256) int8: the state after each byte in each state; -1 where the byte is invalid."""
+    number = {state: n for n, state in enumerate(_UTF8_STATES)}
+    after = np.full((len(_UTF8_STATES), 256), -1, dtype=np.int8)
+    for first, last, state in _UTF8_LEADS:
+        after[0, first : last + 1] = number[state]
+    for n, (k, lo, hi) in enumerate(_UTF8_STATES[1:], start=1):
+        after[n, lo : hi + 1] = number[(k - 1, 0x80, 0xBF)] if k > 1 else 0
+    return after
+
+
+_UTF8_AFTER = _utf8_automaton()
+
+
 def _pipeline(hf: HFTokenizer, kind: str, lowercase: bool, word_split: str) -> None:
     steps = [normalizers.NFC()] if kind == "word" else []
     steps += [normalizers.Lowercase()] if lowercase else []
     hf.normalizer = normalizers.Sequence(steps) if steps else None
     if kind == "word":
-        # Whitespace() is \w+|[^\w\s]+; WhitespaceSplit() is how Penn Treebank counts words.
-        punct = word_split == "punct"
-        hf.pre_tokenizer = pre_tokenizers.Whitespace() if punct else pre_tokenizers.WhitespaceSplit()
+        # WhitespaceSplit() alone is how Penn Treebank counts words.
+        hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        if word_split == "punct":
+            split = pre_tokenizers.Split(Regex(_PUNCT_SPLIT), behavior="isolated")
+            hf.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), split])
     elif kind == "char":
         hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     else:
@@ -115,9 +186,12 @@ class Tokenizer:
         if kind == "bpe":
             to_byte = _byte_to_char()
             self._bytes = [bytes(to_byte[c] for c in t) for t in tokens]
-        punct = kind == "word" and word_split == "punct"
-        self._closing = [punct and bool(t) and set(t) <= _CLOSING for t in tokens]
-        self._opening = [punct and bool(t) and (set(t) <= _OPENING or set(t) <= _APOSTROPHE) for t in tokens]
+        self._utf8_masks: dict[int, np.ndarray] = {}  # automaton state -> (V,) bool, filled by utf8_mask
+        self._tags: list[str] | None = None  # how each token attaches when decoding, for a punct split
+        if kind == "word" and word_split == "punct":
+            # Before words kept their apostrophes, "don't" was "don ' t": there ' glues on both sides.
+            legacy = isinstance(hf.pre_tokenizer, pre_tokenizers.Whitespace)
+            self._tags = [_word_tag(t, legacy) if t else "other" for t in tokens]
 
     @classmethod
     def train(
@@ -289,22 +363,108 @@ class Tokenizer:
     def count_unk(self, ids: np.ndarray) -> int:
         return 0 if self.unk_id is None else int(np.count_nonzero(np.asarray(ids) == self.unk_id))
 
+    def unknown_in(self, text: str) -> list[str]:
+        """The distinct words (char kind: characters) of `text` that encode to "<unk>", as written
+        and in order of first appearance. A literal "<unk>" is not counted; bpe knows every text."""
+        if self.kind == "bpe":
+            return []
+        text = _valid_utf8(text)
+        lines = text.split("\n") if self.kind == "word" else [text]
+        found: dict[str, None] = {}  # an ordered set
+        # encode_batch, not _fast: the offsets are what say which words of the text were unknown.
+        for line, enc in zip(lines, self._hf.encode_batch(lines), strict=True):
+            for i, (start, end) in zip(enc.ids, enc.offsets, strict=True):
+                piece = line[start:end]
+                if i == self.unk_id and not (self.kind == "word" and piece.lower() == UNK):
+                    found.setdefault(piece)
+        return list(found)
+
+    def token_bytes(self, i: int) -> bytes:
+        """The bytes a bpe token stands for (they need not be whole characters)."""
+        assert self.kind == "bpe", "only byte-level BPE tokens are bytes"
+        return self._bytes[i]
+
+    def utf8_mask(self, pending: bytes = b"") -> np.ndarray:
+        """(V,) bool, bpe only: the tokens that keep the text valid UTF-8 when they come after
+        `pending`, the 0-3 bytes of an unfinished character at its end. A token may itself end in
+        an unfinished character; it is allowed if some bytes could still finish it.
+
+        The answer depends only on the automaton's state after `pending` (8 states), so it is
+        computed once per state: all V tokens run through the automaton together, byte by byte.
+        Every byte is a token, so some token is always allowed."""
+        assert self.kind == "bpe", "only byte-level BPE can produce invalid UTF-8"
+        start = 0
+        for byte in pending:
+            start = int(_UTF8_AFTER[start, byte])
+            assert start >= 0, f"{pending!r} is not the start of a UTF-8 character"
+        if start not in self._utf8_masks:
+            lengths = np.array([len(b) for b in self._bytes])  # (V,)
+            padded = np.zeros((self.vocab_size, lengths.max()), dtype=np.uint8)  # (V, longest)
+            padded[np.arange(padded.shape[1]) < lengths[:, None]] = np.frombuffer(b"".join(self._bytes), np.uint8)
+            state = np.full(self.vocab_size, start, dtype=np.int8)  # (V,) -1 once a token went wrong
+            for j in range(padded.shape[1]):
+                live = (j < lengths) & (state >= 0)
+                state[live] = _UTF8_AFTER[state[live], padded[live, j]]
+            self._utf8_masks[start] = state >= 0
+        return self._utf8_masks[start]
+
     def detokenizer(self, context: Sequence[int] = ()) -> Detokenizer:
         """A streaming decoder; `context` (e.g. the prompt's ids, already shown) sets the spacing
         of the first pushed token and is not printed again."""
         detok = Detokenizer(self)
         for i in context:
             detok.push(int(i))
+        detok.shown()
         return detok
 
 
 class Detokenizer:
-    """Decodes one id at a time: all the `push`es and the final `flush`, joined, equal `decode`."""
+    """Decodes one id at a time: all the `push`es and the final `flush`, joined, equal `decode`.
+
+    char: the characters themselves ("<unk>" is U+FFFD). bpe: the bytes, each character printed when
+    its last byte arrives. word, whitespace split (Penn Treebank): the tokens, one space between
+    them, since one space is what separated them. word, punct split: the spaces were thrown away,
+    so they are put back by rules, in the spirit of the Moses detokenizer (`detokenizer.perl`, and
+    sacremoses in Python). There is one space between two tokens, except:
+
+    - at a line start;
+    - before closing punctuation , . ; : ! ? ) ] } % … » ” '' (and runs of it: "...", "?!");
+    - after opening punctuation ( [ { ¿ ¡ « “ ‘ `` $ £ € ¥ @;
+    - around a joiner - — / that follows a word: inside a compound is where they mostly are
+      ("well-known", "and/or", "this—that"). Elsewhere a joiner is spaced, but for a minus sign
+      before a number ("x = -5"). So a spaced dash " - " comes back as "-";
+    - at a straight double quote ", which opens a quotation (no space after) at an even count in
+      the line and closes it (no space before) at an odd one;
+    - at a lone apostrophe ' or ’, which is held back until the next token shows where it
+      belongs. Before an elided word ('tis, 'twere, 'em, rock 'n' roll, the '90s) it attaches to
+      the right. Before punctuation or the line end it closes a quotation ('no'.). At a line start
+      or after an opener it opens one. Inside a quotation it closes it, but after a word that looks
+      possessive or elided it only attaches to that word (goin', dogs'). Outside one it attaches
+      to such a word (the dogs' bones, th' king; a word ending in -s or -in', except "as", "is",
+      "this", ...) and else opens a quotation (said 'no'). A ’ never opens one (that is ‘): it
+      attaches to the right only before an elided word or at a start.
+
+    Quotation state resets at every line: in English prose each paragraph reopens its quotation.
+    Tokenizers saved before words kept their apostrophes (Whitespace(): "don ' t") glue an
+    apostrophe to both sides, as they always did.
+    """
 
     def __init__(self, tok: Tokenizer) -> None:
         self._tok = tok
-        self._line_start, self._after_opening = True, False
         self._bytes = codecs.getincrementaldecoder("utf-8")("replace")
+        self._held: str | None = None  # a lone apostrophe waiting for the token after it
+        self._held_shown = False  # that apostrophe was part of the context, already on screen
+        self._new_line()
+
+    def _new_line(self) -> None:
+        self._prev: str | None = None  # the last token of this line; None at a line start
+        self._prev_tag = "word"
+        self._glue_next = False  # the last token takes no space after it
+        self._in_double = self._in_single = False  # inside a "..." or a '...' quotation
+
+    def shown(self) -> None:
+        """Everything pushed so far is already on screen, a held apostrophe too."""
+        self._held_shown = self._held is not None
 
     def push(self, i: int) -> str:
         """The text that can be printed now that token `i` has been produced."""
@@ -312,15 +472,87 @@ class Detokenizer:
         if tok.kind == "bpe":
             # Holds back a multi-byte character until its last byte arrives.
             return self._bytes.decode(tok._bytes[i])
-        if i == tok.unk_id and tok.kind == "char":
-            return "\ufffd"
+        if tok.kind == "char":
+            return "\ufffd" if i == tok.unk_id else tok._tokens[i]
         if i == tok.eos_id:
-            self._line_start = True
-            return "\n"
-        glue = self._line_start or self._after_opening or tok._closing[i]
-        self._line_start, self._after_opening = False, tok._opening[i]
-        return tok._tokens[i] if glue or tok.kind == "char" else " " + tok._tokens[i]
+            out = self._release(None)
+            self._new_line()
+            return out + "\n"
+        token = tok._tokens[i]
+        if tok._tags is None:  # the whitespace split
+            out, self._prev = ("" if self._prev is None else " ") + token, token
+            return out
+        out = self._release(token)
+        tag = tok._tags[i]
+        if tag == "apostrophe":
+            self._held = token
+            return out
+        return out + self._place(token, tag)
 
-    def flush(self) -> str:
-        """Whatever is still held back (an unfinished character shows as U+FFFD)."""
-        return self._bytes.decode(b"", final=True) if self._tok.kind == "bpe" else ""
+    def flush(self, drop_unfinished: bool = False) -> str:
+        """Whatever is still held back: an apostrophe, or an unfinished character of bpe bytes,
+        which shows as U+FFFD, or nothing with `drop_unfinished` (a sample cut off mid-character)."""
+        if self._tok.kind != "bpe":
+            return self._release(None)
+        if drop_unfinished:
+            self._bytes.reset()
+            return ""
+        return self._bytes.decode(b"", final=True)
+
+    def _space_before(self, token: str, tag: str) -> bool:
+        if self._prev is None or self._glue_next or tag in ("close", "glue"):
+            return False
+        if tag == "quote":
+            return not self._in_double  # a closing quote attaches to the left
+        if tag == "join":
+            return self._prev_tag != "word"
+        return not (self._prev_tag == "join" and token[0].isdigit())  # a minus sign: "x = -5"
+
+    def _place(self, token: str, tag: str) -> str:
+        """`token` with its space before, if any; remembers how the next token attaches to it."""
+        space = self._space_before(token, tag)
+        glue_next = tag in ("open", "glue")
+        if tag == "quote":
+            self._in_double = not self._in_double
+            glue_next = self._in_double
+        elif tag == "join":
+            glue_next = self._prev is not None and not space  # joined on the left, so on the right
+        self._prev, self._prev_tag, self._glue_next = token, tag, glue_next
+        return " " + token if space else token
+
+    def _release(self, following: str | None) -> str:
+        """The held apostrophe, with its space, now that the token after it is known (None: the line
+        or the text ends there)."""
+        mark, shown = self._held, self._held_shown
+        if mark is None:
+            return ""
+        self._held, self._held_shown = None, False
+        opens = self._apostrophe_opens(mark, following)
+        space = opens and self._prev is not None and not self._glue_next
+        self._prev, self._prev_tag, self._glue_next = mark, "apostrophe", opens
+        return "" if shown else " " * space + mark
+
+    def _apostrophe_opens(self, mark: str, following: str | None) -> bool:
+        """Whether a lone apostrophe attaches to the token after it (True) or before it (False);
+        updates the single-quotation state."""
+        before = (self._prev or "").lower()
+        word_follows = following is not None and _word_tag(following, False) == "word"
+        elided = word_follows and (following[0].isdigit() or following.lower() in _ELIDED_START)
+        at_start = self._prev is None or self._glue_next
+        possessive = self._prev_tag == "word" and (
+            (before.endswith("s") and before not in _NOT_PLURAL) or before.endswith("in") or before in _ELIDED_END
+        )
+        if mark == "’":  # never opens a quotation: that is ‘
+            return word_follows and (at_start or elided)
+        if not word_follows:  # 'no'. or the line ends: it closes
+            self._in_single = False
+            return False
+        if elided:  # 'tis, the '90s
+            return True
+        if possessive:  # the dogs' bones, goin' home: a quotation stays as it was
+            return False
+        if at_start or not self._in_single:  # said 'no
+            self._in_single = True
+            return True
+        self._in_single = False  # 'no' she said
+        return False

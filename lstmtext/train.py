@@ -31,12 +31,25 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lstmtext import batching, checkpoint, evaluate, model, optim
+from lstmtext import batching, checkpoint, evaluate, model, optim, sample
+
+try:  # TEMPORARY while threads.py lands
+    from lstmtext import threads
+except ImportError:
+    class _T:
+        threads = 2
+        def __init__(self, fixed=None): pass
+        def begin(self): pass
+        def end(self, n): pass
+    class threads:  # noqa
+        ThreadTuner = _T
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.data import Data
 from lstmtext.errors import ConfigError, TrainingError
 
 METRICS_VERSION = 1
+# --sample-every: short, a little conservative, the same each time so that samples compare.
+SAMPLE_OPTIONS = sample.SampleOptions(length=30, temperature=0.8)
 
 
 class Interrupted(Exception):
@@ -100,7 +113,10 @@ def _progress_bar(console: Console) -> Progress:
         TextColumn("[bold]epoch {task.fields[epoch]}"),
         BarColumn(bar_width=16),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f} ppl {task.fields[ppl]:.1f} {task.fields[tps]:,.0f} tok/s"),
+        TextColumn(
+            "loss {task.fields[loss]:.3f} ppl {task.fields[ppl]:.1f} {task.fields[tps]:,.0f} tok/s "
+            "{task.fields[threads]} thr"
+        ),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(compact=True),
@@ -146,7 +162,9 @@ class Trainer:
         out: Path,
         console: Console,
         resume_from: checkpoint.Checkpoint | None = None,
+        init_params: dict | None = None,
     ):
+        """init_params: start from these weights (fine-tuning, `--init-from`) with a fresh optimizer."""
         batching.check_enough(len(data.train_ids), cfg.batch_size, cfg.bptt, "the training text")
         self.data, self.model_cfg, self.cfg, self.out, self.console = data, model_cfg, cfg, out, console
         self.streams = batching.make_streams(data.train_ids, cfg.batch_size)  # (n, B)
@@ -154,7 +172,10 @@ class Trainer:
         self.rng = np.random.default_rng([cfg.seed, 1])  # dropout masks; the init uses another stream
         self.dtype = np.dtype(cfg.dtype)
         if resume_from is None:
-            self.params = model.init_params(model_cfg, np.random.default_rng([cfg.seed, 0]), self.dtype)
+            if init_params is None:
+                self.params = model.init_params(model_cfg, np.random.default_rng([cfg.seed, 0]), self.dtype)
+            else:
+                self.params = {k: np.array(v, dtype=self.dtype) for k, v in init_params.items()}  # own copies
             self.opt_state = optim.init_state(cfg.optimizer, self.params)
             self.state = model.init_state(model_cfg, cfg.batch_size, self.dtype)
             self.prog = {
@@ -167,6 +188,7 @@ class Trainer:
                 "tokens": 0,
                 "last_valid_step": -1,
                 "skipped": 0,
+                "last_valid_ppl": None,
             }
         else:
             extra = resume_from.extra
@@ -181,7 +203,8 @@ class Trainer:
         if resume_from is not None:
             self.metrics.drop_after(self.prog["step"])
         self.tok_json = data.tokenizer.to_json()
-        self.valid_time = 0.0  # seconds spent validating, left out of the training tokens/s
+        self.valid_time = 0.0  # seconds spent validating (and sampling), left out of the training tokens/s
+        self.tuner = threads.ThreadTuner(fixed=cfg.threads or None)
 
     # -- checkpoints and validation ------------------------------------------------------------
 
@@ -203,17 +226,42 @@ class Trainer:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             total, n = evaluate.score(self.params, self.model_cfg, self.data.valid_ids, cfg.eval_batch_size, cfg.bptt)
         ppl = evaluate.perplexity(total / n)
-        improved = prog["best_valid_ppl"] is None or ppl < prog["best_valid_ppl"]
+        best = prog["best_valid_ppl"]
+        improved = best is None or ppl < best
         if improved:
             prog["best_valid_ppl"], prog["bad_evals"] = ppl, 0
             checkpoint.save(self.out / "best.safetensors", self.snapshot(best=True))
         else:
             prog["bad_evals"] += 1
-        prog["last_valid_step"] = prog["step"]
+        prog["last_valid_step"], prog["last_valid_ppl"] = prog["step"], ppl
         self.metrics.write(kind="valid", step=prog["step"], epoch=prog["epoch"], loss=total / n, ppl=ppl, best=improved)
         self.console.print(f"  valid ppl {ppl:9.2f}  at step {prog['step']:,}" + ("  (best)" if improved else ""))
+        if best is not None and not ppl <= 2 * best:  # a nan counts as a jump too
+            self.console.print(
+                f"  [yellow]warning[/]: validation perplexity {ppl:.1f} is more than twice the best so far "
+                f"({best:.1f}); training may be diverging: try a lower --lr or --clip",
+                soft_wrap=True,
+            )
         self.valid_time += time.perf_counter() - t0
         return ppl
+
+    def show_sample(self) -> None:
+        """A short sample from the same prompt and seed each time, so the runs' samples compare."""
+        t0 = time.perf_counter()
+        tok = self.data.tokenizer
+        start = tok.encode("\n") if tok.eos_id is None else np.array([tok.eos_id])
+        ids = sample.generate(
+            self.params,
+            self.model_cfg,
+            start,
+            SAMPLE_OPTIONS,
+            np.random.default_rng(self.cfg.seed),
+            token_filter=sample.TokenFilter(tok, 1, start),
+        )[0]
+        text = tok.decode(ids).strip().replace("\n", " / ")
+        self.metrics.write(kind="sample", step=self.prog["step"], text=text)
+        self.console.print(f"  sample at step {self.prog['step']:,}: {text}", markup=False, highlight=False, soft_wrap=True)
+        self.valid_time += time.perf_counter() - t0
 
     def budget_spent(self) -> bool:
         cfg, prog = self.cfg, self.prog
@@ -228,9 +276,11 @@ class Trainer:
     def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, float]:
         """One window; handles a non-finite result as --on-nan says. -> (loss, gradient norm)."""
         prog = self.prog
+        self.tuner.begin()
         loss, norm, new_state = train_step(
             self.params, self.model_cfg, self.cfg, self.opt_state, lr, x, y, self.state, self.rng
         )
+        self.tuner.end(x.size)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             if self.cfg.on_nan == "stop":
                 raise TrainingError(
@@ -265,6 +315,7 @@ class Trainer:
                     loss=last_loss,
                     ppl=evaluate.perplexity(last_loss),
                     tps=tps,
+                    threads=self.tuner.threads,
                 )
                 for x, y in batching.windows(self.streams, cfg.bptt, prog["window"]):
                     loss, norm = self.step(x, y, lr)
@@ -288,12 +339,16 @@ class Trainer:
                             elapsed=prog["elapsed"],
                         )
                         log_loss, log_steps, log_tokens, t_log, log_valid = 0.0, 0, 0, now, self.valid_time
-                    bar.update(task, advance=1, loss=loss, ppl=evaluate.perplexity(loss), tps=tps)
+                    bar.update(
+                        task, advance=1, loss=loss, ppl=evaluate.perplexity(loss), tps=tps, threads=self.tuner.threads
+                    )
                     # Everything this step owes (validation, save, budget) happens before a signal
                     # is honoured, so an interrupted-and-resumed run does exactly what an
                     # undisturbed one does.
                     if cfg.eval_every and prog["step"] % cfg.eval_every == 0:
                         self.validate()
+                    if cfg.sample_every and prog["step"] % cfg.sample_every == 0:
+                        self.show_sample()
                     if cfg.save_every and prog["step"] % cfg.save_every == 0:
                         self.save_last()
                     if self.budget_spent() or self.out_of_patience():
@@ -308,6 +363,8 @@ class Trainer:
                     self.state = model.init_state(self.model_cfg, cfg.batch_size, self.dtype)
                     if prog["last_valid_step"] != prog["step"]:
                         self.validate()
+                        if cfg.sample_every:
+                            self.show_sample()
                     self.save_last()
                     finished = self.budget_spent() or self.out_of_patience()
                     if signals.signum is not None:
@@ -367,6 +424,20 @@ def prepare_out(out: Path, force: bool) -> None:
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"cannot write to --out {out}: {e.strerror or e}") from None
+
+
+def finished_reason(cfg: TrainConfig, prog: dict) -> str | None:
+    """Why a run with this budget has nothing left to do, or None. Resuming a finished run must
+    say so instead of starting the loop (and printing the summary of zero new steps)."""
+    if cfg.epochs and prog["epoch"] > cfg.epochs:
+        return f"it completed its {cfg.epochs} epochs (--epochs {cfg.epochs})"
+    if cfg.max_steps and prog["step"] >= cfg.max_steps:
+        return f"it reached --max-steps {cfg.max_steps}"
+    if cfg.max_minutes and prog["elapsed"] >= 60 * cfg.max_minutes:
+        return f"it used its --max-minutes {cfg.max_minutes:g}"
+    if cfg.patience and prog["bad_evals"] >= cfg.patience:
+        return f"it ran out of patience (--patience {cfg.patience}: {prog['bad_evals']} validations without a new best)"
+    return None
 
 
 def resume_config(cfg: TrainConfig, overrides: dict) -> TrainConfig:

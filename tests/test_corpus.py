@@ -27,14 +27,15 @@ def test_reads_a_file_as_is(tmp_path):
     assert read_text(str(path)) == "héllo 日本語\nlast line without newline"
 
 
-def test_directory_joins_txt_files_by_name_each_ending_in_newline(tmp_path):
+def test_directory_joins_text_files_recursively_by_path_each_ending_in_newline(tmp_path):
     write(tmp_path / "b.txt", "beta\n")
     write(tmp_path / "a.txt", "alpha")
-    write(tmp_path / "c.md", "not text for us\n")
+    write(tmp_path / "c.md", "markdown too\n")
     write(tmp_path / "empty.txt", "")
     (tmp_path / "sub").mkdir()
-    write(tmp_path / "sub" / "0.txt", "nested files are not read\n")
-    assert read_text(tmp_path) == "alpha\nbeta\n"
+    write(tmp_path / "sub" / "0.txt", "nested files are read")
+    write(tmp_path / "bin.dat", b"\x00\x01")
+    assert read_text(tmp_path) == "alpha\nbeta\nmarkdown too\nnested files are read\n"
 
 
 def test_crlf_and_lone_cr_become_lf(tmp_path):
@@ -94,11 +95,12 @@ def test_missing_path(tmp_path):
     assert "nope.txt" in error_message(exc)
 
 
-def test_directory_without_txt_files(tmp_path):
-    write(tmp_path / "notes.md", "text\n")
+def test_directory_without_text_files(tmp_path):
+    write(tmp_path / "model.bin", b"\x00\x01\x02")
     with pytest.raises(CorpusError) as exc:
         read_text(tmp_path)
-    assert ".txt" in error_message(exc)
+    message = error_message(exc)
+    assert "1 binary" in message and "--include" in message
 
 
 @pytest.mark.parametrize("content", ["", "   \n\t\r\n  ", "\ufeff"])

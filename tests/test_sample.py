@@ -1,10 +1,14 @@
+import io
+import types
+
 import numpy as np
 import pytest
 
 from lstmtext import model
 from lstmtext.config import ModelConfig
 from lstmtext.errors import ConfigError
-from lstmtext.sample import SampleOptions, draw, generate, next_token_probs
+from lstmtext.sample import SampleOptions, TokenFilter, draw, generate, next_token_probs, run_generation
+from lstmtext.tokenizer import Tokenizer
 
 
 def test_top_k_keeps_only_the_k_most_likely():
@@ -93,3 +97,82 @@ def test_greedy_and_seeded_batches():
 def test_bad_options(kw):
     with pytest.raises(ConfigError):
         SampleOptions(**kw)
+
+
+def _model_for(tok, seed=1):
+    """A random model for `tok` (an untrained one) and a stand-in checkpoint for run_generation."""
+    cfg = ModelConfig(vocab_size=tok.vocab_size, embed=6, hidden=6, layers=1, dropout=0.0)
+    params = model.init_params(cfg, np.random.default_rng(seed))
+    return types.SimpleNamespace(params=params, model_cfg=cfg)
+
+
+@pytest.mark.parametrize("kind", ["word", "char"])
+def test_greedy_never_picks_unk_even_when_it_is_the_most_likely(kind):
+    tok = Tokenizer.train(kind, "a b c\n")
+    ckpt = _model_for(tok)
+    ckpt.params["head.b"][tok.unk_id] = 100.0  # <unk> is the most likely token after anything
+    prompt = tok.encode("a")
+    opts = SampleOptions(length=20, greedy=True, num_samples=2)
+    unfiltered = generate(ckpt.params, ckpt.model_cfg, prompt, opts, np.random.default_rng(0))
+    assert (unfiltered == tok.unk_id).all()
+    f = TokenFilter(tok, 2, prompt)
+    g = generate(ckpt.params, ckpt.model_cfg, prompt, opts, np.random.default_rng(0), token_filter=f)
+    assert tok.unk_id not in g
+    sampled = generate(
+        ckpt.params, ckpt.model_cfg, prompt, SampleOptions(length=50), np.random.default_rng(0), token_filter=f
+    )
+    assert tok.unk_id not in sampled
+    allowed = TokenFilter(tok, 2, prompt, allow_unk=True)
+    g = generate(ckpt.params, ckpt.model_cfg, prompt, opts, np.random.default_rng(0), token_filter=allowed)
+    assert (g == tok.unk_id).all()
+
+
+def test_run_generation_leaves_unk_out_unless_allowed():
+    tok = Tokenizer.train("word", "a b c\n")
+    ckpt = _model_for(tok)
+    ckpt.params["head.b"][tok.unk_id] = 3.0  # likely, not certain
+    for allow_unk in (False, True):
+        out = io.StringIO()
+        opts = SampleOptions(length=30, num_samples=3, allow_unk=allow_unk)
+        texts = run_generation(ckpt, tok, "a", opts, np.random.default_rng(0), [], out)
+        assert ("<unk>" in out.getvalue()) == allow_unk and ("<unk>" in "".join(texts)) == allow_unk
+
+
+def test_a_sample_cut_off_mid_character_drops_it():
+    tok = Tokenizer.train("bpe", "ab ab ab", vocab_size=300)
+    ckpt = _model_for(tok)
+    lead = next(i for i in range(tok.vocab_size) if tok.token_bytes(i) == b"\xe6")
+    ckpt.params["head.b"][lead] = 100.0  # the first sampled token starts a 3-byte character
+    out = io.StringIO()
+    texts = run_generation(ckpt, tok, "ab", SampleOptions(length=1), np.random.default_rng(0), [], out)
+    assert texts == ["ab"] and out.getvalue() == "ab\n"
+
+
+def test_run_generation_warns_once_about_unknown_prompt_words():
+    tok = Tokenizer.train("word", "a b c\n")
+    ckpt = _model_for(tok)
+    lines = []
+
+    def run(tok, ckpt, prompt):
+        opts, rng = SampleOptions(length=3), np.random.default_rng(0)
+        run_generation(ckpt, tok, prompt, opts, rng, [], io.StringIO(), lines.append)
+
+    run(tok, ckpt, "a zebra b " + " ".join(f"w{n}" for n in range(12)) + " zebra")
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0].startswith("warning: the prompt has words the model never saw")
+    assert "'zebra', 'w0', 'w1'" in lines[0] and "'w8'" in lines[0] and lines[0].endswith("and 3 more")
+    lines.clear()
+    run(tok, ckpt, "a b")
+    assert lines == []
+    char = Tokenizer.train("char", "ab \n")
+    run(char, _model_for(char), "a日")
+    assert lines == ["warning: the prompt has characters the model never saw, read as <unk>: '日'"]
+
+
+def test_eos_stop_prints_a_held_apostrophe():
+    tok = Tokenizer.train("word", "the dogs' bones\n")
+    ckpt = _model_for(tok)
+    ckpt.params["head.b"][tok.eos_id] = 100.0
+    out = io.StringIO()
+    texts = run_generation(ckpt, tok, "the dogs'", SampleOptions(length=5), np.random.default_rng(0), ["<eos>"], out)
+    assert texts == ["the dogs'"] and out.getvalue() == "the dogs'\n"

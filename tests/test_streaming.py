@@ -87,3 +87,72 @@ def test_ids_are_cached_and_reused(tmp_path):
     fresh = prepare_data(f, None, None, "strict", lambda s: None, tokenizer=other, cache_dir=tmp_path)
     assert not isinstance(fresh.train_ids, np.memmap)  # another tokenizer never reuses stale ids
     assert np.array_equal(fresh.train_ids, other.encode(TEXT[: len(fresh.train_ids)]))
+
+
+def write_folder(root, texts):
+    for i, text in enumerate(texts):
+        f = root / f"d{i % 3}" / f"{i:02d}.txt"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("kind", ["word", "char", "bpe"])
+@pytest.mark.parametrize("split", ["end", "per-file"])
+def test_folder_parts_stream_in_safe_pieces(tmp_path, small_chunks, kind, split):
+    texts = [TEXT[i * 300 : (i + 1) * 300 + 37 * i] for i in range(6)]
+    root = write_folder(tmp_path / "c", texts)
+    listing = corpus.list_corpus(root)
+    parts = listing.heldout_end() if split == "end" else listing.heldout_per_file()[:2]
+    tok = Tokenizer.train(kind, read_text(root), vocab_size=300)
+    for part in parts:
+        pieces = list(part.pieces())
+        whole = "".join(pieces)
+        assert len(pieces) > 1  # cut, so the cuts are tested
+        assert all(p.endswith("\n") and not p[-2].isspace() for p in pieces[:-1])  # cut at safe line ends
+        assert np.array_equal(tok.encode_stream(pieces), tok.encode(whole)), split
+    train, valid = parts
+    if split == "end":
+        assert train.text() + valid.text() == read_text(root)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from("ab \n日"), min_size=0, max_size=40), min_size=1, max_size=5))
+def test_folder_heldout_end_matches_split_heldout_of_the_whole(texts):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        root = write_folder(Path(d), texts)
+        old = corpus.CHUNK_BYTES
+        corpus.CHUNK_BYTES = 5
+        try:
+            try:
+                whole = read_text(root)
+                expected = split_heldout(whole)
+            except CorpusError:
+                with pytest.raises(CorpusError):
+                    corpus.list_corpus(root).heldout_end()
+                return
+            listing = corpus.list_corpus(root)
+            train, valid = listing.heldout_end()
+            assert (train.text(), valid.text()) == expected
+            first = valid.segments[0]  # the line it starts on, for the message
+            before = sum(f.chars for f in listing.files[: listing.files.index(first.file)])
+            assert first.line == whole[before : before + first.start].count("\n") + 1
+            try:
+                ptrain, pvalid, small = listing.heldout_per_file()
+            except CorpusError:
+                return
+            cuts = {seg.file.name: seg.start for seg in pvalid.segments}
+            want_train = want_valid = ""
+            off = 0
+            for f in listing.files:
+                t, cut = whole[off : off + f.chars], cuts.get(f.name, f.chars)
+                off += f.chars
+                assert (f.name in small) == (f.name not in cuts)
+                assert cut == len(t) or (t[cut - 1] == "\n" and int(len(t) * 0.9) <= cut < len(t))
+                want_train, want_valid = want_train + t[:cut], want_valid + t[cut:]
+            assert (ptrain.text(), pvalid.text()) == (want_train, want_valid)
+        finally:
+            corpus.CHUNK_BYTES = old

@@ -152,7 +152,7 @@ def test_word_split_punct_versus_whitespace():
     punct = Tokenizer.train("word", text)
     space = Tokenizer.train("word", text, word_split="whitespace")
     as_tokens = [punct.id_to_token(int(i)) for i in punct.encode("don't stop.")]
-    assert as_tokens == ["don", "'", "t", "stop", "."]
+    assert as_tokens == ["don't", "stop", "."]  # a word keeps its inner apostrophe
     as_words = [space.id_to_token(int(i)) for i in space.encode("don't stop.")]
     assert as_words == ["don't", "stop."]
     # Whitespace-split words were separated by spaces, so decoding keeps every space.
@@ -282,3 +282,117 @@ def test_bpe_round_trip_of_any_text(train, other):
     tok = Tokenizer.train("bpe", train, vocab_size=270)
     assert tok.decode(tok.encode(train)) == train
     assert tok.decode(tok.encode(other)) == other
+
+
+# --- word spacing, unknown words, UTF-8 masks ---------------------------------------------------
+
+
+def test_word_split_keeps_apostrophes_numbers_and_urls_in_one_token():
+    text = "It's 3.14, not 1,000: see https://example.com/a-b?x=1. 'Tis o'er at 10:30...\n"
+    tok = Tokenizer.train("word", text)
+    tokens = [tok.id_to_token(int(i)) for i in tok.encode(text.strip())]
+    assert tokens == [
+        "It's", "3.14", ",", "not", "1,000", ":", "see", "https://example.com/a-b?x=1", ".",
+        "'", "Tis", "o'er", "at", "10:30", "...",
+    ]  # fmt: skip
+
+
+def test_word_tokenizer_saved_with_the_old_split_still_loads_and_decodes():
+    # Before words kept their apostrophes, "punct" was HF's Whitespace(): "don ' t".
+    saved = json.loads(Tokenizer.train("word", "x\n").to_json())
+    saved["hf"]["pre_tokenizer"] = {"type": "Whitespace"}
+    saved["hf"]["model"]["vocab"] = {t: i for i, t in enumerate(["<unk>", "<eos>", "don", "'", "t", "(", "go", ")"])}
+    tok = Tokenizer.from_json(json.dumps(saved))
+    ids = tok.encode("don't (go)")
+    assert [tok.id_to_token(int(i)) for i in ids] == ["don", "'", "t", "(", "go", ")"]
+    assert tok.decode(ids) == "don't (go)"
+
+
+def test_word_detokenizer_holds_a_lone_apostrophe_until_it_knows_its_side():
+    tok = Tokenizer.train("word", "as 'twere the dogs' bones\n")
+    pieces, printed = stream(tok, tok.encode("as 'twere the dogs' bones"))
+    assert printed == "as 'twere the dogs' bones"
+    assert pieces == ["as", "", " 'twere", " the", " dogs", "", "' bones"]
+    # A prompt ending in an apostrophe has shown it already: it is not printed twice.
+    _, more = stream(tok, tok.encode("twere"), context=tok.encode("as '"))
+    assert more == "twere"
+    _, more = stream(tok, tok.encode("bones"), context=tok.encode("the dogs'"))
+    assert more == " bones"
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.lists(st.integers(0, 200), max_size=30))
+def test_word_spacing_never_doubles_a_space_or_starts_a_line_with_one(ids):
+    tok = _SPACING_TOKENIZER
+    ids = [i % tok.vocab_size for i in ids]
+    _, printed = stream(tok, ids)
+    assert printed == tok.decode(ids)
+    assert "  " not in printed and not any(line.startswith(" ") for line in printed.split("\n"))
+
+
+_SPACING_TOKENIZER = Tokenizer.train(
+    "word", "as 'twere, \"Yes,\" she said (well-known) -5 ‘hi’ “so” the dogs’ bones... $5 x/y — n'\n"
+)
+
+
+def test_unknown_in_names_each_unseen_word_once_in_order():
+    tok = Tokenizer.train("word", "the cat sat on the mat, yes.\n")
+    assert tok.unknown_in("the zebra sat on a zebra, Quux!\nthe <unk> cat") == ["zebra", "a", "Quux", "!"]
+    assert tok.unknown_in("the cat sat.") == []
+    char = Tokenizer.train("char", "abc \n")
+    assert char.unknown_in("ab日c👍 日\nz") == ["日", "👍", "z"]
+    assert Tokenizer.train("bpe", ENGLISH * 3, vocab_size=280).unknown_in("語 zebra") == []
+
+
+def test_unknown_in_reports_words_as_written():
+    tok = Tokenizer.train("word", "hello world\n", lowercase=True)
+    assert tok.unknown_in("HELLO Zebra café") == ["Zebra", "café"]
+
+
+def _is_utf8_prefix(b: bytes) -> bool:
+    """The reference for utf8_mask: some bytes can still finish `b` as valid UTF-8. The first
+    missing byte must lie in one of 80..BF, A0..BF, 80..9F, 90..BF or 80..8F, each holding 80, 90 or
+    A0; later ones can be 80. Python's strict decoding of the whole is exact (its incremental decoder
+    is not: it accepts ED A0, a surrogate's start)."""
+    finish = [b""] + [bytes([first]) + b"\x80" * k for first in (0x80, 0x90, 0xA0) for k in range(3)]
+    for tail in finish:
+        try:
+            (b + tail).decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            pass
+    return False
+
+
+PENDINGS = [b"", *(bytes([lead]) for lead in range(0xC2, 0xF5))]
+PENDINGS += [b"\xe0\xa0", b"\xed\x9f", b"\xe6\x97", b"\xf0\x90", b"\xf4\x8f", b"\xf0\x9f\x98", b"\xf1\x80\x80"]
+
+
+def test_utf8_mask_equals_the_reference_on_every_token_and_pending_character():
+    tok = Tokenizer.train("bpe", UNICODE * 4 + "Ωμέγα Москва 東京 🎉🎉 naïve\n" * 4, vocab_size=330)
+    for pending in PENDINGS:
+        mask = tok.utf8_mask(pending)
+        assert mask.shape == (tok.vocab_size,) and mask.dtype == bool
+        want = [_is_utf8_prefix(pending + tok.token_bytes(i)) for i in range(tok.vocab_size)]
+        assert mask.tolist() == want, pending
+        assert mask.any()
+
+
+def test_utf8_mask_is_exact_on_the_boundary_bytes_of_every_range(monkeypatch):
+    # Random tokens of the bytes where UTF-8's ranges begin and end, to find any off-by-one.
+    edges = [0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1]
+    edges += [0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF]
+    tok = Tokenizer.train("bpe", "ab ab ab", vocab_size=300)
+    rng = np.random.default_rng(0)
+    fake = [bytes(rng.choice(edges, size=rng.integers(1, 6)).tolist()) for _ in range(tok.vocab_size)]
+    monkeypatch.setattr(tok, "_bytes", fake)
+    for pending in PENDINGS:
+        want = [_is_utf8_prefix(pending + b) for b in fake]
+        assert tok.utf8_mask(pending).tolist() == want, pending
+
+
+def test_bpe_detokenizer_can_drop_an_unfinished_character_at_the_end():
+    tok = Tokenizer.train("bpe", ENGLISH * 3, vocab_size=280)
+    detok = tok.detokenizer()
+    pieces = [detok.push(int(i)) for i in tok.encode("a 語")[:-1]]
+    assert "".join(pieces) + detok.flush(drop_unfinished=True) == "a "

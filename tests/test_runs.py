@@ -1,0 +1,173 @@
+"""Runs as people use them, through the CLI: resume typed with the original options, a finished run,
+a run killed before its first validation, fine-tuning with --init-from, `info`, `--version`,
+samples while training and the warnings that save time."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from test_cli import TINY, invoke, make_corpus
+
+from lstmtext import __version__, checkpoint
+from lstmtext.tokenizer import Tokenizer
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return make_corpus(tmp_path / "tiny.txt")
+
+
+def _train(corpus, out, *extra):
+    r = invoke(["train", corpus, "--out", out, *TINY, *extra])
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def test_resume_accepts_the_original_options_and_names_a_changed_one(tmp_path, corpus):
+    out = tmp_path / "run"
+    first = ["train", corpus, "--out", out, *TINY, "--lr", "5", "--seed", "7", "--epochs", "0"]
+    assert invoke([*first, "--max-steps", "6"]).exit_code == 0
+    # ↑ and --resume: every option as before, only the budget larger.
+    r = invoke([*first, "--max-steps", "10", "--resume", out])
+    assert r.exit_code == 0, r.output
+    assert "Resuming" in r.output
+    assert checkpoint.load(out / "last.safetensors").progress["step"] == 10
+    r = invoke([*first, "--max-steps", "12", "--resume", out, "--hidden", "16"])
+    assert r.exit_code == 1
+    assert "--hidden 16 (the run has 8)" in r.stderr and "\n" not in r.stderr.strip()
+    r = invoke([*first, "--max-steps", "12", "--resume", out, "--lr", "6"])
+    assert r.exit_code == 1 and "--lr 6.0 (the run has 5.0)" in r.stderr
+    r = invoke(["train", corpus, "--resume", out, "--max-steps", "12", "--tokenizer", "char"])
+    assert r.exit_code == 1 and "--tokenizer char (the run has word)" in r.stderr
+
+
+def test_resuming_a_finished_run_says_so_and_how_to_extend(tmp_path, corpus):
+    out = tmp_path / "run"
+    _train(corpus, out, "--max-steps", "4", "--epochs", "0")
+    before = (out / "metrics.jsonl").read_text()
+    r = invoke(["train", "--resume", out])
+    assert r.exit_code == 0, r.output
+    assert "already finished" in r.output and "--max-steps 4" in r.output and "--epochs" in r.output
+    assert "nan" not in r.output and "tokens/s" not in r.output
+    assert (out / "metrics.jsonl").read_text() == before  # nothing ran
+    r = invoke(["train", "--resume", out, "--max-steps", "6"])
+    assert r.exit_code == 0 and checkpoint.load(out / "last.safetensors").progress["step"] == 6
+
+
+def test_eval_and_generate_use_last_when_there_is_no_best(tmp_path, corpus):
+    out = tmp_path / "run"
+    _train(corpus, out, "--max-steps", "4", "--epochs", "0")
+    (out / "best.safetensors").unlink()  # as after kill -9 before the first validation
+    r = invoke(["generate", out, "--length", "5", "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    assert "using" in r.stderr and "last.safetensors" in r.stderr
+    r = invoke(["eval", out, out / "valid.txt", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["tokens"] > 0 and "last.safetensors" in r.stderr
+    (out / "last.safetensors").unlink()
+    r = invoke(["eval", out, out / "valid.txt"])
+    assert r.exit_code == 1 and "no checkpoint" in r.stderr
+
+
+def test_init_from_keeps_weights_and_vocabulary_in_a_new_run(tmp_path, corpus):
+    src = tmp_path / "src"
+    _train(corpus, src, "--max-steps", "6", "--epochs", "0")
+    new_text = make_corpus(tmp_path / "new.txt", seed=5)
+    with open(new_text, "a", encoding="utf-8") as f:
+        f.write("zebra quagga okapi\n" * 3)  # words the source never saw
+    out = tmp_path / "tuned"
+    # A learning rate so small that one step cannot move the weights: they are the source's.
+    r = invoke(["train", new_text, "--init-from", src, "--out", out, "--lr", "1e-30", "--max-steps", "1",
+                "--epochs", "0", "--batch-size", "2", "--bptt", "5"])
+    assert r.exit_code == 0, r.output
+    assert "<unk> rate of the training text" in r.output and "Fine-tuning from" in r.output
+    a, b = checkpoint.load(src / "best.safetensors"), checkpoint.load(out / "last.safetensors")
+    assert a.params.keys() == b.params.keys()
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    assert b.model_cfg == a.model_cfg
+    assert Tokenizer.from_json(b.tokenizer_json).to_json() == Tokenizer.from_json(a.tokenizer_json).to_json()
+    assert b.progress["step"] == 1 and "adam.m.embed.W" not in b.extra  # a fresh (sgd) optimizer
+    assert b.info["init_from"]["path"].endswith("best.safetensors")
+    # A shape option that disagrees with the checkpoint names both values.
+    r = invoke(["train", new_text, "--init-from", src, "--out", tmp_path / "x", "--hidden", "16", "--max-steps", "1"])
+    assert r.exit_code == 1 and "--hidden 16 (the run has 8)" in r.stderr
+    r = invoke(["train", new_text, "--init-from", src, "--out", tmp_path / "y", "--tokenizer", "char"])
+    assert r.exit_code == 1 and "--tokenizer char (the run has word)" in r.stderr
+    r = invoke(["train", "--resume", out, "--init-from", src])
+    assert r.exit_code == 1 and "--init-from" in r.stderr
+
+
+def test_init_from_warns_when_the_new_text_is_mostly_unknown(tmp_path, corpus):
+    src = tmp_path / "src"
+    _train(corpus, src, "--max-steps", "4", "--epochs", "0")
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(f"lorem{i % 7} ipsum{i % 5} dolor" for i in range(80)) + "\n", encoding="utf-8")
+    r = invoke(["train", other, "--init-from", src, "--out", tmp_path / "t", "--max-steps", "2", "--epochs", "0",
+                "--batch-size", "2", "--bptt", "5"])
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.stderr and "<unk>" in r.stderr
+
+
+def test_info_shows_the_run(tmp_path, corpus):
+    out = tmp_path / "run"
+    _train(corpus, out, "--max-steps", "6", "--epochs", "0", "--eval-every", "3")
+    r = invoke(["info", out, "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["model"]["cell"] == "lstm" and info["model"]["hidden"] == 8
+    V = info["tokenizer"]["vocab_size"]
+    # embed V·8, one LSTM layer (8·32 + 8·32 + 32), head 8·V + V
+    assert info["model"]["parameters"] == V * 8 + 8 * 32 * 2 + 32 + 8 * V + V
+    assert info["tokenizer"]["kind"] == "word"
+    assert info["train"]["batch_size"] == 2 and info["progress"]["step"] == 6
+    best, last = info["progress"]["best_valid_ppl"], info["progress"]["last_valid_ppl"]
+    assert math.isfinite(best) and math.isfinite(last) and best <= last
+    assert info["corpus"]["files"] == ["tiny.txt"]
+    r = invoke(["info", out])
+    assert r.exit_code == 0 and "parameters" in r.stdout and "lstm 1×8" in r.stdout
+    r = invoke(["info", tmp_path / "nothing"])
+    assert r.exit_code == 1 and r.stderr.startswith("error: ")
+
+
+def test_version():
+    r = invoke(["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == f"lstmtext {__version__}"
+
+
+def test_sample_every_prints_samples_while_training(tmp_path, corpus):
+    out = tmp_path / "run"
+    r = _train(corpus, out, "--max-steps", "8", "--epochs", "0", "--sample-every", "4")
+    shown = [ln for ln in r.output.splitlines() if "sample at step" in ln]
+    assert [ln.split("sample at step ")[1].split(":")[0] for ln in shown] == ["4", "8"]
+    assert all("<unk>" not in ln for ln in shown)
+    logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in logged if x["kind"] == "sample"] == [4, 8]
+
+
+def test_a_jump_in_validation_perplexity_warns(tmp_path, corpus, monkeypatch):
+    from lstmtext import train
+
+    losses = iter([2.0, 1.5, 4.0, 1.4])  # perplexity 7.4, 4.5, then 54.6 (> 2 × 4.5), then 4.1
+    monkeypatch.setattr(train.evaluate, "score", lambda *a, **k: (next(losses), 1))
+    r = _train(corpus, tmp_path / "run", "--max-steps", "8", "--epochs", "0", "--eval-every", "2")
+    warned = [ln for ln in r.output.splitlines() if "more than twice the best" in ln]
+    assert len(warned) == 1 and "54.6" in warned[0] and "4.5" in warned[0] and "--lr" in warned[0]
+
+
+def test_vocab_size_larger_than_the_text_says_the_real_size(tmp_path, corpus):
+    r = _train(corpus, tmp_path / "run", "--max-steps", "2", "--epochs", "0", "--vocab-size", "100000")
+    line = [ln for ln in r.output.splitlines() if "--vocab-size 100,000" in ln]
+    V = checkpoint.load(tmp_path / "run" / "last.safetensors").model_cfg.vocab_size
+    assert len(line) == 1 and f"{V:,} tokens" in line[0]
+
+
+def test_threads_option_is_honoured(tmp_path, corpus):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    r = _train(corpus, tmp_path / "run", "--max-steps", "3", "--epochs", "0", "--threads", "1")
+    assert "1 thr" in r.output
+    blas = [d for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+    assert blas and all(d["num_threads"] == 1 for d in blas)
+    r = invoke(["train", corpus, "--out", tmp_path / "bad", "--threads", "-1", "--max-steps", "1"])
+    assert r.exit_code == 1 and "--threads" in r.stderr

@@ -85,24 +85,27 @@ def _resume(resume: Path, args: dict, given: set, console) -> None:
     printed may change. Options typed again with the run's own values are accepted."""
     if "force" in given:
         raise ConfigError("--force starts a run over and --resume continues one; use one of them")
-    if "init_from" in given:
-        raise ConfigError("--init-from starts a new run from a checkpoint; it cannot be combined with --resume")
     path = checkpoint.resolve(resume, "last.safetensors")
     ckpt, tok = checkpoint.load_model(path)
+    if "init_from" in given:  # accepted when it names the run's own source (the command typed again)
+        source = ckpt.info.get("init_from") or {}
+        if source.get("path") != str(runs.find_checkpoint(args["init_from"]).resolve()):
+            raise ConfigError(
+                f"--init-from starts a new run from a checkpoint; {path.parent} was "
+                + (f"fine-tuned from {source['path']}" if source else "not fine-tuned")
+                + ", so it cannot be resumed with another --init-from"
+            )
     if ckpt.train_cfg is None or "rng" not in ckpt.progress or not ckpt.extra:
         raise ConfigError(f"{path} holds weights only; resume from a run directory's last.safetensors")
-    fixed = {k: args[k] for k in given - RESUMABLE - LOCATIONS}
-    if "lr" in fixed and fixed["lr"] is None:
-        del fixed["lr"]
-    runs.check_resume_options(ckpt, tok, fixed)
+    runs.check_resume_options(ckpt, tok, {k: args[k] for k in given - RESUMABLE - LOCATIONS})
     cfg = resume_config(ckpt.train_cfg, {k: args[k] for k in RESUMABLE if k in given})
     done = finished_reason(cfg, ckpt.progress)
     if done is not None:
-        typer.echo(  # one line, never wrapped
+        typer.echo(  # plain echo: rich would wrap the line at the terminal's width
             f"{path.parent} is already finished: {done}, at epoch {ckpt.progress['epoch']}, step "
-            f"{ckpt.progress['step']:,}. To train it further, resume with a larger --epochs, --max-steps or "
-            "--max-minutes (0 lifts a limit).",
-            )
+            f"{ckpt.progress['step']:,}. To train it further, resume with a larger --epochs, --max-steps, "
+            "--max-minutes or --patience (0 lifts a limit)."
+        )
         return
     info = ckpt.info
     corpus, valid, out = args["corpus"], args["valid"], args["out"]
@@ -123,7 +126,7 @@ def _resume(resume: Path, args: dict, given: set, console) -> None:
         raise ConfigError(
             f"{corpus_path} is not the text this run was trained on (it changed since); resume needs the same corpus"
         )
-    data.info = {**info, **{k: v for k, v in data.info.items() if k not in ("corpus", "valid")}}
+    data.info = {**info, **data.info}  # the text's new location, if it moved; the run's other records
     console.print(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
     Trainer(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt).run()
 
@@ -218,7 +221,7 @@ def train(
     log_every: Annotated[int, typer.Option(help="Steps per line in metrics.jsonl.")] = 50,
     save_every: Annotated[int, typer.Option(help="Also save last.safetensors every N steps (0: after epochs).")] = 0,
     sample_every: Annotated[
-        int, typer.Option(help="Print a short sample every N steps and after each epoch (0: never).")
+        int, typer.Option(help="Print a short sample every N steps and at each validation (0: never).")
     ] = 0,
     threads: Annotated[
         int, typer.Option(help="BLAS threads (0: keep choosing the faster count while training).")
@@ -286,11 +289,12 @@ def train(
         corpus, valid, tok_opts, encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
         include=tuple(args["include"]), valid_split=valid_split, list_files=list_files,
     )
-    data.info["tokenizer_options"] = vars(tok_opts)
+    # What the tokenizer was asked for (resume compares the options typed again with these).
+    data.info["tokenizer_options"] = vars(tok_opts) if source is None else source.info.get("tokenizer_options")
     if source is not None:
         data.info["init_from"] = {"path": str(source_path.resolve()), "step": source.progress.get("step")}
         _unk_report(tok, data.train_ids, "the training text", say)
-    elif data.tokenizer.vocab_size < vocab_size:
+    elif "vocab_size" in given and data.tokenizer.vocab_size < vocab_size:
         say(
             f"--vocab-size {vocab_size:,} is more than the text has: the vocabulary has "
             f"{data.tokenizer.vocab_size:,} tokens."

@@ -56,7 +56,7 @@ class TrainConfig:
     patience: int = 0  # stop after this many validations without improvement (0: never)
     log_every: int = 50  # steps between progress lines in metrics.jsonl
     save_every: int = 0  # also write last.safetensors every this many steps (0: after epochs only)
-    sample_every: int = 0  # print a short sample every this many steps and after each epoch (0: never)
+    sample_every: int = 0  # print a short sample every this many steps and at each validation (0: never)
     threads: int = 0  # BLAS threads; 0: chosen while training from what the machine can give now
     on_nan: str = "stop"  # a non-finite loss or gradient: "stop" training, or "skip" that window
     eval_batch_size: int = 10  # streams used by validation

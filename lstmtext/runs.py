@@ -142,6 +142,11 @@ def _last_valid_ppl(ckpt, run_dir: Path | None):
     return last
 
 
+def _finite(x):
+    """JSON has no inf or nan: a diverged run's perplexity shows as null."""
+    return x if x is None or math.isfinite(x) else None
+
+
 def run_info(path: str | Path) -> dict:
     """What `lstmtext info` shows, as one JSON-able dict. A run directory is described by its
     last.safetensors (which knows the training state) with best.safetensors beside it."""
@@ -170,8 +175,8 @@ def run_info(path: str | Path) -> dict:
             "step": prog.get("step"),
             "tokens": prog.get("tokens"),
             "elapsed_s": prog.get("elapsed"),
-            "best_valid_ppl": prog.get("best_valid_ppl"),
-            "last_valid_ppl": _last_valid_ppl(ckpt, run_dir),
+            "best_valid_ppl": _finite(prog.get("best_valid_ppl")),
+            "last_valid_ppl": _finite(_last_valid_ppl(ckpt, run_dir)),
         },
         "corpus": {
             "path": info.get("corpus"),

@@ -205,6 +205,7 @@ class Trainer:
         self.tok_json = data.tokenizer.to_json()
         self.valid_time = 0.0  # seconds spent validating (and sampling), left out of the training tokens/s
         self.tuner = threads.ThreadTuner(fixed=cfg.threads or None)
+        self.last_sample_step = -1  # --sample-every: one sample per step at most
 
     # -- checkpoints and validation ------------------------------------------------------------
 
@@ -243,6 +244,8 @@ class Trainer:
                 soft_wrap=True,
             )
         self.valid_time += time.perf_counter() - t0
+        if self.cfg.sample_every and self.last_sample_step != prog["step"]:
+            self.show_sample()
         return ppl
 
     def show_sample(self) -> None:
@@ -258,9 +261,13 @@ class Trainer:
             np.random.default_rng(self.cfg.seed),
             token_filter=sample.TokenFilter(tok, 1, start),
         )[0]
-        text = tok.decode(ids).strip().replace("\n", " / ")
+        detok = tok.detokenizer(start)
+        text = "".join(detok.push(int(i)) for i in ids) + detok.flush(drop_unfinished=True)
+        text = text.strip().replace("\n", " / ")
+        self.last_sample_step = self.prog["step"]
         self.metrics.write(kind="sample", step=self.prog["step"], text=text)
-        self.console.print(f"  sample at step {self.prog['step']:,}: {text}", markup=False, highlight=False, soft_wrap=True)
+        line = f"  sample at step {self.prog['step']:,}: {text}"
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
         self.valid_time += time.perf_counter() - t0
 
     def budget_spent(self) -> bool:
@@ -347,7 +354,8 @@ class Trainer:
                     # undisturbed one does.
                     if cfg.eval_every and prog["step"] % cfg.eval_every == 0:
                         self.validate()
-                    if cfg.sample_every and prog["step"] % cfg.sample_every == 0:
+                    sample_due = cfg.sample_every and prog["step"] % cfg.sample_every == 0
+                    if sample_due and self.last_sample_step != prog["step"]:
                         self.show_sample()
                     if cfg.save_every and prog["step"] % cfg.save_every == 0:
                         self.save_last()
@@ -363,8 +371,6 @@ class Trainer:
                     self.state = model.init_state(self.model_cfg, cfg.batch_size, self.dtype)
                     if prog["last_valid_step"] != prog["step"]:
                         self.validate()
-                        if cfg.sample_every:
-                            self.show_sample()
                     self.save_last()
                     finished = self.budget_spent() or self.out_of_patience()
                     if signals.signum is not None:

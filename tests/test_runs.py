@@ -49,6 +49,7 @@ def test_resuming_a_finished_run_says_so_and_how_to_extend(tmp_path, corpus):
     r = invoke(["train", "--resume", out])
     assert r.exit_code == 0, r.output
     assert "already finished" in r.output and "--max-steps 4" in r.output and "--epochs" in r.output
+    assert len(r.output.strip().splitlines()) == 1
     assert "nan" not in r.output and "tokens/s" not in r.output
     assert (out / "metrics.jsonl").read_text() == before  # nothing ran
     r = invoke(["train", "--resume", out, "--max-steps", "6"])
@@ -95,8 +96,14 @@ def test_init_from_keeps_weights_and_vocabulary_in_a_new_run(tmp_path, corpus):
     assert r.exit_code == 1 and "--hidden 16 (the run has 8)" in r.stderr
     r = invoke(["train", new_text, "--init-from", src, "--out", tmp_path / "y", "--tokenizer", "char"])
     assert r.exit_code == 1 and "--tokenizer char (the run has word)" in r.stderr
-    r = invoke(["train", "--resume", out, "--init-from", src])
-    assert r.exit_code == 1 and "--init-from" in r.stderr
+    # The fine-tuning command typed again with --resume continues it; another source is refused.
+    tune = ["train", new_text, "--init-from", src, "--out", out, "--lr", "1e-30", "--epochs", "0",
+            "--batch-size", "2", "--bptt", "5", "--vocab-size", "10000"]
+    r = invoke([*tune, "--max-steps", "3", "--resume", out])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(out / "last.safetensors").progress["step"] == 3
+    r = invoke([*tune[:3], tmp_path / "tuned", *tune[4:], "--max-steps", "4", "--resume", out])
+    assert r.exit_code == 1 and "fine-tuned from" in r.stderr
 
 
 def test_init_from_warns_when_the_new_text_is_mostly_unknown(tmp_path, corpus):
@@ -138,12 +145,13 @@ def test_version():
 
 def test_sample_every_prints_samples_while_training(tmp_path, corpus):
     out = tmp_path / "run"
-    r = _train(corpus, out, "--max-steps", "8", "--epochs", "0", "--sample-every", "4")
+    r = _train(corpus, out, "--max-steps", "8", "--epochs", "0", "--sample-every", "4", "--eval-every", "6")
     shown = [ln for ln in r.output.splitlines() if "sample at step" in ln]
-    assert [ln.split("sample at step ")[1].split(":")[0] for ln in shown] == ["4", "8"]
+    # Steps 4 and 8 by --sample-every, 6 at the --eval-every validation; 8 once, though it validates too.
+    assert [ln.split("sample at step ")[1].split(":")[0] for ln in shown] == ["4", "6", "8"]
     assert all("<unk>" not in ln for ln in shown)
     logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in logged if x["kind"] == "sample"] == [4, 8]
+    assert [x["step"] for x in logged if x["kind"] == "sample"] == [4, 6, 8]
 
 
 def test_a_jump_in_validation_perplexity_warns(tmp_path, corpus, monkeypatch):

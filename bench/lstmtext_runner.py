@@ -1,11 +1,11 @@
 """lstmtext's side of a row, through its public API only: a callable that runs k training windows
-(or samples k tokens) and returns the last loss."""
+(or samples k tokens, or scores the eval text k times) and returns the last loss."""
 
 from collections.abc import Callable
 
 import numpy as np
 
-from bench.rows import Row, token_windows
+from bench.rows import Row, eval_ids, token_windows
 
 
 def blas_info() -> list[dict]:
@@ -15,37 +15,77 @@ def blas_info() -> list[dict]:
     return [{k: d.get(k) for k in keys} for d in threadpool_info() if d["user_api"] == "blas"]
 
 
-def make_runner(row: Row, threads: int) -> Callable[[int], float | None]:
+def make_runner(row: Row, threads: str, evaluate_only: bool = False) -> Callable[[int], float | None]:
+    """threads: a count, or "auto" for the trainer's own choice (lstmtext.threads.ThreadTuner).
+
+    Threads rows set the count as the trainer does (ThreadTuner, fixed or not, with begin/end around
+    each step); the others with threadpoolctl, as they always have. evaluate_only: the eval row's
+    scoring side instead of its training side. The returned callable has .stats() for the harness."""
     from threadpoolctl import threadpool_limits
 
-    from lstmtext import malloc, model, sample
+    from lstmtext import evaluate, malloc, model, sample
+    from lstmtext import threads as lt_threads
     from lstmtext.config import ModelConfig, TrainConfig
     from lstmtext.train import train_step
 
-    threadpool_limits(limits=threads, user_api="blas")
+    tuner = None
+    if row.task == "threads":
+        tuner = lt_threads.ThreadTuner(fixed=None if threads == "auto" else int(threads))
+    else:
+        threadpool_limits(limits=int(threads), user_api="blas")
     malloc.keep_freed_memory()  # as `lstmtext`'s entry point does
     cfg = ModelConfig(vocab_size=row.V, embed=row.E, hidden=row.H, layers=row.L, cell=row.cell, dropout=0.0)
     params = model.init_params(cfg, np.random.default_rng(0))  # float32
     rng = np.random.default_rng(1)
+
+    def no_stats() -> dict:
+        return {}
 
     if row.task == "sample":
         def run_sample(k: int) -> None:
             opts = sample.SampleOptions(length=k)
             sample.generate(params, cfg, prompt_ids=np.array([0]), opts=opts, rng=rng)
 
+        run_sample.stats = no_stats
         return run_sample
+
+    if evaluate_only:
+        text = eval_ids(row)
+
+        def run_eval(k: int) -> float:
+            for _ in range(k):
+                total, n = evaluate.score(params, cfg, text)  # at its own defaults, as `lstmtext eval`
+            return total / n
+
+        run_eval.stats = no_stats
+        return run_eval
 
     tcfg = TrainConfig(batch_size=row.B, bptt=row.T, optimizer="sgd", lr=1.0, clip=0.25)
     ids = token_windows(row)  # (n, T+1, B)
     carry = {"state": model.init_state(cfg, row.B), "i": 0}
     opt_state: dict = {}  # sgd keeps none
+    windows_at: dict[int, int] = {}  # windows run at each thread count (the tuner's choice)
 
     def run_train(k: int) -> float:
         loss = float("nan")
         for _ in range(k):
             w = ids[carry["i"] % len(ids)]  # (T+1, B)
             carry["i"] += 1
-            loss, _, carry["state"] = train_step(params, cfg, tcfg, opt_state, 1.0, w[:-1], w[1:], carry["state"], rng)
+            x, y = w[:-1], w[1:]
+            if tuner is None:
+                loss, _, carry["state"] = train_step(params, cfg, tcfg, opt_state, 1.0, x, y, carry["state"], rng)
+                continue
+            windows_at[tuner.threads] = windows_at.get(tuner.threads, 0) + 1
+            tuner.begin()  # exactly as Trainer.step does
+            loss, _, carry["state"] = train_step(params, cfg, tcfg, opt_state, 1.0, x, y, carry["state"], rng)
+            tuner.end(x.size)
         return loss
 
+    def stats() -> dict:
+        if tuner is None:
+            return {}
+        return {"threads": tuner.threads, "probes": tuner.probes, "switches": tuner.switches,
+                "windows_at": dict(windows_at)}
+
+    run_train.stats = stats
     return run_train

@@ -1,7 +1,12 @@
 """The rows of the speed table: one model shape each, its targets, and the token data both
-frameworks see."""
+frameworks see.
 
-from dataclasses import dataclass
+Three kinds besides training and sampling against PyTorch: "threads" rows time lstmtext's own
+thread choice (the tuner, as the trainer runs it) against fixed counts and PyTorch, on a quiet
+machine or with cores kept busy by a process the harness starts; the "eval" row times
+`evaluate.score` against the training step of the same model."""
+
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -11,7 +16,9 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # G: blocks of H along each recurrent w
 @dataclass(frozen=True)
 class Row:
     name: str
-    task: str  # "train" (tokens/s = T·B per window) or "sample" (batch 1, sampled tokens/s)
+    # "train" (tokens/s = T·B per window), "sample" (batch 1, sampled tokens/s), "threads" (train,
+    # several thread choices under the same load) or "eval" (evaluate.score against train)
+    task: str
     cell: str  # "lstm", "gru" or "rnn" (tanh)
     V: int  # vocabulary
     E: int  # embedding width
@@ -19,8 +26,13 @@ class Row:
     L: int  # layers
     B: int  # batch (streams)
     T: int  # window (bptt)
-    ratio_target: float  # lstmtext tokens/s ÷ PyTorch tokens/s must reach this
+    # lstmtext tokens/s ÷ PyTorch tokens/s must reach this (threads rows: lstmtext's own choice
+    # ÷ PyTorch at its default threads; eval: evaluate.score tokens/s ÷ training tokens/s); None: shown only
+    ratio_target: float | None
     floor_target: float | None = None  # lstmtext tokens/s ÷ feature-major GEMM floor (train rows)
+    busy: int = 0  # threads rows: cores kept busy by a busy-loop process while the row runs
+    # threads rows: lstmtext's own choice ÷ the better fixed count (busy) or ÷ all cores (quiet)
+    share_target: float | None = None
 
     @property
     def G(self) -> int:
@@ -31,10 +43,15 @@ class Row:
         v = f"V{self.V // 1000}k" if self.V >= 1000 else f"V{self.V}"
         if self.task == "sample":
             return f"{self.cell} {self.L}×{self.H} {v} B1 sampling"
-        return f"{self.cell} {self.L}×{self.H} E{self.E} {v} B{self.B} T{self.T}"
+        shape = f"{self.cell} {self.L}×{self.H} E{self.E} {v} B{self.B} T{self.T}"
+        if self.task == "threads":
+            return shape + (f", {self.busy} core{'s' * (self.busy > 1)} busy" if self.busy else ", quiet")
+        if self.task == "eval":
+            return shape + ", evaluate.score at its defaults"
+        return shape
 
 
-def _small(name: str, cell: str, target: float, floor: float | None) -> Row:
+def _small(name: str, cell: str, target: float | None, floor: float | None) -> Row:
     return Row(name, "train", cell, V=10_000, E=200, H=200, L=2, B=20, T=20, ratio_target=target, floor_target=floor)
 
 
@@ -49,6 +66,11 @@ ROWS = {
         _small("rnn", "rnn", 1.8, None),
         Row("sample-small", "sample", "lstm", V=10_000, E=200, H=200, L=2, B=1, T=1, ratio_target=6.0),
         Row("sample-medium", "sample", "lstm", V=10_000, E=650, H=650, L=2, B=1, T=1, ratio_target=6.0),
+        # The issue "Your own text, on your own laptop": a fair share of a shared machine.
+        replace(_small("small-quiet", "lstm", None, None), task="threads", share_target=0.97),
+        replace(_small("small-busy", "lstm", 2.5, None), task="threads", busy=1, share_target=0.90),
+        # Scoring has no backward: it must be at least twice as fast per token as training.
+        replace(_small("eval-small", "lstm", 2.0, None), task="eval"),
     ]
 }
 
@@ -57,3 +79,11 @@ def token_windows(row: Row, n: int = 16, seed: int = 0) -> np.ndarray:
     """-> ids (n, T+1, B) int64, random from a fixed seed; window i is x = ids[i, :-1], y = ids[i, 1:].
     Both frameworks cycle through the same n windows with their state carried over."""
     return np.random.default_rng(seed).integers(0, row.V, size=(n, row.T + 1, row.B), dtype=np.int64)
+
+
+EVAL_TOKENS = 4000  # the text one evaluate.score call of the eval row scores (a unit of that row)
+
+
+def eval_ids(row: Row, seed: int = 2) -> np.ndarray:
+    """-> ids (EVAL_TOKENS,) int64, random from a fixed seed: the eval row's held-out text."""
+    return np.random.default_rng(seed).integers(0, row.V, size=EVAL_TOKENS, dtype=np.int64)

@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -24,10 +25,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.rows import ROWS, Row
+from bench.rows import EVAL_TOKENS, ROWS, Row
 
 ROOT = Path(__file__).resolve().parent.parent
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: threads and eval rows, with their "contestants"
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 BUSY = 0.25  # cores of others' load above which a row's timings are flagged
 PAUSE = 0.2  # s between runs: OpenBLAS and OpenMP threads spin ~0.1 s after work before sleeping
@@ -40,7 +41,7 @@ class BenchError(Exception):
 class Worker:
     """One bench/worker.py process; `ask` sends a command and returns its one-line JSON answer."""
 
-    def __init__(self, framework: str, row: Row, env: dict, threads: int):
+    def __init__(self, framework: str, row: Row, env: dict, threads: str):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.worker", framework, row.name, str(threads)],
             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -84,30 +85,44 @@ def modes(choice: str | None, quick: bool) -> tuple[dict[str, dict], str]:
     return picked, "given = " + ", ".join(f"{k}={v}" for k, v in given.items()) + "; unset = both removed"
 
 
-def _time_frameworks(row: Row, env: dict, threads: int, seconds: float, repeats: int, workers: dict) -> dict:
-    tokens_per_unit = row.T * row.B if row.task == "train" else 1
+def _time_workers(row: Row, env: dict, specs: dict[str, tuple[str, str, int]], seconds: float, repeats: int,
+                  workers: dict, warm: dict[str, float] | None = None) -> dict[str, dict]:
+    """Time each contestant {name: (framework, threads, tokens per unit)} in a worker of its own, in
+    alternating runs (A B C, C B A, ...); warm: seconds of warm-up before calibrating, by name."""
     ks = {}
-    for fw in ("lstmtext", "torch"):  # one at a time, so that neither warms up beside the other
-        workers[fw] = Worker(fw, row, env, threads)
-        per_unit = workers[fw].ask(cmd="calibrate", seconds=seconds / 3)["per_unit"]
-        ks[fw] = max(1, math.ceil(seconds / per_unit))
-    runs = {fw: [] for fw in workers}
+    for name, (fw, threads, _) in specs.items():  # one at a time, so that none warms up beside another
+        workers[name] = Worker(fw, row, env, threads)
+        per_unit = workers[name].ask(cmd="calibrate", seconds=seconds / 3, warm=(warm or {}).get(name, 0.0))
+        ks[name] = max(1, math.ceil(seconds / per_unit["per_unit"]))
+    names = list(specs)
+    runs = {name: [] for name in names}
     for rep in range(repeats):
-        for fw in ("lstmtext", "torch") if rep % 2 == 0 else ("torch", "lstmtext"):  # ABBA
+        for name in names if rep % 2 == 0 else names[::-1]:  # ABBA
             time.sleep(PAUSE)
-            r = workers[fw].ask(cmd="run", k=ks[fw])
-            runs[fw].append({"tokens_per_s": ks[fw] * tokens_per_unit / r["seconds"], "seconds": r["seconds"],
-                             "loss": r["loss"], "finite": r["finite"]})
-    out = {"row": row.name, "task": row.task, "config": row.describe, "tokens_per_unit": tokens_per_unit}
-    for fw, w in workers.items():
+            r = workers[name].ask(cmd="run", k=ks[name])
+            run = {"tokens_per_s": ks[name] * specs[name][2] / r["seconds"], "seconds": r["seconds"],
+                   "loss": r["loss"], "finite": r["finite"]}
+            runs[name].append({**run, "stats": r["stats"]} if r["stats"] else run)
+    out = {}
+    for name in names:
+        w = workers[name]
         end = w.quit()
-        out[fw] = {
-            "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs[fw]),
-            "runs": runs[fw], "units_per_run": ks[fw],
+        out[name] = {
+            "framework": specs[name][0], "threads": specs[name][1],
+            "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs[name]),
+            "runs": runs[name], "units_per_run": ks[name],
             "peak_rss_mb": end["maxrss_kb"] / 1024, "rss_after_import_mb": w.hello["rss_import_kb"] / 1024,
             "info": {k: v for k, v in w.hello.items() if k not in ("framework", "row", "rss_import_kb")},
+            **({"stats": end["stats"]} if end.get("stats") else {}),
         }
     return out
+
+
+def _time_frameworks(row: Row, env: dict, threads: int, seconds: float, repeats: int, workers: dict) -> dict:
+    tokens_per_unit = row.T * row.B if row.task == "train" else 1
+    specs = {fw: (fw, str(threads), tokens_per_unit) for fw in ("lstmtext", "torch")}
+    timed = _time_workers(row, env, specs, seconds, repeats, workers)
+    return {"row": row.name, "task": row.task, "config": row.describe, "tokens_per_unit": tokens_per_unit, **timed}
 
 
 def _cpu_seconds() -> tuple[float, float] | None:
@@ -123,30 +138,96 @@ def _cpu_seconds() -> tuple[float, float] | None:
     return busy, me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def measure_row(row: Row, env: dict, threads: int, seconds: float, repeats: int, quick: bool) -> dict:
+def _under_load(row: Row, body: Callable[[dict], dict]) -> dict:
+    """Run body(workers) with row.busy busy-loop processes beside it; stop every process after it;
+    add the CPU cores other processes (not this harness, its workers or its busy loops) used."""
     workers: dict[str, Worker] = {}
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    # Started after cpu0 and reaped before cpu1, a busy loop's CPU time counts as this harness's.
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(row.busy)]
     try:
-        out = _time_frameworks(row, env, threads, seconds, repeats, workers)
+        out = body(workers)
     finally:
         for w in workers.values():
             w.stop()
-    ratio = out["lstmtext"]["tokens_per_s"] / out["torch"]["tokens_per_s"]
-    out["ratio"] = {"value": ratio, "target": row.ratio_target, "met": ratio >= row.ratio_target}
-    if row.task == "train":
-        lt, tr = out["lstmtext"]["peak_rss_mb"], out["torch"]["peak_rss_mb"]
-        out["rss"] = {"met": lt <= tr}
-        out["floor"] = gemm_floor(row, env, threads, 0.02 if quick else 0.05)
-        eff = out["lstmtext"]["tokens_per_s"] / out["floor"]["used_tokens_per_s"]
-        out["floor_efficiency"] = {"value": eff, "target": row.floor_target,
-                                   "met": None if row.floor_target is None else eff >= row.floor_target}
+        for proc in busy:
+            proc.kill()
+            proc.wait()
     cpu1 = _cpu_seconds()
     # Others' CPU use while this row ran, in cores: on a shared 2-core machine it slows BLAS a lot.
     out["other_load_cores"] = None if cpu0 is None else max(
         0.0, ((cpu1[0] - cpu0[0]) - (cpu1[1] - cpu0[1])) / (time.perf_counter() - t0))
+    return out
+
+
+def measure_row(row: Row, env: dict, threads: int, seconds: float, repeats: int, quick: bool) -> dict:
+    if row.task == "threads":
+        return _under_load(row, lambda workers: measure_threads(row, env, threads, seconds, repeats, workers))
+    if row.task == "eval":
+        return _under_load(row, lambda workers: measure_eval(row, env, threads, seconds, repeats, workers))
+
+    def body(workers: dict) -> dict:
+        out = _time_frameworks(row, env, threads, seconds, repeats, workers)
+        ratio = out["lstmtext"]["tokens_per_s"] / out["torch"]["tokens_per_s"]
+        out["ratio"] = {"value": ratio, "target": row.ratio_target, "met": ratio >= row.ratio_target}
+        if row.task == "train":
+            lt, tr = out["lstmtext"]["peak_rss_mb"], out["torch"]["peak_rss_mb"]
+            out["rss"] = {"met": lt <= tr}
+            out["floor"] = gemm_floor(row, env, threads, 0.02 if quick else 0.05)
+            eff = out["lstmtext"]["tokens_per_s"] / out["floor"]["used_tokens_per_s"]
+            out["floor_efficiency"] = {"value": eff, "target": row.floor_target,
+                                       "met": None if row.floor_target is None else eff >= row.floor_target}
+        return out
+
+    out = _under_load(row, body)
     checks = [out["ratio"]["met"], out.get("rss", {}).get("met"), out.get("floor_efficiency", {}).get("met")]
     out["met"] = all(c for c in checks if c is not None)
     return out
+
+
+AUTO = "lstmtext auto"
+THREADS_SECONDS = 1.5  # s per timed run of a threads row at least: the tuner's probes and switches show
+THREADS_REPEATS = 5  # at least: auto and a fixed count are often within a few % of each other
+THREADS_WARM = 3.0  # s the tuner trains before calibration: past its first probe, as in a long run
+
+
+def measure_threads(row: Row, env: dict, threads: int, seconds: float, repeats: int, workers: dict) -> dict:
+    """lstmtext's own thread choice against fixed counts and PyTorch, all under the same load."""
+    n, tpu = str(threads), row.T * row.B
+    # auto sits between the two fixed counts, so that each round times it right beside both.
+    specs = {"lstmtext 1": ("lstmtext", "1", tpu), AUTO: ("lstmtext", "auto", tpu),
+             f"lstmtext {n}": ("lstmtext", n, tpu), "PyTorch default": ("torch", "default", tpu),
+             "PyTorch 1": ("torch", "1", tpu)}
+    timed = _time_workers(row, env, specs, max(seconds, THREADS_SECONDS), max(repeats, THREADS_REPEATS), workers,
+                          {AUTO: THREADS_WARM})
+    tps = {name: r["tokens_per_s"] for name, r in timed.items()}
+    # Busy: as good as the better fixed count under that load. Quiet: no slower than every core.
+    against = max(("lstmtext 1", f"lstmtext {n}"), key=tps.get) if row.busy else f"lstmtext {n}"
+    # Paired: the median of each round's ratio, so that a load drifting over the row cancels out.
+    share = statistics.median(a["tokens_per_s"] / b["tokens_per_s"]
+                              for a, b in zip(timed[AUTO]["runs"], timed[against]["runs"], strict=True))
+    ratio = tps[AUTO] / tps["PyTorch default"]
+    out = {"row": row.name, "task": row.task, "config": row.describe, "busy_cores": row.busy,
+           "tokens_per_unit": tpu, "contestants": timed,
+           "share": {"value": share, "target": row.share_target, "against": against,
+                     "met": None if row.share_target is None else share >= row.share_target},
+           "ratio": {"value": ratio, "target": row.ratio_target, "against": "PyTorch default",
+                     "met": None if row.ratio_target is None else ratio >= row.ratio_target}}
+    out["met"] = all(c["met"] for c in (out["share"], out["ratio"]) if c["met"] is not None)
+    return out
+
+
+def measure_eval(row: Row, env: dict, threads: int, seconds: float, repeats: int, workers: dict) -> dict:
+    """evaluate.score at its defaults against the training step of the same model, per token."""
+    n = str(threads)
+    specs = {"evaluate.score": ("lstmtext-eval", n, EVAL_TOKENS - 1),  # every token after the first is scored
+             "train_step": ("lstmtext", n, row.T * row.B)}
+    timed = _time_workers(row, env, specs, seconds, repeats, workers)
+    ratio = timed["evaluate.score"]["tokens_per_s"] / timed["train_step"]["tokens_per_s"]
+    return {"row": row.name, "task": row.task, "config": row.describe, "contestants": timed,
+            "ratio": {"value": ratio, "target": row.ratio_target, "against": "train_step",
+                      "met": ratio >= row.ratio_target},
+            "met": ratio >= row.ratio_target}
 
 
 def gemm_floor(row: Row, env: dict, threads: int, seconds: float) -> dict:
@@ -163,14 +244,36 @@ def gemm_floor(row: Row, env: dict, threads: int, seconds: float) -> dict:
     return res
 
 
-def blas_line(info: dict) -> str:
-    b = info["lstmtext"]["info"]["blas"]
+def contestants(r: dict) -> dict[str, dict]:
+    """A row's timed processes by name: lstmtext and torch, or a threads or eval row's contestants."""
+    return r["contestants"] if "contestants" in r else {"lstmtext": r["lstmtext"], "torch": r["torch"]}
+
+
+def blas_line(r: dict) -> str:
+    """NumPy's BLAS as lstmtext's process saw it (its count set), and PyTorch's, if the row has it."""
+    procs = contestants(r)
+    lts = [c for c in procs.values() if c.get("framework", "lstmtext").startswith("lstmtext")]
+    # The fixed count with the most threads: the one every row has (--threads).
+    lt = max(lts, key=lambda c: int(c.get("threads", "0")) if c.get("threads", "0").isdigit() else 0)
     numpy_blas = "; ".join(
         f"{d['internal_api']} {d['version']} ({d['architecture']} kernel, {d['threading_layer']}, "
-        f"{d['num_threads']} threads)" for d in b
+        f"{d['num_threads']} threads)" for d in lt["info"]["blas"]
     ) or "none found by threadpoolctl"
-    t = info["torch"]["info"]
+    torch = [c for c in procs.values() if c.get("framework", "torch") == "torch"]
+    if not torch:
+        return f"NumPy BLAS: {numpy_blas}"
+    t = torch[0]["info"]
     return f"NumPy BLAS: {numpy_blas} · PyTorch {t['version']} (BLAS {t['blas']}, {t['num_threads']} threads)"
+
+
+def summary_line(r: dict) -> str:
+    """One line per row as it finishes."""
+    if r["task"] in ("threads", "eval"):
+        tps = ", ".join(f"{name} {c['tokens_per_s']:,.0f}" for name, c in r["contestants"].items())
+        return f"{tps} tok/s; " + ", ".join(
+            f"÷ {r[k]['against']} {r[k]['value']:.2f}" for k in ("share", "ratio") if k in r)
+    return (f"lstmtext {r['lstmtext']['tokens_per_s']:,.0f} tok/s, "
+            f"PyTorch {r['torch']['tokens_per_s']:,.0f} tok/s, ratio {r['ratio']['value']:.2f}×")
 
 
 def _mark(met: bool | None) -> str:
@@ -186,10 +289,36 @@ def _load_cell(r: dict) -> str:
     return "?" if load is None else f"[yellow]{load:.1f} busy[/]" if load > BUSY else f"{load:.1f}"
 
 
+def _check_cell(check: dict, percent: bool = False) -> str:
+    fmt = (lambda v: f"{v:.0%}") if percent else (lambda v: f"{v:.2f}×")
+    target = "" if check["target"] is None else f" (≥{fmt(check['target'])})"
+    return f"{fmt(check['value'])}{target}{_mark(check['met'])}"
+
+
 def print_table(console: Console, results: list[dict], header: dict) -> None:
     console.print(f"[bold]lstmtext speed[/] · {header['host']} · {header['threads']} threads · {header['note']}")
     for mode, line in header["blas"].items():
         console.print(f"  mode [bold]{mode}[/]: {line}")
+    classic = [r for r in results if r["task"] in ("train", "sample")]
+    if classic:
+        _print_classic(console, classic)
+    threads = [r for r in results if r["task"] == "threads"]
+    if threads:
+        _print_threads(console, threads, header["threads"])
+    evals = [r for r in results if r["task"] == "eval"]
+    if evals:
+        _print_eval(console, evals)
+    for r in results:
+        if not all(x["finite"] for c in contestants(r).values() for x in c["runs"]):
+            console.print(f"[yellow]warning[/]: {r['row']} ({r['mode']}) reached a non-finite loss; "
+                          "its speed may not be a training step's")
+    console.print("[dim]tok/s: medians of alternating runs · others' load: cores used by other processes[/]")
+    if any((r["other_load_cores"] or 0) > BUSY for r in results):
+        console.print(f"[yellow]warning[/]: other processes used > {BUSY} core during rows marked busy; "
+                      "their timings are unreliable, rerun them on a quiet machine (--rows)")
+
+
+def _print_classic(console: Console, results: list[dict]) -> None:
     table = Table()
     for col in ("row", "mode", "lstmtext\ntok/s", "PyTorch\ntok/s", "ratio\n(target)", "floor tok/s\nbatch-major",
                 "floor tok/s\nfeature-major", "floor eff.\n(target)", "peak RSS\nlstmtext", "peak RSS\nPyTorch",
@@ -210,18 +339,58 @@ def print_table(console: Console, results: list[dict], header: dict) -> None:
             f"{r['torch']['peak_rss_mb']:,.0f} MB", "[green]yes[/]" if r["met"] else "[red]no[/]", _load_cell(r),
         )
     console.print(table)
-    for r in results:
-        if not all(x["finite"] for fw in ("lstmtext", "torch") for x in r[fw]["runs"]):
-            console.print(f"[yellow]warning[/]: {r['row']} ({r['mode']}) reached a non-finite loss; "
-                          "its speed may not be a training step's")
-    console.print("[dim]tok/s: medians of alternating runs · * the floor used for efficiency · "
-                  "RSS ✓ = lstmtext's peak no higher than PyTorch's · others' load: cores used by other processes[/]")
+    console.print("[dim]* the floor used for efficiency · RSS ✓ = lstmtext's peak no higher than PyTorch's[/]")
     if any(r.get("floor_efficiency", {}).get("value", 0) > 1 for r in results):
         console.print("[yellow]warning[/]: ! a step faster than its GEMM floor: the floor was timed on a busy "
                       "machine, or the step skips a GEMM that bench/gemm_floor.py counts")
-    if any((r["other_load_cores"] or 0) > BUSY for r in results):
-        console.print(f"[yellow]warning[/]: other processes used > {BUSY} core during rows marked busy; "
-                      "their timings are unreliable, rerun them on a quiet machine (--rows)")
+
+
+def _auto_cell(c: dict) -> str:
+    """The tuner's speed, with the share of timed windows at each count and its probes/switches."""
+    at: dict[str, int] = {}
+    for run in c["runs"]:
+        for n, w in run.get("stats", {}).get("windows_at", {}).items():
+            at[n] = at.get(n, 0) + w
+    total = sum(at.values()) or 1
+    shares = " ".join(f"{n}:{w / total:.0%}" for n, w in sorted(at.items()))
+    st = c.get("stats", {})
+    return (f"{c['tokens_per_s']:,.0f}\n[dim]{shares} · {st.get('probes', 0)} probes, "
+            f"{st.get('switches', 0)} switches[/]")
+
+
+def _print_threads(console: Console, results: list[dict], threads: int) -> None:
+    table = Table(title="threads: lstmtext's own choice (auto) against fixed counts, under the same load")
+    cols = ("row", "mode", "auto tok/s\n[dim]windows at 1:/2:[/]", "lstmtext\n1 thread", f"lstmtext\n{threads} threads",
+            "PyTorch\ndefault", "PyTorch\n1 thread", "auto ÷ fixed\n(target)", "auto ÷ PyTorch\ndefault (target)",
+            "met", "others'\nload")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("row", "mode") else "right", no_wrap=True)
+    for r in results:
+        c = r["contestants"]
+        torch_n = c["PyTorch default"]["info"].get("num_threads")
+        table.add_row(
+            f"{r['row']}\n[dim]{r['config']}[/]", r["mode"], _auto_cell(c[AUTO]),
+            f"{c['lstmtext 1']['tokens_per_s']:,.0f}", f"{c[f'lstmtext {threads}']['tokens_per_s']:,.0f}",
+            f"{c['PyTorch default']['tokens_per_s']:,.0f}\n[dim]{torch_n} threads[/]",
+            f"{c['PyTorch 1']['tokens_per_s']:,.0f}",
+            _check_cell(r["share"], percent=True) + f"\n[dim]÷ {r['share']['against']}[/]",
+            _check_cell(r["ratio"]), "[green]yes[/]" if r["met"] else "[red]no[/]", _load_cell(r),
+        )
+    console.print(table)
+    console.print("[dim]busy rows keep cores busy with `python -c \"while True: pass\"` processes of their own "
+                  "(not counted in others' load) · auto ÷ fixed: busy, the faster fixed count; quiet, all cores[/]")
+
+
+def _print_eval(console: Console, results: list[dict]) -> None:
+    table = Table(title="eval: evaluate.score (no backward) against the training step, per token")
+    for col in ("row", "mode", "evaluate.score\ntok/s", "train_step\ntok/s", "ratio\n(target)", "met", "others'\nload"):
+        table.add_column(col, justify="left" if col in ("row", "mode") else "right", no_wrap=True)
+    for r in results:
+        c = r["contestants"]
+        table.add_row(f"{r['row']}\n[dim]{r['config']}[/]", r["mode"], f"{c['evaluate.score']['tokens_per_s']:,.0f}",
+                      f"{c['train_step']['tokens_per_s']:,.0f}", _check_cell(r["ratio"]),
+                      "[green]yes[/]" if r["met"] else "[red]no[/]", _load_cell(r))
+    console.print(table)
 
 
 def _cpu_name() -> str:
@@ -271,10 +440,10 @@ def main(
             except BenchError as e:
                 console.print(f"[red]bench failed[/]: {e}")
                 raise typer.Exit(1) from None
-            blas.setdefault(mode_name, blas_line(r))
+            if mode_name not in blas or (r["task"] != "eval" and "PyTorch" not in blas[mode_name]):
+                blas[mode_name] = blas_line(r)
             results.append(r)
-            console.print(f"  {name} ({mode_name}): lstmtext {r['lstmtext']['tokens_per_s']:,.0f} tok/s, "
-                          f"PyTorch {r['torch']['tokens_per_s']:,.0f} tok/s, ratio {r['ratio']['value']:.2f}×")
+            console.print(f"  {name} ({mode_name}): {summary_line(r)}")
     header = {"host": f"{_cpu_name()} ×{os.cpu_count()}", "threads": threads,
               "note": note, "blas": blas}
     print_table(console, results, header)

@@ -39,8 +39,10 @@ def info() -> dict:
     return {"version": torch.__version__, "num_threads": torch.get_num_threads(), "blas": blas and blas[1]}
 
 
-def make_runner(row: Row, threads: int) -> Callable[[int], float | None]:
-    torch.set_num_threads(threads)
+def make_runner(row: Row, threads: str) -> Callable[[int], float | None]:
+    """threads: a count, or "default" for PyTorch's own choice. The callable has .stats() (empty)."""
+    if threads != "default":
+        torch.set_num_threads(int(threads))
     torch.manual_seed(0)
     net = RefLM(row)  # float32
 
@@ -52,6 +54,7 @@ def make_runner(row: Row, threads: int) -> Callable[[int], float | None]:
                 logits, state = net(tok, state)  # (1,1,V)
                 tok = torch.multinomial(F.softmax(logits[0], dim=-1), 1)  # (1,1)
 
+        run_sample.stats = dict
         return run_sample
 
     ids = torch.from_numpy(token_windows(row))  # (n, T+1, B) — the same ids lstmtext sees
@@ -73,4 +76,5 @@ def make_runner(row: Row, threads: int) -> Callable[[int], float | None]:
             last = loss.item()  # a training loop reads its loss every step, as train_step returns it
         return last
 
+    run_train.stats = dict
     return run_train

@@ -5,7 +5,9 @@ release the GIL, so splitting a large array into row blocks and running the same
 each block in a thread really runs in parallel. Every row is computed by exactly the same
 operations whatever the split, so the result is bit-for-bit that of the one-thread path.
 
-LSTMTEXT_THREADS=1 turns it off (the pure single-threaded NumPy path).
+How many threads: THREADS, which threads.py's tuner sets to the count it gives the BLAS (a core
+another program keeps busy slows a split ufunc as much as a split GEMM), at most CAP.
+LSTMTEXT_THREADS=1 turns it off (the pure single-threaded NumPy path); another value is the cap.
 """
 
 import os
@@ -16,15 +18,27 @@ from concurrent.futures import ThreadPoolExecutor
 MIN_PARALLEL = 1 << 16
 
 
-def _default_threads() -> int:
+def _cap() -> int:
     env = os.environ.get("LSTMTEXT_THREADS")
-    if env:
-        return max(1, int(env))
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+    return max(1, int(env)) if env else 4  # past 4 threads the hand-offs eat the gain
 
 
-THREADS = _default_threads()
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+CAP = _cap()
+THREADS = max(1, min(CAP, _cores()))
 _pool: ThreadPoolExecutor | None = None
+
+
+def set_threads(n: int) -> None:
+    """Split elementwise work in up to n threads from now on (capped at CAP)."""
+    global THREADS
+    THREADS = max(1, min(CAP, n))
 
 
 def row_blocks(n_rows: int, size: int, fn: Callable[[slice], None], threads: int | None = None) -> None:
@@ -38,7 +52,9 @@ def row_blocks(n_rows: int, size: int, fn: Callable[[slice], None], threads: int
         fn(slice(0, n_rows))
         return
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="lstmtext")
+        # Sized for the cap, so THREADS can change later; idle workers block (no CPU), and new
+        # ones start only when no idle one is free.
+        _pool = ThreadPoolExecutor(max_workers=max(1, CAP - 1), thread_name_prefix="lstmtext")
     bounds = [n_rows * i // k for i in range(k + 1)]
     futures = [_pool.submit(fn, slice(bounds[i], bounds[i + 1])) for i in range(1, k)]
     fn(slice(bounds[0], bounds[1]))  # the calling thread takes the first block

@@ -31,18 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lstmtext import batching, checkpoint, evaluate, model, optim, sample
-
-try:  # TEMPORARY while threads.py lands
-    from lstmtext import threads
-except ImportError:
-    class _T:
-        threads = 2
-        def __init__(self, fixed=None): pass
-        def begin(self): pass
-        def end(self, n): pass
-    class threads:  # noqa
-        ThreadTuner = _T
+from lstmtext import batching, checkpoint, evaluate, model, optim, sample, threads
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.data import Data
 from lstmtext.errors import ConfigError, TrainingError
@@ -322,7 +311,7 @@ class Trainer:
                     loss=last_loss,
                     ppl=evaluate.perplexity(last_loss),
                     tps=tps,
-                    threads=self.tuner.threads,
+                    threads=self.tuner.label,
                 )
                 for x, y in batching.windows(self.streams, cfg.bptt, prog["window"]):
                     loss, norm = self.step(x, y, lr)
@@ -347,7 +336,7 @@ class Trainer:
                         )
                         log_loss, log_steps, log_tokens, t_log, log_valid = 0.0, 0, 0, now, self.valid_time
                     bar.update(
-                        task, advance=1, loss=loss, ppl=evaluate.perplexity(loss), tps=tps, threads=self.tuner.threads
+                        task, advance=1, loss=loss, ppl=evaluate.perplexity(loss), tps=tps, threads=self.tuner.label
                     )
                     # Everything this step owes (validation, save, budget) happens before a signal
                     # is honoured, so an interrupted-and-resumed run does exactly what an

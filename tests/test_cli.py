@@ -11,7 +11,12 @@ from lstmtext import checkpoint
 from lstmtext.cli import app
 
 runner = CliRunner()
-TINY = ["--embed", "8", "--hidden", "8", "--layers", "1", "--batch-size", "2", "--bptt", "5", "--log-every", "2"]
+# --threads 1: runs are bit-for-bit reproducible only at a fixed thread count (OpenBLAS sums in
+# another order at another count), and several tests compare runs to the last bit.
+TINY = [
+    "--embed", "8", "--hidden", "8", "--layers", "1", "--batch-size", "2", "--bptt", "5", "--log-every", "2",
+    "--threads", "1",
+]
 
 
 def make_corpus(path, lines=60, seed=0):

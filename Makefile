@@ -21,7 +21,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/lstmtext train corpora/tinyshakespeare.txt --out $(DEMO) --force \
-		--epochs 2 --max-minutes 2.5 --sample-every 200 --seed 1
+		--epochs 4 --max-minutes 2.5 --sample-every 500 --seed 1
 	@echo
 	$(BIN)/lstmtext generate $(DEMO) --prompt "ROMEO:" --length 80 --seed 1 --temperature 0.8
 	@echo

@@ -426,8 +426,9 @@ def info(
         budget = [f"{k.replace('_', ' ')} {tr[k]:g}" for k in ("epochs", "max_steps", "max_minutes") if tr[k]]
         table.add_row("budget", ", ".join(budget) or "none")
     if p["step"] is not None:
-        table.add_row("progress", f"epoch {p['epoch']}, step {p['step']:,}, {p['tokens'] or 0:,} tokens, "
-                      f"{p['elapsed_s'] or 0:.0f} s")
+        into = f" and {p['windows_into_epoch']:,} windows of the next" if p["windows_into_epoch"] else ""
+        table.add_row("progress", f"{p['epochs_done']} epochs done{into}; step {p['step']:,}, "
+                      f"{p['tokens'] or 0:,} tokens, {p['elapsed_s'] or 0:.0f} s")
     table.add_row("valid perplexity", f"best {ppl(p['best_valid_ppl'])}, last {ppl(p['last_valid_ppl'])}")
     if c["path"]:
         files = c["files"]

@@ -171,7 +171,9 @@ def run_info(path: str | Path) -> dict:
         "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "options": info.get("tokenizer_options")},
         "train": None if ckpt.train_cfg is None else vars(ckpt.train_cfg),
         "progress": {
-            "epoch": prog.get("epoch"),
+            "epoch": prog.get("epoch"),  # the epoch training is in (or would start next)
+            "epochs_done": None if prog.get("epoch") is None else prog["epoch"] - 1,
+            "windows_into_epoch": prog.get("window"),
             "step": prog.get("step"),
             "tokens": prog.get("tokens"),
             "elapsed_s": prog.get("elapsed"),

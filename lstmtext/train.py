@@ -370,6 +370,7 @@ class Trainer:
         wall = time.perf_counter() - t_start
         summary = {
             "stop": "patience" if self.out_of_patience() else "budget",
+            "stop_reason": finished_reason(cfg, prog) or "",
             "epoch": prog["epoch"],
             "steps": prog["step"],
             "tokens": prog["tokens"],
@@ -386,7 +387,7 @@ class Trainer:
 
 def print_summary(console: Console, s: dict, cfg: ModelConfig, out: Path) -> None:
     t = Table(title="training summary", show_header=False)
-    t.add_row("stopped by", s["stop"])
+    t.add_row("stopped by", s["stop"] + (f": {s['stop_reason']}" if s["stop_reason"] else ""))
     t.add_row("model", f"{cfg.cell} {cfg.layers}×{cfg.hidden}, embed {cfg.embed}, vocab {cfg.vocab_size:,}")
     t.add_row("steps / tokens", f"{s['steps']:,} / {s['tokens']:,}")
     if s["skipped"]:

@@ -179,3 +179,20 @@ def test_threads_option_is_honoured(tmp_path, corpus):
     assert blas and all(d["num_threads"] == 1 for d in blas)
     r = invoke(["train", corpus, "--out", tmp_path / "bad", "--threads", "-1", "--max-steps", "1"])
     assert r.exit_code == 1 and "--threads" in r.stderr
+
+
+def test_bpe_samples_through_the_cli_are_valid_utf8_without_unk(tmp_path):
+    lines = ["Der Bär läuft schnell über die Straße.", "Съешь же ещё этих мягких булок.",
+             "Γαζέες καὶ μυρτιὲς δὲν θὰ βρῶ.", "いろはにほへと ちりぬるを 日本語の文章。",
+             "Emoji 👍🏽 and café déjà vu — naïve 🎉.", "中文字符测试，这是一个句子。"]
+    text = tmp_path / "mixed.txt"
+    text.write_text("\n".join(lines[i % len(lines)] for i in range(240)) + "\n", encoding="utf-8")
+    out = tmp_path / "bpe"
+    r = invoke(["train", text, "--out", out, "--tokenizer", "bpe", "--vocab-size", "400", *TINY,
+                "--max-steps", "20", "--epochs", "0"])
+    assert r.exit_code == 0, r.output
+    for seed in range(4):
+        r = invoke(["generate", out, "--length", "1000", "--seed", seed, "--temperature", "1.5"])
+        assert r.exit_code == 0, r.output
+        assert "\ufffd" not in r.stdout and "<unk>" not in r.stdout
+        assert len(r.stdout) > 300  # a real sample, not an empty one

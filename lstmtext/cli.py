@@ -197,7 +197,14 @@ def train(
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 2,
     dropout: Annotated[float, typer.Option(help="Dropout on non-recurrent connections.")] = 0.2,
     tie: Annotated[bool, typer.Option(help="Tie the output head to the embedding (needs --embed = --hidden).")] = False,
-    init_scale: Annotated[float, typer.Option(help="Weights start uniform in ±init-scale.")] = 0.1,
+    init_scale: Annotated[float, typer.Option(help="--init uniform: weights start uniform in ±init-scale.")] = 0.1,
+    init: Annotated[
+        str,
+        typer.Option(
+            help="Initialisation: uniform (±init-scale, Zaremba 2014), torch (PyTorch's defaults) or orthogonal "
+            "(orthogonal recurrent blocks, Saxe 2014)."
+        ),
+    ] = "uniform",
     batch_size: Annotated[int, typer.Option(help="Parallel streams B.")] = 20,
     bptt: Annotated[int, typer.Option(help="Window length T of truncated backpropagation through time.")] = 35,
     optimizer: Annotated[str, typer.Option(help="sgd, adam or rmsprop.")] = "sgd",
@@ -267,6 +274,7 @@ def train(
         embed, hidden, layers, cell, tie, nonlinearity = (shape[k] for k in runs.SHAPE_OPTIONS)
         if "dropout" not in given:
             dropout = source.model_cfg.dropout
+        init, init_scale = source.model_cfg.init, source.model_cfg.init_scale  # how the weights began
     # Check the model options before the (possibly slow) tokenization; vocab_size is known later.
     model_cfg = ModelConfig(
         vocab_size=1,
@@ -278,6 +286,7 @@ def train(
         tie=tie,
         init_scale=init_scale,
         nonlinearity=nonlinearity,
+        init=init,
     )
     run_dir = out if out is not None else Path("runs") / corpus.resolve().name.removesuffix(corpus.suffix)
     tok_opts = TokenizerOptions(tokenizer, vocab_size, min_freq, lowercase, word_split)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from lstmtext.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
+INIT_SCHEMES = ("uniform", "torch", "orthogonal")
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,8 @@ class ModelConfig:
     cell: str = "lstm"  # which module of lstmtext.cells
     dropout: float = 0.2  # Zaremba-style: on the embedding, between layers and before the head
     tie: bool = False  # head.W is embed.W transposed (Press & Wolf 2017); needs embed == hidden
-    init_scale: float = 0.1  # every weight starts uniform in (-init_scale, init_scale)
+    init_scale: float = 0.1  # the uniform scheme: every weight starts uniform in (-init_scale, init_scale)
+    init: str = "uniform"  # the initialisation scheme, one of INIT_SCHEMES (lstmtext.model.init_params)
     nonlinearity: str = "tanh"  # the rnn cell's φ: "tanh" or "relu" (other cells ignore it)
 
     def __post_init__(self) -> None:
@@ -31,6 +33,8 @@ class ModelConfig:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.init_scale <= 0:
             raise ConfigError(f"--init-scale must be positive, got {self.init_scale}")
+        if self.init not in INIT_SCHEMES:
+            raise ConfigError(f"--init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ConfigError(f"--nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.tie and self.embed != self.hidden:

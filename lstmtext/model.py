@@ -34,17 +34,44 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def orthogonal(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
+    """A random orthogonal (n, n) matrix, uniform over the orthogonal group: QR of a Gaussian with
+    the signs of R's diagonal moved into Q (Mezzadri 2007); without that step Q is not uniform."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))  # (n, n) each
+    return (q * np.sign(np.diag(r))).astype(dtype)  # (n, n)
+
+
 def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> dict:
+    """The starting weights under the scheme `cfg.init`:
+
+    - uniform: every weight U(±init_scale), biases 0 (the LSTM-family forget bias 1): Zaremba et
+      al. 2014, the Penn Treebank recipe.
+    - torch: PyTorch's defaults. Embedding N(0, 1); recurrent and input weights U(±1/√H); each bias
+      the sum of PyTorch's two bias vectors (b_ih + b_hh), so U(±1/√H) + U(±1/√H); head (nn.Linear)
+      weight and bias U(±1/√H). The forget bias 1 is added on top, as the other schemes have it.
+    - orthogonal: as uniform, but each H×H gate block of W_h a random orthogonal matrix (Saxe et al.
+      2014): the recurrence neither shrinks nor grows a state at the start, so gradients last longer.
+    """
     cell = get_cell(cfg.cell)
-    s = cfg.init_scale
-    params = {"embed.W": uniform(rng, (cfg.vocab_size, cfg.embed), s, dtype)}
+    H = cfg.hidden
+    s = 1.0 / np.sqrt(H) if cfg.init == "torch" else cfg.init_scale
+    if cfg.init == "torch":
+        params = {"embed.W": rng.standard_normal((cfg.vocab_size, cfg.embed)).astype(dtype)}
+    else:
+        params = {"embed.W": uniform(rng, (cfg.vocab_size, cfg.embed), s, dtype)}
     for layer in range(cfg.layers):
-        D = cfg.embed if layer == 0 else cfg.hidden
-        for name, value in cell.init_params(rng, D, cfg.hidden, s, dtype).items():
+        D = cfg.embed if layer == 0 else H
+        for name, value in cell.init_params(rng, D, H, s, dtype).items():
+            if cfg.init == "torch" and value.ndim == 1:
+                draws = 2 if name == "b" else 1  # b stands for b_ih + b_hh; b_hn and peepholes for one
+                value = value + sum(uniform(rng, value.shape, s, dtype) for _ in range(draws))
+            if cfg.init == "orthogonal" and name == "W_h":
+                value = np.concatenate([orthogonal(rng, H, dtype) for _ in range(value.shape[1] // H)], axis=1)
             params[f"layers.{layer}.{name}"] = value
     if not cfg.tie:
-        params["head.W"] = uniform(rng, (cfg.hidden, cfg.vocab_size), s, dtype)
-    params["head.b"] = np.zeros(cfg.vocab_size, dtype=dtype)
+        params["head.W"] = uniform(rng, (H, cfg.vocab_size), s, dtype)
+    head_b = uniform(rng, (cfg.vocab_size,), s, dtype) if cfg.init == "torch" else np.zeros(cfg.vocab_size)
+    params["head.b"] = head_b.astype(dtype)
     return params
 
 

@@ -1,0 +1,79 @@
+"""The initialisation schemes (`--init`): the statistics of the starting weights, and that the
+scheme is stored in the checkpoint and kept by resume."""
+
+import numpy as np
+import pytest
+from test_cli import TINY, invoke, make_corpus
+
+from lstmtext import checkpoint, model
+from lstmtext.config import ModelConfig
+from lstmtext.errors import ConfigError
+
+V, E, H = 300, 64, 128
+
+
+def params(cell, init, **kw):
+    cfg = ModelConfig(vocab_size=V, embed=E, hidden=H, layers=2, cell=cell, init=init, **kw)
+    return model.init_params(cfg, np.random.default_rng(0), np.float64)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "peephole", "cifg"])
+def test_uniform_is_zarembas_scheme(cell):
+    p = params(cell, "uniform", init_scale=0.05)
+    for name in ("embed.W", "layers.0.W_x", "layers.1.W_h", "head.W"):
+        w = p[name]
+        assert np.abs(w).max() <= 0.05 and np.abs(w).max() > 0.049, name
+        assert abs(w.mean()) < 0.002 and abs(w.var() - 0.05**2 / 3) < 1e-4, name
+    assert not p["head.b"].any()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_torch_is_pytorchs_defaults(cell):
+    p, k = params(cell, "torch"), 1 / np.sqrt(H)
+    emb = p["embed.W"]
+    assert abs(emb.mean()) < 0.02 and abs(emb.std() - 1) < 0.02 and np.abs(emb).max() > 3  # N(0, 1)
+    for name in ("layers.0.W_x", "layers.0.W_h", "layers.1.W_h", "head.W", "head.b"):
+        w = p[name]
+        assert np.abs(w).max() <= k and np.abs(w).max() > 0.95 * k, name
+        assert abs(w.var() - k**2 / 3) < 0.1 * k**2 / 3, name
+    b = p["layers.0.b"]
+    if cell == "lstm":  # the forget block carries the forget bias 1 on top of b_ih + b_hh
+        b = np.concatenate([b[:H], b[H : 2 * H] - 1.0, b[2 * H :]])
+    # The sum of two U(±k): within ±2k, variance 2k²/3, triangular (more mass near 0 than U(±2k)).
+    assert np.abs(b).max() <= 2 * k and np.abs(b).max() > k
+    assert abs(b.var() - 2 * k**2 / 3) < 0.15 * 2 * k**2 / 3
+    assert np.mean(np.abs(b) < k) > 0.7  # a uniform on ±2k would put half its mass there
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "cifg"])
+def test_orthogonal_recurrent_blocks(cell):
+    p = params(cell, "orthogonal")
+    for layer in range(2):
+        W = p[f"layers.{layer}.W_h"]
+        for g in range(W.shape[1] // H):
+            Q = W[:, g * H : (g + 1) * H]
+            np.testing.assert_allclose(Q.T @ Q, np.eye(H), atol=1e-10)
+        # Distinct blocks, not one matrix repeated.
+        assert W.shape[1] == H or not np.allclose(W[:, :H], W[:, H : 2 * H])
+    assert np.abs(p["layers.0.W_x"]).max() <= 0.1  # the rest as in uniform
+
+
+def test_an_unknown_scheme_is_refused():
+    with pytest.raises(ConfigError, match="--init"):
+        ModelConfig(vocab_size=10, init="xavier")
+
+
+def test_init_is_stored_and_kept_by_resume(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "run"
+    base = ["train", corpus, "--out", out, *TINY, "--init", "torch", "--epochs", "0"]
+    r = invoke([*base, "--max-steps", "3"])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(out / "last.safetensors")
+    assert ck.model_cfg.init == "torch"
+    assert np.abs(checkpoint.load(out / "best.safetensors").params["embed.W"]).max() > 1  # N(0,1), not ±0.1
+    r = invoke([*base, "--max-steps", "5", "--resume", out])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(out / "last.safetensors").model_cfg.init == "torch"
+    r = invoke(["train", "--resume", out, "--max-steps", "6", "--init", "uniform"])
+    assert r.exit_code == 1 and "--init uniform (the run has torch)" in r.stderr

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := runs/demo
 
-.PHONY: demo test dev lint clean compare-cells parity reproduce-ptb reproduce-ptb-stretch reproduce-wp
+.PHONY: demo test dev lint clean compare-cells parity reproduce-ptb reproduce-ptb-stretch reproduce-wp memory
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -122,6 +122,15 @@ reproduce-wp: $(VENV)/.installed
 		$(BIN)/lstmtext eval $(WP_RUN)/$$1 $(WP_RUN)/test.txt --batch-size 10 --bptt 100 && \
 		echo "$$1 wall time: $$(( $$(date +%s) - start )) s" || exit 1; \
 	done
+
+# Issue #19: a long-range dependency (cue, 5-60 filler words, the answer), every cell trained on it
+# through the CLI and scored by accuracy per gap, beside PyTorch's nn.LSTM (its default init) on the
+# same data. A measurement, not a test: about 4 minutes a cell on 2 cores.
+# A shorter run: make memory MEMORY_ARGS="--cells lstm --init torch"
+MEMORY_ARGS ?=
+memory: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/python -m bench.memory --torch $(MEMORY_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check lstmtext tests

@@ -1,0 +1,193 @@
+"""`make memory`: does a cell remember across a gap? A long-range dependency task, each cell trained
+on it through the CLI, scored by greedy next-word accuracy on the dependent word per gap, beside a
+PyTorch nn.LSTM (its default initialisation) trained on the same data in the same run.
+
+Each line: a cue word, then G filler words from a small grammar, then the marker "says", then the
+answer, a fixed function of the cue ("I grew up in India ... I speak fluent ___"):
+
+    cue_3 the old cat sees a red box near the river ... says ans_7
+
+Nothing in the filler tells the answer; only the cue G + 1 words back does. Always answering the
+most frequent answer scores about 1 / CUES.
+
+    python -m bench.memory [--cells lstm,gru,rnn,peephole,cifg] [--init torch] [--seeds 1] [--torch]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CUES = 10
+GAPS = (5, 10, 20, 40, 60)  # the held-out gaps scored
+HELD_OUT_PER_GAP = 40
+TRAIN_WORDS = 900_000
+DET = ["the", "a", "one", "that", "this", "every"]
+ADJ = ["old", "red", "small", "quiet", "green", "bright", "cold", "long", "dark", "soft"]
+NOUN = ["cat", "box", "river", "tree", "man", "house", "road", "bird", "stone", "door", "hill", "ship"]
+VERB = ["sees", "holds", "finds", "keeps", "meets", "moves", "likes", "hears"]
+PREP = ["near", "under", "by", "over", "behind", "beside"]
+# The answer of cue k: a fixed permutation, so the task is not "answer = cue".
+ANSWER_OF = [3, 7, 0, 9, 4, 1, 8, 2, 6, 5]
+# One configuration for every cell, the issue's: 1 × 128, embed 64, batch 20, bptt 100, Adam 2e-3
+# constant, clip 5 on the mean loss, no dropout, 8 epochs.
+TRAIN_ARGS = [
+    "--tokenizer", "word", "--word-split", "whitespace", "--embed", "64", "--hidden", "128", "--layers", "1",
+    "--dropout", "0", "--batch-size", "20", "--bptt", "100", "--optimizer", "adam", "--lr", "0.002",
+    "--lr-decay", "1", "--clip", "5", "--epochs", "8",
+]
+
+
+def filler(rng: np.random.Generator, n: int) -> list[str]:
+    """n words of a small grammar (noun phrases, verbs, prepositions), cut to exactly n."""
+    words: list[str] = []
+    while len(words) < n:
+        phrase = [str(rng.choice(DET))] + ([str(rng.choice(ADJ))] if rng.random() < 0.5 else [])
+        phrase += [str(rng.choice(NOUN)), str(rng.choice(VERB if rng.random() < 0.5 else PREP))]
+        words += phrase
+    return words[:n]
+
+
+def line(rng: np.random.Generator, gap: int) -> tuple[str, str]:
+    """-> (the line up to and including the marker, the answer)."""
+    cue = int(rng.integers(CUES))
+    return " ".join([f"cue_{cue}", *filler(rng, gap), "says"]), f"ans_{ANSWER_OF[cue]}"
+
+
+def make_data(out: Path, seed: int = 0) -> tuple[Path, Path, list[tuple[int, str, str]]]:
+    """Training text (gaps uniform in 5..60), validation text, and the held-out (gap, prefix, answer)."""
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def text(n_words: int) -> str:
+        lines, count = [], 0
+        while count < n_words:
+            prefix, answer = line(rng, int(rng.integers(GAPS[0], GAPS[-1] + 1)))
+            lines.append(f"{prefix} {answer}")
+            count += len(lines[-1].split()) + 1
+        return "\n".join(lines) + "\n"
+
+    train, valid = out / "train.txt", out / "valid.txt"
+    train.write_text(text(TRAIN_WORDS), encoding="utf-8")
+    valid.write_text(text(TRAIN_WORDS // 20), encoding="utf-8")
+    held = [(g, *line(rng, g)) for g in GAPS for _ in range(HELD_OUT_PER_GAP)]
+    return train, valid, held
+
+
+def score_lstmtext(run: Path, held) -> dict:
+    """Greedy accuracy on the answer and the probability given to the right answer among the
+    possible answers, per gap; each line read from a zero state."""
+    from lstmtext import checkpoint, model
+
+    ckpt, tok = checkpoint.load_model(run / "best.safetensors")
+    answers = np.array([tok.encode(f"ans_{k}")[0] for k in range(CUES)])
+
+    def logits_after(prefix: str) -> np.ndarray:
+        ids = tok.encode(prefix)
+        state = model.init_state(ckpt.model_cfg, 1, ckpt.params["embed.W"].dtype)
+        for i in ids:
+            logits, state = model.step_logits(ckpt.params, ckpt.model_cfg, np.array([i]), state)
+        return logits[0].astype(np.float64)  # (V,)
+
+    return _per_gap(held, logits_after, lambda a: int(tok.encode(a)[0]), answers)
+
+
+def _per_gap(held, logits_after, answer_id, answers) -> dict:
+    acc: dict[int, list[float]] = {}
+    prob: dict[int, list[float]] = {}
+    for gap, prefix, answer in held:
+        z = logits_after(prefix)
+        target = answer_id(answer)
+        acc.setdefault(gap, []).append(float(int(z.argmax()) == target))
+        za = z[answers] - z[answers].max()
+        p = np.exp(za) / np.exp(za).sum()
+        prob.setdefault(gap, []).append(float(p[list(answers).index(target)]))
+    return {g: {"acc": float(np.mean(acc[g])), "p_answer": float(np.mean(prob[g]))} for g in acc}
+
+
+def run_torch(train: Path, valid: Path, held, seed: int) -> dict:
+    """PyTorch's nn.LSTM at its default initialisation (forget bias +1, as lstmtext's cells), the same
+    tokenizer, streams, windows, optimizer and clipping."""
+    import torch
+    from torch import nn
+
+    from lstmtext import batching
+    from lstmtext.tokenizer import Tokenizer
+
+    torch.manual_seed(seed)
+    tok = Tokenizer.train("word", train.read_text(encoding="utf-8"), vocab_size=10000, word_split="whitespace")
+    ids = tok.encode(train.read_text(encoding="utf-8"))
+    V, E, H, B, T = tok.vocab_size, 64, 128, 20, 100
+    emb, rnn, head = nn.Embedding(V, E), nn.LSTM(E, H), nn.Linear(H, V)
+    with torch.no_grad():
+        rnn.bias_ih_l0[H : 2 * H] += 1.0
+    ps = [*emb.parameters(), *rnn.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(ps, lr=0.002)
+    streams = torch.from_numpy(batching.make_streams(ids, B).astype(np.int64))  # (n, B)
+    t0 = time.perf_counter()
+    for _epoch in range(8):
+        state = None
+        for start in range(0, streams.shape[0] - 1 - T + 1, T):
+            x, y = streams[start : start + T], streams[start + 1 : start + T + 1]
+            out, state = rnn(emb(x), state)
+            loss = nn.functional.cross_entropy(head(out).reshape(-1, V), y.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(ps, 5.0)
+            opt.step()
+            state = tuple(s.detach() for s in state)
+    seconds = time.perf_counter() - t0
+    answers = np.array([tok.encode(f"ans_{k}")[0] for k in range(CUES)])
+
+    @torch.no_grad()
+    def logits_after(prefix: str) -> np.ndarray:
+        x = torch.from_numpy(tok.encode(prefix).astype(np.int64))[:, None]  # (P, 1)
+        out, _ = rnn(emb(x))
+        return head(out[-1, 0]).double().numpy()
+
+    res = _per_gap(held, logits_after, lambda a: int(tok.encode(a)[0]), answers)
+    return {"gaps": res, "seconds": seconds}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", default="rnn,gru,lstm,peephole,cifg")
+    ap.add_argument("--init", default=None, help="--init for lstmtext (default: lstmtext's own default)")
+    ap.add_argument("--seeds", default="1", help="comma-separated seeds")
+    ap.add_argument("--torch", action="store_true", help="also train PyTorch's nn.LSTM (needs torch)")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "memory"))
+    a = ap.parse_args()
+    out = Path(a.out)
+    train, valid, held = make_data(out / "data")
+    rows = []
+    exe = str(Path(sys.executable).with_name("lstmtext"))
+    for seed in [int(s) for s in a.seeds.split(",")]:
+        for cell in a.cells.split(","):
+            run = out / f"{cell}-seed{seed}"
+            cmd = [exe, "train", str(train), "--valid", str(valid), "--out", str(run), "--force", "--cell", cell,
+                   *TRAIN_ARGS, "--seed", str(seed), *(["--init", a.init] if a.init else [])]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            rows.append({"model": f"lstmtext {cell}", "seed": seed, "init": a.init or "default",
+                         "seconds": time.perf_counter() - t0, "gaps": score_lstmtext(run, held)})
+            print(json.dumps(rows[-1]), flush=True)
+        if a.torch:
+            r = run_torch(train, valid, held, seed)
+            rows.append({"model": "PyTorch nn.LSTM", "seed": seed, "init": "torch default", **r})
+            print(json.dumps(rows[-1]), flush=True)
+    print(f"\n| model | init | seed | {' | '.join(f'gap {g}' for g in GAPS)} | s |")
+    print("|---|---|---|" + "---|" * len(GAPS) + "---|")
+    for r in rows:
+        accs = " | ".join(f"{r['gaps'][g]['acc']:.2f}" for g in GAPS)
+        print(f"| {r['model']} | {r['init']} | {r['seed']} | {accs} | {r['seconds']:.0f} |")
+    (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,7 +5,7 @@ PyTorch nn.LSTM (its default initialisation) trained on the same data in the sam
 Each line: a cue word, then G filler words from a small grammar, then the marker "says", then the
 answer, a fixed function of the cue ("I grew up in India ... I speak fluent ___"):
 
-    cue_3 the old cat sees a red box near the river ... says ans_7
+    cue_3 the cat sees a box holds the river ... says ans_7
 
 Nothing in the filler tells the answer; only the cue G + 1 words back does. Always answering the
 most frequent answer scores about 1 / CUES.
@@ -23,34 +23,30 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-CUES = 10
+CUES = 5  # with 10, PyTorch's nn.LSTM needed 14 epochs to find the cue (2026-12-02); with 5, under 8
 GAPS = (5, 10, 20, 40, 60)  # the held-out gaps scored
 HELD_OUT_PER_GAP = 40
 TRAIN_WORDS = 900_000
-DET = ["the", "a", "one", "that", "this", "every"]
-ADJ = ["old", "red", "small", "quiet", "green", "bright", "cold", "long", "dark", "soft"]
-NOUN = ["cat", "box", "river", "tree", "man", "house", "road", "bird", "stone", "door", "hill", "ship"]
-VERB = ["sees", "holds", "finds", "keeps", "meets", "moves", "likes", "hears"]
-PREP = ["near", "under", "by", "over", "behind", "beside"]
+# The filler cycles determiner, noun, verb, each from a few words: predictable text (about 1 nat a
+# word), so the one unpredictable word, the answer, carries a large share of the loss.
+DET = ["the", "a"]
+NOUN = ["cat", "box", "river"]
+VERB = ["sees", "holds", "finds"]
 # The answer of cue k: a fixed permutation, so the task is not "answer = cue".
-ANSWER_OF = [3, 7, 0, 9, 4, 1, 8, 2, 6, 5]
+ANSWER_OF = [(3 * k + 1) % CUES for k in range(CUES)]  # a permutation while 3 and CUES are coprime
 # One configuration for every cell, the issue's: 1 × 128, embed 64, batch 20, bptt 100, Adam 2e-3
 # constant, clip 5 on the mean loss, no dropout, 8 epochs.
 TRAIN_ARGS = [
     "--tokenizer", "word", "--word-split", "whitespace", "--embed", "64", "--hidden", "128", "--layers", "1",
     "--dropout", "0", "--batch-size", "20", "--bptt", "100", "--optimizer", "adam", "--lr", "0.002",
-    "--lr-decay", "1", "--clip", "5", "--epochs", "8",
+    "--lr-decay", "1", "--clip", "5",
 ]
 
 
 def filler(rng: np.random.Generator, n: int) -> list[str]:
-    """n words of a small grammar (noun phrases, verbs, prepositions), cut to exactly n."""
-    words: list[str] = []
-    while len(words) < n:
-        phrase = [str(rng.choice(DET))] + ([str(rng.choice(ADJ))] if rng.random() < 0.5 else [])
-        phrase += [str(rng.choice(NOUN)), str(rng.choice(VERB if rng.random() < 0.5 else PREP))]
-        words += phrase
-    return words[:n]
+    """n words of the grammar (determiner noun verb)*, cut to exactly n."""
+    kinds = [DET, NOUN, VERB]
+    return [str(rng.choice(kinds[i % 3])) for i in range(n)]
 
 
 def line(rng: np.random.Generator, gap: int) -> tuple[str, str]:
@@ -60,14 +56,17 @@ def line(rng: np.random.Generator, gap: int) -> tuple[str, str]:
 
 
 def make_data(out: Path, seed: int = 0) -> tuple[Path, Path, list[tuple[int, str, str]]]:
-    """Training text (gaps uniform in 5..60), validation text, and the held-out (gap, prefix, answer)."""
+    """Training and validation text, and the held-out (gap, prefix, answer) at each of GAPS."""
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
 
     def text(n_words: int) -> str:
         lines, count = [], 0
         while count < n_words:
-            prefix, answer = line(rng, int(rng.integers(GAPS[0], GAPS[-1] + 1)))
+            # Half the lines short (gaps 1-10), where the cue is easy to find; the other half
+            # spread over 5-60, where keeping it is the test.
+            short = rng.random() < 0.5
+            prefix, answer = line(rng, int(rng.integers(1, 11) if short else rng.integers(GAPS[0], GAPS[-1] + 1)))
             lines.append(f"{prefix} {answer}")
             count += len(lines[-1].split()) + 1
         return "\n".join(lines) + "\n"
@@ -110,7 +109,7 @@ def _per_gap(held, logits_after, answer_id, answers) -> dict:
     return {g: {"acc": float(np.mean(acc[g])), "p_answer": float(np.mean(prob[g]))} for g in acc}
 
 
-def run_torch(train: Path, valid: Path, held, seed: int) -> dict:
+def run_torch(train: Path, held, seed: int, epochs: int) -> dict:
     """PyTorch's nn.LSTM at its default initialisation (forget bias +1, as lstmtext's cells), the same
     tokenizer, streams, windows, optimizer and clipping."""
     import torch
@@ -130,8 +129,8 @@ def run_torch(train: Path, valid: Path, held, seed: int) -> dict:
     opt = torch.optim.Adam(ps, lr=0.002)
     streams = torch.from_numpy(batching.make_streams(ids, B).astype(np.int64))  # (n, B)
     t0 = time.perf_counter()
-    for _epoch in range(8):
-        state = None
+    for epoch in range(epochs):
+        state, total, n = None, 0.0, 0
         for start in range(0, streams.shape[0] - 1 - T + 1, T):
             x, y = streams[start : start + T], streams[start + 1 : start + T + 1]
             out, state = rnn(emb(x), state)
@@ -141,6 +140,8 @@ def run_torch(train: Path, valid: Path, held, seed: int) -> dict:
             nn.utils.clip_grad_norm_(ps, 5.0)
             opt.step()
             state = tuple(s.detach() for s in state)
+            total, n = total + loss.item(), n + 1
+        print(f"  PyTorch epoch {epoch + 1}: train loss {total / n:.3f}", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - t0
     answers = np.array([tok.encode(f"ans_{k}")[0] for k in range(CUES)])
 
@@ -160,6 +161,7 @@ def main() -> int:
     ap.add_argument("--init", default=None, help="--init for lstmtext (default: lstmtext's own default)")
     ap.add_argument("--seeds", default="1", help="comma-separated seeds")
     ap.add_argument("--torch", action="store_true", help="also train PyTorch's nn.LSTM (needs torch)")
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--out", default=str(ROOT / "runs" / "memory"))
     a = ap.parse_args()
     out = Path(a.out)
@@ -167,17 +169,17 @@ def main() -> int:
     rows = []
     exe = str(Path(sys.executable).with_name("lstmtext"))
     for seed in [int(s) for s in a.seeds.split(",")]:
-        for cell in a.cells.split(","):
+        for cell in [c for c in a.cells.split(",") if c]:
             run = out / f"{cell}-seed{seed}"
             cmd = [exe, "train", str(train), "--valid", str(valid), "--out", str(run), "--force", "--cell", cell,
-                   *TRAIN_ARGS, "--seed", str(seed), *(["--init", a.init] if a.init else [])]
+                   *TRAIN_ARGS, "--epochs", str(a.epochs), "--seed", str(seed), *(["--init", a.init] if a.init else [])]
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             rows.append({"model": f"lstmtext {cell}", "seed": seed, "init": a.init or "default",
                          "seconds": time.perf_counter() - t0, "gaps": score_lstmtext(run, held)})
             print(json.dumps(rows[-1]), flush=True)
         if a.torch:
-            r = run_torch(train, valid, held, seed)
+            r = run_torch(train, held, seed, a.epochs)
             rows.append({"model": "PyTorch nn.LSTM", "seed": seed, "init": "torch default", **r})
             print(json.dumps(rows[-1]), flush=True)
     print(f"\n| model | init | seed | {' | '.join(f'gap {g}' for g in GAPS)} | s |")

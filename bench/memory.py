@@ -119,8 +119,9 @@ def run_torch(train: Path, held, seed: int, epochs: int) -> dict:
     from lstmtext.tokenizer import Tokenizer
 
     torch.manual_seed(seed)
-    tok = Tokenizer.train("word", train.read_text(encoding="utf-8"), vocab_size=10000, word_split="whitespace")
-    ids = tok.encode(train.read_text(encoding="utf-8"))
+    text = train.read_text(encoding="utf-8")
+    tok = Tokenizer.train("word", text, vocab_size=10000, word_split="whitespace")
+    ids = tok.encode(text)
     V, E, H, B, T = tok.vocab_size, 64, 128, 20, 100
     emb, rnn, head = nn.Embedding(V, E), nn.LSTM(E, H), nn.Linear(H, V)
     with torch.no_grad():

@@ -128,13 +128,12 @@ def _time_frameworks(row: Row, env: dict, threads: int, seconds: float, repeats:
 def _cpu_seconds() -> tuple[float, float] | None:
     """-> (CPU seconds the whole machine has spent busy, of which this process and its finished
     children), or None off Linux. Their difference over a row is the load of others on the machine."""
-    try:
-        with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    except OSError:
+    from lstmtext.threads import busy_seconds
+
+    busy = busy_seconds({"cpu"})
+    if busy is None:
         return None
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")  # steal: the VM host's
     return busy, me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 

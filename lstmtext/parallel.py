@@ -23,7 +23,8 @@ def _cap() -> int:
     return max(1, int(env)) if env else 4  # past 4 threads the hand-offs eat the gain
 
 
-def _cores() -> int:
+def cores() -> int:
+    """The cores this process may run on (its affinity)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -31,7 +32,7 @@ def _cores() -> int:
 
 
 CAP = _cap()
-THREADS = max(1, min(CAP, _cores()))
+THREADS = max(1, min(CAP, cores()))
 _pool: ThreadPoolExecutor | None = None
 
 

@@ -75,10 +75,7 @@ MIN_GAP, MAX_GAP = 1.0, 8.0  # s of training between a probe and a triggered one
 
 def allowed_cores() -> int:
     """The cores this process may run on (its affinity), capped by OPENBLAS_NUM_THREADS if set."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        n = os.cpu_count() or 1
+    n = parallel.cores()
     env = os.environ.get("OPENBLAS_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         n = min(n, int(env))
@@ -167,6 +164,23 @@ def set_threads(n: int) -> None:
 # -- others' load ------------------------------------------------------------------------------
 
 
+def busy_seconds(cpus: set[str]) -> float | None:
+    """CPU seconds the named lines of /proc/stat ("cpu" for the whole machine, "cpu0", ...) have
+    spent busy since boot, or None off Linux. steal counts as busy: it is the VM host's."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        with open("/proc/stat") as f:
+            busy = 0
+            for line in f:
+                name, *v = line.split()
+                if name in cpus:
+                    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, v[:8])
+                    busy += user + nice + system + irq + softirq + steal
+    except (OSError, ValueError):
+        return None
+    return busy / tick
+
+
 class LoadMeter:
     """CPU cores used by other processes on our cores, from /proc/stat minus our own CPU time."""
 
@@ -175,22 +189,12 @@ class LoadMeter:
             self.cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
         except AttributeError:
             self.cpus = set()
-        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.last = self._sample()
 
     def _sample(self) -> tuple[float, float, float] | None:
         """-> (wall s, busy s on our cores, our CPU s), or None off Linux."""
-        try:
-            with open("/proc/stat") as f:
-                busy = 0
-                for line in f:
-                    name, *v = line.split()
-                    if name in self.cpus:
-                        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, v[:8])
-                        busy += user + nice + system + irq + softirq + steal  # steal: the VM host's
-        except (OSError, ValueError):
-            return None
-        return time.monotonic(), busy / self.tick, time.process_time()
+        busy = busy_seconds(self.cpus)
+        return None if busy is None else (time.monotonic(), busy, time.process_time())
 
     def read(self) -> float | None:
         """Others' load in cores since the last read, or None if unknown."""

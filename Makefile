@@ -126,7 +126,7 @@ reproduce-wp: $(VENV)/.installed
 # Issue #19: a long-range dependency (cue, 5-60 filler words, the answer), every cell trained on it
 # through the CLI and scored by accuracy per gap, beside PyTorch's nn.LSTM (its default init) on the
 # same data. A measurement, not a test: about 4 minutes a cell on 2 cores.
-# A shorter run: make memory MEMORY_ARGS="--cells lstm --init torch"
+# A shorter run: make memory MEMORY_ARGS="--cells lstm --args '--init torch'"
 MEMORY_ARGS ?=
 memory: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0

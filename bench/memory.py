@@ -10,11 +10,13 @@ answer, a fixed function of the cue ("I grew up in India ... I speak fluent ___"
 Nothing in the filler tells the answer; only the cue G + 1 words back does. Always answering the
 most frequent answer scores about 1 / CUES.
 
-    python -m bench.memory [--cells lstm,gru,rnn,peephole,cifg] [--init torch] [--seeds 1] [--torch]
+    python -m bench.memory [--cells lstm,gru,rnn,peephole,cifg] [--args '--init torch --chrono 60'] [--seeds 1,2]
+                           [--torch] [--epochs 8] [--out runs/memory]
 """
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CUES = 5  # with 10, PyTorch's nn.LSTM needed 14 epochs to find the cue (2026-12-02); with 5, under 8
 GAPS = (5, 10, 20, 40, 60)  # the held-out gaps scored
 HELD_OUT_PER_GAP = 40
+CONTEXT_LINES = 2  # lines of text read before each held-out line
 TRAIN_WORDS = 900_000
 # The filler cycles determiner, noun, verb, each from a few words: predictable text (about 1 nat a
 # word), so the one unpredictable word, the answer, carries a large share of the loss.
@@ -55,6 +58,14 @@ def line(rng: np.random.Generator, gap: int) -> tuple[str, str]:
     return " ".join([f"cue_{cue}", *filler(rng, gap), "says"]), f"ans_{ANSWER_OF[cue]}"
 
 
+def training_line(rng: np.random.Generator) -> str:
+    """One line of the training text. Half the lines are short (gaps 1-10), where the cue is easy
+    to find; the other half spread over 5-60, where keeping it is the test."""
+    short = rng.random() < 0.5
+    prefix, answer = line(rng, int(rng.integers(1, 11) if short else rng.integers(GAPS[0], GAPS[-1] + 1)))
+    return f"{prefix} {answer}"
+
+
 def make_data(out: Path, seed: int = 0) -> tuple[Path, Path, list[tuple[int, str, str]]]:
     """Training and validation text, and the held-out (gap, prefix, answer) at each of GAPS."""
     rng = np.random.default_rng(seed)
@@ -63,24 +74,27 @@ def make_data(out: Path, seed: int = 0) -> tuple[Path, Path, list[tuple[int, str
     def text(n_words: int) -> str:
         lines, count = [], 0
         while count < n_words:
-            # Half the lines short (gaps 1-10), where the cue is easy to find; the other half
-            # spread over 5-60, where keeping it is the test.
-            short = rng.random() < 0.5
-            prefix, answer = line(rng, int(rng.integers(1, 11) if short else rng.integers(GAPS[0], GAPS[-1] + 1)))
-            lines.append(f"{prefix} {answer}")
+            lines.append(training_line(rng))
             count += len(lines[-1].split()) + 1
         return "\n".join(lines) + "\n"
 
     train, valid = out / "train.txt", out / "valid.txt"
     train.write_text(text(TRAIN_WORDS), encoding="utf-8")
     valid.write_text(text(TRAIN_WORDS // 20), encoding="utf-8")
-    held = [(g, *line(rng, g)) for g in GAPS for _ in range(HELD_OUT_PER_GAP)]
+    # Each held-out line comes after CONTEXT_LINES lines of the same text, as every line of the
+    # training streams does: a model trained on streams never starts a line from a zero state.
+    held = []
+    for g in GAPS:
+        for _ in range(HELD_OUT_PER_GAP):
+            context = "".join(training_line(rng) + "\n" for _ in range(CONTEXT_LINES))
+            prefix, answer = line(rng, g)
+            held.append((g, context + prefix, answer))
     return train, valid, held
 
 
 def score_lstmtext(run: Path, held) -> dict:
     """Greedy accuracy on the answer and the probability given to the right answer among the
-    possible answers, per gap; each line read from a zero state."""
+    possible answers, per gap; each line read after its context, from a zero state."""
     from lstmtext import checkpoint, model
 
     ckpt, tok = checkpoint.load_model(run / "best.safetensors")
@@ -159,7 +173,7 @@ def run_torch(train: Path, held, seed: int, epochs: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", default="rnn,gru,lstm,peephole,cifg")
-    ap.add_argument("--init", default=None, help="--init for lstmtext (default: lstmtext's own default)")
+    ap.add_argument("--args", default="", help="more lstmtext train options, e.g. '--init torch --chrono 60'")
     ap.add_argument("--seeds", default="1", help="comma-separated seeds")
     ap.add_argument("--torch", action="store_true", help="also train PyTorch's nn.LSTM (needs torch)")
     ap.add_argument("--epochs", type=int, default=8)
@@ -173,10 +187,10 @@ def main() -> int:
         for cell in [c for c in a.cells.split(",") if c]:
             run = out / f"{cell}-seed{seed}"
             cmd = [exe, "train", str(train), "--valid", str(valid), "--out", str(run), "--force", "--cell", cell,
-                   *TRAIN_ARGS, "--epochs", str(a.epochs), "--seed", str(seed), *(["--init", a.init] if a.init else [])]
+                   *TRAIN_ARGS, "--epochs", str(a.epochs), "--seed", str(seed), *shlex.split(a.args)]
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-            rows.append({"model": f"lstmtext {cell}", "seed": seed, "init": a.init or "default",
+            rows.append({"model": f"lstmtext {cell}", "seed": seed, "init": a.args or "default",
                          "seconds": time.perf_counter() - t0, "gaps": score_lstmtext(run, held)})
             print(json.dumps(rows[-1]), flush=True)
         if a.torch:

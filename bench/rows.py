@@ -62,6 +62,8 @@ ROWS = {
         Row("medium", "train", "lstm", V=10_000, E=650, H=650, L=2, B=20, T=35, ratio_target=1.4, floor_target=0.75),
         # The issue leaves E open for the char row; E = H keeps both layers the same shape.
         Row("char", "train", "lstm", V=100, E=512, H=512, L=2, B=50, T=100, ratio_target=1.0, floor_target=0.75),
+        # The issue "Remembers across the gap": the memory task's model, the size learners start with.
+        Row("tiny", "train", "lstm", V=50, E=64, H=128, L=1, B=20, T=100, ratio_target=1.0, floor_target=None),
         _small("gru", "gru", 1.8, None),
         _small("rnn", "rnn", 1.8, None),
         Row("sample-small", "sample", "lstm", V=10_000, E=200, H=200, L=2, B=1, T=1, ratio_target=6.0),

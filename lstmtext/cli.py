@@ -205,6 +205,9 @@ def train(
             "(orthogonal recurrent blocks, Saxe 2014)."
         ),
     ] = "uniform",
+    chrono: Annotated[
+        int, typer.Option(help="Chrono gate biases (Tallec & Ollivier 2018) for gaps up to this many tokens; 0 = off.")
+    ] = 0,
     batch_size: Annotated[int, typer.Option(help="Parallel streams B.")] = 20,
     bptt: Annotated[int, typer.Option(help="Window length T of truncated backpropagation through time.")] = 35,
     optimizer: Annotated[str, typer.Option(help="sgd, adam or rmsprop.")] = "sgd",
@@ -274,7 +277,7 @@ def train(
         embed, hidden, layers, cell, tie, nonlinearity = (shape[k] for k in runs.SHAPE_OPTIONS)
         if "dropout" not in given:
             dropout = source.model_cfg.dropout
-        init, init_scale = source.model_cfg.init, source.model_cfg.init_scale  # how the weights began
+        init, init_scale, chrono = source.model_cfg.init, source.model_cfg.init_scale, source.model_cfg.chrono
     # Check the model options before the (possibly slow) tokenization; vocab_size is known later.
     model_cfg = ModelConfig(
         vocab_size=1,
@@ -287,6 +290,7 @@ def train(
         init_scale=init_scale,
         nonlinearity=nonlinearity,
         init=init,
+        chrono=chrono,
     )
     run_dir = out if out is not None else Path("runs") / corpus.resolve().name.removesuffix(corpus.suffix)
     tok_opts = TokenizerOptions(tokenizer, vocab_size, min_freq, lowercase, word_split)

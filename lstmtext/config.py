@@ -21,6 +21,7 @@ class ModelConfig:
     init_scale: float = 0.1  # the uniform scheme: every weight starts uniform in (-init_scale, init_scale)
     init: str = "uniform"  # the initialisation scheme, one of INIT_SCHEMES (lstmtext.model.init_params)
     nonlinearity: str = "tanh"  # the rnn cell's φ: "tanh" or "relu" (other cells ignore it)
+    chrono: int = 0  # T_max of the chrono gate biases (Tallec & Ollivier 2018); 0 = off
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embed", "hidden", "layers"):
@@ -35,6 +36,10 @@ class ModelConfig:
             raise ConfigError(f"--init-scale must be positive, got {self.init_scale}")
         if self.init not in INIT_SCHEMES:
             raise ConfigError(f"--init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
+        if self.chrono != 0 and self.chrono < 3:
+            raise ConfigError(f"--chrono is the longest gap to remember, at least 3 (or 0 for off), got {self.chrono}")
+        if self.chrono and self.cell == "rnn":
+            raise ConfigError("--chrono sets gate biases and the rnn cell has none: use lstm, gru, peephole or cifg")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ConfigError(f"--nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.tie and self.embed != self.hidden:

@@ -41,6 +41,16 @@ def orthogonal(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
     return (q * np.sign(np.diag(r))).astype(dtype)  # (n, n)
 
 
+def chrono_biases(b: np.ndarray, blocks: tuple[int, int | None], H: int, t_max: int, rng) -> np.ndarray:
+    """b (G·H,) with the keep block log(U(1, t_max - 1)) and the write block its negative."""
+    keep, write = blocks
+    b = b.copy()
+    b[keep * H : (keep + 1) * H] = np.log(rng.uniform(1.0, t_max - 1.0, H))  # (H,)
+    if write is not None:
+        b[write * H : (write + 1) * H] = -b[keep * H : (keep + 1) * H]  # (H,)
+    return b
+
+
 def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> dict:
     """The starting weights under the scheme `cfg.init`:
 
@@ -51,6 +61,11 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
       weight and bias U(±1/√H). The forget bias 1 is added on top, as the other schemes have it.
     - orthogonal: as uniform, but each H×H gate block of W_h a random orthogonal matrix (Saxe et al.
       2014): the recurrence neither shrinks nor grows a state at the start, so gradients last longer.
+
+    On top of any scheme, `cfg.chrono = T_max` (Tallec & Ollivier 2018, "Can recurrent neural networks
+    warp time?") sets each unit's keep-gate bias to log(u), u ~ U(1, T_max - 1), and its write-gate bias
+    (where the cell has a separate one) to -log(u): a unit then starts forgetting at a rate of about
+    1/u per step, so the units' memories span the gaps 1 .. T_max instead of all fading within a few.
     """
     cell = get_cell(cfg.cell)
     H = cfg.hidden
@@ -67,6 +82,8 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
                 value = value + sum(uniform(rng, value.shape, s, dtype) for _ in range(draws))
             if cfg.init == "orthogonal" and name == "W_h":
                 value = np.concatenate([orthogonal(rng, H, dtype) for _ in range(value.shape[1] // H)], axis=1)
+            if cfg.chrono and name == "b":
+                value = chrono_biases(value, cell.CHRONO, H, cfg.chrono, rng)
             params[f"layers.{layer}.{name}"] = value
     if not cfg.tie:
         params["head.W"] = uniform(rng, (H, cfg.vocab_size), s, dtype)

@@ -16,7 +16,7 @@ from lstmtext import checkpoint, model
 from lstmtext.errors import CheckpointError, ConfigError
 
 # The CLI option names that belong to a run and where its value lives in a checkpoint.
-MODEL_OPTIONS = ("embed", "hidden", "layers", "cell", "dropout", "tie", "init_scale", "nonlinearity", "init")
+MODEL_OPTIONS = ("embed", "hidden", "layers", "cell", "dropout", "tie", "init_scale", "nonlinearity", "init", "chrono")
 TRAIN_OPTIONS = (
     "batch_size", "bptt", "optimizer", "lr", "lr_decay", "decay_after", "clip", "weight_decay", "seed", "dtype",
 )

@@ -77,3 +77,54 @@ def test_init_is_stored_and_kept_by_resume(tmp_path):
     assert checkpoint.load(out / "last.safetensors").model_cfg.init == "torch"
     r = invoke(["train", "--resume", out, "--max-steps", "6", "--init", "uniform"])
     assert r.exit_code == 1 and "--init uniform (the run has torch)" in r.stderr
+
+
+CHRONO_BLOCKS = [("lstm", 1, 0), ("peephole", 1, 0), ("cifg", 0, None), ("gru", 1, None)]  # (cell, keep, write)
+
+
+@pytest.mark.parametrize(("cell", "keep", "write"), CHRONO_BLOCKS)
+@pytest.mark.parametrize("init", ["uniform", "torch"])
+def test_chrono_biases(cell, keep, write, init):
+    T_max = 60
+    p = params(cell, init, chrono=T_max)
+    plain = params(cell, init)
+    for layer in range(2):
+        b = p[f"layers.{layer}.b"]
+        k = b[keep * H : (keep + 1) * H]
+        # log(u), u ~ U(1, T_max - 1): within (0, log 59), spread over it, the mean of log u.
+        assert k.min() >= 0 and k.max() <= np.log(T_max - 1)
+        assert k.max() > np.log(T_max - 1) - 0.1 and k.min() < np.log(5)
+        u = np.exp(k)
+        assert abs(u.mean() - T_max / 2) < 4 and abs(u.var() - (T_max - 2) ** 2 / 12) < 0.25 * (T_max - 2) ** 2 / 12
+        if write is not None:
+            np.testing.assert_array_equal(b[write * H : (write + 1) * H], -k)
+        # The other gates' biases are the scheme's own.
+        rest = [g for g in range(b.size // H) if g not in (keep, write)]
+        for g in rest:
+            if init == "uniform":
+                np.testing.assert_array_equal(b[g * H : (g + 1) * H], plain[f"layers.{layer}.b"][g * H : (g + 1) * H])
+            else:
+                assert np.abs(b[g * H : (g + 1) * H]).max() <= 2 / np.sqrt(H)
+    assert not np.array_equal(p["layers.0.b"][keep * H : (keep + 1) * H], p["layers.1.b"][keep * H : (keep + 1) * H])
+
+
+def test_chrono_is_refused_where_it_means_nothing():
+    with pytest.raises(ConfigError, match="rnn cell has none"):
+        ModelConfig(vocab_size=10, cell="rnn", chrono=60)
+    with pytest.raises(ConfigError, match="at least 3"):
+        ModelConfig(vocab_size=10, chrono=2)
+
+
+def test_chrono_is_stored_and_kept_by_resume(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "run"
+    base = ["train", corpus, "--out", out, *TINY, "--chrono", "40", "--epochs", "0"]
+    r = invoke([*base, "--max-steps", "3"])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(out / "last.safetensors").model_cfg.chrono == 40
+    r = invoke([*base, "--max-steps", "5", "--resume", out])
+    assert r.exit_code == 0, r.output
+    r = invoke(["train", "--resume", out, "--max-steps", "6", "--chrono", "0"])
+    assert r.exit_code == 1 and "--chrono 0 (the run has 40)" in r.stderr
+    r = invoke(["train", corpus, "--out", tmp_path / "rnn", *TINY, "--cell", "rnn", "--chrono", "40"])
+    assert r.exit_code == 1 and "rnn cell has none" in r.stderr and "Traceback" not in r.output

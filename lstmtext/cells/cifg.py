@@ -27,6 +27,11 @@ def param_shapes(D: int, H: int) -> dict[str, tuple[int, ...]]:
     return {"W_x": (D, 3 * H), "W_h": (H, 3 * H), "b": (3 * H,)}
 
 
+# --chrono (Tallec & Ollivier 2018): the H-block of b holding the keep gate f; the write gate
+# is 1 - f, so it follows.
+CHRONO = (0, None)
+
+
 def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -> dict:
     b = np.zeros(3 * H, dtype=dtype)
     b[:H] = FORGET_BIAS

@@ -26,6 +26,11 @@ def param_shapes(D: int, H: int) -> dict[str, tuple[int, ...]]:
     return {"W_x": (D, 3 * H), "W_h": (H, 3 * H), "b": (3 * H,), "b_hn": (H,)}
 
 
+# --chrono (Tallec & Ollivier 2018): the H-block of b holding the keep gate z (h = (1-z) n + z h);
+# the write gate is 1 - z, so it follows.
+CHRONO = (1, None)
+
+
 def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -> dict:
     return {
         "W_x": uniform(rng, (D, 3 * H), scale, dtype),

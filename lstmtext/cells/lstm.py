@@ -30,6 +30,8 @@ STATE = ("h", "c")  # what is carried from window to window
 # A forget-gate bias of 1 keeps the cell state flowing early in training, before the gates have
 # learned anything (Gers et al. 2000; Jozefowicz et al. 2015, "An Empirical Exploration of RNNs").
 FORGET_BIAS = 1.0
+# --chrono (Tallec & Ollivier 2018): the H-blocks of b holding the keep (forget) and write (input) gates.
+CHRONO = (1, 0)
 
 
 def param_shapes(D: int, H: int) -> dict[str, tuple[int, ...]]:

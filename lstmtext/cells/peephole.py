@@ -28,6 +28,11 @@ def param_shapes(D: int, H: int) -> dict[str, tuple[int, ...]]:
     return {"W_x": (D, 4 * H), "W_h": (H, 4 * H), "b": (4 * H,), "p_i": (H,), "p_f": (H,), "p_o": (H,)}
 
 
+# --chrono (Tallec & Ollivier 2018): the H-blocks of b holding the keep and write gates
+# (the forget and input blocks, as in the LSTM).
+CHRONO = (1, 0)
+
+
 def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -> dict:
     b = np.zeros(4 * H, dtype=dtype)
     b[H : 2 * H] = FORGET_BIAS

@@ -67,7 +67,7 @@ def training_line(rng: np.random.Generator) -> str:
 
 
 def make_data(out: Path, seed: int = 0) -> tuple[Path, Path, list[tuple[int, str, str]]]:
-    """Training and validation text, and the held-out (gap, prefix, answer) at each of GAPS."""
+    """Training and validation text, and the held-out (gap, context, prefix, answer) at each of GAPS."""
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -81,20 +81,21 @@ def make_data(out: Path, seed: int = 0) -> tuple[Path, Path, list[tuple[int, str
     train, valid = out / "train.txt", out / "valid.txt"
     train.write_text(text(TRAIN_WORDS), encoding="utf-8")
     valid.write_text(text(TRAIN_WORDS // 20), encoding="utf-8")
-    # Each held-out line comes after CONTEXT_LINES lines of the same text, as every line of the
-    # training streams does: a model trained on streams never starts a line from a zero state.
+    # Each held-out line is scored twice: after CONTEXT_LINES lines of the same text, as every line
+    # of the training streams comes (the model reads text), and alone from a zero state, as
+    # `lstmtext generate` starts a prompt (a state the streams show the model once per epoch).
     held = []
     for g in GAPS:
         for _ in range(HELD_OUT_PER_GAP):
             context = "".join(training_line(rng) + "\n" for _ in range(CONTEXT_LINES))
             prefix, answer = line(rng, g)
-            held.append((g, context + prefix, answer))
+            held.append((g, context, prefix, answer))
     return train, valid, held
 
 
 def score_lstmtext(run: Path, held) -> dict:
     """Greedy accuracy on the answer and the probability given to the right answer among the
-    possible answers, per gap; each line read after its context, from a zero state."""
+    possible answers, per gap; each line read after its context, and alone from a zero state."""
     from lstmtext import checkpoint, model
 
     ckpt, tok = checkpoint.load_model(run / "best.safetensors")
@@ -111,16 +112,18 @@ def score_lstmtext(run: Path, held) -> dict:
 
 
 def _per_gap(held, logits_after, answer_id, answers) -> dict:
-    acc: dict[int, list[float]] = {}
-    prob: dict[int, list[float]] = {}
-    for gap, prefix, answer in held:
-        z = logits_after(prefix)
+    """-> {gap: {"acc", "p_answer"} in context, {"acc_zero", "p_zero"} from a zero state}."""
+    scores: dict[int, dict[str, list[float]]] = {}
+    for gap, context, prefix, answer in held:
         target = answer_id(answer)
-        acc.setdefault(gap, []).append(float(int(z.argmax()) == target))
-        za = z[answers] - z[answers].max()
-        p = np.exp(za) / np.exp(za).sum()
-        prob.setdefault(gap, []).append(float(p[list(answers).index(target)]))
-    return {g: {"acc": float(np.mean(acc[g])), "p_answer": float(np.mean(prob[g]))} for g in acc}
+        for key, text in (("", context + prefix), ("_zero", prefix)):
+            z = logits_after(text)
+            za = z[answers] - z[answers].max()
+            p = np.exp(za) / np.exp(za).sum()
+            s = scores.setdefault(gap, {})
+            s.setdefault("acc" + key, []).append(float(int(z.argmax()) == target))
+            s.setdefault("p_answer" if not key else "p_zero", []).append(float(p[list(answers).index(target)]))
+    return {g: {k: float(np.mean(v)) for k, v in s.items()} for g, s in scores.items()}
 
 
 def run_torch(train: Path, held, seed: int, epochs: int) -> dict:
@@ -197,11 +200,13 @@ def main() -> int:
             r = run_torch(train, held, seed, a.epochs)
             rows.append({"model": "PyTorch nn.LSTM", "seed": seed, "init": "torch default", **r})
             print(json.dumps(rows[-1]), flush=True)
-    print(f"\n| model | init | seed | {' | '.join(f'gap {g}' for g in GAPS)} | s |")
-    print("|---|---|---|" + "---|" * len(GAPS) + "---|")
-    for r in rows:
-        accs = " | ".join(f"{r['gaps'][g]['acc']:.2f}" for g in GAPS)
-        print(f"| {r['model']} | {r['init']} | {r['seed']} | {accs} | {r['seconds']:.0f} |")
+    for title, key in (("in context", "acc"), ("from a zero state", "acc_zero")):
+        print(f"\nAccuracy on the answer, {title}:")
+        print(f"| model | init | seed | {' | '.join(f'gap {g}' for g in GAPS)} | s |")
+        print("|---|---|---|" + "---|" * len(GAPS) + "---|")
+        for r in rows:
+            accs = " | ".join(f"{r['gaps'][g][key]:.2f}" for g in GAPS)
+            print(f"| {r['model']} | {r['init']} | {r['seed']} | {accs} | {r['seconds']:.0f} |")
     (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 

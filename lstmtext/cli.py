@@ -236,7 +236,9 @@ def train(
     threads: Annotated[
         int, typer.Option(help="BLAS threads (0: keep choosing the faster count while training).")
     ] = 0,
-    on_nan: Annotated[str, typer.Option(help="On a non-finite loss or gradient: stop, or skip the window.")] = "stop",
+    on_nan: Annotated[
+        str, typer.Option(help="On a diverged window (non-finite, or loss > 100 log V): stop, or skip it.")
+    ] = "stop",
     seed: Annotated[int, typer.Option(help="Seed for initialization and dropout.")] = 1234,
     dtype: Annotated[str, typer.Option(help="float32, or float64 (slower) to match a reference trainer.")] = "float32",
 ) -> None:

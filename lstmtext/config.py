@@ -67,7 +67,7 @@ class TrainConfig:
     save_every: int = 0  # also write last.safetensors every this many steps (0: after epochs only)
     sample_every: int = 0  # print a short sample every this many steps and at each validation (0: never)
     threads: int = 0  # BLAS threads; 0: chosen while training from what the machine can give now
-    on_nan: str = "stop"  # a non-finite loss or gradient: "stop" training, or "skip" that window
+    on_nan: str = "stop"  # a diverged window (train.healthy): "stop" training, or "skip" that window
     eval_batch_size: int = 10  # streams used by validation
     seed: int = 1234
     dtype: str = "float32"  # float64 is slower; it is for comparing runs with a reference trainer

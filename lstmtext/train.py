@@ -8,8 +8,9 @@ What can go wrong, and what happens then:
 - Ctrl-C / SIGTERM: the current step finishes, last.safetensors is written, Interrupted is raised.
 - kill -9: checkpoints are written atomically, so the previous one survives; --save-every bounds
   the loss. A resumed run drops the metrics lines logged after its checkpoint, so none repeat.
-- a non-finite loss or gradient: the weights are not touched; training stops (--on-nan stop) with
-  the last good weights on disk, or skips that window (--on-nan skip), counted in the metrics.
+- a diverged window (non-finite, or a loss past all reason; see `healthy`): the weights are not
+  touched; training stops (--on-nan stop) with the last good weights on disk, or skips that window
+  (--on-nan skip), counted in the metrics.
 """
 
 import json
@@ -37,6 +38,16 @@ from lstmtext.data import Data
 from lstmtext.errors import ConfigError, TrainingError
 
 METRICS_VERSION = 1
+# A window whose mean loss is this many times that of guessing uniformly (log V) has diverged, even
+# when float32 still holds it: weights blown up by a huge step give losses like 1e29 that overflow
+# on some NumPy builds and not on others.
+DIVERGED_LOSS_FACTOR = 100.0
+
+
+def healthy(loss: float, norm: float, vocab_size: int) -> bool:
+    """False for a window that diverged: a non-finite loss or gradient norm, or an absurd loss."""
+    bound = DIVERGED_LOSS_FACTOR * max(1.0, math.log(vocab_size))
+    return math.isfinite(loss) and math.isfinite(norm) and loss < bound
 # --sample-every: short, a little conservative, the same each time so that samples compare.
 SAMPLE_OPTIONS = sample.SampleOptions(length=30, temperature=0.8)
 
@@ -127,7 +138,7 @@ def train_step(
 ) -> tuple[float, float, dict]:
     """One TBPTT window: forward, backward, clip, update. -> (loss, gradient norm, next state).
 
-    A non-finite loss or gradient leaves the weights untouched, so the caller can stop cleanly."""
+    A diverged window (see `healthy`) leaves the weights untouched, so the caller can stop cleanly."""
     # Overflow shows up as a non-finite loss or norm, which the caller handles: no warnings on stderr.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         loss, _, cache, new_state = model.forward(params, model_cfg, x, y, state, rng)
@@ -135,7 +146,7 @@ def train_step(
         if cfg.weight_decay:
             optim.add_weight_decay(params, grads, cfg.weight_decay)
         norm = optim.clip_global_norm(grads, cfg.clip)
-    if math.isfinite(loss) and math.isfinite(norm):
+    if healthy(loss, norm, model_cfg.vocab_size):
         optim.step(cfg.optimizer, params, grads, opt_state, lr)
     return loss, norm, new_state
 
@@ -270,14 +281,14 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, float]:
-        """One window; handles a non-finite result as --on-nan says. -> (loss, gradient norm)."""
+        """One window; handles a diverged one as --on-nan says. -> (loss, gradient norm)."""
         prog = self.prog
         self.tuner.begin()
         loss, norm, new_state = train_step(
             self.params, self.model_cfg, self.cfg, self.opt_state, lr, x, y, self.state, self.rng
         )
         self.tuner.end(x.size)
-        if not (math.isfinite(loss) and math.isfinite(norm)):
+        if not healthy(loss, norm, self.model_cfg.vocab_size):
             if self.cfg.on_nan == "stop":
                 raise TrainingError(
                     f"training diverged at step {prog['step'] + 1} (loss {loss}, gradient norm {norm}); "
@@ -391,7 +402,7 @@ def print_summary(console: Console, s: dict, cfg: ModelConfig, out: Path) -> Non
     t.add_row("model", f"{cfg.cell} {cfg.layers}×{cfg.hidden}, embed {cfg.embed}, vocab {cfg.vocab_size:,}")
     t.add_row("steps / tokens", f"{s['steps']:,} / {s['tokens']:,}")
     if s["skipped"]:
-        t.add_row("windows skipped (non-finite)", f"{s['skipped']:,}")
+        t.add_row("windows skipped (diverged)", f"{s['skipped']:,}")
     t.add_row("time", f"{s['elapsed']:.1f} s")
     t.add_row("training tokens/s", f"{s['tokens_per_s']:,.0f}  (validation time excluded)")
     t.add_row("last train loss", f"{s['last_train_loss']:.3f}")

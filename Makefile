@@ -35,6 +35,7 @@ test: $(VENV)/.installed-dev
 
 # The README's five-cell table (about 10 minutes on 2 cores).
 compare-cells: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[plot]'
 	mkdir -p runs
 	bench/compare_cells.sh 2
 

@@ -27,3 +27,5 @@ echo
 echo "| cell | parameters | valid perplexity | wall time |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+"$BIN/lstmtext" plot runs/cells/lstm runs/cells/gru runs/cells/rnn runs/cells/peephole runs/cells/cifg \
+    --out runs/cells/curves.png

@@ -461,6 +461,19 @@ def info(
     Console().print(table)
 
 
+@app.command("plot")
+@user_errors
+def plot_command(
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="One or more run directories.")],
+    out: Annotated[Path, typer.Option(help="The picture to write: a .png or .svg file.")] = Path("curves.png"),
+) -> None:
+    """Training and validation perplexity of runs against step and wall time, overlaid (needs lstmtext[plot])."""
+    from lstmtext import plot  # imports matplotlib, which only this command needs
+
+    curves = plot.plot(run_dirs, out)
+    typer.echo(f"Wrote {out} ({len(curves)} run{'s' * (len(curves) > 1)}: {', '.join(c.name for c in curves)}).")
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"lstmtext {__version__}")

@@ -461,6 +461,52 @@ def info(
     Console().print(table)
 
 
+@app.command()
+@user_errors
+def inspect(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="RUN", help=CHECKPOINT_HELP)],
+    file: Annotated[Path, typer.Argument(metavar="TEXT", help="Text to read the model on.")],
+    gradient: Annotated[
+        bool, typer.Option("--gradient", help="Measure ‖∂ log p(next token) / ∂ state k steps back‖ by k.")
+    ] = False,
+    max_distance: Annotated[int, typer.Option(help="--gradient: the largest k.")] = 100,
+    positions: Annotated[int, typer.Option(help="--gradient: positions of the text averaged over.")] = 20,
+    encoding_errors: Annotated[str, typer.Option(help="strict or replace.")] = "strict",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+) -> None:
+    """Look inside a trained model on TEXT. So far --gradient: how far back the model's gradient reaches."""
+    from lstmtext import inside
+
+    if not gradient:
+        raise ConfigError("say what to inspect: --gradient (the HTML page of gates and units is not built yet)")
+    if max_distance < 1 or positions < 1:
+        raise ConfigError("--max-distance and --positions must be at least 1")
+    ckpt, tok = checkpoint.load_model(runs.find_checkpoint(checkpoint_path, _note))
+    ids = tok.encode(read_text(file, encoding_errors))
+    r = inside.gradient_norms(ckpt.params, ckpt.model_cfg, ids, max_distance, positions)
+    if as_json:
+        typer.echo(json.dumps({"file": str(file), "cell": ckpt.model_cfg.cell, **r}))
+        return
+    names = list(r["norm"])
+    top = f"layers.{ckpt.model_cfg.layers - 1}.h"
+    # The bar: 24 characters at k = 1, three fewer per factor of 10 lost (a zero gradient: none).
+    g = np.array(r["norm"][top])  # (K,)
+    bars = np.zeros(len(g), dtype=int)
+    alive = g > 0
+    if g[0] > 0:
+        bars[alive] = np.clip(np.round(24 + 3 * np.log10(g[alive] / g[0])), 0, 40).astype(int)
+    cell = ckpt.model_cfg.cell
+    t = Table(title=f"‖∂ log p(next token) / ∂ state k steps back‖, {cell}, mean of {r['positions']} positions")
+    t.add_column("k", justify="right")
+    for name in names:
+        t.add_column(name.removeprefix("layers."), justify="right")
+    t.add_column(f"{top.removeprefix('layers.')}, 3 █ per factor of 10")
+    shown = [k for k in (1, 2, 3, 5, 10, 20, 30, 50, 70, 100, 150, 200) if k <= max_distance] + [max_distance]
+    for k in sorted(set(shown)):
+        t.add_row(str(k), *(f"{r['norm'][n][k - 1]:.3g}" for n in names), "█" * int(bars[k - 1]))
+    Console().print(t)
+
+
 @app.command("plot")
 @user_errors
 def plot_command(

@@ -99,7 +99,6 @@ def score_lstmtext(run: Path, held) -> dict:
     from lstmtext import checkpoint, model
 
     ckpt, tok = checkpoint.load_model(run / "best.safetensors")
-    answers = np.array([tok.encode(f"ans_{k}")[0] for k in range(CUES)])
 
     def logits_after(prefix: str) -> np.ndarray:
         ids = tok.encode(prefix)
@@ -108,21 +107,22 @@ def score_lstmtext(run: Path, held) -> dict:
             logits, state = model.step_logits(ckpt.params, ckpt.model_cfg, np.array([i]), state)
         return logits[0].astype(np.float64)  # (V,)
 
-    return _per_gap(held, logits_after, lambda a: int(tok.encode(a)[0]), answers)
+    return _per_gap(held, logits_after, tok)
 
 
-def _per_gap(held, logits_after, answer_id, answers) -> dict:
+def _per_gap(held, logits_after, tok) -> dict:
     """-> {gap: {"acc", "p_answer"} in context, {"acc_zero", "p_zero"} from a zero state}."""
+    answers = [int(tok.encode(f"ans_{k}")[0]) for k in range(CUES)]
     scores: dict[int, dict[str, list[float]]] = {}
     for gap, context, prefix, answer in held:
-        target = answer_id(answer)
-        for key, text in (("", context + prefix), ("_zero", prefix)):
-            z = logits_after(text)
-            za = z[answers] - z[answers].max()
+        target = int(tok.encode(answer)[0])
+        s = scores.setdefault(gap, {})
+        for acc, prob, text in (("acc", "p_answer", context + prefix), ("acc_zero", "p_zero", prefix)):
+            z = logits_after(text)  # (V,)
+            za = z[answers] - z[answers].max()  # (CUES,)
             p = np.exp(za) / np.exp(za).sum()
-            s = scores.setdefault(gap, {})
-            s.setdefault("acc" + key, []).append(float(int(z.argmax()) == target))
-            s.setdefault("p_answer" if not key else "p_zero", []).append(float(p[list(answers).index(target)]))
+            s.setdefault(acc, []).append(float(int(z.argmax()) == target))
+            s.setdefault(prob, []).append(float(p[answers.index(target)]))
     return {g: {k: float(np.mean(v)) for k, v in s.items()} for g, s in scores.items()}
 
 
@@ -161,7 +161,6 @@ def run_torch(train: Path, held, seed: int, epochs: int) -> dict:
             total, n = total + loss.item(), n + 1
         print(f"  PyTorch epoch {epoch + 1}: train loss {total / n:.3f}", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - t0
-    answers = np.array([tok.encode(f"ans_{k}")[0] for k in range(CUES)])
 
     @torch.no_grad()
     def logits_after(prefix: str) -> np.ndarray:
@@ -169,8 +168,7 @@ def run_torch(train: Path, held, seed: int, epochs: int) -> dict:
         out, _ = rnn(emb(x))
         return head(out[-1, 0]).double().numpy()
 
-    res = _per_gap(held, logits_after, lambda a: int(tok.encode(a)[0]), answers)
-    return {"gaps": res, "seconds": seconds}
+    return {"gaps": _per_gap(held, logits_after, tok), "seconds": seconds}
 
 
 def main() -> int:

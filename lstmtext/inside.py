@@ -19,13 +19,14 @@ from lstmtext.config import ModelConfig
 from lstmtext.errors import CorpusError
 
 
-def states_along(params: dict, cfg: ModelConfig, ids: np.ndarray, upto: int) -> list[dict]:
-    """-> states[j] = the state after reading ids[0..j], for j < upto (one stream, from zero)."""
+def states_along(params: dict, cfg: ModelConfig, ids: np.ndarray, wanted: set[int]) -> dict[int, dict]:
+    """-> {j: the state after reading ids[0..j]} for each j in wanted (one stream, from zero)."""
     state = model.init_state(cfg, 1, params["embed.W"].dtype)
-    out = []
-    for j in range(upto):
+    out = {}
+    for j in range(max(wanted) + 1):
         _, state = model.step_logits(params, cfg, ids[j : j + 1], state)
-        out.append(state)
+        if j in wanted:
+            out[j] = state
     return out
 
 
@@ -38,8 +39,8 @@ def gradient_norms(params: dict, cfg: ModelConfig, ids: np.ndarray, max_distance
         raise CorpusError(f"the text has {len(ids)} tokens; --max-distance {K} needs at least {K + 2}")
     last = len(ids) - 2  # the last t with a next token
     ts = np.unique(np.linspace(K, last, positions).round().astype(int))  # (P,) positions t
-    states = states_along(params, cfg, ids, int(ts.max()) + 1)
-    names = list(states[0])
+    states = states_along(params, cfg, ids, {int(t) - k for t in ts for k in range(1, K + 1)})
+    names = list(states[int(ts[0]) - 1])
     norm = {name: [] for name in names}
     P = len(ts)
     for k in range(1, K + 1):

@@ -48,6 +48,8 @@ def healthy(loss: float, norm: float, vocab_size: int) -> bool:
     """False for a window that diverged: a non-finite loss or gradient norm, or an absurd loss."""
     bound = DIVERGED_LOSS_FACTOR * max(1.0, math.log(vocab_size))
     return math.isfinite(loss) and math.isfinite(norm) and loss < bound
+
+
 # --sample-every: short, a little conservative, the same each time so that samples compare.
 SAMPLE_OPTIONS = sample.SampleOptions(length=30, temperature=0.8)
 

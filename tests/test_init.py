@@ -63,17 +63,21 @@ def test_an_unknown_scheme_is_refused():
         ModelConfig(vocab_size=10, init="xavier")
 
 
-def test_init_is_stored_and_kept_by_resume(tmp_path):
+def trained_and_resumed(tmp_path, *option) -> tuple:
+    """Train 3 steps with `option`, resume to 5 with it typed again. -> (corpus, run directory)."""
     corpus = make_corpus(tmp_path / "c.txt")
     out = tmp_path / "run"
-    base = ["train", corpus, "--out", out, *TINY, "--init", "torch", "--epochs", "0"]
+    base = ["train", corpus, "--out", out, *TINY, *option, "--epochs", "0"]
     r = invoke([*base, "--max-steps", "3"])
     assert r.exit_code == 0, r.output
-    ck = checkpoint.load(out / "last.safetensors")
-    assert ck.model_cfg.init == "torch"
-    assert np.abs(checkpoint.load(out / "best.safetensors").params["embed.W"]).max() > 1  # N(0,1), not ±0.1
     r = invoke([*base, "--max-steps", "5", "--resume", out])
     assert r.exit_code == 0, r.output
+    return corpus, out
+
+
+def test_init_is_stored_and_kept_by_resume(tmp_path):
+    _, out = trained_and_resumed(tmp_path, "--init", "torch")
+    assert np.abs(checkpoint.load(out / "best.safetensors").params["embed.W"]).max() > 1  # N(0,1), not ±0.1
     assert checkpoint.load(out / "last.safetensors").model_cfg.init == "torch"
     r = invoke(["train", "--resume", out, "--max-steps", "6", "--init", "uniform"])
     assert r.exit_code == 1 and "--init uniform (the run has torch)" in r.stderr
@@ -116,14 +120,8 @@ def test_chrono_is_refused_where_it_means_nothing():
 
 
 def test_chrono_is_stored_and_kept_by_resume(tmp_path):
-    corpus = make_corpus(tmp_path / "c.txt")
-    out = tmp_path / "run"
-    base = ["train", corpus, "--out", out, *TINY, "--chrono", "40", "--epochs", "0"]
-    r = invoke([*base, "--max-steps", "3"])
-    assert r.exit_code == 0, r.output
+    corpus, out = trained_and_resumed(tmp_path, "--chrono", "40")
     assert checkpoint.load(out / "last.safetensors").model_cfg.chrono == 40
-    r = invoke([*base, "--max-steps", "5", "--resume", out])
-    assert r.exit_code == 0, r.output
     r = invoke(["train", "--resume", out, "--max-steps", "6", "--chrono", "0"])
     assert r.exit_code == 1 and "--chrono 0 (the run has 40)" in r.stderr
     r = invoke(["train", corpus, "--out", tmp_path / "rnn", *TINY, "--cell", "rnn", "--chrono", "40"])

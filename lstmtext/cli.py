@@ -466,40 +466,128 @@ def info(
 def inspect(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="RUN", help=CHECKPOINT_HELP)],
     file: Annotated[Path, typer.Argument(metavar="TEXT", help="Text to read the model on.")],
+    html_out: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write one self-contained HTML page: units, saturation, surprise, gradient."),
+    ] = None,
+    units: Annotated[bool, typer.Option("--units", help="Print the units that track features of the text.")] = False,
     gradient: Annotated[
         bool, typer.Option("--gradient", help="Measure ‖∂ log p(next token) / ∂ state k steps back‖ by k.")
     ] = False,
+    feature: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Another feature to find units for, NAME=REGEX (1 on tokens inside a match); repeatable. "
+            "Built in: quotes, brackets, line position, word start, line end."
+        ),
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="--html/--units: read only the first N tokens of TEXT.")] = 2000,
+    pictures: Annotated[
+        Path | None, typer.Option(help="--html: also save its pictures as PNG files in this folder.")
+    ] = None,
     max_distance: Annotated[int, typer.Option(help="--gradient: the largest k.")] = 100,
     positions: Annotated[int, typer.Option(help="--gradient: positions of the text averaged over.")] = 20,
+    vs: Annotated[
+        list[Path] | None, typer.Option(help="--gradient: also measure this run on TEXT, for comparison; repeatable.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="--gradient: also draw the curves into this .png or .svg.")] = None,
     encoding_errors: Annotated[str, typer.Option(help="strict or replace.")] = "strict",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
-    """Look inside a trained model on TEXT. So far --gradient: how far back the model's gradient reaches."""
-    from lstmtext import inside
+    """Look inside a trained model on TEXT: an HTML page of its units and gates (--html), the units that
+    track features of the text (--units), how far back its gradient reaches (--gradient)."""
+    from lstmtext import inside, page, plot
 
-    if not gradient:
-        raise ConfigError("say what to inspect: --gradient (the HTML page of gates and units is not built yet)")
-    if max_distance < 1 or positions < 1:
-        raise ConfigError("--max-distance and --positions must be at least 1")
-    ckpt, tok = checkpoint.load_model(runs.find_checkpoint(checkpoint_path, _note))
-    ids = tok.encode(read_text(file, encoding_errors))
-    r = inside.gradient_norms(ckpt.params, ckpt.model_cfg, ids, max_distance, positions)
+    if not (html_out or units or gradient):
+        raise ConfigError("say what to inspect: --html PAGE.html, --units or --gradient")
+    if as_json and sum(map(bool, (html_out, units, gradient))) > 1:
+        raise ConfigError("--json prints one result: use it with --units or --gradient alone")
+    if max_distance < 1 or positions < 1 or max_tokens < 2:
+        raise ConfigError("--max-distance and --positions must be at least 1, --max-tokens at least 2")
+    if out is not None:
+        plot.check_format(out)
+    if (vs or out) and not gradient:
+        raise ConfigError("--vs and --out belong to --gradient")
+    if html_out is not None and html_out.suffix.lower() not in (".html", ".htm"):
+        raise ConfigError(f"--html must end in .html, got {html_out.name}")
+    extra = dict(inside.parse_feature(f) for f in feature or [])
+    found_path = runs.find_checkpoint(checkpoint_path, _note)
+    ckpt, tok = checkpoint.load_model(found_path)
+    text = read_text(file, encoding_errors)
+    run_name = str(checkpoint_path)
+    if html_out is not None:
+        info = {"run": run_name, "source": str(file), "tokenizer": tok.kind}
+        run_dir = found_path.parent
+        html_text, pics, n = page.make_page(
+            ckpt.params, ckpt.model_cfg, tok, text, info, extra, max_tokens, max_distance, positions, run_dir
+        )
+        html_out.parent.mkdir(parents=True, exist_ok=True)
+        html_out.write_text(html_text, encoding="utf-8")
+        _note(f"Wrote {html_out} ({len(html_text.encode()) / 1e6:.1f} MB, {n:,} tokens of {file}).")
+        if pictures is not None:
+            pictures.mkdir(parents=True, exist_ok=True)
+            for name, png in pics.items():
+                if png is not None:
+                    (pictures / f"{name}.png").write_bytes(png)
+                    _note(f"Wrote {pictures / name}.png.")
+    if units:
+        ids, spans, total = page.read_prefix(tok, text, max_tokens)
+        reading = inside.read_along(ckpt.params, ckpt.model_cfg, ids)
+        found = inside.unit_search(reading, inside.text_features(text, spans, extra))
+        if as_json:
+            typer.echo(json.dumps({"file": str(file), "tokens": len(ids), "of": total, "units": found}))
+        else:
+            _units_table(found, len(ids), total)
+    if gradient:
+        _gradient(checkpoint_path, ckpt, tok, text, file, vs or [], out, max_distance, positions, as_json)
+
+
+def _units_table(found: dict, n: int, total: int) -> None:
+    t = Table(title=f"Units that track features of the text ({n:,} of {total:,} tokens)")
+    t.add_column("feature")
+    for k in range(3):
+        t.add_column(f"#{k + 1} unit, Pearson r")
+    for name, us in found.items():
+        shown = [f"{u['key'].removeprefix('layers.')}[{u['unit']}] {u['r']:+.2f}" for u in us[:3]]
+        t.add_row(name, *(shown + ["constant on this text"] * (not us) + [""] * 3)[:3])
+    Console().print(t)
+
+
+def _gradient(run, ckpt, tok, text, file, vs, out, max_distance, positions, as_json) -> None:
+    """inspect --gradient: the table (or JSON) for RUN and each --vs run, and their picture."""
+    from lstmtext import inside, plot
+
+    results = []
+    for name, (c, t) in [(str(run), (ckpt, tok))] + [
+        (str(v), checkpoint.load_model(runs.find_checkpoint(v, _note))) for v in vs
+    ]:
+        r = inside.gradient_norms(c.params, c.model_cfg, t.encode(text), max_distance, positions)
+        results.append((name, c.model_cfg, r))
     if as_json:
-        typer.echo(json.dumps({"file": str(file), "cell": ckpt.model_cfg.cell, **r}))
-        return
+        objs = [{"run": name, "file": str(file), "cell": cfg.cell, **r} for name, cfg, r in results]
+        typer.echo(json.dumps(objs[0] if len(objs) == 1 else {"runs": objs}))
+    else:
+        for name, cfg, r in results:
+            _gradient_table(name, cfg, r, max_distance)
+    if out is not None:
+        plot.save(plot.gradient_figure([(name, r) for name, _, r in results]), out)
+        _note(f"Wrote {out}.")
+
+
+def _gradient_table(name: str, cfg: ModelConfig, r: dict, max_distance: int) -> None:
     names = list(r["norm"])
-    top = f"layers.{ckpt.model_cfg.layers - 1}.h"
+    top = f"layers.{cfg.layers - 1}.h"
     # The bar: 24 characters at k = 1, three fewer per factor of 10 lost (a zero gradient: none).
     g = np.array(r["norm"][top])  # (K,)
     bars = np.zeros(len(g), dtype=int)
     alive = g > 0
     if g[0] > 0:
         bars[alive] = np.clip(np.round(24 + 3 * np.log10(g[alive] / g[0])), 0, 40).astype(int)
-    cell = ckpt.model_cfg.cell
-    t = Table(title=f"‖∂ log p(next token) / ∂ state k steps back‖, {cell}, mean of {r['positions']} positions")
+    title = f"{name}: ‖∂ log p(next token) / ∂ state k steps back‖, {cfg.cell}, mean of {r['positions']} positions"
+    t = Table(title=title)
     t.add_column("k", justify="right")
-    for name in names:
-        t.add_column(name.removeprefix("layers."), justify="right")
+    for n in names:
+        t.add_column(n.removeprefix("layers."), justify="right")
     t.add_column(f"{top.removeprefix('layers.')}, 3 █ per factor of 10")
     shown = [k for k in (1, 2, 3, 5, 10, 20, 30, 50, 70, 100, 150, 200) if k <= max_distance] + [max_distance]
     for k in sorted(set(shown)):

@@ -1,8 +1,22 @@
-"""Looking inside a trained model. So far: the vanishing gradient, measured (`lstmtext inspect
-RUN TEXT --gradient`).
+"""Looking inside a trained model (`lstmtext inspect`): what its units do on a text, how saturated
+its gates are, and how far back its gradient reaches.
 
-For a position t of the text and a distance k, how much does the log-probability the model gives the
-next token, log p(x_{t+1} | x_{≤t}), depend on the state k steps back? The norm
+Reading a text. One stream runs over the text from a zero state, in windows with the state carried
+across them (as `eval` reads), and every window keeps what the cells expose through
+`quantities(cache)`: for each layer the hidden state h, the cell state c where there is one, and each
+gate. Nothing is computed a second way: these are the arrays of the model's own forward pass.
+
+Units that mean something (Karpathy, Johnson & Fei-Fei 2015, "Visualizing and Understanding
+Recurrent Networks"). A feature of the text is a number per token: 1 inside quotes, the position in
+the line, ... For each feature, the units whose value after reading a token correlates best (Pearson
+r over the tokens) with the feature's value at that token.
+
+Gate saturation (their Figure 4). For every σ gate of every layer, the fraction of tokens where a unit
+sits below 0.1 (left-saturated) and above 0.9 (right-saturated).
+
+The vanishing gradient, measured. For a position t of the text and a distance k, how much does the
+log-probability the model gives the next token, log p(x_{t+1} | x_{≤t}), depend on the state k steps
+back? The norm
 
     g_l(k) = ‖∂ log p(x_{t+1} | x_{≤t}) / ∂h^l_{t−k}‖        (and ∂/∂c^l_{t−k} for the LSTM family)
 
@@ -12,11 +26,15 @@ counted at its last position only; the gradient of that window's initial state i
 A simple RNN's g(k) falls geometrically with k; a gated cell's can stay up.
 """
 
+import re
+from dataclasses import dataclass
+
 import numpy as np
 
 from lstmtext import model
+from lstmtext.cells import get_cell
 from lstmtext.config import ModelConfig
-from lstmtext.errors import CorpusError
+from lstmtext.errors import ConfigError, CorpusError
 
 
 def states_along(params: dict, cfg: ModelConfig, ids: np.ndarray, wanted: set[int]) -> dict[int, dict]:
@@ -56,3 +74,127 @@ def gradient_norms(params: dict, cfg: ModelConfig, ids: np.ndarray, max_distance
             g = np.linalg.norm(dstate[name].astype(np.float64) * P, axis=1)  # (P,)
             norm[name].append(float(g.mean()))
     return {"distance": list(range(1, K + 1)), "positions": P, "at": ts.tolist(), "norm": norm}
+
+
+@dataclass
+class Reading:
+    """What the model did on a text, token by token."""
+
+    ids: np.ndarray  # (N,) the tokens read
+    nll: np.ndarray  # (N,) -log p(token | the tokens before it), float64; nll[0] is nan (no context)
+    values: dict[str, np.ndarray]  # "layers.{l}.{name}" -> (N, H) the quantity after reading each token
+    gates: list[str]  # the keys of values that are σ gates
+
+
+def read_along(params: dict, cfg: ModelConfig, ids: np.ndarray, bptt: int = 100) -> Reading:
+    """Run the model over ids (N,) as one stream from a zero state, windows of `bptt` with the state
+    carried, keeping every cell's quantities and each token's -log p."""
+    cell = get_cell(cfg.cell)
+    N = len(ids)
+    state = model.init_state(cfg, 1, params["embed.W"].dtype)
+    nll = np.full(N, np.nan)  # (N,)
+    parts: dict[str, list[np.ndarray]] = {}
+    for i in range(0, N, bptt):
+        x = ids[i : i + bptt]  # (T,)
+        y = ids[i + 1 : i + bptt + 1]  # (T,) or T-1 at the end of the text
+        T = len(x)
+        mask = np.zeros((T, 1))
+        mask[: len(y)] = 1.0
+        targets = np.zeros((T, 1), dtype=ids.dtype)
+        targets[: len(y), 0] = y
+        _, window_nll, cache, state = model.forward(params, cfg, x[:, None], targets, state, None, mask)
+        nll[i + 1 : i + 1 + len(y)] = window_nll[: len(y), 0]  # the prediction of token j is made at j-1
+        for layer, cell_cache in enumerate(cache.cells):
+            for name, value in cell.quantities(cell_cache).items():
+                parts.setdefault(f"layers.{layer}.{name}", []).append(np.array(value[:, 0], dtype=np.float32))
+    values = {key: np.concatenate(v) for key, v in parts.items()}  # (N, H) each
+    gates = [key for key in values if key.rsplit(".", 1)[1] in cell.GATES]
+    return Reading(ids, nll, values, gates)
+
+
+# The built-in features: name -> what it measures, shown beside the units found for it.
+FEATURES = {
+    "quotes": "inside quotes (\" toggles; “ ” and « » open and close)",
+    "brackets": "inside brackets ( ) [ ] { }",
+    "line position": "characters since the line began",
+    "word start": "the token starts a word",
+    "line end": "the token just read ends a line",
+}
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+def parse_feature(spec: str) -> tuple[str, re.Pattern]:
+    """"NAME=REGEX" (from --feature) -> (name, compiled pattern)."""
+    name, sep, pattern = spec.partition("=")
+    if not sep or not name.strip() or not pattern:
+        raise ConfigError(f"--feature takes NAME=REGEX, e.g. --feature 'digits=[0-9]+'; got {spec!r}")
+    try:
+        return name.strip(), re.compile(pattern)
+    except re.error as e:
+        raise ConfigError(f"--feature {name.strip()}: {pattern!r} is not a regular expression ({e})") from None
+
+
+def text_features(text: str, spans: np.ndarray, extra: dict[str, re.Pattern] | None = None) -> dict[str, np.ndarray]:
+    """Each feature's value at each token, {name: (N,)}: the built-in ones (FEATURES) at the token's
+    last character, i.e. as they stand once the model has read it; for a --feature, 1 where any of
+    the token's characters lies in a match of its pattern."""
+    n = int(spans[-1, 1]) if len(spans) else 0
+    quote = np.zeros(n)  # (n,) per character
+    bracket = np.zeros(n)
+    column = np.zeros(n)
+    straight, curly, depth, col = 0, 0, 0, 0
+    for j, ch in enumerate(text[:n]):
+        straight ^= ch == '"'
+        curly = max(0, curly + (ch in "“«") - (ch in "”»"))
+        depth = max(0, depth + (ch in _OPEN) - (ch in _CLOSE))
+        col = 0 if ch == "\n" else col + 1
+        quote[j], bracket[j], column[j] = bool(straight or curly), depth > 0, col
+    start, end = spans[:, 0], spans[:, 1]  # (N,) each
+    last = np.maximum(end - 1, 0)  # (N,) a token's last character
+    prev = [text[s - 1] if s > 0 else " " for s in start.tolist()]
+    first = [text[s] if s < n else " " for s in start.tolist()]
+    out = {
+        "quotes": quote[last] if n else np.zeros(len(spans)),
+        "brackets": bracket[last] if n else np.zeros(len(spans)),
+        "line position": column[last] if n else np.zeros(len(spans)),
+        "word start": np.array([f.isalnum() and not p.isalnum() for f, p in zip(first, prev, strict=True)], float),
+        "line end": np.array([n > 0 and text[j] == "\n" for j in last.tolist()], float),
+    }
+    for name, pattern in (extra or {}).items():
+        hit = np.zeros(n + 1)
+        for m in pattern.finditer(text[:n]):
+            hit[m.start() : m.end()] = 1.0
+        inside = np.concatenate([[0.0], np.cumsum(hit[:n])])  # (n+1,) matched characters before each offset
+        out[name] = (inside[end] - inside[start] > 0).astype(float)
+    return out
+
+
+def unit_search(reading: Reading, features: dict[str, np.ndarray], top: int = 5) -> dict[str, list[dict]]:
+    """For each feature, the `top` units by |Pearson r| between their value and the feature over the
+    tokens: {feature: [{"key": "layers.0.c", "unit": 17, "r": 0.93}, ...]}. A feature that is
+    constant on the text has no correlation and gets an empty list."""
+    keys = list(reading.values)
+    A = np.concatenate([reading.values[k] for k in keys], axis=1).astype(np.float64)  # (N, U) every unit
+    owner = np.concatenate([[i] * reading.values[k].shape[1] for i, k in enumerate(keys)])  # (U,) its key
+    unit = np.concatenate([np.arange(reading.values[k].shape[1]) for k in keys])  # (U,) its index in the key
+    A -= A.mean(axis=0)
+    a_norm = np.linalg.norm(A, axis=0)  # (U,)
+    found = {}
+    for name, f in features.items():
+        f = f - f.mean()  # (N,)
+        f_norm = np.linalg.norm(f)
+        if f_norm == 0:
+            found[name] = []
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (f @ A) / (a_norm * f_norm)  # (U,)
+        r = np.nan_to_num(r)  # a unit that never moves correlates with nothing
+        best = np.argsort(-np.abs(r), kind="stable")[:top]
+        found[name] = [{"key": keys[owner[u]], "unit": int(unit[u]), "r": float(r[u])} for u in best]
+    return found
+
+
+def saturation(reading: Reading, low: float = 0.1, high: float = 0.9) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{gate key: (left (H,), right (H,))}: each unit's fraction of tokens below `low` and above `high`."""
+    v = reading.values
+    return {key: ((v[key] < low).mean(axis=0), (v[key] > high).mean(axis=0)) for key in reading.gates}

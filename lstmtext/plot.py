@@ -5,6 +5,7 @@ matplotlib is an optional extra (`pip install 'lstmtext[plot]'`): it is imported
 picture is asked for, so the base install stays small.
 """
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,19 +63,45 @@ def names_for(runs: list[Path]) -> list[str]:
     return names
 
 
-def plot(runs: list[Path], out: Path) -> list[Curves]:
-    """Draw the curves of `runs` into `out` (.png or .svg). -> the curves drawn."""
-    if out.suffix.lower() not in FORMATS:
-        raise ConfigError(f"--out must end in {' or '.join(FORMATS)}, got {out.name}")
+def pyplot(command: str = "lstmtext plot"):
+    """matplotlib.pyplot on the Agg backend (no display: pictures go to files), or one clear line on
+    how to install it."""
     try:
         import matplotlib
     except ImportError:
-        raise ConfigError(f"lstmtext plot needs matplotlib: {INSTALL}") from None
-    matplotlib.use("Agg")  # no display needed: the picture goes to a file
+        raise ConfigError(f"{command} needs matplotlib: {INSTALL}") from None
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plain_log_axis(ax, which: str = "y") -> None:
+    """A log axis labelled 3, 4, 6, 10 rather than 3×10⁰."""
     from matplotlib.ticker import ScalarFormatter
 
-    curves = [load_curves(r, n) for r, n in zip(runs, names_for(runs), strict=True)]
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(ScalarFormatter())
+
+
+def save(fig, out: Path | io.BytesIO) -> None:
+    """Write the figure (.png or .svg by the name; PNG into a buffer) and free it."""
+    if isinstance(out, Path):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, format=None if isinstance(out, Path) else "png")
+    pyplot().close(fig)
+
+
+def check_format(out: Path, option: str = "--out") -> None:
+    if out.suffix.lower() not in FORMATS:
+        raise ConfigError(f"{option} must end in {' or '.join(FORMATS)}, got {out.name}")
+
+
+def curves_figure(curves: list[Curves]):
+    """Two panels, against step and against training time: training perplexity (thin) and validation
+    perplexity (dots) of each run, on a log axis."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True, constrained_layout=True)
     for k, c in enumerate(curves):
         color = f"C{k % 10}"
@@ -86,12 +113,62 @@ def plot(runs: list[Path], out: Path) -> list[Curves]:
     axes[0].set_ylabel("perplexity")
     for ax in axes:
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(ScalarFormatter())  # 3, 4, 6, 10 rather than 3×10⁰
-        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        _plain_log_axis(ax)
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize="small", loc="upper right")
     fig.suptitle("training (thin) and validation (dots) perplexity")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def saturation_figure(sat: dict[str, tuple[np.ndarray, np.ndarray]], title: str):
+    """Karpathy, Johnson & Fei-Fei (2015), Figure 4: one panel per gate, one dot per unit at (fraction
+    of tokens left-saturated, fraction right-saturated), coloured by layer. sat: {"layers.{l}.{gate}":
+    (left (H,), right (H,))}."""
+    plt = pyplot("lstmtext inspect")
+    gates = list(dict.fromkeys(key.rsplit(".", 1)[1] for key in sat))
+    size = (3.6 * len(gates) + 0.6, 3.9)
+    fig, axes = plt.subplots(1, len(gates), figsize=size, squeeze=False, constrained_layout=True)
+    for ax, gate in zip(axes[0], gates, strict=True):
+        for key, (left, right) in sat.items():
+            if key.rsplit(".", 1)[1] == gate:
+                layer = int(key.split(".")[1])
+                ax.scatter(left, right, s=9, alpha=0.6, color=f"C{layer}", label=f"layer {layer}")
+        ax.plot([0, 1], [1, 0], color="0.7", linewidth=0.8)  # left + right = 1: a unit never in between
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal", title=f"gate {gate}")
+        ax.set_xlabel("fraction left-saturated (< 0.1)")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("fraction right-saturated (> 0.9)")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize="small", loc="outside right upper")
+    fig.suptitle(title)
+    return fig
+
+
+def gradient_figure(results: list[tuple[str, dict]]):
+    """‖∂ log p(next token) / ∂ state k steps back‖ against k, log scale, one line per run and state.
+    results: [(run name, inside.gradient_norms(...))]."""
+    plt = pyplot("lstmtext inspect")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), constrained_layout=True)
+    styles = {"h": "-", "c": "--"}
+    for k, (name, r) in enumerate(results):
+        for state, norm in r["norm"].items():
+            g = np.array(norm, dtype=np.float64)  # (K,)
+            g[g <= 0] = np.nan  # a gradient of exactly 0 has no place on a log axis
+            label = f"{name} {state.removeprefix('layers.')}"
+            ax.plot(r["distance"], g, styles.get(state.rsplit(".", 1)[1], ":"), color=f"C{k % 10}", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("k (tokens back)")
+    ax.set_ylabel("‖∂ log p(next token) / ∂ state$_{t-k}$‖")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize="small", ncols=2 if sum(len(r["norm"]) for _, r in results) > 6 else 1)
+    ax.set_title("how far back the gradient reaches (mean over positions)")
+    return fig
+
+
+def plot(runs: list[Path], out: Path) -> list[Curves]:
+    """Draw the curves of `runs` into `out` (.png or .svg). -> the curves drawn."""
+    check_format(out)
+    pyplot()  # before reading the runs: without matplotlib, say so first
+    curves = [load_curves(r, n) for r, n in zip(runs, names_for(runs), strict=True)]
+    save(curves_figure(curves), out)
     return curves

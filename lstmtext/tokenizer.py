@@ -321,22 +321,47 @@ class Tokenizer:
 
     def encode(self, text: str) -> np.ndarray:
         """Token ids (int32, 1-D). Word: one "<eos>" per "\\n", none for text after the last one."""
-        text = _valid_utf8(text)
+        return self._encode(text, spans=False)[0]
+
+    def encode_spans(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """encode(), and where each token sits in `text`: spans (N, 2) of [start, end) character
+        offsets ("<eos>" is its "\\n"). For `inspect`, which shows the text as it was written."""
+        return self._encode(text, spans=True)
+
+    def _encode(self, text: str, spans: bool) -> tuple[np.ndarray, np.ndarray]:
+        text = _valid_utf8(text)  # the same length: one character for each lone surrogate
+        # encode_batch_fast skips computing offsets; only a caller that wants spans pays for them.
+        encode_batch = self._hf.encode_batch if spans else self._hf.encode_batch_fast
         parts: list[np.ndarray] = []  # int32 arrays: a Python list of ints would take 4-9× the memory
+        where: list[np.ndarray] = []  # (n, 2) spans of each part
         if self.kind == "word":
             assert self.eos_id is not None
             lines = text.split("\n")
+            base = 0  # where the current line starts in text
             for i in range(0, len(lines), LINE_BATCH):
                 batch: list[int] = []
-                for enc in self._hf.encode_batch_fast(lines[i : i + LINE_BATCH]):
+                for line, enc in zip(lines[i : i + LINE_BATCH], encode_batch(lines[i : i + LINE_BATCH]), strict=True):
                     batch.extend(enc.ids)
                     batch.append(self.eos_id)
+                    if spans:
+                        end = base + len(line)
+                        where.append(np.array([*enc.offsets, (0, 1)], dtype=np.int64).reshape(-1, 2) + [[base, base]])
+                        where[-1][-1] = (end, end + 1)  # "<eos>" stands for the "\n" after the line
+                        base = end + 1
                 parts.append(np.array(batch, dtype=np.int32))
             parts[-1] = parts[-1][:-1]  # the last piece has no "\n" after it
+            if spans:
+                where[-1] = where[-1][:-1]
         else:
-            for enc in self._hf.encode_batch_fast(list(_chunks(text, CHUNK_CHARS))):
+            base = 0
+            pieces = list(_chunks(text, CHUNK_CHARS))
+            for piece, enc in zip(pieces, encode_batch(pieces), strict=True):
                 parts.append(np.array(enc.ids, dtype=np.int32))
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+                if spans:
+                    where.append(np.array(enc.offsets, dtype=np.int64).reshape(-1, 2) + base)
+                    base += len(piece)
+        ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        return ids, (np.concatenate(where) if where else np.zeros((0, 2), dtype=np.int64))
 
     def encode_stream(self, pieces: Iterable[str]) -> np.ndarray:
         """encode() of the concatenated pieces, holding one piece of text at a time. Pieces must be

@@ -10,6 +10,8 @@ Every cell module provides:
     final_state(cache)             -> state after the window (values only: TBPTT cuts the gradient)
     backward(dh (T,B,H), cache)    -> dx (T,B,D), grads {local name: array}, dstate {name: (B,H)}
     step(p, x (B,D), state)        -> h (B,H), next state: one step with no cache, for generation
+    GATES                          names of its σ gates, e.g. ("i", "f", "o"); () for none
+    quantities(cache)              -> {name: (T,B,H)}: states and gates, for `lstmtext inspect`
 The model, trainer, sampler and checkpoint only talk to cells through `get_cell(name)`.
 A new cell is one new module and one line in CELLS.
 """

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import dsigmoid_from_out, sigmoid, uniform
+from lstmtext.cells.common import dsigmoid_from_out, named_blocks, sigmoid, uniform
 from lstmtext.cells.lstm import FORGET_BIAS
 
 NAME = "cifg"
@@ -74,6 +74,16 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, CIFGCache]
         np.multiply(o, tanh_c[t], out=h[t])
         h_prev, c_prev = h[t], c[t]
     return h, CIFGCache(x, state["h"], state["c"], gates, c, tanh_c, h, W_x, W_h)
+
+
+# For `lstmtext inspect`: the σ gates, whose saturation it measures, and quantities(cache), what it can
+# colour the text by.
+GATES = ("f", "o")
+
+
+def quantities(cache: CIFGCache) -> dict[str, np.ndarray]:
+    """{name: (T, B, H)}: the hidden and cell states, the gates f, o (the input gate is 1 - f) and candidate g."""
+    return {"h": cache.h, "c": cache.c, **named_blocks(cache.gates, "fgo", 2)}
 
 
 def final_state(cache: CIFGCache) -> dict:

@@ -17,6 +17,19 @@ def dsigmoid_from_out(s: np.ndarray) -> np.ndarray:
     return s * (1.0 - s)
 
 
+def named_blocks(a: np.ndarray, names: str, feature_axis: int) -> dict[str, np.ndarray]:
+    """A fused gate array, (T, G·H, B) feature-major (feature_axis 1) or (T, B, G·H) batch-major
+    (feature_axis 2), as {name: (T, B, H)} views, one per letter of `names` in fused order."""
+    H = a.shape[feature_axis] // len(names)
+    out = {}
+    for k, name in enumerate(names):
+        if feature_axis == 1:
+            out[name] = a[:, k * H : (k + 1) * H].transpose(0, 2, 1)  # (T, B, H)
+        else:
+            out[name] = a[:, :, k * H : (k + 1) * H]  # (T, B, H)
+    return out
+
+
 def uniform(rng: np.random.Generator, shape: tuple[int, ...], scale: float, dtype) -> np.ndarray:
     return rng.uniform(-scale, scale, size=shape).astype(dtype)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import GateActivation, uniform
+from lstmtext.cells.common import GateActivation, named_blocks, uniform
 
 NAME = "gru"
 STATE = ("h",)
@@ -83,6 +83,16 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, GRUCache]:
         np.add(n, tmp, out=h[t + 1])
     out = np.ascontiguousarray(h[1:].transpose(0, 2, 1))  # (T, B, H)
     return out, GRUCache(x, gates, hn, h, act, W_x, W_h)
+
+
+# For `lstmtext inspect`: the σ gates, whose saturation it measures, and quantities(cache), what it can
+# colour the text by.
+GATES = ("r", "z")
+
+
+def quantities(cache: GRUCache) -> dict[str, np.ndarray]:
+    """{name: (T, B, H)}: the hidden state, the gates r, z and the candidate n."""
+    return {"h": cache.h[1:].transpose(0, 2, 1), **named_blocks(cache.gates, "rzn", 1)}
 
 
 def final_state(cache: GRUCache) -> dict:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import GateActivation, uniform
+from lstmtext.cells.common import GateActivation, named_blocks, uniform
 
 NAME = "lstm"
 STATE = ("h", "c")  # what is carried from window to window
@@ -90,6 +90,16 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, LSTMCache]
         np.tanh(c[t + 1], out=tanh_c[t])
         np.multiply(o, tanh_c[t], out=h[t + 1].T)  # (H, B) written into the (B, H) row
     return h[1:], LSTMCache(x, gates, c, tanh_c, h, act, W_x, W_h)
+
+
+# For `lstmtext inspect`: the σ gates, whose saturation it measures, and quantities(cache), what it can
+# colour the text by.
+GATES = ("i", "f", "o")
+
+
+def quantities(cache: LSTMCache) -> dict[str, np.ndarray]:
+    """{name: (T, B, H)}: the hidden and cell states and the gates i, f, o and candidate g."""
+    return {"h": cache.h[1:], "c": cache.c[1:].transpose(0, 2, 1), **named_blocks(cache.gates, "ifgo", 1)}
 
 
 def final_state(cache: LSTMCache) -> dict:

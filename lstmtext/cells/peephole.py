@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import dsigmoid_from_out, sigmoid, uniform
+from lstmtext.cells.common import dsigmoid_from_out, named_blocks, sigmoid, uniform
 from lstmtext.cells.lstm import FORGET_BIAS
 
 NAME = "peephole"
@@ -84,6 +84,16 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, PeepholeCa
         np.multiply(o, tanh_c[t], out=h[t])
         h_prev, c_prev = h[t], c[t]
     return h, PeepholeCache(x, state["h"], state["c"], gates, c, tanh_c, h, p)
+
+
+# For `lstmtext inspect`: the σ gates, whose saturation it measures, and quantities(cache), what it can
+# colour the text by.
+GATES = ("i", "f", "o")
+
+
+def quantities(cache: PeepholeCache) -> dict[str, np.ndarray]:
+    """{name: (T, B, H)}: the hidden and cell states and the gates i, f, o and candidate g."""
+    return {"h": cache.h, "c": cache.c, **named_blocks(cache.gates, "ifgo", 2)}
 
 
 def final_state(cache: PeepholeCache) -> dict:

@@ -63,6 +63,16 @@ def forward(p: dict, x: np.ndarray, state: dict, nonlinearity: str = "tanh") -> 
     return out, RNNCache(x, h, W_x, W_h, nonlinearity)
 
 
+# For `lstmtext inspect`: the σ gates, whose saturation it measures, and quantities(cache), what it can
+# colour the text by.
+GATES = ()
+
+
+def quantities(cache: RNNCache) -> dict[str, np.ndarray]:
+    """{name: (T, B, H)}: the hidden state (the simple RNN has no gates)."""
+    return {"h": cache.h[1:].transpose(0, 2, 1)}
+
+
 def final_state(cache: RNNCache) -> dict:
     return {"h": np.ascontiguousarray(cache.h[-1].T)}  # (B, H)
 

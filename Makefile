@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := runs/demo
 
-.PHONY: demo test dev lint clean compare-cells parity reproduce-ptb reproduce-ptb-stretch reproduce-wp memory
+.PHONY: demo test dev lint clean compare-cells parity reproduce-ptb reproduce-ptb-stretch reproduce-wp memory see-inside
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -132,6 +132,25 @@ MEMORY_ARGS ?= --seeds 1,2,3
 memory: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/python -m bench.memory --torch $(MEMORY_ARGS)
+
+# Issue #15: README "See inside". An RNN, a GRU and an LSTM trained the same way (characters of the
+# bundled corpus, 2 x 256, Adam, the same number of epochs), then: how far back each one's gradient
+# reaches (one picture), the LSTM's inspect page with its pictures, and the three runs' curves.
+# About 15 minutes on 2 cores. INSIDE_EPOCHS=1 for a quicker look.
+INSIDE_RUN ?= runs/inside
+INSIDE_EPOCHS ?= 3
+see-inside: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[plot]'
+	@for cell in rnn gru lstm; do \
+		$(BIN)/lstmtext train corpora/tinyshakespeare.txt --out $(INSIDE_RUN)/$$cell --force --tokenizer char \
+			--cell $$cell --embed 64 --hidden 256 --layers 2 --dropout 0 --optimizer adam --lr 0.002 --clip 1 \
+			--batch-size 32 --bptt 100 --epochs $(INSIDE_EPOCHS) --seed 1 || exit 1; \
+	done
+	$(BIN)/lstmtext inspect $(INSIDE_RUN)/lstm $(INSIDE_RUN)/lstm/valid.txt --gradient \
+		--vs $(INSIDE_RUN)/gru --vs $(INSIDE_RUN)/rnn --out $(INSIDE_RUN)/gradient.png
+	$(BIN)/lstmtext inspect $(INSIDE_RUN)/lstm $(INSIDE_RUN)/lstm/valid.txt --html $(INSIDE_RUN)/lstm.html \
+		--pictures $(INSIDE_RUN)/lstm-pictures
+	$(BIN)/lstmtext plot $(INSIDE_RUN)/rnn $(INSIDE_RUN)/gru $(INSIDE_RUN)/lstm --out $(INSIDE_RUN)/curves.png
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check lstmtext tests

@@ -258,7 +258,7 @@ def make_page(
     return page, pictures, len(ids)
 
 
-TEMPLATE = """<!doctype html>
+TEMPLATE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>@@TITLE@@</title>
 <style>

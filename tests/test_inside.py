@@ -1,9 +1,15 @@
-"""The vanishing gradient, measured (lstmtext.inside.gradient_norms), on tiny models with known answers."""
+"""Looking inside (lstmtext.inside): the vanishing gradient measured, units, features and saturation, on tiny
+models and texts with known answers."""
+
+import re
 
 import numpy as np
+import pytest
 
 from lstmtext import inside, model
+from lstmtext.cells import get_cell
 from lstmtext.config import ModelConfig
+from lstmtext.errors import ConfigError
 
 V, E, H = 12, 6, 5
 
@@ -87,3 +93,81 @@ def test_inspect_gradient_command(tmp_path):
     assert r.exit_code == 1 and "--gradient" in r.stderr and "Traceback" not in r.output
     r = invoke(["inspect", run, corpus, "--gradient", "--max-distance", "100000"])
     assert r.exit_code == 1 and "--max-distance 100000 needs at least" in r.stderr
+
+
+# --- Reading a text: the cells' own quantities, features of the text, units that track them ---
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "peephole", "cifg"])
+def test_read_along_is_the_models_own_forward_pass(cell):
+    cfg = ModelConfig(vocab_size=V, embed=E, hidden=H, layers=2, cell=cell, dropout=0.0)
+    p = model.init_params(cfg, np.random.default_rng(0), np.float64)
+    ids = text(37)
+    r = inside.read_along(p, cfg, ids, bptt=10)  # 4 windows, the state carried across them
+    assert np.isnan(r.nll[0]) and set(r.gates) <= set(r.values)
+    assert {k.rsplit(".", 1)[1] for k in r.gates} == set(get_cell(cell).GATES)
+    state = model.init_state(cfg, 1, np.float64)
+    for j in range(len(ids)):
+        if j:
+            z = logits[0] - logits[0].max()  # noqa: F821 (set by the previous step)
+            assert abs(r.nll[j] - (np.log(np.exp(z).sum()) - z[ids[j]])) < 1e-10
+        logits, state = model.step_logits(p, cfg, ids[j : j + 1], state)
+        for name, value in state.items():  # every carried state matches, step by step
+            np.testing.assert_allclose(r.values[name][j], value[0], atol=1e-12)
+    for key in r.gates:
+        assert r.values[key].min() >= 0 and r.values[key].max() <= 1  # σ gates
+
+
+def test_text_features_known_values():
+    from lstmtext.tokenizer import Tokenizer
+
+    s = 'ab "cd" (e [f]) “g”\nhi'
+    tok = Tokenizer.train("char", s)
+    _, spans = tok.encode_spans(s)
+    f = inside.text_features(s, spans, {"vowel": re.compile("[aeiou]")})
+    at = {name: "".join(str(int(v)) for v in values) for name, values in f.items()}
+    # a b _ " c d " _ ( e _ [ f ] ) _ “ g ” ↵ h i
+    assert at["quotes"] == "0001110000000000110000"
+    assert at["brackets"] == "0000000011111100000000"
+    assert at["word start"] == "1000100001001000010010"
+    assert at["line end"] == "0000000000000000000100"
+    assert at["vowel"] == "1000000001000000000001"
+    assert f["line position"].tolist() == list(range(1, 20)) + [0, 1, 2]
+
+
+def test_unit_search_finds_a_unit_planted_to_track_quotes():
+    from lstmtext.tokenizer import Tokenizer
+
+    rng = np.random.default_rng(3)
+    words = ["the", "dog", '"yes"', 'said "no', 'way"', "(it", "is)", "\n"]
+    s = " ".join(rng.choice(words, 400))
+    tok = Tokenizer.train("char", s)
+    ids, spans = tok.encode_spans(s)
+    features = inside.text_features(s, spans)
+    N = len(ids)
+    values = {f"layers.{layer}.{q}": rng.uniform(-1, 1, (N, 16)) for layer in range(2) for q in ("h", "c", "f")}
+    values["layers.1.c"][:, 9] = 0.6 * features["quotes"] - 0.2 + 0.05 * rng.standard_normal(N)  # the planted unit
+    values["layers.0.h"][:, 4] = -0.01 * features["line position"]  # and one that counts down the line
+    reading = inside.Reading(ids, np.zeros(N), values, ["layers.0.f", "layers.1.f"])
+    found = inside.unit_search(reading, features, top=3)
+    assert found["quotes"][0]["key"] == "layers.1.c" and found["quotes"][0]["unit"] == 9
+    assert found["quotes"][0]["r"] > 0.95 and abs(found["quotes"][1]["r"]) < 0.3  # the rest are noise
+    assert (found["line position"][0]["key"], found["line position"][0]["unit"]) == ("layers.0.h", 4)
+    assert found["line position"][0]["r"] == pytest.approx(-1.0)
+    f = {"constant": np.ones(N)}
+    assert inside.unit_search(reading, f) == {"constant": []}
+
+
+def test_saturation_fractions():
+    g = np.array([[0.05, 0.5], [0.95, 0.5], [0.99, 0.05], [0.5, 0.92]])  # (N=4, H=2)
+    reading = inside.Reading(np.zeros(4, int), np.zeros(4), {"layers.0.h": g - 0.5, "layers.0.f": g}, ["layers.0.f"])
+    left, right = inside.saturation(reading)["layers.0.f"]
+    assert left.tolist() == [0.25, 0.25] and right.tolist() == [0.5, 0.25]
+
+
+def test_parse_feature():
+    name, pattern = inside.parse_feature("digits=[0-9]+")
+    assert name == "digits" and pattern.search("a12")
+    for bad in ("digits", "=x", "x=", "bad=(unclosed"):
+        with pytest.raises(ConfigError):
+            inside.parse_feature(bad)

@@ -396,3 +396,22 @@ def test_bpe_detokenizer_can_drop_an_unfinished_character_at_the_end():
     detok = tok.detokenizer()
     pieces = [detok.push(int(i)) for i in tok.encode("a 語")[:-1]]
     assert "".join(pieces) + detok.flush(drop_unfinished=True) == "a "
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe"])
+def test_encode_spans_same_ids_and_each_span_is_its_token(kind, monkeypatch):
+    monkeypatch.setattr(tokenizer_module, "CHUNK_CHARS", 40)  # several chunks: spans must add their offsets
+    monkeypatch.setattr(tokenizer_module, "LINE_BATCH", 2)  # several line batches too
+    text = 'He said, "Hello (world)!"\nShe\'s here.\n\nÉtat, ünïcode 日本語 text  end\nlast line\n' * 3
+    tok = Tokenizer.train(kind, text * 5, vocab_size=300)
+    ids, spans = tok.encode_spans(text)
+    assert (ids == tok.encode(text)).all() and spans.shape == (len(ids), 2)
+    assert (spans[:, 0] <= spans[:, 1]).all() and (np.diff(spans[:, 0]) >= 0).all() and spans[-1, 1] <= len(text)
+    pieces = [text[s:e] for s, e in spans.tolist()]
+    if kind == "char":
+        assert "".join(pieces) == text
+    elif kind == "word":
+        assert [tok.id_to_token(i) if i != tok.eos_id else "\n" for i in ids.tolist()] == pieces
+    else:  # byte-level: a token's bytes lie within its span (a split character is in both tokens' spans)
+        for i, piece in zip(ids.tolist(), pieces, strict=True):
+            assert tok.token_bytes(i).strip() in piece.encode("utf-8") or not piece.isascii()

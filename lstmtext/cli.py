@@ -500,30 +500,36 @@ def inspect(
 
     if not (html_out or units or gradient):
         raise ConfigError("say what to inspect: --html PAGE.html, --units or --gradient")
-    if as_json and sum(map(bool, (html_out, units, gradient))) > 1:
+    if as_json and (html_out or (units and gradient)):
         raise ConfigError("--json prints one result: use it with --units or --gradient alone")
     if max_distance < 1 or positions < 1 or max_tokens < 2:
         raise ConfigError("--max-distance and --positions must be at least 1, --max-tokens at least 2")
-    if out is not None:
-        plot.check_format(out)
     if (vs or out) and not gradient:
         raise ConfigError("--vs and --out belong to --gradient")
-    if html_out is not None and html_out.suffix.lower() not in (".html", ".htm"):
-        raise ConfigError(f"--html must end in .html, got {html_out.name}")
+    if pictures is not None and html_out is None:
+        raise ConfigError("--pictures saves the pictures of --html; add --html PAGE.html")
+    if feature and not (html_out or units):
+        raise ConfigError("--feature belongs to --html and --units")
+    if out is not None:
+        plot.check_format(out)
+    if html_out is not None:
+        if html_out.suffix.lower() not in (".html", ".htm"):
+            raise ConfigError(f"--html must end in .html, got {html_out.name}")
+        plot.pyplot("lstmtext inspect --html")  # before the work: without matplotlib, say so first
     extra = dict(inside.parse_feature(f) for f in feature or [])
     found_path = runs.find_checkpoint(checkpoint_path, _note)
     ckpt, tok = checkpoint.load_model(found_path)
+    cfg = ckpt.model_cfg
     text = read_text(file, encoding_errors)
-    run_name = str(checkpoint_path)
+    if html_out or units:
+        found = inside.find_units(ckpt.params, cfg, tok, text, extra, max_tokens)
     if html_out is not None:
-        info = {"run": run_name, "source": str(file), "tokenizer": tok.kind}
-        run_dir = found_path.parent
-        html_text, pics, n = page.make_page(
-            ckpt.params, ckpt.model_cfg, tok, text, info, extra, max_tokens, max_distance, positions, run_dir
-        )
+        info = page.PageInfo(str(checkpoint_path), str(file), tok.kind, cfg.cell, cfg.layers, cfg.hidden)
+        html_text, pics = page.make_page(ckpt.params, cfg, found, info, max_distance, positions, found_path.parent)
         html_out.parent.mkdir(parents=True, exist_ok=True)
         html_out.write_text(html_text, encoding="utf-8")
-        _note(f"Wrote {html_out} ({len(html_text.encode()) / 1e6:.1f} MB, {n:,} tokens of {file}).")
+        n = len(found.reading.ids)
+        _note(f"Wrote {html_out} ({len(html_text.encode()) / 1e6:.1f} MB, {n:,} of {found.total:,} tokens of {file}).")
         if pictures is not None:
             pictures.mkdir(parents=True, exist_ok=True)
             for name, png in pics.items():
@@ -531,25 +537,26 @@ def inspect(
                     (pictures / f"{name}.png").write_bytes(png)
                     _note(f"Wrote {pictures / name}.png.")
     if units:
-        ids, spans, total = page.read_prefix(tok, text, max_tokens)
-        reading = inside.read_along(ckpt.params, ckpt.model_cfg, ids)
-        found = inside.unit_search(reading, inside.text_features(text, spans, extra))
+        n = len(found.reading.ids)
         if as_json:
-            typer.echo(json.dumps({"file": str(file), "tokens": len(ids), "of": total, "units": found}))
+            typer.echo(json.dumps({"file": str(file), "tokens": n, "of": found.total, "units": found.found}))
         else:
-            _units_table(found, len(ids), total)
+            _print_units(found.found, n, found.total)
     if gradient:
         _gradient(checkpoint_path, ckpt, tok, text, file, vs or [], out, max_distance, positions, as_json)
 
 
-def _units_table(found: dict, n: int, total: int) -> None:
+def _print_units(found: dict, n: int, total: int) -> None:
     t = Table(title=f"Units that track features of the text ({n:,} of {total:,} tokens)")
     t.add_column("feature")
     for k in range(3):
         t.add_column(f"#{k + 1} unit, Pearson r")
     for name, us in found.items():
-        shown = [f"{u['key'].removeprefix('layers.')}[{u['unit']}] {u['r']:+.2f}" for u in us[:3]]
-        t.add_row(name, *(shown + ["constant on this text"] * (not us) + [""] * 3)[:3])
+        if us:
+            shown = [f"{u['key'].removeprefix('layers.')}[{u['unit']}] {u['r']:+.2f}" for u in us[:3]]
+        else:
+            shown = ["constant on this text"]
+        t.add_row(name, *shown)
     Console().print(t)
 
 

@@ -35,6 +35,7 @@ from lstmtext import model
 from lstmtext.cells import get_cell
 from lstmtext.config import ModelConfig
 from lstmtext.errors import ConfigError, CorpusError
+from lstmtext.tokenizer import Tokenizer
 
 
 def states_along(params: dict, cfg: ModelConfig, ids: np.ndarray, wanted: set[int]) -> dict[int, dict]:
@@ -106,7 +107,7 @@ def read_along(params: dict, cfg: ModelConfig, ids: np.ndarray, bptt: int = 100)
         nll[i + 1 : i + 1 + len(y)] = window_nll[: len(y), 0]  # the prediction of token j is made at j-1
         for layer, cell_cache in enumerate(cache.cells):
             for name, value in cell.quantities(cell_cache).items():
-                parts.setdefault(f"layers.{layer}.{name}", []).append(np.array(value[:, 0], dtype=np.float32))
+                parts.setdefault(f"layers.{layer}.{name}", []).append(np.array(value[:, 0]))
     values = {key: np.concatenate(v) for key, v in parts.items()}  # (N, H) each
     gates = [key for key in values if key.rsplit(".", 1)[1] in cell.GATES]
     return Reading(ids, nll, values, gates)
@@ -114,7 +115,7 @@ def read_along(params: dict, cfg: ModelConfig, ids: np.ndarray, bptt: int = 100)
 
 # The built-in features: name -> what it measures, shown beside the units found for it.
 FEATURES = {
-    "quotes": "inside quotes (\" toggles; “ ” and « » open and close)",
+    "quotes": "inside quotes (\" toggles; “ ” and « » open and close; a blank line ends a quote)",
     "brackets": "inside brackets ( ) [ ] { }",
     "line position": "characters since the line began",
     "word start": "the token starts a word",
@@ -146,13 +147,19 @@ def text_features(text: str, spans: np.ndarray, extra: dict[str, re.Pattern] | N
     for j, ch in enumerate(text[:n]):
         straight ^= ch == '"'
         curly = max(0, curly + (ch in "“«") - (ch in "”»"))
+        if ch == "\n" and col == 0:
+            # A blank line ends any quote: a speech over several paragraphs opens each one with a
+            # quote mark and closes only the last, which would flip a plain toggle out of step.
+            straight = curly = 0
         depth = max(0, depth + (ch in _OPEN) - (ch in _CLOSE))
         col = 0 if ch == "\n" else col + 1
         quote[j], bracket[j], column[j] = bool(straight or curly), depth > 0, col
     start, end = spans[:, 0], spans[:, 1]  # (N,) each
     last = np.maximum(end - 1, 0)  # (N,) a token's last character
-    prev = [text[s - 1] if s > 0 else " " for s in start.tolist()]
-    first = [text[s] if s < n else " " for s in start.tolist()]
+    # A byte-level BPE token carries the space before its word: the word starts after it.
+    lead = [s + len(text[s:e]) - len(text[s:e].lstrip()) for s, e in spans.tolist()]  # (N,) first non-space
+    prev = [text[s - 1] if s > 0 else " " for s in lead]
+    first = [text[s] if s < min(e, n) else " " for s, e in zip(lead, end.tolist(), strict=True)]
     out = {
         "quotes": quote[last] if n else np.zeros(len(spans)),
         "brackets": bracket[last] if n else np.zeros(len(spans)),
@@ -167,6 +174,46 @@ def text_features(text: str, spans: np.ndarray, extra: dict[str, re.Pattern] | N
         inside = np.concatenate([[0.0], np.cumsum(hit[:n])])  # (n+1,) matched characters before each offset
         out[name] = (inside[end] - inside[start] > 0).astype(float)
     return out
+
+
+def read_prefix(tok: Tokenizer, text: str, max_tokens: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """-> ids (n,), spans (n, 2) of the first n = min(max_tokens, all) tokens of text, and how many
+    tokens the whole text has. Only a prefix is tokenized with spans, cut at a line end so that its
+    tokens are the whole text's; it grows until it holds more than max_tokens."""
+    total = len(tok.encode(text))
+    size = max(max_tokens, 64) * 8
+    while True:
+        cut = text.find("\n", min(size, len(text)))
+        prefix = text if cut == -1 else text[: cut + 1]
+        ids, spans = tok.encode_spans(prefix)
+        if len(prefix) == len(text) or len(ids) > max_tokens + 8:  # the last few may differ at the cut
+            return ids[:max_tokens], spans[:max_tokens], total
+        size *= 2
+
+
+@dataclass
+class Units:
+    """A text read by the model, and the units found for its features."""
+
+    text: str
+    spans: np.ndarray  # (N, 2) where each token read sits in text
+    total: int  # tokens in the whole text (N of them were read)
+    reading: Reading
+    found: dict[str, list[dict]]  # feature -> its best units (unit_search)
+    descriptions: dict[str, str]  # feature -> what it measures
+
+
+def find_units(
+    params: dict, cfg: ModelConfig, tok: Tokenizer, text: str, extra: dict[str, re.Pattern], max_tokens: int
+) -> Units:
+    """Read the first max_tokens tokens of text and search the units for every feature."""
+    ids, spans, total = read_prefix(tok, text, max_tokens)
+    if len(ids) < 2:
+        raise CorpusError(f"the text has {len(ids)} token(s); inspect needs at least 2")
+    reading = read_along(params, cfg, ids)
+    found = unit_search(reading, text_features(text, spans, extra))
+    descriptions = {**FEATURES, **{name: f"matches /{p.pattern}/" for name, p in extra.items()}}
+    return Units(text, spans, total, reading, found, descriptions)
 
 
 def unit_search(reading: Reading, features: dict[str, np.ndarray], top: int = 5) -> dict[str, list[dict]]:

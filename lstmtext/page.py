@@ -12,16 +12,27 @@ decoded only when it is first shown.
 
 import base64
 import html
-import io
 import json
-import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lstmtext import inside, plot
-from lstmtext.errors import CorpusError
-from lstmtext.inside import FEATURES, Reading
+from lstmtext.config import ModelConfig
+from lstmtext.inside import Units
+
+
+@dataclass
+class PageInfo:
+    """What the page says about where it came from."""
+
+    run: str  # the run as the user named it
+    source: str  # the text file it was read on
+    tokenizer: str  # word, char or bpe
+    cell: str
+    layers: int
+    hidden: int
 
 LEVELS = 255  # values are stored as bytes: 0 .. LEVELS between each unit's lo and hi
 
@@ -30,15 +41,18 @@ def quantize(values: np.ndarray, gate: bool) -> tuple[np.ndarray, np.ndarray, np
     """values (N, H) -> bytes (H, N) unit-major, lo (H,), hi (H,) with value ≈ lo + byte/255 (hi - lo).
 
     σ gates span [0, 1]; a quantity within ±1 (tanh states, candidates) spans [-1, 1]; one that leaves
-    it (the LSTM's cell state, a ReLU RNN's h) is scaled per unit by its largest |value| here."""
+    it (the LSTM's cell state, a ReLU RNN's h) is scaled per unit by its largest |value| here, over
+    [0, max] if it is never negative. A diverged model's inf and nan are drawn as the extremes and 0."""
     H = values.shape[1]
+    big = float(np.finfo(np.float32).max)
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=big, neginf=-big)  # (N, H)
     if gate:
         lo, hi = np.zeros(H), np.ones(H)
     elif np.abs(values).max(initial=0.0) <= 1.0:
         lo, hi = -np.ones(H), np.ones(H)
     else:
-        s = np.maximum(np.abs(values).max(axis=0), 1e-12)  # (H,)
-        lo, hi = -s, s
+        hi = np.maximum(np.abs(values).max(axis=0), 1e-12)  # (H,)
+        lo = np.zeros(H) if values.min() >= 0 else -hi
     q = np.rint((values - lo) / (hi - lo) * LEVELS)  # (N, H)
     return np.clip(q, 0, LEVELS).astype(np.uint8).T.copy(), lo, hi
 
@@ -57,9 +71,9 @@ def _token_spans(text: str, spans: np.ndarray, cls: str, attrs: list[str]) -> st
     out, at = [], 0
     for j, (s, e) in enumerate(_shown_spans(spans).tolist()):
         out.append(html.escape(text[at:s]))
-        tok = text[s:e]
-        nl = " nl" if "\n" in tok else ""
-        out.append(f'<span class="{cls}{nl}" {attrs[j]}>{html.escape(tok)}</span>')
+        # An empty <i class=nl> before each line end draws "↵" (CSS) without changing the token's text.
+        tok = html.escape(text[s:e]).replace("\n", '<i class="nl"></i>\n')
+        out.append(f'<span class="{cls}" {attrs[j]}>{tok}</span>')
         at = e
     return "".join(out)
 
@@ -127,18 +141,15 @@ def _img(png: bytes | None, alt: str, missing: str) -> str:
 
 
 def build(
-    info: dict,
-    text: str,
-    spans: np.ndarray,
-    reading: Reading,
-    found: dict[str, list[dict]],
-    descriptions: dict[str, str],
+    info: PageInfo,
+    units: Units,
     pictures: dict[str, bytes | None],
     gradient: dict | None,
     notes: dict[str, str],
 ) -> str:
-    """The whole page as a string. info: run, cell, layers, hidden, tokenizer, shown, total, source;
-    pictures: {"saturation", "gradient", "curves": PNG bytes or None}; notes: why a picture is missing."""
+    """The whole page as a string. pictures: {"saturation", "gradient", "curves": PNG bytes or None};
+    notes: why a picture is missing."""
+    text, spans, reading, found = units.text, units.spans, units.reading, units.found
     N = len(reading.ids)
     blocks, meta = [], []
     for k, (key, values) in enumerate(reading.values.items()):
@@ -148,12 +159,12 @@ def build(
         layer, name = key.split(".")[1:]
         meta.append({"key": key, "layer": int(layer), "name": name, "H": values.shape[1],
                      "lo": np.round(lo, 6).tolist(), "hi": np.round(hi, 6).tolist(), "block": f"q{k}",
-                     "gate": key in reading.gates})
+                     "gate": key in reading.gates, "white": 0.5 if key in reading.gates else 0.0})
     # The page opens on the state unit (h or c, not a gate) that tracks a feature best, or on unit 0
     # of the top layer's h; a link "page.html#layers.0.c:16" opens on that unit instead.
     states = [u for units in found.values() for u in units if u["key"].rsplit(".", 1)[1] in ("h", "c")]
     best = max(states, key=lambda u: abs(u["r"]), default=None)
-    first = best or {"key": f"layers.{info['layers'] - 1}.h", "unit": 0}
+    first = best or {"key": f"layers.{info.layers - 1}.h", "unit": 0}
     v0 = reading.values[first["key"]][:, first["unit"]]  # (N,)
     p = np.exp(-reading.nll)  # (N,) nan for the first token
     unit_attrs = [f'data-v="{v0[j]:.4g}" data-p="{_fmt(p[j])}"' for j in range(N)]
@@ -166,23 +177,23 @@ def build(
     finite = np.isfinite(reading.nll)
     mean_nll = float(reading.nll[finite].mean()) if finite.any() else float("nan")
     cut = (
-        f"the first {N:,} of {info['total']:,} tokens (--max-tokens); the rest was not read"
-        if N < info["total"]
+        f"the first {N:,} of {units.total:,} tokens (--max-tokens); the rest was not read"
+        if N < units.total
         else f"all {N:,} tokens"
     )
     data = {"N": N, "quantities": meta, "first": first}
     page = TEMPLATE
     for name, value in {
-        "TITLE": html.escape(f"lstmtext inspect: {info['run']}"),
-        "RUN": html.escape(info["run"]),
-        "MODEL": html.escape(f"{info['cell']}, {info['layers']} × {info['hidden']}, {info['tokenizer']} tokens"),
-        "SOURCE": html.escape(info["source"]),
+        "TITLE": html.escape(f"lstmtext inspect: {info.run}"),
+        "RUN": html.escape(info.run),
+        "MODEL": html.escape(f"{info.cell}, {info.layers} × {info.hidden}, {info.tokenizer} tokens"),
+        "SOURCE": html.escape(info.source),
         "CUT": html.escape(cut),
         "LOSS": f"{mean_nll:.4f} nats per token (perplexity {np.exp(mean_nll):.2f})" if finite.any() else "—",
         "UNITS_TEXT": _token_spans(text, spans, "t", unit_attrs),
         "SURPRISE_TEXT": _token_spans(text, spans, "s", surprise_attrs),
         "HARDEST": _hardest(text, spans, reading.nll),
-        "FOUND": _units_table(found, descriptions),
+        "FOUND": _units_table(found, units.descriptions),
         "SATURATION": _img(pictures.get("saturation"), "gate saturation", notes.get("saturation", "")),
         "GRADIENT": _img(pictures.get("gradient"), "gradient by distance", notes.get("gradient", ""))
         + _gradient_table(gradient),
@@ -194,68 +205,32 @@ def build(
     return page
 
 
-def read_prefix(tok, text: str, max_tokens: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """-> ids (n,), spans (n, 2) of the first n = min(max_tokens, all) tokens of text, and how many
-    tokens the whole text has. Only a prefix is tokenized with spans, cut at a line end so that its
-    tokens are the whole text's; it grows until it holds more than max_tokens."""
-    total = len(tok.encode(text))
-    size = max(max_tokens, 64) * 8
-    while True:
-        cut = text.find("\n", min(size, len(text)))
-        prefix = text if cut == -1 else text[: cut + 1]
-        ids, spans = tok.encode_spans(prefix)
-        if len(prefix) == len(text) or len(ids) > max_tokens + 8:  # the last few may differ at the cut
-            return ids[:max_tokens], spans[:max_tokens], total
-        size *= 2
-
-
-def png(fig) -> bytes:
-    buf = io.BytesIO()
-    plot.save(fig, buf)
-    return buf.getvalue()
-
-
 def make_page(
-    params: dict,
-    cfg,
-    tok,
-    text: str,
-    info: dict,
-    extra: dict[str, re.Pattern],
-    max_tokens: int,
-    max_distance: int,
-    positions: int,
-    run_dir: Path | None,
-) -> tuple[str, dict[str, bytes | None], int]:
-    """Read the model on text and draw everything: -> the page, its pictures, the tokens read."""
-    plot.pyplot("lstmtext inspect --html")  # before the work: without matplotlib, say so first
-    ids, spans, total = read_prefix(tok, text, max_tokens)
-    if len(ids) < 2:
-        raise CorpusError(f"{info['source']} has {len(ids)} token(s); inspect needs at least 2")
-    reading = inside.read_along(params, cfg, ids)
-    found = inside.unit_search(reading, inside.text_features(text, spans, extra))
-    descriptions = {**FEATURES, **{name: f"matches /{p.pattern}/" for name, p in extra.items()}}
+    params: dict, cfg: ModelConfig, units: Units, info: PageInfo, max_distance: int, positions: int, run_dir: Path
+) -> tuple[str, dict[str, bytes | None]]:
+    """Draw the pictures for a text the model has read and build the page: -> the page, its pictures
+    (PNG bytes, None where there is nothing to draw)."""
+    reading = units.reading
+    N = len(reading.ids)
     pictures: dict[str, bytes | None] = {"saturation": None, "gradient": None, "curves": None}
     notes = {}
     sat = inside.saturation(reading)
     if sat:
-        pictures["saturation"] = png(plot.saturation_figure(sat, f"{cfg.cell}: gate saturation on {len(ids):,} tokens"))
+        pictures["saturation"] = plot.png(plot.saturation_figure(sat, f"{cfg.cell}: gate saturation on {N:,} tokens"))
     else:
         notes["saturation"] = f"The {cfg.cell} cell has no gates."
     gradient = None
-    K = min(max_distance, len(ids) - 2)
+    K = min(max_distance, N - 2)
     if K >= 1:
-        gradient = inside.gradient_norms(params, cfg, ids, K, positions)
-        pictures["gradient"] = png(plot.gradient_figure([(info["run"], gradient)]))
+        gradient = inside.gradient_norms(params, cfg, reading.ids, K, positions)
+        pictures["gradient"] = plot.png(plot.gradient_figure([(info.run, gradient)]))
     else:
         notes["gradient"] = "The text is too short to measure the gradient."
-    if run_dir is not None and (run_dir / "metrics.jsonl").is_file():
-        pictures["curves"] = png(plot.curves_figure([plot.load_curves(run_dir)]))
+    if (run_dir / "metrics.jsonl").is_file():
+        pictures["curves"] = plot.png(plot.curves_figure([plot.load_curves(run_dir)]))
     else:
         notes["curves"] = "No metrics.jsonl beside the checkpoint: the training curves are not known."
-    info = {**info, "total": total, "layers": cfg.layers, "hidden": cfg.hidden, "cell": cfg.cell}
-    page = build(info, text, spans, reading, found, descriptions, pictures, gradient, notes)
-    return page, pictures, len(ids)
+    return build(info, units, pictures, gradient, notes), pictures
 
 
 TEMPLATE = r"""<!doctype html>
@@ -269,7 +244,7 @@ h1 { font-size: 22px; margin: 18px 0 4px; } h2 { font-size: 18px; margin: 30px 0
 nav a { margin-right: 14px; }
 .text { font: 14px/1.6 ui-monospace, "DejaVu Sans Mono", Menlo, monospace; white-space: pre-wrap;
   word-break: break-word; border: 1px solid #ddd; padding: 10px; max-height: 460px; overflow-y: auto; }
-.text span.nl::before { content: "↵"; color: #999; }
+.text i.nl::before { content: "↵"; color: #999; font-style: normal; }
 .controls { display: flex; flex-wrap: wrap; gap: 12px; align-items: center; margin: 8px 0; }
 .controls input[type=number] { width: 6em; }
 #readout { font: 13px ui-monospace, monospace; color: #333; min-height: 1.4em; }
@@ -352,18 +327,19 @@ function show(key, unit) {
   current = { q, unit };
   $("layer").value = q.layer; fillQty(q.layer); $("qty").value = q.name;
   $("unit").max = q.H - 1; $("unit").value = unit;
-  const b = bytes(q), lo = q.lo[unit], hi = q.hi[unit], mid = (lo + hi) / 2, half = (hi - lo) / 2;
+  const b = bytes(q), lo = q.lo[unit], hi = q.hi[unit], w = q.white;  // w: the value drawn white
   for (let i = 0; i < spans.length; i++) {
     const v = lo + (b[unit * D.N + i] / 255) * (hi - lo);
     const sp = spans[i];
     sp.dataset.v = v.toPrecision(4);
-    sp.style.background = colour((v - mid) / half);
+    sp.style.background = colour(v >= w ? (v - w) / (hi - w || 1) : (v - w) / (w - lo || 1));
     sp.title = `${q.name} = ${v.toFixed(3)}, p = ${sp.dataset.p}`;
   }
   $("lo").textContent = lo.toPrecision(3); $("hi").textContent = hi.toPrecision(3);
   $("scale-note").textContent = q.gate ? `${q.name}: a σ gate, 0 (blue) to 1 (red).`
     : (hi === 1 && lo === -1) ? `${q.name}: from -1 (blue) to 1 (red).`
-    : `${q.name} leaves ±1 on this text: unit ${unit} is scaled by its largest |value|, ${hi.toPrecision(3)}.`;
+    : `${q.name} leaves ±1 on this text: unit ${unit} is drawn from ${lo.toPrecision(3)} to its largest |value|, ` +
+      `${hi.toPrecision(3)}.`;
 }
 function fillQty(layer) {
   const sel = $("qty"), names = D.quantities.filter((q) => q.layer === layer).map((q) => q.name);

@@ -93,6 +93,13 @@ def save(fig, out: Path | io.BytesIO) -> None:
     pyplot().close(fig)
 
 
+def png(fig) -> bytes:
+    """The figure as PNG bytes (to embed in a page), freed."""
+    buf = io.BytesIO()
+    save(fig, buf)
+    return buf.getvalue()
+
+
 def check_format(out: Path, option: str = "--out") -> None:
     if out.suffix.lower() not in FORMATS:
         raise ConfigError(f"{option} must end in {' or '.join(FORMATS)}, got {out.name}")

@@ -98,6 +98,16 @@ def test_inspect_gradient_command(tmp_path):
 # --- Reading a text: the cells' own quantities, features of the text, units that track them ---
 
 
+def cell_equations_hold(cell: str, q: dict, prev: dict) -> None:
+    """Each named quantity plays its part in the cell's own equations (a swapped gate would not)."""
+    if cell in ("lstm", "peephole", "cifg"):
+        write = 1.0 - q["f"] if cell == "cifg" else q["i"]
+        np.testing.assert_allclose(q["c"], q["f"] * prev["c"] + write * q["g"], atol=1e-12)
+        np.testing.assert_allclose(q["h"], q["o"] * np.tanh(q["c"]), atol=1e-12)
+    elif cell == "gru":
+        np.testing.assert_allclose(q["h"], (1.0 - q["z"]) * q["n"] + q["z"] * prev["h"], atol=1e-12)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "peephole", "cifg"])
 def test_read_along_is_the_models_own_forward_pass(cell):
     cfg = ModelConfig(vocab_size=V, embed=E, hidden=H, layers=2, cell=cell, dropout=0.0)
@@ -107,13 +117,19 @@ def test_read_along_is_the_models_own_forward_pass(cell):
     assert np.isnan(r.nll[0]) and set(r.gates) <= set(r.values)
     assert {k.rsplit(".", 1)[1] for k in r.gates} == set(get_cell(cell).GATES)
     state = model.init_state(cfg, 1, np.float64)
+    logits = None
     for j in range(len(ids)):
-        if j:
-            z = logits[0] - logits[0].max()  # noqa: F821 (set by the previous step)
+        if logits is not None:  # the probability of token j, from the step that read token j-1
+            z = logits[0] - logits[0].max()
             assert abs(r.nll[j] - (np.log(np.exp(z).sum()) - z[ids[j]])) < 1e-10
+        previous = state
         logits, state = model.step_logits(p, cfg, ids[j : j + 1], state)
         for name, value in state.items():  # every carried state matches, step by step
             np.testing.assert_allclose(r.values[name][j], value[0], atol=1e-12)
+        for layer in range(2):
+            q = {k.rsplit(".", 1)[1]: v[j] for k, v in r.values.items() if k.startswith(f"layers.{layer}.")}
+            prev = {k.rsplit(".", 1)[1]: v[0] for k, v in previous.items() if k.startswith(f"layers.{layer}.")}
+            cell_equations_hold(cell, q, prev)
     for key in r.gates:
         assert r.values[key].min() >= 0 and r.values[key].max() <= 1  # σ gates
 
@@ -133,6 +149,24 @@ def test_text_features_known_values():
     assert at["line end"] == "0000000000000000000100"
     assert at["vowel"] == "1000000001000000000001"
     assert f["line position"].tolist() == list(range(1, 20)) + [0, 1, 2]
+    s = 'a "b\n\n"c" d'  # a quote left open at a paragraph's end is closed by the blank line
+    f = inside.text_features(s, Tokenizer.train("char", s).encode_spans(s)[1])
+    assert "".join(str(int(v)) for v in f["quotes"]) == "00111011000"
+
+
+@pytest.mark.parametrize("kind", ["word", "bpe"])
+def test_word_start_and_line_end_for_word_and_bpe_tokens(kind):
+    from lstmtext.tokenizer import Tokenizer
+
+    s = "the cat sat\non the mat, ok\n"
+    tok = Tokenizer.train(kind, s * 30, vocab_size=300)
+    _, spans = tok.encode_spans(s)
+    f = inside.text_features(s, spans)
+    pieces = [s[a:b] for a, b in spans.tolist()]
+    starts = [p for p, v in zip(pieces, f["word start"], strict=True) if v]
+    ends = [p for p, v in zip(pieces, f["line end"], strict=True) if v]
+    assert [p.strip() for p in starts] == ["the", "cat", "sat", "on", "the", "mat", "ok"]  # not "," nor "\n"
+    assert len(ends) == 2 and all(p.endswith("\n") for p in ends)
 
 
 def test_unit_search_finds_a_unit_planted_to_track_quotes():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_cli import TINY, invoke, make_corpus
 
-from lstmtext import checkpoint, page
+from lstmtext import checkpoint, inside, page
 from lstmtext.cells import get_cell
 
 
@@ -100,6 +100,15 @@ def test_every_token_is_in_the_page_in_order_with_a_value(tmp_path, cell, tokeni
     else:
         assert {f"layers.1.{g}" for g in ("h", *get_cell(cell).GATES)} <= set(keys)
         assert (tmp_path / "pics" / "saturation.png").read_bytes()[:4] == b"\x89PNG"
+    # Without its script, the page shows the unit it opens on: the model's own values, as read here.
+    ckpt, _ = checkpoint.load_model(run / "best.safetensors")
+    units = inside.find_units(ckpt.params, ckpt.model_cfg, tok, text, {}, 300)
+    first = units.reading.values[data["first"]["key"]][:, data["first"]["unit"]]  # (n,)
+    shown = np.array([float(t["data-v"]) for t in doc.views["units-text"]])
+    np.testing.assert_allclose(shown, first, rtol=1e-3, atol=1e-6)
+    script = doc.scripts[""]  # the one script without an id
+    used = set(re.findall(r'\$\("([\w-]+)"\)', script))  # every element the script looks up exists
+    assert len(used) >= 8 and used <= set(re.findall(r'id="([\w-]+)"', source))
     for q in data["quantities"]:  # each block decodes to one byte per unit and token
         assert len(base64.b64decode(doc.scripts[q["block"]])) == q["H"] * n
     assert "vowel" in source and "line position" in source

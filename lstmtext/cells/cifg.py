@@ -76,9 +76,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, CIFGCache]
     return h, CIFGCache(x, state["h"], state["c"], gates, c, tanh_c, h, W_x, W_h)
 
 
-# For `lstmtext inspect`: the σ gates, whose saturation it measures, and quantities(cache), what it can
-# colour the text by.
-GATES = ("f", "o")
+GATES = ("f", "o")  # the σ gates, whose saturation `lstmtext inspect` measures
 
 
 def quantities(cache: CIFGCache) -> dict[str, np.ndarray]:

@@ -85,9 +85,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, GRUCache]:
     return out, GRUCache(x, gates, hn, h, act, W_x, W_h)
 
 
-# For `lstmtext inspect`: the σ gates, whose saturation it measures, and quantities(cache), what it can
-# colour the text by.
-GATES = ("r", "z")
+GATES = ("r", "z")  # the σ gates, whose saturation `lstmtext inspect` measures
 
 
 def quantities(cache: GRUCache) -> dict[str, np.ndarray]:

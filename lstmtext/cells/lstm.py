@@ -92,9 +92,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, LSTMCache]
     return h[1:], LSTMCache(x, gates, c, tanh_c, h, act, W_x, W_h)
 
 
-# For `lstmtext inspect`: the σ gates, whose saturation it measures, and quantities(cache), what it can
-# colour the text by.
-GATES = ("i", "f", "o")
+GATES = ("i", "f", "o")  # the σ gates, whose saturation `lstmtext inspect` measures
 
 
 def quantities(cache: LSTMCache) -> dict[str, np.ndarray]:

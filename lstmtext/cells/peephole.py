@@ -86,9 +86,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, PeepholeCa
     return h, PeepholeCache(x, state["h"], state["c"], gates, c, tanh_c, h, p)
 
 
-# For `lstmtext inspect`: the σ gates, whose saturation it measures, and quantities(cache), what it can
-# colour the text by.
-GATES = ("i", "f", "o")
+GATES = ("i", "f", "o")  # the σ gates, whose saturation `lstmtext inspect` measures
 
 
 def quantities(cache: PeepholeCache) -> dict[str, np.ndarray]:

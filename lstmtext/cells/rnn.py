@@ -63,9 +63,7 @@ def forward(p: dict, x: np.ndarray, state: dict, nonlinearity: str = "tanh") -> 
     return out, RNNCache(x, h, W_x, W_h, nonlinearity)
 
 
-# For `lstmtext inspect`: the σ gates, whose saturation it measures, and quantities(cache), what it can
-# colour the text by.
-GATES = ()
+GATES = ()  # the σ gates, whose saturation `lstmtext inspect` measures
 
 
 def quantities(cache: RNNCache) -> dict[str, np.ndarray]:

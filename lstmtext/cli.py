@@ -485,8 +485,8 @@ def inspect(
     pictures: Annotated[
         Path | None, typer.Option(help="--html: also save its pictures as PNG files in this folder.")
     ] = None,
-    max_distance: Annotated[int, typer.Option(help="--gradient: the largest k.")] = 100,
-    positions: Annotated[int, typer.Option(help="--gradient: positions of the text averaged over.")] = 20,
+    max_distance: Annotated[int, typer.Option(help="--gradient and --html: the largest k.")] = 100,
+    positions: Annotated[int, typer.Option(help="--gradient and --html: positions of the text averaged over.")] = 20,
     vs: Annotated[
         list[Path] | None, typer.Option(help="--gradient: also measure this run on TEXT, for comparison; repeatable.")
     ] = None,
@@ -577,7 +577,8 @@ def _gradient(run, ckpt, tok, text, file, vs, out, max_distance, positions, as_j
         for name, cfg, r in results:
             _gradient_table(name, cfg, r, max_distance)
     if out is not None:
-        plot.save(plot.gradient_figure([(name, r) for name, _, r in results]), out)
+        names = plot.names_for([Path(name) for name, _, _ in results])  # "lstm", not "runs/inside/lstm"
+        plot.save(plot.gradient_figure([(n, r) for n, (_, _, r) in zip(names, results, strict=True)]), out)
         _note(f"Wrote {out}.")
 
 

@@ -254,6 +254,7 @@ table { border-collapse: collapse; } td, th { padding: 3px 8px; vertical-align: 
 table.grid td, table.grid th { border: 1px solid #ddd; } .num { text-align: right; font-variant-numeric: tabular-nums; }
 #found tr { border-bottom: 1px solid #eee; } a.unit { display: inline-block; margin: 1px 8px 1px 0; }
 .r { color: #666; font-size: 13px; } td.ctx { font: 13px ui-monospace, monospace; white-space: pre; }
+td.ctx b { background: rgba(230,80,0,.35); } #hardest { margin-top: 10px; }
 img { max-width: 100%; }
 </style></head><body>
 <h1>Inside <code>@@RUN@@</code></h1>

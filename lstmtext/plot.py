@@ -152,17 +152,20 @@ def saturation_figure(sat: dict[str, tuple[np.ndarray, np.ndarray]], title: str)
 
 
 def gradient_figure(results: list[tuple[str, dict]]):
-    """‖∂ log p(next token) / ∂ state k steps back‖ against k, log scale, one line per run and state.
-    results: [(run name, inside.gradient_norms(...))]."""
+    """‖∂ log p(next token) / ∂ state k steps back‖ against k, log scale: one colour per run, h solid
+    and c dashed, the top layer drawn strongest. results: [(run name, inside.gradient_norms(...))]."""
     plt = pyplot("lstmtext inspect")
     fig, ax = plt.subplots(figsize=(7.5, 4.5), constrained_layout=True)
     styles = {"h": "-", "c": "--"}
     for k, (name, r) in enumerate(results):
+        top = max(int(state.split(".")[1]) for state in r["norm"])
         for state, norm in r["norm"].items():
             g = np.array(norm, dtype=np.float64)  # (K,)
             g[g <= 0] = np.nan  # a gradient of exactly 0 has no place on a log axis
-            label = f"{name} {state.removeprefix('layers.')}"
-            ax.plot(r["distance"], g, styles.get(state.rsplit(".", 1)[1], ":"), color=f"C{k % 10}", label=label)
+            layer, kind = int(state.split(".")[1]), state.rsplit(".", 1)[1]
+            width, alpha = (2.0, 1.0) if layer == top else (1.0, 0.55)
+            ax.plot(r["distance"], g, styles.get(kind, ":"), color=f"C{k % 10}", linewidth=width, alpha=alpha,
+                    label=f"{name}: layer {layer} {kind}")
     ax.set_yscale("log")
     ax.set_xlabel("k (tokens back)")
     ax.set_ylabel("‖∂ log p(next token) / ∂ state$_{t-k}$‖")

@@ -47,8 +47,10 @@ def test_lstm_that_cannot_forget_keeps_the_cell_gradient_flat():
     assert rnn[-1] < 1e-6 * rnn[0]  # the plain RNN's, at its ±0.1 init, is gone by k = 20
 
 
-def test_gradient_matches_finite_differences():
-    cfg, p = tiny("lstm")
+@pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("lstm", 2), ("rnn", 2), ("gru", 2)])
+def test_gradient_matches_finite_differences(cell, layers):
+    cfg = ModelConfig(vocab_size=V, embed=E, hidden=H, layers=layers, cell=cell, dropout=0.0)
+    p = model.init_params(cfg, np.random.default_rng(0), np.float64)
     ids = text(40)
     k = 4
     r = inside.gradient_norms(p, cfg, ids, max_distance=k, positions=1)
@@ -63,7 +65,7 @@ def test_gradient_matches_finite_differences():
         z = logits[0] - logits[0].max()
         return z[ids[t + 1]] - np.log(np.exp(z).sum())
 
-    for name in ("layers.0.h", "layers.0.c"):
+    for name in start:  # every state of every layer
         num = np.zeros(H)
         for i in range(H):
             for sign in (1, -1):

@@ -13,6 +13,7 @@ decoded only when it is first shown.
 import base64
 import html
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class PageInfo:
     cell: str
     layers: int
     hidden: int
+
 
 LEVELS = 255  # values are stored as bytes: 0 .. LEVELS between each unit's lo and hi
 
@@ -162,7 +164,7 @@ def build(
                      "gate": key in reading.gates, "white": 0.5 if key in reading.gates else 0.0})
     # The page opens on the state unit (h or c, not a gate) that tracks a feature best, or on unit 0
     # of the top layer's h; a link "page.html#layers.0.c:16" opens on that unit instead.
-    states = [u for units in found.values() for u in units if u["key"].rsplit(".", 1)[1] in ("h", "c")]
+    states = [u for us in found.values() for u in us if u["key"].rsplit(".", 1)[1] in ("h", "c")]
     best = max(states, key=lambda u: abs(u["r"]), default=None)
     first = best or {"key": f"layers.{info.layers - 1}.h", "unit": 0}
     v0 = reading.values[first["key"]][:, first["unit"]]  # (N,)
@@ -182,8 +184,7 @@ def build(
         else f"all {N:,} tokens"
     )
     data = {"N": N, "quantities": meta, "first": first}
-    page = TEMPLATE
-    for name, value in {
+    parts = {
         "TITLE": html.escape(f"lstmtext inspect: {info.run}"),
         "RUN": html.escape(info.run),
         "MODEL": html.escape(f"{info.cell}, {info.layers} × {info.hidden}, {info.tokenizer} tokens"),
@@ -200,9 +201,9 @@ def build(
         "CURVES": _img(pictures.get("curves"), "training curves", notes.get("curves", "")),
         "BLOCKS": "\n".join(blocks),
         "DATA": json.dumps(data).replace("</", "<\\/"),
-    }.items():
-        page = page.replace(f"@@{name}@@", value)
-    return page
+    }
+    # One pass: a "@@NAME@@" inside the user's own text is not a slot to fill.
+    return re.sub(r"@@([A-Z_]+)@@", lambda m: parts[m.group(1)], TEMPLATE)
 
 
 def make_page(

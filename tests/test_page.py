@@ -57,6 +57,7 @@ class Page(HTMLParser):
 def trained(tmp_path, cell="lstm", tokenizer="char", layers="1"):
     corpus = make_corpus(tmp_path / "c.txt", lines=80)
     text = corpus.read_text(encoding="utf-8").replace("cat", '"cat"').replace("dog", "(dog)")
+    text = "the @@DATA@@ and @@UNITS_TEXT@@ sat\n" + text  # the page's own slot names, as text to show
     corpus.write_text(text, encoding="utf-8")
     run = tmp_path / f"{cell}-{tokenizer}"
     args = ["train", corpus, "--out", run, *TINY, "--cell", cell, "--tokenizer", tokenizer, "--layers", layers]

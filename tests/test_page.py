@@ -158,3 +158,19 @@ def test_inspect_gradient_of_several_runs_in_one_picture(tmp_path):
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert [x["cell"] for x in d["runs"]] == ["lstm", "gru"] and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_slot_names_in_the_text_stay_text():
+    from lstmtext.tokenizer import Tokenizer
+
+    s = "say @@DATA@@ and @@HARDEST@@ then X\n"
+    tok = Tokenizer.train("char", s)
+    ids, spans = tok.encode_spans(s)
+    N = len(ids)
+    nll = np.full(N, 0.1)
+    nll[0], nll[s.index("X")] = np.nan, 9.0  # X is the hardest token: its context shows the slot names raw
+    reading = inside.Reading(ids, nll, {"layers.0.h": np.zeros((N, 3))}, [])
+    units = inside.Units(s, spans, N, reading, {"quotes": []}, dict(inside.FEATURES))
+    info = page.PageInfo("run", "t.txt", "char", "rnn", 1, 3)
+    source = page.build(info, units, {}, None, {})
+    assert source.count('"quantities"') == 1 and "@@DATA@@ and @@HARDEST@@ then <b>X</b>" in source

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstmtext import layers
-from lstmtext.cells import cell_options, get_cell
+from lstmtext.cells import cell_options, common, get_cell
 from lstmtext.cells.common import uniform
 from lstmtext.config import ModelConfig
 
@@ -26,7 +26,7 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     shapes = {"embed.W": (cfg.vocab_size, cfg.embed)}
     for layer in range(cfg.layers):
         D = cfg.embed if layer == 0 else cfg.hidden
-        for name, shape in cell.param_shapes(D, cfg.hidden).items():
+        for name, shape in common.param_shapes(cell, D, cfg.hidden).items():
             shapes[f"layers.{layer}.{name}"] = shape
     if not cfg.tie:
         shapes["head.W"] = (cfg.hidden, cfg.vocab_size)
@@ -76,7 +76,7 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
         params = {"embed.W": uniform(rng, (cfg.vocab_size, cfg.embed), s, dtype)}
     for layer in range(cfg.layers):
         D = cfg.embed if layer == 0 else H
-        for name, value in cell.init_params(rng, D, H, s, dtype).items():
+        for name, value in common.init_params(cell, rng, D, H, s, dtype).items():
             if cfg.init == "torch" and value.ndim == 1:
                 draws = 2 if name == "b" else 1  # b stands for b_ih + b_hh; b_hn and peepholes for one
                 value = value + sum(uniform(rng, value.shape, s, dtype) for _ in range(draws))

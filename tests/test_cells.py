@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lstmtext import model
-from lstmtext.cells import CELLS, cifg, get_cell, lstm, peephole
+from lstmtext.cells import CELLS, cifg, common, get_cell, lstm, peephole
 from lstmtext.config import ModelConfig
 from lstmtext.errors import ConfigError
 
@@ -16,7 +16,7 @@ def sig(x):
 def test_peephole_with_zero_peepholes_equals_lstm():
     rng = np.random.default_rng(0)
     T, B, D, H = 5, 3, 4, 6
-    p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in peephole.param_shapes(D, H).items()}
+    p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in common.param_shapes(peephole, D, H).items()}
     for k in ("p_i", "p_f", "p_o"):
         p[k][:] = 0.0
     x = rng.normal(size=(T, B, D))
@@ -34,7 +34,7 @@ def test_peephole_with_zero_peepholes_equals_lstm():
 
 def test_peepholes_change_the_output():
     rng = np.random.default_rng(1)
-    p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in peephole.param_shapes(3, 4).items()}
+    p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in common.param_shapes(peephole, 3, 4).items()}
     x, state = rng.normal(size=(2, 2, 3)), {"h": rng.normal(size=(2, 4)), "c": rng.normal(size=(2, 4))}
     h1, _ = peephole.forward(p, x, state)
     p["p_o"] = p["p_o"] + 1.0
@@ -45,7 +45,7 @@ def test_peepholes_change_the_output():
 def test_cifg_matches_a_hand_written_step():
     rng = np.random.default_rng(2)
     B, D, H = 3, 4, 5
-    p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in cifg.param_shapes(D, H).items()}
+    p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in common.param_shapes(cifg, D, H).items()}
     x = rng.normal(size=(1, B, D))
     h0, c0 = rng.normal(size=(B, H)), rng.normal(size=(B, H))
     h, cache = cifg.forward(p, x, {"h": h0, "c": c0})
@@ -91,7 +91,7 @@ def test_generation_step_equals_window_forward(cell_name, opts):
     rng = np.random.default_rng(4)
     cell = CELLS[cell_name]
     T, B, D, H = 4, 2, 3, 5
-    p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in cell.param_shapes(D, H).items()}
+    p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in common.param_shapes(cell, D, H).items()}
     x = rng.normal(size=(T, B, D))
     state = {k: rng.normal(size=(B, H)) for k in cell.STATE}
     h_win, cache = cell.forward(p, x, state, **opts)

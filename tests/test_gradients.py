@@ -5,7 +5,7 @@ import pytest
 from gradcheck import numerical_grad, rel_error
 
 from lstmtext import layers, model
-from lstmtext.cells import CELLS
+from lstmtext.cells import CELLS, common
 from lstmtext.config import ModelConfig
 
 TOL = 1e-6
@@ -29,7 +29,7 @@ def test_cell_window_gradients(cell_name, opts):
     rng = np.random.default_rng(0)
     cell = CELLS[cell_name]
     T, B, D, H = 4, 3, 5, 4
-    p = {k: rng.uniform(-0.6, 0.6, size=s) for k, s in cell.param_shapes(D, H).items()}
+    p = {k: rng.uniform(-0.6, 0.6, size=s) for k, s in common.param_shapes(cell, D, H).items()}
     x = rng.normal(size=(T, B, D))
     state = {k: rng.uniform(-0.5, 0.5, size=(B, H)) for k in cell.STATE}
     R = rng.normal(size=(T, B, H))  # loss = sum(h * R): every output gets a distinct gradient

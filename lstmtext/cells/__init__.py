@@ -3,8 +3,9 @@
 Every cell module provides:
     NAME                           its name on the command line (--cell NAME)
     STATE                          names of the state carried between windows, e.g. ("h", "c")
-    param_shapes(D, H)             {local name: shape}
-    init_params(rng, D, H, scale, dtype) -> {local name: array}
+    BLOCKS                         its fused gate blocks, e.g. "ifgo"; FORGET the one with the forget
+                                   bias (or None); EXTRA its per-unit parameters: common.param_shapes
+                                   and common.init_params make W_x, W_h, b and these from them
     forward(p, x (T,B,D), state, **options) -> h (T,B,H), cache
     OPTIONS (optional)             ModelConfig fields passed to forward as keyword options
     final_state(cache)             -> state after the window (values only: TBPTT cuts the gradient)

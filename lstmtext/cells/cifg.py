@@ -16,26 +16,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import dsigmoid_from_out, named_blocks, sigmoid, uniform
-from lstmtext.cells.lstm import FORGET_BIAS
+from lstmtext.cells.common import dsigmoid_from_out, input_projection, named_blocks, sigmoid, window_grads
 
 NAME = "cifg"
 STATE = ("h", "c")
-
-
-def param_shapes(D: int, H: int) -> dict[str, tuple[int, ...]]:
-    return {"W_x": (D, 3 * H), "W_h": (H, 3 * H), "b": (3 * H,)}
+BLOCKS = "fgo"  # the gate blocks along the fused 3H axis (parameters: cells/common.py)
+FORGET = 0  # the block whose bias starts at FORGET_BIAS
+EXTRA: dict[str, str] = {}
 
 
 # --chrono (Tallec & Ollivier 2018): the H-block of b holding the keep gate f; the write gate
 # is 1 - f, so it follows.
 CHRONO = (0, None)
-
-
-def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -> dict:
-    b = np.zeros(3 * H, dtype=dtype)
-    b[:H] = FORGET_BIAS
-    return {"W_x": uniform(rng, (D, 3 * H), scale, dtype), "W_h": uniform(rng, (H, 3 * H), scale, dtype), "b": b}
 
 
 @dataclass
@@ -56,8 +48,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, CIFGCache]
     W_x, W_h = p["W_x"], p["W_h"]
     T, B, D = x.shape
     H = W_h.shape[0]
-    gates = (x.reshape(T * B, D) @ W_x).reshape(T, B, 3 * H)  # (T, B, 3H)
-    gates += p["b"]
+    gates = input_projection(x, W_x, p["b"])  # (T, B, 3H), activated in place below
     c = np.empty((T, B, H), dtype=x.dtype)
     tanh_c, h = np.empty_like(c), np.empty_like(c)
     h_prev, c_prev = state["h"], state["c"]
@@ -81,7 +72,7 @@ GATES = ("f", "o")  # the σ gates, whose saturation `lstmtext inspect` measures
 
 def quantities(cache: CIFGCache) -> dict[str, np.ndarray]:
     """{name: (T, B, H)}: the hidden and cell states, the gates f, o (the input gate is 1 - f) and candidate g."""
-    return {"h": cache.h, "c": cache.c, **named_blocks(cache.gates, "fgo", 2)}
+    return {"h": cache.h, "c": cache.c, **named_blocks(cache.gates, BLOCKS, 2)}
 
 
 def final_state(cache: CIFGCache) -> dict:
@@ -107,9 +98,7 @@ def backward(dh: np.ndarray, cache: CIFGCache) -> tuple[np.ndarray, dict, dict]:
         dc_next = dc * f
         dh_next = da[t] @ W_h.T  # (B, H)
     h_prev = np.concatenate([cache.h0[None], cache.h[:-1]])  # (T, B, H)
-    da2 = da.reshape(T * B, 3 * H)
-    grads = {"W_x": x.reshape(T * B, D).T @ da2, "W_h": h_prev.reshape(T * B, H).T @ da2, "b": da2.sum(axis=0)}
-    dx = (da2 @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
+    grads, dx = window_grads(x, h_prev, da, cache.W_x)
     return dx, grads, {"h": dh_next, "c": dc_next}
 
 

@@ -1,6 +1,16 @@
-"""Small pieces every cell shares: a stable sigmoid and the uniform initializer."""
+"""What every cell shares, so that a cell module holds only its recurrence.
+
+A cell declares its fused gate blocks (`BLOCKS`, e.g. "ifgo"), the block that holds a forget gate
+(`FORGET`, or None) and its per-unit extra parameters (`EXTRA`); from that come its parameter shapes
+and initial values. Every window starts with one input projection x W_x + b for all its steps, and
+ends with the same weight-gradient GEMMs and dx; only the steps in between are the cell's own.
+"""
 
 import numpy as np
+
+# A forget-gate bias of 1 keeps the cell state flowing early in training, before the gates have
+# learned anything (Gers et al. 2000; Jozefowicz et al. 2015, "An Empirical Exploration of RNNs").
+FORGET_BIAS = 1.0
 
 
 def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -32,6 +42,56 @@ def named_blocks(a: np.ndarray, names: str, feature_axis: int) -> dict[str, np.n
 
 def uniform(rng: np.random.Generator, shape: tuple[int, ...], scale: float, dtype) -> np.ndarray:
     return rng.uniform(-scale, scale, size=shape).astype(dtype)
+
+
+def param_shapes(cell, D: int, H: int) -> dict[str, tuple[int, ...]]:
+    """A cell's parameters from its declaration: W_x (D, G·H), W_h (H, G·H) and b (G·H,) for its G
+    fused gate blocks (cell.BLOCKS), then its per-unit extras (cell.EXTRA), each (H,)."""
+    GH = len(cell.BLOCKS) * H
+    return {"W_x": (D, GH), "W_h": (H, GH), "b": (GH,), **{name: (H,) for name in cell.EXTRA}}
+
+
+def init_params(cell, rng: np.random.Generator, D: int, H: int, scale: float, dtype) -> dict:
+    """W_x and W_h uniform in ±scale, b zero but FORGET_BIAS on the forget block (cell.FORGET), then
+    each extra as cell.EXTRA says ("uniform" or "zero"), drawn in that order."""
+    GH = len(cell.BLOCKS) * H
+    p = {"W_x": uniform(rng, (D, GH), scale, dtype), "W_h": uniform(rng, (H, GH), scale, dtype)}
+    b = np.zeros(GH, dtype=dtype)
+    if cell.FORGET is not None:
+        b[cell.FORGET * H : (cell.FORGET + 1) * H] = FORGET_BIAS
+    p["b"] = b
+    for name, how in cell.EXTRA.items():
+        p[name] = uniform(rng, (H,), scale, dtype) if how == "uniform" else np.zeros(H, dtype=dtype)
+    return p
+
+
+def input_projection(x: np.ndarray, W_x: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x (T,B,D) -> x W_x + b (T, B, G·H): the input part of every step of the window in one GEMM;
+    only h_{t-1} W_h has to wait for the loop over steps."""
+    T, B, D = x.shape
+    xw = x.reshape(T * B, D) @ W_x  # (TB, GH)
+    xw += b
+    return xw.reshape(T, B, -1)  # (T, B, GH)
+
+
+def window_grads(
+    x: np.ndarray, h_prev: np.ndarray, dA: np.ndarray, W_x: np.ndarray, dA_h: np.ndarray | None = None
+) -> tuple[dict, np.ndarray]:
+    """The end of every cell's backward pass, one GEMM each over the whole window.
+
+    x (T,B,D) the window input, h_prev (T,B,H) each step's recurrent input h_{t-1}, dA (T,B,G·H) the
+    loss gradient of the pre-activations x W_x + h W_h + b; dA_h the one of h W_h where it differs
+    (the GRU's candidate sees h W_hn through its reset gate). -> {"W_x", "W_h", "b"}, dx (T,B,D)."""
+    T, B, D = x.shape
+    dA2 = dA.reshape(T * B, -1)  # (TB, GH)
+    dAh = dA2 if dA_h is None else dA_h.reshape(T * B, -1)  # (TB, GH)
+    grads = {
+        "W_x": x.reshape(T * B, D).T @ dA2,  # (D, GH)
+        "W_h": h_prev.reshape(T * B, -1).T @ dAh,  # (H, GH)
+        "b": dA2.sum(axis=0),  # (GH,)
+    }
+    dx = (dA2 @ W_x.T).reshape(T, B, D)  # (T, B, D)
+    return grads, dx
 
 
 class GateActivation:

@@ -16,28 +16,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import GateActivation, named_blocks, uniform
+from lstmtext.cells.common import GateActivation, input_projection, named_blocks, window_grads
 
 NAME = "gru"
 STATE = ("h",)
-
-
-def param_shapes(D: int, H: int) -> dict[str, tuple[int, ...]]:
-    return {"W_x": (D, 3 * H), "W_h": (H, 3 * H), "b": (3 * H,), "b_hn": (H,)}
+BLOCKS = "rzn"  # the gate blocks along the fused 3H axis (parameters: cells/common.py)
+FORGET = None  # z keeps the state, but with the GRU's usual zero bias
+EXTRA = {"b_hn": "zero"}  # the bias inside r ⊙ (h W_hn + b_hn)
 
 
 # --chrono (Tallec & Ollivier 2018): the H-block of b holding the keep gate z (h = (1-z) n + z h);
 # the write gate is 1 - z, so it follows.
 CHRONO = (1, None)
-
-
-def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -> dict:
-    return {
-        "W_x": uniform(rng, (D, 3 * H), scale, dtype),
-        "W_h": uniform(rng, (H, 3 * H), scale, dtype),
-        "b": np.zeros(3 * H, dtype=dtype),
-        "b_hn": np.zeros(H, dtype=dtype),
-    }
 
 
 @dataclass
@@ -58,9 +48,8 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, GRUCache]:
     H = W_h.shape[0]
     dt = x.dtype
     act = GateActivation.of("ss", H, dt)  # r, z
-    xw = x.reshape(T * B, D) @ W_x  # (TB, 3H) input part of the window, one GEMM
-    xw += p["b"]
-    gates = np.ascontiguousarray(xw.reshape(T, B, 3 * H).transpose(0, 2, 1))  # (T, 3H, B)
+    xw = input_projection(x, W_x, p["b"])  # (T, B, 3H)
+    gates = np.ascontiguousarray(xw.transpose(0, 2, 1))  # (T, 3H, B)
     hn = np.empty((T, H, B), dtype=dt)
     h = np.empty((T + 1, H, B), dtype=dt)
     h[0] = state["h"].T
@@ -90,7 +79,7 @@ GATES = ("r", "z")  # the σ gates, whose saturation `lstmtext inspect` measures
 
 def quantities(cache: GRUCache) -> dict[str, np.ndarray]:
     """{name: (T, B, H)}: the hidden state, the gates r, z and the candidate n."""
-    return {"h": cache.h[1:].transpose(0, 2, 1), **named_blocks(cache.gates, "rzn", 1)}
+    return {"h": cache.h[1:].transpose(0, 2, 1), **named_blocks(cache.gates, BLOCKS, 1)}
 
 
 def final_state(cache: GRUCache) -> dict:
@@ -127,14 +116,9 @@ def backward(dh: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, dict, dict]:
     dah_bm = np.ascontiguousarray(dah.transpose(0, 2, 1)).reshape(T * B, 3 * H)  # (TB, 3H)
     dax_bm = dah_bm.copy()  # the input side shares r and z, and has its own n
     dax_bm[:, 2 * H :] = dan.transpose(0, 2, 1).reshape(T * B, H)
-    h_prev = np.ascontiguousarray(h[:-1].transpose(0, 2, 1)).reshape(T * B, H)  # (TB, H)
-    grads = {
-        "W_x": x.reshape(T * B, D).T @ dax_bm,  # (D, 3H)
-        "W_h": h_prev.T @ dah_bm,  # (H, 3H)
-        "b": dax_bm.sum(axis=0),  # (3H,)
-        "b_hn": dah_bm[:, 2 * H :].sum(axis=0),  # (H,)
-    }
-    dx = (dax_bm @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
+    h_prev = np.ascontiguousarray(h[:-1].transpose(0, 2, 1))  # (T, B, H)
+    grads, dx = window_grads(x, h_prev, dax_bm, cache.W_x, dA_h=dah_bm)
+    grads["b_hn"] = dah_bm[:, 2 * H :].sum(axis=0)  # (H,)
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T)}
 
 

@@ -22,28 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import GateActivation, named_blocks, uniform
+from lstmtext.cells.common import GateActivation, input_projection, named_blocks, window_grads
 
 NAME = "lstm"
 STATE = ("h", "c")  # what is carried from window to window
-
-# A forget-gate bias of 1 keeps the cell state flowing early in training, before the gates have
-# learned anything (Gers et al. 2000; Jozefowicz et al. 2015, "An Empirical Exploration of RNNs").
-FORGET_BIAS = 1.0
+BLOCKS = "ifgo"  # the gate blocks along the fused 4H axis (parameters: cells/common.py)
+FORGET = 1  # the block whose bias starts at FORGET_BIAS
+EXTRA: dict[str, str] = {}  # no per-unit parameters beyond W_x, W_h, b
 # --chrono (Tallec & Ollivier 2018): the H-blocks of b holding the keep (forget) and write (input) gates.
 CHRONO = (1, 0)
-
-
-def param_shapes(D: int, H: int) -> dict[str, tuple[int, ...]]:
-    return {"W_x": (D, 4 * H), "W_h": (H, 4 * H), "b": (4 * H,)}
-
-
-def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -> dict:
-    p = {"W_x": uniform(rng, (D, 4 * H), scale, dtype), "W_h": uniform(rng, (H, 4 * H), scale, dtype)}
-    b = np.zeros(4 * H, dtype=dtype)
-    b[H : 2 * H] = FORGET_BIAS
-    p["b"] = b
-    return p
 
 
 @dataclass
@@ -67,21 +54,18 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, LSTMCache]
     H = W_h.shape[0]
     dt = x.dtype
     act = GateActivation.of("ssts", H, dt)  # i, f: σ; g: tanh; o: σ
-    # The input projection of the whole window is one GEMM; only W_h^T h_{t-1} waits for the loop.
-    xW = (x.reshape(T * B, D) @ W_x).reshape(T, B, 4 * H)  # (T, B, 4H)
+    xW = input_projection(x, W_x, b)  # (T, B, 4H), b included
     gates = np.empty((T, 4 * H, B), dtype=dt)
     c = np.empty((T + 1, H, B), dtype=dt)
     tanh_c = np.empty((T, H, B), dtype=dt)
     h = np.empty((T + 1, B, H), dtype=dt)  # batch-major, so the output below is a plain slice
     c[0], h[0] = state["c"].T, state["h"]
     W_hT = np.ascontiguousarray(W_h.T)  # (4H, H)
-    b_col = b[:, None]  # (4H, 1)
     ig = np.empty((H, B), dtype=dt)  # (H, B)
     for t in range(T):
         a = gates[t]  # (4H, B), filled and activated in place
         np.matmul(W_hT, h[t].T, out=a)  # (4H, B); h[t].T is a transposed view, a BLAS flag
         a += xW[t].T
-        a += b_col
         act.apply(a)
         i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]  # (H, B) each
         np.multiply(f, c[t], out=c[t + 1])  # (H, B)
@@ -97,7 +81,7 @@ GATES = ("i", "f", "o")  # the σ gates, whose saturation `lstmtext inspect` mea
 
 def quantities(cache: LSTMCache) -> dict[str, np.ndarray]:
     """{name: (T, B, H)}: the hidden and cell states and the gates i, f, o and candidate g."""
-    return {"h": cache.h[1:], "c": cache.c[1:].transpose(0, 2, 1), **named_blocks(cache.gates, "ifgo", 1)}
+    return {"h": cache.h[1:], "c": cache.c[1:].transpose(0, 2, 1), **named_blocks(cache.gates, BLOCKS, 1)}
 
 
 def final_state(cache: LSTMCache) -> dict:
@@ -137,13 +121,7 @@ def backward(dh: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, dict, dict]:
         np.matmul(W_h, da, out=dh_next)  # (H, B)
         dA[t] = da.T  # (B, 4H)
     dc *= f[0]  # gradient w.r.t. c_0
-    dA = dA.reshape(T * B, 4 * H)  # (TB, 4H)
-    grads = {
-        "W_x": x.reshape(T * B, D).T @ dA,  # (D, 4H) one GEMM over the window
-        "W_h": cache.h[:-1].reshape(T * B, H).T @ dA,  # (H, 4H) h_{t-1} is each step's input
-        "b": dA.sum(axis=0),  # (4H,)
-    }
-    dx = (dA @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
+    grads, dx = window_grads(x, cache.h[:-1], dA, cache.W_x)  # h_{t-1} is each step's input
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T), "c": np.ascontiguousarray(dc.T)}
 
 

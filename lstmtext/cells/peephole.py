@@ -17,33 +17,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import dsigmoid_from_out, named_blocks, sigmoid, uniform
-from lstmtext.cells.lstm import FORGET_BIAS
+from lstmtext.cells.common import dsigmoid_from_out, input_projection, named_blocks, sigmoid, window_grads
 
 NAME = "peephole"
 STATE = ("h", "c")
-
-
-def param_shapes(D: int, H: int) -> dict[str, tuple[int, ...]]:
-    return {"W_x": (D, 4 * H), "W_h": (H, 4 * H), "b": (4 * H,), "p_i": (H,), "p_f": (H,), "p_o": (H,)}
+BLOCKS = "ifgo"  # the gate blocks along the fused 4H axis (parameters: cells/common.py)
+FORGET = 1  # the block whose bias starts at FORGET_BIAS
+EXTRA = {"p_i": "uniform", "p_f": "uniform", "p_o": "uniform"}  # the diagonal peephole weights
 
 
 # --chrono (Tallec & Ollivier 2018): the H-blocks of b holding the keep and write gates
 # (the forget and input blocks, as in the LSTM).
 CHRONO = (1, 0)
-
-
-def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -> dict:
-    b = np.zeros(4 * H, dtype=dtype)
-    b[H : 2 * H] = FORGET_BIAS
-    return {
-        "W_x": uniform(rng, (D, 4 * H), scale, dtype),
-        "W_h": uniform(rng, (H, 4 * H), scale, dtype),
-        "b": b,
-        "p_i": uniform(rng, (H,), scale, dtype),
-        "p_f": uniform(rng, (H,), scale, dtype),
-        "p_o": uniform(rng, (H,), scale, dtype),
-    }
 
 
 @dataclass
@@ -63,8 +48,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, PeepholeCa
     W_x, W_h = p["W_x"], p["W_h"]
     T, B, D = x.shape
     H = W_h.shape[0]
-    gates = (x.reshape(T * B, D) @ W_x).reshape(T, B, 4 * H)  # (T, B, 4H)
-    gates += p["b"]
+    gates = input_projection(x, W_x, p["b"])  # (T, B, 4H), activated in place below
     c = np.empty((T, B, H), dtype=x.dtype)
     tanh_c, h = np.empty_like(c), np.empty_like(c)
     h_prev, c_prev = state["h"], state["c"]
@@ -91,7 +75,7 @@ GATES = ("i", "f", "o")  # the σ gates, whose saturation `lstmtext inspect` mea
 
 def quantities(cache: PeepholeCache) -> dict[str, np.ndarray]:
     """{name: (T, B, H)}: the hidden and cell states and the gates i, f, o and candidate g."""
-    return {"h": cache.h, "c": cache.c, **named_blocks(cache.gates, "ifgo", 2)}
+    return {"h": cache.h, "c": cache.c, **named_blocks(cache.gates, BLOCKS, 2)}
 
 
 def final_state(cache: PeepholeCache) -> dict:
@@ -125,15 +109,8 @@ def backward(dh: np.ndarray, cache: PeepholeCache) -> tuple[np.ndarray, dict, di
         dc_next = dc * f + dai * p["p_i"] + daf * p["p_f"]  # (B, H)
         dh_next = da[t] @ p["W_h"].T  # (B, H)
     h_prev = np.concatenate([cache.h0[None], cache.h[:-1]])  # (T, B, H)
-    da2 = da.reshape(T * B, 4 * H)
-    grads = {
-        "W_x": x.reshape(T * B, D).T @ da2,  # (D, 4H)
-        "W_h": h_prev.reshape(T * B, H).T @ da2,  # (H, 4H)
-        "b": da2.sum(axis=0),  # (4H,)
-        **dp,
-    }
-    dx = (da2 @ p["W_x"].T).reshape(T, B, D)  # (T, B, D)
-    return dx, grads, {"h": dh_next, "c": dc_next}
+    grads, dx = window_grads(x, h_prev, da, p["W_x"])
+    return dx, {**grads, **dp}, {"h": dh_next, "c": dc_next}
 
 
 def step(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:

@@ -10,24 +10,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import uniform
+from lstmtext.cells.common import input_projection, window_grads
 
 NAME = "rnn"
 STATE = ("h",)
 OPTIONS = ("nonlinearity",)  # ModelConfig fields this cell reads
 NONLINEARITIES = ("tanh", "relu")
-
-
-def param_shapes(D: int, H: int) -> dict[str, tuple[int, ...]]:
-    return {"W_x": (D, H), "W_h": (H, H), "b": (H,)}
-
-
-def init_params(rng: np.random.Generator, D: int, H: int, scale: float, dtype) -> dict:
-    return {
-        "W_x": uniform(rng, (D, H), scale, dtype),
-        "W_h": uniform(rng, (H, H), scale, dtype),
-        "b": np.zeros(H, dtype=dtype),
-    }
+BLOCKS = "h"  # one block: the pre-activation of h itself (parameters: cells/common.py)
+FORGET = None
+EXTRA: dict[str, str] = {}
 
 
 @dataclass
@@ -44,11 +35,10 @@ def forward(p: dict, x: np.ndarray, state: dict, nonlinearity: str = "tanh") -> 
     W_x, W_h = p["W_x"], p["W_h"]
     T, B, D = x.shape
     H = W_h.shape[0]
-    xw = x.reshape(T * B, D) @ W_x  # (TB, H) input part of the window, one GEMM
-    xw += p["b"]
+    xw = input_projection(x, W_x, p["b"])  # (T, B, H)
     h = np.empty((T + 1, H, B), dtype=x.dtype)
     h[0] = state["h"].T
-    h[1:] = xw.reshape(T, B, H).transpose(0, 2, 1)  # (T, H, B), activated in place below
+    h[1:] = xw.transpose(0, 2, 1)  # (T, H, B), activated in place below
     W_hT = np.ascontiguousarray(W_h.T)  # (H, H)
     rec = np.empty((H, B), dtype=x.dtype)
     for t in range(T):
@@ -89,10 +79,9 @@ def backward(dh: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, dict, dict]:
         da_t += dh_next
         da_t *= dphi[t]
         np.matmul(W_h, da_t, out=dh_next)  # (H, B)
-    da_bm = np.ascontiguousarray(da.transpose(0, 2, 1)).reshape(T * B, H)  # (TB, H)
-    h_prev = np.ascontiguousarray(h[:-1].transpose(0, 2, 1)).reshape(T * B, H)  # (TB, H)
-    grads = {"W_x": x.reshape(T * B, D).T @ da_bm, "W_h": h_prev.T @ da_bm, "b": da_bm.sum(axis=0)}
-    dx = (da_bm @ cache.W_x.T).reshape(T, B, D)  # (T, B, D)
+    da_bm = np.ascontiguousarray(da.transpose(0, 2, 1))  # (T, B, H)
+    h_prev = np.ascontiguousarray(h[:-1].transpose(0, 2, 1))  # (T, B, H)
+    grads, dx = window_grads(x, h_prev, da_bm, cache.W_x)
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T)}
 
 

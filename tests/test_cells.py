@@ -57,7 +57,7 @@ def test_cifg_matches_a_hand_written_step():
     g = np.tanh(x[0] @ Wg + h0 @ Ug + bg)
     o = sig(x[0] @ Wo + h0 @ Uo + bo)
     c = f * c0 + (1 - f) * g
-    np.testing.assert_allclose(cache.c[0], c, rtol=1e-12)
+    np.testing.assert_allclose(cifg.final_state(cache)["c"], c, rtol=1e-12)  # the cell state after the step
     np.testing.assert_allclose(h[0], o * np.tanh(c), rtol=1e-12)
 
 

@@ -38,8 +38,11 @@ class ModelConfig:
             raise ConfigError(f"--init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
         if self.chrono != 0 and self.chrono < 3:
             raise ConfigError(f"--chrono is the longest gap to remember, at least 3 (or 0 for off), got {self.chrono}")
-        if self.chrono and self.cell == "rnn":
-            raise ConfigError("--chrono sets gate biases and the rnn cell has none: use lstm, gru, peephole or cifg")
+        if self.chrono and self.cell in ("rnn", "mingru"):
+            raise ConfigError(
+                f"--chrono sets the biases of a gate that keeps the state; the {self.cell} cell has none: use"
+                " lstm, gru, peephole or cifg"
+            )
         if self.nonlinearity not in ("tanh", "relu"):
             raise ConfigError(f"--nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.tie and self.embed != self.hidden:

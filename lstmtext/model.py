@@ -78,7 +78,8 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
         D = cfg.embed if layer == 0 else H
         for name, value in common.init_params(cell, rng, D, H, s, dtype).items():
             if cfg.init == "torch" and value.ndim == 1:
-                draws = 2 if name == "b" else 1  # b stands for b_ih + b_hh; b_hn and peepholes for one
+                # b stands for b_ih + b_hh; b_hn, peepholes and a cell without W_h have one bias
+                draws = 2 if name == "b" and getattr(cell, "RECURRENT", True) else 1
                 value = value + sum(uniform(rng, value.shape, s, dtype) for _ in range(draws))
             if cfg.init == "orthogonal" and name == "W_h":
                 value = np.concatenate([orthogonal(rng, H, dtype) for _ in range(value.shape[1] // H)], axis=1)

@@ -113,8 +113,9 @@ def test_chrono_biases(cell, keep, write, init):
 
 
 def test_chrono_is_refused_where_it_means_nothing():
-    with pytest.raises(ConfigError, match="rnn cell has none"):
-        ModelConfig(vocab_size=10, cell="rnn", chrono=60)
+    for cell in ("rnn", "mingru"):
+        with pytest.raises(ConfigError, match=f"{cell} cell has none"):
+            ModelConfig(vocab_size=10, cell=cell, chrono=60)
     with pytest.raises(ConfigError, match="at least 3"):
         ModelConfig(vocab_size=10, chrono=2)
 

@@ -76,3 +76,24 @@ def test_matches_pytorch(cell, nonlinearity, layers):
             np.testing.assert_allclose(
                 grads[name], torch_grad_of(net, cfg, int(layer), local), atol=TOL, rtol=0, err_msg=name
             )
+
+
+def test_mingru_matches_a_pytorch_autograd_reference():
+    from reference.torch_cells import mingru as torch_mingru
+
+    from lstmtext.cells import common, mingru
+
+    rng = np.random.default_rng(11)
+    T, B, D, H = 9, 3, 5, 4
+    p = {k: rng.uniform(-0.8, 0.8, size=s) for k, s in common.param_shapes(mingru, D, H).items()}
+    x, h0, dh = rng.normal(size=(T, B, D)), rng.uniform(-1, 1, (B, H)), rng.normal(size=(T, B, H))
+    h, cache = mingru.forward(p, x, {"h": h0})
+    dx, grads, dstate = mingru.backward(dh, cache)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in {**p, "x": x, "h0": h0}.items()}
+    th, th_last = torch_mingru(t["W_x"], t["b"], t["x"], t["h0"])
+    (th * torch.tensor(dh)).sum().backward()
+    np.testing.assert_allclose(h, th.detach().numpy(), rtol=0, atol=TOL)
+    np.testing.assert_allclose(mingru.final_state(cache)["h"], th_last.detach().numpy(), rtol=0, atol=TOL)
+    for ours, theirs in ((dx, "x"), (grads["W_x"], "W_x"), (grads["b"], "b"), (dstate["h"], "h0")):
+        np.testing.assert_allclose(ours, t[theirs].grad.numpy(), rtol=0, atol=TOL, err_msg=theirs)
+    assert set(grads) == {"W_x", "b"}  # no W_h: the gates see x_t only

@@ -48,14 +48,17 @@ def param_shapes(cell, D: int, H: int) -> dict[str, tuple[int, ...]]:
     """A cell's parameters from its declaration: W_x (D, G·H), W_h (H, G·H) and b (G·H,) for its G
     fused gate blocks (cell.BLOCKS), then its per-unit extras (cell.EXTRA), each (H,)."""
     GH = len(cell.BLOCKS) * H
-    return {"W_x": (D, GH), "W_h": (H, GH), "b": (GH,), **{name: (H,) for name in cell.EXTRA}}
+    recurrent = {"W_h": (H, GH)} if getattr(cell, "RECURRENT", True) else {}  # minGRU's gates see x only
+    return {"W_x": (D, GH), **recurrent, "b": (GH,), **{name: (H,) for name in cell.EXTRA}}
 
 
 def init_params(cell, rng: np.random.Generator, D: int, H: int, scale: float, dtype) -> dict:
     """W_x and W_h uniform in ±scale, b zero but FORGET_BIAS on the forget block (cell.FORGET), then
     each extra as cell.EXTRA says ("uniform" or "zero"), drawn in that order."""
     GH = len(cell.BLOCKS) * H
-    p = {"W_x": uniform(rng, (D, GH), scale, dtype), "W_h": uniform(rng, (H, GH), scale, dtype)}
+    p = {"W_x": uniform(rng, (D, GH), scale, dtype)}
+    if getattr(cell, "RECURRENT", True):
+        p["W_h"] = uniform(rng, (H, GH), scale, dtype)
     b = np.zeros(GH, dtype=dtype)
     if cell.FORGET is not None:
         b[cell.FORGET * H : (cell.FORGET + 1) * H] = FORGET_BIAS
@@ -75,21 +78,21 @@ def input_projection(x: np.ndarray, W_x: np.ndarray, b: np.ndarray) -> np.ndarra
 
 
 def window_grads(
-    x: np.ndarray, h_prev: np.ndarray, dA: np.ndarray, W_x: np.ndarray, dA_h: np.ndarray | None = None
+    x: np.ndarray, h_prev: np.ndarray | None, dA: np.ndarray, W_x: np.ndarray, dA_h: np.ndarray | None = None
 ) -> tuple[dict, np.ndarray]:
     """The end of every cell's backward pass, one GEMM each over the whole window.
 
     x (T,B,D) the window input, h_prev (T,B,H) each step's recurrent input h_{t-1}, dA (T,B,G·H) the
     loss gradient of the pre-activations x W_x + h W_h + b; dA_h the one of h W_h where it differs
-    (the GRU's candidate sees h W_hn through its reset gate). -> {"W_x", "W_h", "b"}, dx (T,B,D)."""
+    (the GRU's candidate sees h W_hn through its reset gate); h_prev None for a cell without W_h.
+    -> {"W_x", "W_h", "b"}, dx (T,B,D)."""
     T, B, D = x.shape
     dA2 = dA.reshape(T * B, -1)  # (TB, GH)
     dAh = dA2 if dA_h is None else dA_h.reshape(T * B, -1)  # (TB, GH)
-    grads = {
-        "W_x": x.reshape(T * B, D).T @ dA2,  # (D, GH)
-        "W_h": h_prev.reshape(T * B, -1).T @ dAh,  # (H, GH)
-        "b": dA2.sum(axis=0),  # (GH,)
-    }
+    grads = {"W_x": x.reshape(T * B, D).T @ dA2}  # (D, GH)
+    if h_prev is not None:
+        grads["W_h"] = h_prev.reshape(T * B, -1).T @ dAh  # (H, GH)
+    grads["b"] = dA2.sum(axis=0)  # (GH,)
     dx = (dA2 @ W_x.T).reshape(T, B, D)  # (T, B, D)
     return grads, dx
 

@@ -1,0 +1,100 @@
+"""minGRU (Feng et al. 2024, "Were RNNs All We Needed?"): a GRU whose gate and candidate see x_t only.
+
+Row vectors, fused along one 2H axis in the order z|n:
+
+    z_t = σ(x_t W_xz + b_z)                  update gate: how much of the candidate to write
+    n_t = g(x_t W_xn + b_n)                  candidate, g(v) = v + 1/2 for v ≥ 0 and σ(v) below
+    h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
+
+No gate looks at h_{t−1}, so there is no W_h: every matrix product of a window is one GEMM over all
+its steps, and what is left is the linear scan h_t = a_t ⊙ h_{t−1} + b_t (a = 1 − z, b = z ⊙ n),
+elementwise. g keeps the candidate positive, which the log-space form of the scan needs (Feng et
+al., appendix B.3; Heinsen 2023); the paper's sequential and parallel modes both use it. Here the
+scan is the sequential loop: on these sizes it is one multiply and one add per step (see the note in
+issue #16 for the log-space form). The state h is carried across windows like every cell's.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lstmtext.cells.common import input_projection, sigmoid, window_grads
+
+NAME = "mingru"
+STATE = ("h",)
+BLOCKS = "zn"  # the blocks along the fused 2H axis (parameters: cells/common.py)
+FORGET = None
+EXTRA: dict[str, str] = {}
+RECURRENT = False  # no W_h: the gates see x_t only
+GATES = ("z",)  # the σ gate, whose saturation `lstmtext inspect` measures
+
+
+def candidate(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """g(v) = v + 1/2 (v ≥ 0), σ(v) (v < 0): continuous at 0, positive, and linear for large v.
+    -> g(v), g'(v)."""
+    s = sigmoid(v)
+    pos = v >= 0
+    return np.where(pos, v + 0.5, s), np.where(pos, 1.0, s * (1.0 - s)).astype(v.dtype)
+
+
+@dataclass
+class MinGRUCache:
+    x: np.ndarray  # (T, B, D)
+    z: np.ndarray  # (T, B, H) update gate
+    n: np.ndarray  # (T, B, H) candidate g(v)
+    dn: np.ndarray  # (T, B, H) g'(v)
+    h: np.ndarray  # (T+1, B, H) hidden states, h[0] = the initial one
+    W_x: np.ndarray  # (D, 2H)
+
+
+def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, MinGRUCache]:
+    """x (T,B,D), state {"h": (B,H)} -> h (T,B,H), a view of the cache (read-only)."""
+    T, B, D = x.shape
+    H = p["W_x"].shape[1] // 2
+    A = input_projection(x, p["W_x"], p["b"])  # (T, B, 2H): every step's gate and candidate at once
+    z = sigmoid(A[:, :, :H])  # (T, B, H)
+    n, dn = candidate(A[:, :, H:])  # (T, B, H) each
+    a = 1.0 - z  # (T, B, H) what each step keeps
+    b = z * n  # (T, B, H) what it writes
+    h = np.empty((T + 1, B, H), dtype=x.dtype)
+    h[0] = state["h"]
+    for t in range(T):
+        np.multiply(a[t], h[t], out=h[t + 1])  # (B, H)
+        h[t + 1] += b[t]
+    return h[1:], MinGRUCache(x, z, n, dn, h, p["W_x"])
+
+
+def quantities(cache: MinGRUCache) -> dict[str, np.ndarray]:
+    """{name: (T, B, H)}: the hidden state, the update gate z and the candidate n."""
+    return {"h": cache.h[1:], "z": cache.z, "n": cache.n}
+
+
+def final_state(cache: MinGRUCache) -> dict:
+    return {"h": cache.h[-1].copy()}  # (B, H)
+
+
+def backward(dh: np.ndarray, cache: MinGRUCache) -> tuple[np.ndarray, dict, dict]:
+    """dh (T,B,H) -> dx (T,B,D), grads, dstate. Only the scan runs step by step."""
+    z, n, h = cache.z, cache.n, cache.h
+    T, B, H = z.shape
+    keep = 1.0 - z  # (T, B, H)
+    dh_total = np.empty_like(z)  # (T, B, H) dLoss/dh_t from above and from step t+1
+    dh_next = np.zeros((B, H), dtype=z.dtype)
+    for t in reversed(range(T)):
+        np.add(dh[t], dh_next, out=dh_total[t])
+        np.multiply(keep[t], dh_total[t], out=dh_next)  # through h_t = (1 - z_t) h_{t-1} + ...
+    dA = np.empty((T, B, 2 * H), dtype=z.dtype)  # dLoss / d pre-activations
+    np.multiply(dh_total * (n - h[:-1]), z * (1.0 - z), out=dA[:, :, :H])  # z moves h toward n
+    np.multiply(dh_total * z, cache.dn, out=dA[:, :, H:])
+    grads, dx = window_grads(cache.x, None, dA, cache.W_x)
+    return dx, grads, {"h": dh_next}
+
+
+def step(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
+    """One step without a cache, for generation: x (B,D) -> h (B,H), next state."""
+    H = p["W_x"].shape[1] // 2
+    A = x @ p["W_x"] + p["b"]  # (B, 2H)
+    z = sigmoid(A[:, :H])
+    n, _ = candidate(A[:, H:])
+    h = (1.0 - z) * state["h"] + z * n  # (B, H)
+    return h, {"h": h}

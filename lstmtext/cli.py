@@ -190,7 +190,9 @@ def train(
     encoding_errors: Annotated[
         str, typer.Option(help="strict: stop at invalid UTF-8; replace: use U+FFFD and go on.")
     ] = "strict",
-    cell: Annotated[str, typer.Option(help="Recurrent cell: lstm, gru, rnn, peephole, cifg or mingru.")] = "lstm",
+    cell: Annotated[
+        str, typer.Option(help="Recurrent cell: lstm, gru, rnn, peephole, cifg, mingru or minlstm.")
+    ] = "lstm",
     nonlinearity: Annotated[str, typer.Option(help="The rnn cell's nonlinearity: tanh or relu.")] = "tanh",
     embed: Annotated[int, typer.Option(help="Embedding size E.")] = 200,
     hidden: Annotated[int, typer.Option(help="Hidden size H of every layer.")] = 200,

@@ -38,7 +38,7 @@ class ModelConfig:
             raise ConfigError(f"--init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
         if self.chrono != 0 and self.chrono < 3:
             raise ConfigError(f"--chrono is the longest gap to remember, at least 3 (or 0 for off), got {self.chrono}")
-        if self.chrono and self.cell in ("rnn", "mingru"):
+        if self.chrono and self.cell in ("rnn", "mingru", "minlstm"):
             raise ConfigError(
                 f"--chrono sets the biases of a gate that keeps the state; the {self.cell} cell has none: use"
                 " lstm, gru, peephole or cifg"

@@ -111,9 +111,12 @@ def cell_equations_hold(cell: str, q: dict, prev: dict) -> None:
     elif cell == "mingru":  # its z writes the candidate in: the other way round from the GRU's
         np.testing.assert_allclose(q["h"], (1.0 - q["z"]) * prev["h"] + q["z"] * q["n"], atol=1e-12)
         assert (q["n"] > 0).all()  # g keeps the candidate positive
+    elif cell == "minlstm":  # the gates normalised to sum to 1
+        keep = q["f"] / (q["f"] + q["i"])
+        np.testing.assert_allclose(q["h"], keep * prev["h"] + (1.0 - keep) * q["n"], atol=1e-12)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "peephole", "cifg", "mingru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "peephole", "cifg", "mingru", "minlstm"])
 def test_read_along_is_the_models_own_forward_pass(cell):
     cfg = ModelConfig(vocab_size=V, embed=E, hidden=H, layers=2, cell=cell, dropout=0.0)
     p = model.init_params(cfg, np.random.default_rng(0), np.float64)

@@ -78,22 +78,38 @@ def test_matches_pytorch(cell, nonlinearity, layers):
             )
 
 
-def test_mingru_matches_a_pytorch_autograd_reference():
-    from reference.torch_cells import mingru as torch_mingru
+@pytest.mark.parametrize("name", ["mingru", "minlstm"])
+def test_min_cells_match_a_pytorch_autograd_reference(name):
+    import reference.torch_cells as torch_cells
 
-    from lstmtext.cells import common, mingru
+    from lstmtext.cells import common, get_cell
 
+    cell = get_cell(name)
     rng = np.random.default_rng(11)
     T, B, D, H = 9, 3, 5, 4
-    p = {k: rng.uniform(-0.8, 0.8, size=s) for k, s in common.param_shapes(mingru, D, H).items()}
+    p = {k: rng.uniform(-0.8, 0.8, size=s) for k, s in common.param_shapes(cell, D, H).items()}
     x, h0, dh = rng.normal(size=(T, B, D)), rng.uniform(-1, 1, (B, H)), rng.normal(size=(T, B, H))
-    h, cache = mingru.forward(p, x, {"h": h0})
-    dx, grads, dstate = mingru.backward(dh, cache)
+    h, cache = cell.forward(p, x, {"h": h0})
+    dx, grads, dstate = cell.backward(dh, cache)
     t = {k: torch.tensor(v, requires_grad=True) for k, v in {**p, "x": x, "h0": h0}.items()}
-    th, th_last = torch_mingru(t["W_x"], t["b"], t["x"], t["h0"])
+    th, th_last = getattr(torch_cells, name)(t["W_x"], t["b"], t["x"], t["h0"])
     (th * torch.tensor(dh)).sum().backward()
     np.testing.assert_allclose(h, th.detach().numpy(), rtol=0, atol=TOL)
-    np.testing.assert_allclose(mingru.final_state(cache)["h"], th_last.detach().numpy(), rtol=0, atol=TOL)
+    np.testing.assert_allclose(cell.final_state(cache)["h"], th_last.detach().numpy(), rtol=0, atol=TOL)
     for ours, theirs in ((dx, "x"), (grads["W_x"], "W_x"), (grads["b"], "b"), (dstate["h"], "h0")):
         np.testing.assert_allclose(ours, t[theirs].grad.numpy(), rtol=0, atol=TOL, err_msg=theirs)
     assert set(grads) == {"W_x", "b"}  # no W_h: the gates see x_t only
+
+
+def test_linear_scan_is_the_recurrence_across_windows():
+    """The scan over a window, carried into the next, is the step-by-step recurrence (float64)."""
+    from lstmtext.cells.common import linear_scan
+
+    rng = np.random.default_rng(5)
+    a, b, h0 = rng.uniform(0, 1, (12, 2, 3)), rng.normal(size=(12, 2, 3)), rng.normal(size=(2, 3))
+    h = [h0]
+    for t in range(12):
+        h.append(a[t] * h[-1] + b[t])
+    first = linear_scan(a[:5], b[:5], h0)
+    second = linear_scan(a[5:], b[5:], first[-1])
+    np.testing.assert_allclose(np.concatenate([first, second[1:]]), np.array(h), rtol=0, atol=1e-12)

@@ -8,7 +8,7 @@ Every cell module provides:
                                    and common.init_params make W_x, W_h, b and these from them
     forward(p, x (T,B,D), state, **options) -> h (T,B,H), cache
     OPTIONS (optional)             ModelConfig fields passed to forward as keyword options
-    RECURRENT (optional)           False for a cell without W_h (minGRU: its gates see x_t only)
+    RECURRENT (optional)           False for a cell without W_h (minGRU, minLSTM: gates see x_t only)
     final_state(cache)             -> state after the window (values only: TBPTT cuts the gradient)
     backward(dh (T,B,H), cache)    -> dx (T,B,D), grads {local name: array}, dstate {name: (B,H)}
     step(p, x (B,D), state)        -> h (B,H), next state: one step with no cache, for generation
@@ -20,7 +20,7 @@ A new cell is one new module and one line in CELLS.
 
 from types import ModuleType
 
-from lstmtext.cells import cifg, gru, lstm, mingru, peephole, rnn
+from lstmtext.cells import cifg, gru, lstm, mingru, minlstm, peephole, rnn
 from lstmtext.errors import ConfigError
 
 CELLS: dict[str, ModuleType] = {
@@ -30,6 +30,7 @@ CELLS: dict[str, ModuleType] = {
     peephole.NAME: peephole,
     cifg.NAME: cifg,
     mingru.NAME: mingru,
+    minlstm.NAME: minlstm,
 }
 
 

@@ -8,17 +8,16 @@ Row vectors, fused along one 2H axis in the order z|n:
 
 No gate looks at h_{t−1}, so there is no W_h: every matrix product of a window is one GEMM over all
 its steps, and what is left is the linear scan h_t = a_t ⊙ h_{t−1} + b_t (a = 1 − z, b = z ⊙ n),
-elementwise. g keeps the candidate positive, which the log-space form of the scan needs (Feng et
-al., appendix B.3; Heinsen 2023); the paper's sequential and parallel modes both use it. Here the
-scan is the sequential loop: on these sizes it is one multiply and one add per step (see the note in
-issue #16 for the log-space form). The state h is carried across windows like every cell's.
+elementwise (common.linear_scan, step by step: faster in NumPy than the log-space form). g keeps the
+candidate positive, which the log-space form needs (Feng et al., appendix B.3); the paper uses it in
+both modes. The state h is carried across windows like every cell's.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import input_projection, sigmoid, window_grads
+from lstmtext.cells.common import input_projection, linear_scan, linear_scan_backward, positive, sigmoid, window_grads
 
 NAME = "mingru"
 STATE = ("h",)
@@ -27,14 +26,6 @@ FORGET = None
 EXTRA: dict[str, str] = {}
 RECURRENT = False  # no W_h: the gates see x_t only
 GATES = ("z",)  # the σ gate, whose saturation `lstmtext inspect` measures
-
-
-def candidate(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """g(v) = v + 1/2 (v ≥ 0), σ(v) (v < 0): continuous at 0, positive, and linear for large v.
-    -> g(v), g'(v)."""
-    s = sigmoid(v)
-    pos = v >= 0
-    return np.where(pos, v + 0.5, s), np.where(pos, 1.0, s * (1.0 - s)).astype(v.dtype)
 
 
 @dataclass
@@ -53,14 +44,8 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, MinGRUCach
     H = p["W_x"].shape[1] // 2
     A = input_projection(x, p["W_x"], p["b"])  # (T, B, 2H): every step's gate and candidate at once
     z = sigmoid(A[:, :, :H])  # (T, B, H)
-    n, dn = candidate(A[:, :, H:])  # (T, B, H) each
-    a = 1.0 - z  # (T, B, H) what each step keeps
-    b = z * n  # (T, B, H) what it writes
-    h = np.empty((T + 1, B, H), dtype=x.dtype)
-    h[0] = state["h"]
-    for t in range(T):
-        np.multiply(a[t], h[t], out=h[t + 1])  # (B, H)
-        h[t + 1] += b[t]
+    n, dn = positive(A[:, :, H:])  # (T, B, H) each
+    h = linear_scan(1.0 - z, z * n, state["h"])  # (T+1, B, H): keep 1 - z, write z ⊙ n
     return h[1:], MinGRUCache(x, z, n, dn, h, p["W_x"])
 
 
@@ -77,17 +62,12 @@ def backward(dh: np.ndarray, cache: MinGRUCache) -> tuple[np.ndarray, dict, dict
     """dh (T,B,H) -> dx (T,B,D), grads, dstate. Only the scan runs step by step."""
     z, n, h = cache.z, cache.n, cache.h
     T, B, H = z.shape
-    keep = 1.0 - z  # (T, B, H)
-    dh_total = np.empty_like(z)  # (T, B, H) dLoss/dh_t from above and from step t+1
-    dh_next = np.zeros((B, H), dtype=z.dtype)
-    for t in reversed(range(T)):
-        np.add(dh[t], dh_next, out=dh_total[t])
-        np.multiply(keep[t], dh_total[t], out=dh_next)  # through h_t = (1 - z_t) h_{t-1} + ...
+    dh_total, dh0 = linear_scan_backward(dh, 1.0 - z)  # (T, B, H), (B, H)
     dA = np.empty((T, B, 2 * H), dtype=z.dtype)  # dLoss / d pre-activations
     np.multiply(dh_total * (n - h[:-1]), z * (1.0 - z), out=dA[:, :, :H])  # z moves h toward n
     np.multiply(dh_total * z, cache.dn, out=dA[:, :, H:])
     grads, dx = window_grads(cache.x, None, dA, cache.W_x)
-    return dx, grads, {"h": dh_next}
+    return dx, grads, {"h": dh0}
 
 
 def step(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
@@ -95,6 +75,6 @@ def step(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
     H = p["W_x"].shape[1] // 2
     A = x @ p["W_x"] + p["b"]  # (B, 2H)
     z = sigmoid(A[:, :H])
-    n, _ = candidate(A[:, H:])
+    n, _ = positive(A[:, H:])
     h = (1.0 - z) * state["h"] + z * n  # (B, H)
     return h, {"h": h}

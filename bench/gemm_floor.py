@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bench.rows import ROWS, Row
+from bench.rows import NO_W_H, ROWS, Row
 
 ORIENTATIONS = ("batch_major", "feature_major")
 
@@ -51,10 +51,10 @@ def step_gemms(row: Row, orientation: str) -> list[Gemm]:
         else:
             fwd = Gemm(f"{layer}: recurrent fwd h·W_h", B, H, GH, T)
             bwd = Gemm(f"{layer}: recurrent bwd dz·W_hᵀ", B, GH, H, T)
+        recurrent = [] if row.cell in NO_W_H else [fwd, bwd, Gemm(f"{layer}: dW_h = Hᵀ·dZ", H, TB, GH, 1)]
         out += [
-            Gemm(f"{layer}: input projection X·W_x", TB, D, GH, 1), fwd, bwd,
+            Gemm(f"{layer}: input projection X·W_x", TB, D, GH, 1), *recurrent,
             Gemm(f"{layer}: dW_x = Xᵀ·dZ", D, TB, GH, 1),
-            Gemm(f"{layer}: dW_h = Hᵀ·dZ", H, TB, GH, 1),
             Gemm(f"{layer}: dX = dZ·W_xᵀ", TB, GH, D, 1),
         ]
     return out + [

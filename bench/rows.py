@@ -10,7 +10,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # G: blocks of H along each recurrent weight's columns
+GATES = {"lstm": 4, "gru": 3, "rnn": 1, "mingru": 2, "minlstm": 3}  # G: blocks of H along W_x's columns
+NO_W_H = {"mingru", "minlstm"}  # gates from x_t only: no recurrent GEMM at all
+TORCH_CELL = {"lstm": "lstm", "gru": "gru", "rnn": "rnn"}  # PyTorch has no minGRU/minLSTM: its LSTM runs beside them
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,7 @@ class Row:
     # "train" (tokens/s = T·B per window), "sample" (batch 1, sampled tokens/s), "threads" (train,
     # several thread choices under the same load) or "eval" (evaluate.score against train)
     task: str
-    cell: str  # "lstm", "gru" or "rnn" (tanh)
+    cell: str  # "lstm", "gru", "rnn" (tanh), "mingru" or "minlstm"
     V: int  # vocabulary
     E: int  # embedding width
     H: int  # hidden width of every layer
@@ -39,11 +41,17 @@ class Row:
         return GATES[self.cell]
 
     @property
+    def torch_cell(self) -> str:
+        return TORCH_CELL.get(self.cell, "lstm")
+
+    @property
     def describe(self) -> str:
         v = f"V{self.V // 1000}k" if self.V >= 1000 else f"V{self.V}"
         if self.task == "sample":
             return f"{self.cell} {self.L}×{self.H} {v} B1 sampling"
         shape = f"{self.cell} {self.L}×{self.H} E{self.E} {v} B{self.B} T{self.T}"
+        if self.torch_cell != self.cell:
+            shape += f" (PyTorch: {self.torch_cell})"
         if self.task == "threads":
             return shape + (f", {self.busy} core{'s' * (self.busy > 1)} busy" if self.busy else ", quiet")
         if self.task == "eval":
@@ -66,6 +74,11 @@ ROWS = {
         Row("tiny", "train", "lstm", V=50, E=64, H=128, L=1, B=20, T=100, ratio_target=1.0, floor_target=None),
         _small("gru", "gru", 1.8, None),
         _small("rnn", "rnn", 1.8, None),
+        # Issue #16: the cells whose gates see x_t only, beside PyTorch's LSTM of the same shape.
+        _small("mingru", "mingru", None, None),
+        _small("minlstm", "minlstm", None, None),
+        Row("char-mingru", "train", "mingru", V=100, E=512, H=512, L=2, B=50, T=100, ratio_target=None),
+        Row("char-minlstm", "train", "minlstm", V=100, E=512, H=512, L=2, B=50, T=100, ratio_target=None),
         Row("sample-small", "sample", "lstm", V=10_000, E=200, H=200, L=2, B=1, T=1, ratio_target=6.0),
         Row("sample-medium", "sample", "lstm", V=10_000, E=650, H=650, L=2, B=1, T=1, ratio_target=6.0),
         # The issue "Your own text, on your own laptop": a fair share of a shared machine.

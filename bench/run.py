@@ -168,7 +168,8 @@ def measure_row(row: Row, env: dict, threads: int, seconds: float, repeats: int,
     def body(workers: dict) -> dict:
         out = _time_frameworks(row, env, threads, seconds, repeats, workers)
         ratio = out["lstmtext"]["tokens_per_s"] / out["torch"]["tokens_per_s"]
-        out["ratio"] = {"value": ratio, "target": row.ratio_target, "met": ratio >= row.ratio_target}
+        met = None if row.ratio_target is None else ratio >= row.ratio_target
+        out["ratio"] = {"value": ratio, "target": row.ratio_target, "met": met}
         if row.task == "train":
             lt, tr = out["lstmtext"]["peak_rss_mb"], out["torch"]["peak_rss_mb"]
             out["rss"] = {"met": lt <= tr}
@@ -330,7 +331,8 @@ def _print_classic(console: Console, results: list[dict]) -> None:
         table.add_row(
             f"{r['row']}\n[dim]{r['config']}[/]", r["mode"],
             f"{r['lstmtext']['tokens_per_s']:,.0f}", f"{r['torch']['tokens_per_s']:,.0f}",
-            f"{ratio['value']:.2f}× (≥{ratio['target']}){_mark(ratio['met'])}",
+            f"{ratio['value']:.2f}×" + ("" if ratio["target"] is None else f" (≥{ratio['target']})")
+            + _mark(ratio["met"]),
             _floor_cell(floor, "batch_major") if train else "—", _floor_cell(floor, "feature_major") if train else "—",
             "—" if eff is None else ("[yellow]![/]" if eff["value"] > 1 else "") + f"{eff['value']:.0%}"
             + ("" if eff["target"] is None else f" (≥{eff['target']:.0%}){_mark(eff['met'])}"),

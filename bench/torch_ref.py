@@ -19,7 +19,7 @@ class RefLM(nn.Module):
     def __init__(self, row: Row):
         super().__init__()
         self.embed = nn.Embedding(row.V, row.E)
-        self.rnn = CELLS[row.cell](row.E, row.H, row.L, dropout=0.0)  # nn.RNN's default is tanh
+        self.rnn = CELLS[row.torch_cell](row.E, row.H, row.L, dropout=0.0)  # nn.RNN's default is tanh
         self.head = nn.Linear(row.H, row.V)
 
     def forward(self, x, state):

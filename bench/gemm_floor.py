@@ -3,7 +3,8 @@ multiplications were free, each GEMM shape timed on its own with NumPy (float32)
 
     python -m bench.gemm_floor ROW [--threads N] [--seconds S]     # prints JSON
 
-Per layer (D = E for the first, H above; G = 4 LSTM, 3 GRU, 1 RNN), with (M×K @ K×N) × calls per step:
+Per layer (D = E for the first, H above; G = 4 LSTM, 3 GRU, 1 RNN, 2 minGRU, 3 minLSTM), with (M×K @ K×N)
+× calls per step (minGRU and minLSTM have no W_h: no recurrent lines and no dW_h):
   input projection of the window   T·B×D @ D×G·H         × 1
   recurrent forward, one per step  B×H @ H×G·H           × T   (feature-major: G·H×H @ H×B)
   recurrent backward, one per step B×G·H @ G·H×H         × T   (feature-major: H×G·H @ G·H×B)

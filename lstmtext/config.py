@@ -40,8 +40,12 @@ class ModelConfig:
             raise ConfigError(f"--chrono is the longest gap to remember, at least 3 (or 0 for off), got {self.chrono}")
         if self.chrono and self.cell in ("rnn", "mingru", "minlstm"):
             raise ConfigError(
-                f"--chrono sets the biases of a gate that keeps the state; the {self.cell} cell has none: use"
-                " lstm, gru, peephole or cifg"
+                f"--chrono is not defined for the {self.cell} cell: use lstm, gru, peephole or cifg"
+            )
+        if self.init == "orthogonal" and self.cell in ("mingru", "minlstm"):
+            raise ConfigError(
+                f"--init orthogonal shapes the recurrent matrix W_h, which the {self.cell} cell does not have:"
+                " use uniform or torch"
             )
         if self.nonlinearity not in ("tanh", "relu"):
             raise ConfigError(f"--nonlinearity must be tanh or relu, got {self.nonlinearity!r}")

@@ -101,3 +101,19 @@ def test_generation_step_equals_window_forward(cell_name, opts):
         np.testing.assert_allclose(h_t, h_win[t], rtol=1e-12, atol=1e-12)
     for k, v in cell.final_state(cache).items():
         np.testing.assert_allclose(s[k], v, rtol=1e-12, atol=1e-12)
+
+
+def test_minlstm_with_both_gates_shut_stays_finite():
+    """f / (f + i) is 0/0 once both σ round to 0; the log-space form still gives f' = 1/2."""
+    from lstmtext.cells import minlstm
+
+    for dtype in (np.float32, np.float64):
+        D, H = 3, 4
+        p = {k: np.zeros(s, dtype=dtype) for k, s in common.param_shapes(minlstm, D, H).items()}
+        p["b"][: 2 * H] = -60.0  # both gates far below 0: σ is exactly 0 in either precision
+        x = np.ones((5, 2, D), dtype=dtype)
+        h, cache = minlstm.forward(p, x, {"h": np.ones((2, H), dtype=dtype)})
+        dx, grads, dstate = minlstm.backward(np.ones_like(h), cache)
+        np.testing.assert_allclose(cache.keep, 0.5)
+        assert all(np.isfinite(a).all() for a in (h, dx, dstate["h"], *grads.values()))
+        assert h.dtype == dtype and grads["W_x"].dtype == dtype

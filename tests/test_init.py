@@ -114,10 +114,13 @@ def test_chrono_biases(cell, keep, write, init):
 
 def test_chrono_is_refused_where_it_means_nothing():
     for cell in ("rnn", "mingru"):
-        with pytest.raises(ConfigError, match=f"{cell} cell has none"):
+        with pytest.raises(ConfigError, match=f"not defined for the {cell} cell"):
             ModelConfig(vocab_size=10, cell=cell, chrono=60)
     with pytest.raises(ConfigError, match="at least 3"):
         ModelConfig(vocab_size=10, chrono=2)
+    for cell in ("mingru", "minlstm"):
+        with pytest.raises(ConfigError, match=f"which the {cell} cell does not have"):
+            ModelConfig(vocab_size=10, cell=cell, init="orthogonal")
 
 
 def test_chrono_is_stored_and_kept_by_resume(tmp_path):
@@ -126,4 +129,4 @@ def test_chrono_is_stored_and_kept_by_resume(tmp_path):
     r = invoke(["train", "--resume", out, "--max-steps", "6", "--chrono", "0"])
     assert r.exit_code == 1 and "--chrono 0 (the run has 40)" in r.stderr
     r = invoke(["train", corpus, "--out", tmp_path / "rnn", *TINY, "--cell", "rnn", "--chrono", "40"])
-    assert r.exit_code == 1 and "rnn cell has none" in r.stderr and "Traceback" not in r.output
+    assert r.exit_code == 1 and "not defined for the rnn cell" in r.stderr and "Traceback" not in r.output

@@ -46,7 +46,7 @@ class CIFGCache:
 def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, CIFGCache]:
     """x (T,B,D), state {"h", "c": (B,H)} -> h (T,B,H), a view of the cache (read-only)."""
     W_x, W_h = p["W_x"], p["W_h"]
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_h.shape[0]
     dt = x.dtype
     act = GateActivation.of("sts", H, dt)  # f: σ; g: tanh; o: σ
@@ -86,7 +86,7 @@ def final_state(cache: CIFGCache) -> dict:
 def backward(dh: np.ndarray, cache: CIFGCache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) -> dx (T,B,D), grads, dstate."""
     x, gates, c, tanh_c, W_h = cache.x, cache.gates, cache.c, cache.tanh_c, cache.W_h
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_h.shape[0]
     dt = x.dtype
     f, g, o = (gates[:, k * H : (k + 1) * H] for k in range(3))  # (T, H, B) each

@@ -141,11 +141,12 @@ class GateActivation:
 
 
 def positive(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """g(v) = v + 1/2 (v ≥ 0), σ(v) (v < 0): continuous at 0, always positive (which the log-space
-    scan of Feng et al. 2024, appendix B.3, needs), linear for large v. -> g(v), g'(v)."""
+    """g(v) = v + 1/2 (v ≥ 0), σ(v) (v < 0): continuous at 0, positive (which the log-space scan of
+    Feng et al. 2024, appendix B.3, needs; σ rounds to 0 only below v ≈ −20 in float32), linear for
+    large v. -> g(v), g'(v)."""
     s = sigmoid(v)
     pos = v >= 0
-    return np.where(pos, v + 0.5, s), np.where(pos, 1.0, s * (1.0 - s)).astype(v.dtype)
+    return np.where(pos, v + 0.5, s), np.where(pos, v.dtype.type(1), s * (1.0 - s))
 
 
 def linear_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ class GRUCache:
 def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, GRUCache]:
     """x (T,B,D), state {"h": (B,H)} -> h (T,B,H). Feature-major inside, like the LSTM."""
     W_x, W_h = p["W_x"], p["W_h"]
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_h.shape[0]
     dt = x.dtype
     act = GateActivation.of("ss", H, dt)  # r, z
@@ -89,7 +89,7 @@ def final_state(cache: GRUCache) -> dict:
 def backward(dh: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) -> dx (T,B,D), grads, dstate."""
     x, gates, hn, h, W_h = cache.x, cache.gates, cache.hn, cache.h, cache.W_h
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_h.shape[0]
     dt = x.dtype
     r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]  # (T, H, B) each

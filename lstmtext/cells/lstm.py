@@ -50,7 +50,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, LSTMCache]
 
     The returned h is a view of the cache (no copy); treat it as read-only."""
     W_x, W_h, b = p["W_x"], p["W_h"], p["b"]
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_h.shape[0]
     dt = x.dtype
     act = GateActivation.of("ssts", H, dt)  # i, f: σ; g: tanh; o: σ
@@ -91,7 +91,7 @@ def final_state(cache: LSTMCache) -> dict:
 def backward(dh: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) = dLoss/dh_t from above -> dx (T,B,D), grads, dstate (w.r.t. the initial state)."""
     x, gates, c, tanh_c, W_h = cache.x, cache.gates, cache.c, cache.tanh_c, cache.W_h
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_h.shape[0]
     dt = x.dtype
     i, f, g, o = (gates[:, k * H : (k + 1) * H] for k in range(4))  # (T, H, B) each

@@ -40,7 +40,6 @@ class MinGRUCache:
 
 def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, MinGRUCache]:
     """x (T,B,D), state {"h": (B,H)} -> h (T,B,H), a view of the cache (read-only)."""
-    T, B, D = x.shape
     H = p["W_x"].shape[1] // 2
     A = input_projection(x, p["W_x"], p["b"])  # (T, B, 2H): every step's gate and candidate at once
     z = sigmoid(A[:, :, :H])  # (T, B, H)
@@ -72,9 +71,5 @@ def backward(dh: np.ndarray, cache: MinGRUCache) -> tuple[np.ndarray, dict, dict
 
 def step(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
     """One step without a cache, for generation: x (B,D) -> h (B,H), next state."""
-    H = p["W_x"].shape[1] // 2
-    A = x @ p["W_x"] + p["b"]  # (B, 2H)
-    z = sigmoid(A[:, :H])
-    n, _ = positive(A[:, H:])
-    h = (1.0 - z) * state["h"] + z * n  # (B, H)
-    return h, {"h": h}
+    h, cache = forward(p, x[None], state)
+    return h[0].copy(), final_state(cache)

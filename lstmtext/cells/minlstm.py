@@ -10,7 +10,9 @@ Row vectors, fused along one 3H axis in the order f|i|n:
 
 The two gates are normalised to sum to 1, so h stays a weighted mean of positive candidates and its
 scale does not grow with the length of the text (the paper's "length independence"); there is no
-separate cell state and no output gate. As in the minGRU, nothing looks at h_{t−1} but the scan
+separate cell state and no output gate. f' is computed in log space, as the paper does:
+f' = σ(log f − log i) with log σ(v) = −softplus(−v), because f / (f + i) is 0/0 once both gates
+round to 0 (v ≲ −20 in float32). As in the minGRU, nothing looks at h_{t−1} but the scan
 h_t = a_t ⊙ h_{t−1} + b_t (a = f', b = i' ⊙ n), run step by step (common.linear_scan).
 """
 
@@ -34,6 +36,7 @@ class MinLSTMCache:
     x: np.ndarray  # (T, B, D)
     f: np.ndarray  # (T, B, H) forget gate, before the normalisation
     i: np.ndarray  # (T, B, H) input gate, before the normalisation
+    keep: np.ndarray  # (T, B, H) f' = f / (f + i)
     n: np.ndarray  # (T, B, H) candidate g(v)
     dn: np.ndarray  # (T, B, H) g'(v)
     h: np.ndarray  # (T+1, B, H) hidden states, h[0] = the initial one
@@ -44,11 +47,12 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, MinLSTMCac
     """x (T,B,D), state {"h": (B,H)} -> h (T,B,H), a view of the cache (read-only)."""
     H = p["W_x"].shape[1] // 3
     A = input_projection(x, p["W_x"], p["b"])  # (T, B, 3H): every step's gates and candidate at once
-    f, i = sigmoid(A[:, :, :H]), sigmoid(A[:, :, H : 2 * H])  # (T, B, H) each
+    a_f, a_i = A[:, :, :H], A[:, :, H : 2 * H]  # (T, B, H) each
+    f, i = sigmoid(a_f), sigmoid(a_i)  # (T, B, H) each, for inspect
+    keep = sigmoid(np.logaddexp(0.0, -a_i) - np.logaddexp(0.0, -a_f))  # (T, B, H) f' = σ(log f − log i)
     n, dn = positive(A[:, :, 2 * H :])  # (T, B, H) each
-    keep = f / (f + i)  # (T, B, H) f'; i' = 1 - f'
-    h = linear_scan(keep, (1.0 - keep) * n, state["h"])  # (T+1, B, H)
-    return h[1:], MinLSTMCache(x, f, i, n, dn, h, p["W_x"])
+    h = linear_scan(keep, (1.0 - keep) * n, state["h"])  # (T+1, B, H); i' = 1 - f'
+    return h[1:], MinLSTMCache(x, f, i, keep, n, dn, h, p["W_x"])
 
 
 def quantities(cache: MinLSTMCache) -> dict[str, np.ndarray]:
@@ -62,17 +66,15 @@ def final_state(cache: MinLSTMCache) -> dict:
 
 def backward(dh: np.ndarray, cache: MinLSTMCache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) -> dx (T,B,D), grads, dstate. Only the scan runs step by step."""
-    f, i, n, h = cache.f, cache.i, cache.n, cache.h
+    f, i, keep, n, h = cache.f, cache.i, cache.keep, cache.n, cache.h
     T, B, H = f.shape
-    s = f + i  # (T, B, H)
-    keep = f / s  # (T, B, H) f'
     dh_total, dh0 = linear_scan_backward(dh, keep)  # (T, B, H), (B, H)
-    dkeep = dh_total * (h[:-1] - n)  # (T, B, H): h = n + f' (h_{t-1} - n)
-    # f' = f / (f + i): ∂f'/∂f = i / s², ∂f'/∂i = -f / s²; then through each σ.
-    common = dkeep / (s * s)  # (T, B, H)
+    # h = n + f' (h_{t-1} - n) and f' = σ(u), u = softplus(-a_i) - softplus(-a_f): ∂u/∂a_f = 1 - f,
+    # ∂u/∂a_i = -(1 - i).
+    du = dh_total * (h[:-1] - n) * keep * (1.0 - keep)  # (T, B, H)
     dA = np.empty((T, B, 3 * H), dtype=f.dtype)  # dLoss / d pre-activations
-    np.multiply(common * i, f * (1.0 - f), out=dA[:, :, :H])
-    np.multiply(-common * f, i * (1.0 - i), out=dA[:, :, H : 2 * H])
+    np.multiply(du, 1.0 - f, out=dA[:, :, :H])
+    np.multiply(-du, 1.0 - i, out=dA[:, :, H : 2 * H])
     np.multiply(dh_total * (1.0 - keep), cache.dn, out=dA[:, :, 2 * H :])
     grads, dx = window_grads(cache.x, None, dA, cache.W_x)
     return dx, grads, {"h": dh0}

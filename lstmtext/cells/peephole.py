@@ -46,7 +46,7 @@ class PeepholeCache:
 def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, PeepholeCache]:
     """x (T,B,D), state {"h", "c": (B,H)} -> h (T,B,H)."""
     W_x, W_h = p["W_x"], p["W_h"]
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_h.shape[0]
     gates = input_projection(x, W_x, p["b"])  # (T, B, 4H), activated in place below
     c = np.empty((T, B, H), dtype=x.dtype)
@@ -85,7 +85,7 @@ def final_state(cache: PeepholeCache) -> dict:
 def backward(dh: np.ndarray, cache: PeepholeCache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) -> dx (T,B,D), grads, dstate."""
     x, gates, c, tanh_c, p = cache.x, cache.gates, cache.c, cache.tanh_c, cache.p
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = p["W_h"].shape[0]
     da = np.empty_like(gates)  # (T, B, 4H)
     dh_next = np.zeros((B, H), dtype=x.dtype)

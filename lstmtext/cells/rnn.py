@@ -33,7 +33,7 @@ class RNNCache:
 def forward(p: dict, x: np.ndarray, state: dict, nonlinearity: str = "tanh") -> tuple[np.ndarray, RNNCache]:
     """x (T,B,D), state {"h": (B,H)} -> h (T,B,H). Feature-major inside, like the LSTM."""
     W_x, W_h = p["W_x"], p["W_h"]
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_h.shape[0]
     xw = input_projection(x, W_x, p["b"])  # (T, B, H)
     h = np.empty((T + 1, H, B), dtype=x.dtype)
@@ -68,7 +68,7 @@ def final_state(cache: RNNCache) -> dict:
 def backward(dh: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) -> dx (T,B,D), grads, dstate."""
     x, h, W_h = cache.x, cache.h, cache.W_h
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_h.shape[0]
     out = h[1:]  # (T, H, B)
     dphi = 1.0 - out * out if cache.nonlinearity == "tanh" else (out > 0).astype(x.dtype)  # φ' from the output

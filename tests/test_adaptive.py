@@ -1,0 +1,79 @@
+"""The adaptive softmax head (lstmtext.adaptive): its gradients against central differences and its
+loss, gradients and full distribution against PyTorch's nn.AdaptiveLogSoftmaxWithLoss, float64."""
+
+import numpy as np
+import pytest
+from gradcheck import numerical_grad, rel_error
+
+from lstmtext import adaptive
+from lstmtext.errors import ConfigError
+
+H, V, CUTOFFS = 8, 30, [6, 14]  # a shortlist of 6 words and two clusters, 8 and 16 words wide
+
+
+def setup(seed=0, N=40):
+    rng = np.random.default_rng(seed)
+    shapes = adaptive.param_shapes(H, CUTOFFS, V, div_value=2.0)
+    params = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in shapes.items()}
+    z = rng.normal(size=(N, H))
+    targets = rng.integers(0, V, N)
+    targets[:3] = [0, 10, 29]  # every part of the vocabulary is hit
+    return params, z, targets, adaptive.check_cutoffs(CUTOFFS, V)
+
+
+def test_shapes_and_cutoff_errors():
+    shapes = adaptive.param_shapes(H, CUTOFFS, V, div_value=2.0)
+    assert shapes == {"head.W": (8, 8), "head.b": (8,), "head.tail.1.P": (8, 4), "head.tail.1.O": (4, 8),
+                      "head.tail.2.P": (8, 2), "head.tail.2.O": (2, 16)}
+    for bad, message in (([14, 6], "increase"), ([0, 5], "positive"), ([6, 30], "below the vocabulary size, 30")):
+        with pytest.raises(ConfigError, match=message):
+            adaptive.check_cutoffs(bad, V)
+
+
+def test_gradients_match_central_differences():
+    params, z, targets, edges = setup()
+    mask = (np.arange(len(targets)) % 5 != 0).astype(float)  # some rows do not count
+    _, _, cache = adaptive.forward(params, z, targets, edges, mask)
+    dz, grads = adaptive.backward(params, cache)
+
+    def loss():
+        return adaptive.forward(params, z, targets, edges, mask)[0]
+
+    assert rel_error(dz, numerical_grad(loss, z)) < 1e-6
+    for name, value in params.items():
+        assert rel_error(grads[name], numerical_grad(loss, value)) < 1e-6, name
+
+
+def test_full_distribution_sums_to_one_and_agrees_with_the_loss():
+    params, z, targets, edges = setup()
+    lp = adaptive.log_probs(params, z, edges)  # (N, V)
+    np.testing.assert_allclose(np.exp(lp).sum(axis=1), 1.0, rtol=1e-12)
+    _, nll, _ = adaptive.forward(params, z, targets, edges)
+    np.testing.assert_allclose(nll, -lp[np.arange(len(targets)), targets], rtol=1e-12)
+
+
+def test_matches_pytorch_adaptive_log_softmax():
+    torch = pytest.importorskip("torch")
+    params, z, targets, edges = setup(seed=3)
+    ref = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, CUTOFFS, div_value=2.0, head_bias=True).double()
+    with torch.no_grad():
+        ref.head.weight.copy_(torch.tensor(params["head.W"].T))
+        ref.head.bias.copy_(torch.tensor(params["head.b"]))
+        for k in (1, 2):
+            ref.tail[k - 1][0].weight.copy_(torch.tensor(params[f"head.tail.{k}.P"].T))
+            ref.tail[k - 1][1].weight.copy_(torch.tensor(params[f"head.tail.{k}.O"].T))
+    tz = torch.tensor(z, requires_grad=True)
+    out = ref(tz, torch.tensor(targets))
+    out.loss.backward()
+    loss, nll, cache = adaptive.forward(params, z, targets, edges)
+    dz, grads = adaptive.backward(params, cache)
+    assert abs(loss - out.loss.item()) < 1e-10
+    np.testing.assert_allclose(-nll, out.output.detach().numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(dz, tz.grad.numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(grads["head.W"], ref.head.weight.grad.numpy().T, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(grads["head.b"], ref.head.bias.grad.numpy(), rtol=0, atol=1e-10)
+    for k in (1, 2):
+        np.testing.assert_allclose(grads[f"head.tail.{k}.P"], ref.tail[k - 1][0].weight.grad.numpy().T, atol=1e-10)
+        np.testing.assert_allclose(grads[f"head.tail.{k}.O"], ref.tail[k - 1][1].weight.grad.numpy().T, atol=1e-10)
+    full = ref.log_prob(torch.tensor(z)).detach().numpy()
+    np.testing.assert_allclose(adaptive.log_probs(params, z, edges), full, rtol=0, atol=1e-10)

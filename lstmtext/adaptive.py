@@ -15,8 +15,8 @@ width shrinks by `div_value` per cluster. A token pays for its own cluster only,
 Parameter names: head.W (H, c_0 + K), head.b (c_0 + K,), head.tail.{k}.P (H, H // div^k),
 head.tail.{k}.O (H // div^k, c_k − c_{k−1}) for k = 1..K.
 
-Not yet wired into the model, the trainer or the command line (issue #16): these are the head's
-forward and backward passes and the full distribution for generation, checked against PyTorch.
+`--softmax adaptive --cutoffs 2000,6000` selects it (model.forward/backward use it for training and
+`eval`; model.step_logits returns the full log p for `generate`). The embedding cannot be tied to it.
 """
 
 from dataclasses import dataclass

@@ -210,6 +210,12 @@ def train(
     chrono: Annotated[
         int, typer.Option(help="Chrono gate biases (Tallec & Ollivier 2018) for gaps up to this many tokens; 0 = off.")
     ] = 0,
+    softmax: Annotated[
+        str, typer.Option(help="Output head: full, or adaptive (Grave et al. 2017), with --cutoffs.")
+    ] = "full",
+    cutoffs: Annotated[
+        str, typer.Option(help="--softmax adaptive: where the frequency-sorted clusters start, e.g. 2000,6000.")
+    ] = "",
     batch_size: Annotated[int, typer.Option(help="Parallel streams B.")] = 20,
     bptt: Annotated[int, typer.Option(help="Window length T of truncated backpropagation through time.")] = 35,
     optimizer: Annotated[str, typer.Option(help="sgd, adam or rmsprop.")] = "sgd",
@@ -278,7 +284,7 @@ def train(
         source, tok = checkpoint.load_model(source_path)
         runs.check_init_options(source, tok, {k: args[k] for k in given})
         shape = {k: getattr(source.model_cfg, k) for k in runs.SHAPE_OPTIONS}
-        embed, hidden, layers, cell, tie, nonlinearity = (shape[k] for k in runs.SHAPE_OPTIONS)
+        embed, hidden, layers, cell, tie, nonlinearity, softmax, cutoffs = (shape[k] for k in runs.SHAPE_OPTIONS)
         if "dropout" not in given:
             dropout = source.model_cfg.dropout
         init, init_scale, chrono = source.model_cfg.init, source.model_cfg.init_scale, source.model_cfg.chrono
@@ -295,6 +301,8 @@ def train(
         nonlinearity=nonlinearity,
         init=init,
         chrono=chrono,
+        softmax=softmax,
+        cutoffs=cutoffs,
     )
     run_dir = out if out is not None else Path("runs") / corpus.resolve().name.removesuffix(corpus.suffix)
     tok_opts = TokenizerOptions(tokenizer, vocab_size, min_freq, lowercase, word_split)

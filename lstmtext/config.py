@@ -22,6 +22,12 @@ class ModelConfig:
     init: str = "uniform"  # the initialisation scheme, one of INIT_SCHEMES (lstmtext.model.init_params)
     nonlinearity: str = "tanh"  # the rnn cell's φ: "tanh" or "relu" (other cells ignore it)
     chrono: int = 0  # T_max of the chrono gate biases (Tallec & Ollivier 2018); 0 = off
+    softmax: str = "full"  # the output head: "full", or "adaptive" (Grave et al. 2017, lstmtext.adaptive)
+    cutoffs: str = ""  # adaptive: where the vocabulary's frequency-sorted clusters start, e.g. "2000,6000"
+
+    @property
+    def cutoff_list(self) -> list[int]:
+        return [int(c) for c in self.cutoffs.split(",") if c.strip()]
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embed", "hidden", "layers"):
@@ -49,6 +55,19 @@ class ModelConfig:
             )
         if self.nonlinearity not in ("tanh", "relu"):
             raise ConfigError(f"--nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
+        if self.softmax not in ("full", "adaptive"):
+            raise ConfigError(f"--softmax must be full or adaptive, got {self.softmax!r}")
+        if self.softmax == "adaptive":
+            try:
+                cuts = self.cutoff_list
+            except ValueError:
+                raise ConfigError(f"--cutoffs takes increasing numbers like 2000,6000; got {self.cutoffs!r}") from None
+            if not cuts or cuts[0] < 1 or any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
+                raise ConfigError(f"--softmax adaptive needs increasing --cutoffs like 2000,6000; got {self.cutoffs!r}")
+            if self.tie:
+                raise ConfigError("--tie shares the full head with the embedding; use it with --softmax full")
+        elif self.cutoffs:
+            raise ConfigError("--cutoffs belongs to --softmax adaptive")
         if self.tie and self.embed != self.hidden:
             raise ConfigError(
                 f"--tie needs --embed equal to --hidden (got {self.embed} and {self.hidden}); set both to the same size"

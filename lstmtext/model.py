@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext import layers
+from lstmtext import adaptive, layers
 from lstmtext.cells import cell_options, common, get_cell
 from lstmtext.cells.common import uniform
 from lstmtext.config import ModelConfig
@@ -28,6 +28,8 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         D = cfg.embed if layer == 0 else cfg.hidden
         for name, shape in common.param_shapes(cell, D, cfg.hidden).items():
             shapes[f"layers.{layer}.{name}"] = shape
+    if cfg.softmax == "adaptive":
+        return {**shapes, **adaptive.param_shapes(cfg.hidden, cfg.cutoff_list, cfg.vocab_size)}
     if not cfg.tie:
         shapes["head.W"] = (cfg.hidden, cfg.vocab_size)
     shapes["head.b"] = (cfg.vocab_size,)
@@ -87,6 +89,10 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
             if cfg.chrono and name == "b":
                 value = chrono_biases(value, cell.CHRONO, H, cfg.chrono, rng)
             params[f"layers.{layer}.{name}"] = value
+    if cfg.softmax == "adaptive":  # every matrix uniform, the head's bias zero
+        for name, shape in adaptive.param_shapes(H, cfg.cutoff_list, cfg.vocab_size).items():
+            params[name] = uniform(rng, shape, s, dtype) if len(shape) == 2 else np.zeros(shape, dtype=dtype)
+        return params
     if not cfg.tie:
         params["head.W"] = uniform(rng, (H, cfg.vocab_size), s, dtype)
     head_b = uniform(rng, (cfg.vocab_size,), s, dtype) if cfg.init == "torch" else np.zeros(cfg.vocab_size)
@@ -119,7 +125,7 @@ class ModelCache:
     ids: np.ndarray  # (T, B) input token ids
     masks: list  # L+1 dropout masks (T,B,E) / (T,B,H), or None where dropout is off
     cells: list  # one cell cache per layer
-    head: layers.HeadCache
+    head: layers.HeadCache | adaptive.AdaptiveCache
     shape: tuple[int, int]  # (T, B)
 
 
@@ -161,9 +167,15 @@ def forward(
         masks.append(m)
         caches.append(cell_cache)
     flat_mask = None if mask is None else mask.reshape(T * B)
-    loss, nll, head_cache = layers.head_forward(
-        z.reshape(T * B, cfg.hidden), head_weight(params), params["head.b"], targets.reshape(T * B), flat_mask
-    )
+    if cfg.softmax == "adaptive":
+        edges = adaptive.check_cutoffs(cfg.cutoff_list, cfg.vocab_size)
+        loss, nll, head_cache = adaptive.forward(
+            params, z.reshape(T * B, cfg.hidden), targets.reshape(T * B), edges, flat_mask
+        )
+    else:
+        loss, nll, head_cache = layers.head_forward(
+            z.reshape(T * B, cfg.hidden), head_weight(params), params["head.b"], targets.reshape(T * B), flat_mask
+        )
     return loss, nll.reshape(T, B), ModelCache(ids, masks, caches, head_cache, (T, B)), new_state
 
 
@@ -174,7 +186,11 @@ def backward(params: dict, cfg: ModelConfig, cache: ModelCache) -> tuple[dict, d
     cell = get_cell(cfg.cell)
     T, B = cache.shape
     grads, dstate = {}, {}
-    dz, dW_head, grads["head.b"] = layers.head_backward(cache.head, head_weight(params))
+    if cfg.softmax == "adaptive":
+        dz, head_grads = adaptive.backward(params, cache.head)
+        grads.update(head_grads)
+    else:
+        dz, dW_head, grads["head.b"] = layers.head_backward(cache.head, head_weight(params))
     dz = dz.reshape(T, B, cfg.hidden)  # (T, B, H)
     for layer in reversed(range(cfg.layers)):
         if cache.masks[layer + 1] is not None:
@@ -191,7 +207,8 @@ def backward(params: dict, cfg: ModelConfig, cache: ModelCache) -> tuple[dict, d
         grads["embed.W"] = dense
     else:
         grads["embed.W"] = dE
-        grads["head.W"] = dW_head
+        if cfg.softmax == "full":
+            grads["head.W"] = dW_head
     return grads, dstate
 
 
@@ -204,6 +221,8 @@ def step_logits(params: dict, cfg: ModelConfig, ids: np.ndarray, state: dict) ->
     for layer in range(cfg.layers):
         z, s = cell.step(_layer(params, layer), z, _layer(state, layer), **opts)  # (B, H)
         new_state.update({f"layers.{layer}.{k}": v for k, v in s.items()})
+    if cfg.softmax == "adaptive":  # log p over the whole vocabulary: as logits, softmax gives p back
+        return adaptive.log_probs(params, z, adaptive.check_cutoffs(cfg.cutoff_list, cfg.vocab_size)), new_state
     logits = z @ head_weight(params)  # (B, V)
     logits += params["head.b"]
     return logits, new_state

@@ -77,3 +77,50 @@ def test_matches_pytorch_adaptive_log_softmax():
         np.testing.assert_allclose(grads[f"head.tail.{k}.O"], ref.tail[k - 1][1].weight.grad.numpy().T, atol=1e-10)
     full = ref.log_prob(torch.tensor(z)).detach().numpy()
     np.testing.assert_allclose(adaptive.log_probs(params, z, edges), full, rtol=0, atol=1e-10)
+
+
+def test_model_with_the_adaptive_head_gradients_and_generation():
+    from lstmtext import layers, model
+    from lstmtext.config import ModelConfig
+
+    rng = np.random.default_rng(4)
+    cfg = ModelConfig(vocab_size=12, embed=4, hidden=4, layers=2, dropout=0.0, softmax="adaptive", cutoffs="4,8")
+    params = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in model.param_shapes(cfg).items()}
+    assert "head.tail.2.O" in params and params["head.W"].shape == (4, 6)
+    state = {k: rng.uniform(-0.5, 0.5, size=v.shape) for k, v in model.init_state(cfg, 2, np.float64).items()}
+    ids, targets = rng.integers(0, 12, size=(3, 2)), np.array([[0, 5], [9, 11], [3, 7]])  # every part of V
+
+    def loss():
+        return model.forward(params, cfg, ids, targets, state)[0]
+
+    _, nll, cache, _ = model.forward(params, cfg, ids, targets, state)
+    grads, dstate = model.backward(params, cfg, cache)
+    assert set(grads) == set(params)
+    for k in params:
+        g = grads[k].dense() if isinstance(grads[k], layers.RowGrad) else grads[k]
+        assert rel_error(g, numerical_grad(loss, params[k])) < 1e-6, k
+    for k in state:
+        assert rel_error(dstate[k], numerical_grad(loss, state[k])) < 1e-6, k
+    # Generation scores the whole vocabulary: the step's log p agrees with the window's nll.
+    logits, _ = model.step_logits(params, cfg, ids[0], state)
+    np.testing.assert_allclose(np.exp(logits).sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(-logits[np.arange(2), targets[0]], nll[0], rtol=1e-10)
+
+
+def test_adaptive_through_the_command_line(tmp_path):
+    from test_cli import TINY, invoke, make_corpus
+
+    corpus = make_corpus(tmp_path / "c.txt")
+    run = tmp_path / "run"
+    r = invoke(["train", corpus, "--out", run, *TINY, "--softmax", "adaptive", "--cutoffs", "4,8", "--max-steps", "6",
+                "--epochs", "0"])
+    assert r.exit_code == 0, r.output
+    assert invoke(["generate", run, "--length", "5", "--seed", "1"]).exit_code == 0
+    r = invoke(["eval", run, corpus, "--json"])
+    assert r.exit_code == 0 and '"perplexity"' in r.stdout
+    for args, message in ((["--cutoffs", "4,400"], "below the vocabulary size"),
+                          (["--cutoffs", "8,4"], "increasing --cutoffs"),
+                          (["--cutoffs", "4", "--tie", "--embed", "8"], "--tie shares the full head")):
+        r = invoke(["train", corpus, "--out", tmp_path / "bad", "--force", *TINY, "--softmax", "adaptive", *args,
+                    "--max-steps", "2", "--epochs", "0"])
+        assert r.exit_code == 1 and message in r.stderr and "Traceback" not in r.output, r.output

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bench.rows import NO_W_H, ROWS, Row
+from bench.rows import NO_W_H, ROWS, Row, zipf_probs
 
 ORIENTATIONS = ("batch_major", "feature_major")
 
@@ -58,11 +58,36 @@ def step_gemms(row: Row, orientation: str) -> list[Gemm]:
             Gemm(f"{layer}: dW_x = Xᵀ·dZ", D, TB, GH, 1),
             Gemm(f"{layer}: dX = dZ·W_xᵀ", TB, GH, D, 1),
         ]
+    if row.cutoffs:
+        return out + adaptive_head_gemms(row)
     return out + [
         Gemm("head fwd H·W", TB, H, V, 1),
         Gemm("head bwd dlogits·Wᵀ", TB, V, H, 1),
         Gemm("head dW = Hᵀ·dlogits", H, TB, V, 1),
     ]
+
+
+def adaptive_head_gemms(row: Row) -> list[Gemm]:
+    """The adaptive head's GEMMs (lstmtext/adaptive.py): the head over every row, and each cluster's
+    two-layer tail over the rows whose target falls in it (the expected count under Zipf ids)."""
+    TB, H = row.T * row.B, row.H
+    edges = [int(c) for c in row.cutoffs.split(",")] + [row.V]
+    K = len(edges) - 1
+    p = zipf_probs(row.V)
+    out = [
+        Gemm("adaptive head fwd", TB, H, edges[0] + K, 1),
+        Gemm("adaptive head bwd", TB, edges[0] + K, H, 1),
+        Gemm("adaptive head dW", H, TB, edges[0] + K, 1),
+    ]
+    for k in range(1, K + 1):
+        n = max(1, round(TB * p[edges[k - 1] : edges[k]].sum()))  # rows in cluster k
+        inner, m = max(1, H // 4**k), edges[k] - edges[k - 1]
+        out += [
+            Gemm(f"tail {k} fwd z·P", n, H, inner, 1), Gemm(f"tail {k} fwd ·O", n, inner, m, 1),
+            Gemm(f"tail {k} bwd dl·Oᵀ", n, m, inner, 1), Gemm(f"tail {k} dO", inner, n, m, 1),
+            Gemm(f"tail {k} dP", H, n, inner, 1), Gemm(f"tail {k} dz", n, inner, H, 1),
+        ]
+    return out
 
 
 def time_gemm(M: int, K: int, N: int, seconds: float, repeats: int = 5) -> float:

@@ -34,7 +34,10 @@ def make_runner(row: Row, threads: str, evaluate_only: bool = False) -> Callable
     else:
         threadpool_limits(limits=int(threads), user_api="blas")
     malloc.keep_freed_memory()  # as `lstmtext`'s entry point does
-    cfg = ModelConfig(vocab_size=row.V, embed=row.E, hidden=row.H, layers=row.L, cell=row.cell, dropout=0.0)
+    cfg = ModelConfig(
+        vocab_size=row.V, embed=row.E, hidden=row.H, layers=row.L, cell=row.cell, dropout=0.0,
+        softmax="adaptive" if row.cutoffs else "full", cutoffs=row.cutoffs,
+    )
     params = model.init_params(cfg, np.random.default_rng(0))  # float32
     rng = np.random.default_rng(1)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1, "mingru": 2, "minlstm": 3}  # G: blocks of H along W_x's columns
+GATES = {"lstm": 4, "gru": 3, "rnn": 1, "mingru": 2, "minlstm": 3, "slstm": 4}  # G: blocks of H along W_x's columns
 NO_W_H = {"mingru", "minlstm"}  # gates from x_t only: no recurrent GEMM at all
 TORCH_CELL = {"lstm": "lstm", "gru": "gru", "rnn": "rnn"}  # PyTorch has no minGRU/minLSTM: its LSTM runs beside them
 
@@ -35,6 +35,7 @@ class Row:
     busy: int = 0  # threads rows: cores kept busy by a busy-loop process while the row runs
     # threads rows: lstmtext's own choice ÷ the better fixed count (busy) or ÷ all cores (quiet)
     share_target: float | None = None
+    cutoffs: str = ""  # lstmtext's --softmax adaptive --cutoffs (empty: the full softmax)
 
     @property
     def G(self) -> int:
@@ -52,6 +53,8 @@ class Row:
         shape = f"{self.cell} {self.L}×{self.H} E{self.E} {v} B{self.B} T{self.T}"
         if self.torch_cell != self.cell:
             shape += f" (PyTorch: {self.torch_cell})"
+        if self.cutoffs:
+            shape += f", adaptive softmax {self.cutoffs}, Zipf ids (PyTorch: full softmax)"
         if self.task == "threads":
             return shape + (f", {self.busy} core{'s' * (self.busy > 1)} busy" if self.busy else ", quiet")
         if self.task == "eval":
@@ -79,6 +82,10 @@ ROWS = {
         _small("minlstm", "minlstm", None, None),
         Row("char-mingru", "train", "mingru", V=100, E=512, H=512, L=2, B=50, T=100, ratio_target=None),
         Row("char-minlstm", "train", "minlstm", V=100, E=512, H=512, L=2, B=50, T=100, ratio_target=None),
+        _small("slstm", "slstm", None, None),
+        Row("char-slstm", "train", "slstm", V=100, E=512, H=512, L=2, B=50, T=100, ratio_target=None),
+        # Issue #16: the small LSTM with the adaptive softmax head, on word-like (Zipf) token ids.
+        replace(_small("small-adaptive", "lstm", None, None), cutoffs="2000,6000"),
         Row("sample-small", "sample", "lstm", V=10_000, E=200, H=200, L=2, B=1, T=1, ratio_target=6.0),
         Row("sample-medium", "sample", "lstm", V=10_000, E=650, H=650, L=2, B=1, T=1, ratio_target=6.0),
         # The issue "Your own text, on your own laptop": a fair share of a shared machine.
@@ -90,10 +97,22 @@ ROWS = {
 }
 
 
+def zipf_probs(V: int) -> np.ndarray:
+    """p(rank r) ∝ 1/r: how often words of a frequency-sorted vocabulary occur in text (the top
+    2,000 of 10,000 words cover 83%, about as in Penn Treebank)."""
+    p = 1.0 / np.arange(1, V + 1)
+    return p / p.sum()
+
+
 def token_windows(row: Row, n: int = 16, seed: int = 0) -> np.ndarray:
     """-> ids (n, T+1, B) int64, random from a fixed seed; window i is x = ids[i, :-1], y = ids[i, 1:].
-    Both frameworks cycle through the same n windows with their state carried over."""
-    return np.random.default_rng(seed).integers(0, row.V, size=(n, row.T + 1, row.B), dtype=np.int64)
+    Both frameworks cycle through the same n windows with their state carried over. Uniform ids,
+    but Zipf-distributed for an adaptive-softmax row, whose cost depends on which cluster each
+    target falls in."""
+    rng = np.random.default_rng(seed)
+    if row.cutoffs:
+        return rng.choice(row.V, size=(n, row.T + 1, row.B), p=zipf_probs(row.V)).astype(np.int64)
+    return rng.integers(0, row.V, size=(n, row.T + 1, row.B), dtype=np.int64)
 
 
 EVAL_TOKENS = 4000  # the text one evaluate.score call of the eval row scores (a unit of that row)

@@ -191,7 +191,7 @@ def train(
         str, typer.Option(help="strict: stop at invalid UTF-8; replace: use U+FFFD and go on.")
     ] = "strict",
     cell: Annotated[
-        str, typer.Option(help="Recurrent cell: lstm, gru, rnn, peephole, cifg, mingru or minlstm.")
+        str, typer.Option(help="Recurrent cell: lstm, gru, rnn, peephole, cifg, mingru, minlstm or slstm.")
     ] = "lstm",
     nonlinearity: Annotated[str, typer.Option(help="The rnn cell's nonlinearity: tanh or relu.")] = "tanh",
     embed: Annotated[int, typer.Option(help="Embedding size E.")] = 200,
@@ -210,6 +210,7 @@ def train(
     chrono: Annotated[
         int, typer.Option(help="Chrono gate biases (Tallec & Ollivier 2018) for gaps up to this many tokens; 0 = off.")
     ] = 0,
+    heads: Annotated[int, typer.Option(help="--cell slstm: block-diagonal recurrent heads (1: dense).")] = 1,
     softmax: Annotated[
         str, typer.Option(help="Output head: full, or adaptive (Grave et al. 2017), with --cutoffs.")
     ] = "full",
@@ -284,7 +285,7 @@ def train(
         source, tok = checkpoint.load_model(source_path)
         runs.check_init_options(source, tok, {k: args[k] for k in given})
         shape = {k: getattr(source.model_cfg, k) for k in runs.SHAPE_OPTIONS}
-        embed, hidden, layers, cell, tie, nonlinearity, softmax, cutoffs = (shape[k] for k in runs.SHAPE_OPTIONS)
+        embed, hidden, layers, cell, tie, nonlinearity, softmax, cutoffs, heads = (shape[k] for k in runs.SHAPE_OPTIONS)
         if "dropout" not in given:
             dropout = source.model_cfg.dropout
         init, init_scale, chrono = source.model_cfg.init, source.model_cfg.init_scale, source.model_cfg.chrono
@@ -303,6 +304,7 @@ def train(
         chrono=chrono,
         softmax=softmax,
         cutoffs=cutoffs,
+        heads=heads,
     )
     run_dir = out if out is not None else Path("runs") / corpus.resolve().name.removesuffix(corpus.suffix)
     tok_opts = TokenizerOptions(tokenizer, vocab_size, min_freq, lowercase, word_split)

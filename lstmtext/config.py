@@ -22,6 +22,7 @@ class ModelConfig:
     init: str = "uniform"  # the initialisation scheme, one of INIT_SCHEMES (lstmtext.model.init_params)
     nonlinearity: str = "tanh"  # the rnn cell's φ: "tanh" or "relu" (other cells ignore it)
     chrono: int = 0  # T_max of the chrono gate biases (Tallec & Ollivier 2018); 0 = off
+    heads: int = 1  # the slstm cell's recurrent heads: W_h block-diagonal in this many blocks (1 = dense)
     softmax: str = "full"  # the output head: "full", or "adaptive" (Grave et al. 2017, lstmtext.adaptive)
     cutoffs: str = ""  # adaptive: where the vocabulary's frequency-sorted clusters start, e.g. "2000,6000"
 
@@ -44,15 +45,19 @@ class ModelConfig:
             raise ConfigError(f"--init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
         if self.chrono != 0 and self.chrono < 3:
             raise ConfigError(f"--chrono is the longest gap to remember, at least 3 (or 0 for off), got {self.chrono}")
-        if self.chrono and self.cell in ("rnn", "mingru", "minlstm"):
+        if self.chrono and self.cell in ("rnn", "mingru", "minlstm", "slstm"):
             raise ConfigError(
                 f"--chrono is not defined for the {self.cell} cell: use lstm, gru, peephole or cifg"
             )
-        if self.init == "orthogonal" and self.cell in ("mingru", "minlstm"):
+        if self.init == "orthogonal" and self.cell in ("mingru", "minlstm", "slstm"):
             raise ConfigError(
-                f"--init orthogonal shapes the recurrent matrix W_h, which the {self.cell} cell does not have:"
-                " use uniform or torch"
+                f"--init orthogonal shapes the recurrent matrix W_h, which the {self.cell} cell does not have"
+                " (or, for slstm, starts at zero as its authors recommend): use uniform or torch"
             )
+        if self.heads < 1 or self.hidden % self.heads:
+            raise ConfigError(f"--heads must divide --hidden {self.hidden}, got {self.heads}")
+        if self.heads > 1 and self.cell != "slstm":
+            raise ConfigError("--heads belongs to --cell slstm")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ConfigError(f"--nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.softmax not in ("full", "adaptive"):

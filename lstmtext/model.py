@@ -79,7 +79,10 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
         params = {"embed.W": uniform(rng, (cfg.vocab_size, cfg.embed), s, dtype)}
     for layer in range(cfg.layers):
         D = cfg.embed if layer == 0 else H
-        for name, value in common.init_params(cell, rng, D, H, s, dtype).items():
+        layer_params = common.init_params(cell, rng, D, H, s, dtype)
+        if hasattr(cell, "init_params"):  # a cell's own recommended start (the sLSTM's), on top of the draws
+            layer_params = cell.init_params(layer_params, H, layer, cfg.layers, **cell_options(cell, cfg))
+        for name, value in layer_params.items():
             if cfg.init == "torch" and value.ndim == 1:
                 # b stands for b_ih + b_hh; b_hn, peepholes and a cell without W_h have one bias
                 draws = 2 if name == "b" and getattr(cell, "RECURRENT", True) else 1

@@ -18,7 +18,7 @@ from lstmtext.errors import CheckpointError, ConfigError
 # The CLI option names that belong to a run and where its value lives in a checkpoint.
 MODEL_OPTIONS = (
     "embed", "hidden", "layers", "cell", "dropout", "tie", "init_scale", "nonlinearity", "init", "chrono", "softmax",
-    "cutoffs",
+    "cutoffs", "heads",
 )
 TRAIN_OPTIONS = (
     "batch_size", "bptt", "optimizer", "lr", "lr_decay", "decay_after", "clip", "weight_decay", "seed", "dtype",
@@ -30,7 +30,7 @@ TOKENIZER_OPTIONS = {
 }
 CORPUS_OPTIONS = ("include", "valid_split")
 # What fine-tuning keeps from its source: the network's shape and the vocabulary.
-SHAPE_OPTIONS = ("embed", "hidden", "layers", "cell", "tie", "nonlinearity", "softmax", "cutoffs")
+SHAPE_OPTIONS = ("embed", "hidden", "layers", "cell", "tie", "nonlinearity", "softmax", "cutoffs", "heads")
 
 
 def flag(name: str) -> str:

@@ -10,7 +10,7 @@ from lstmtext.config import ModelConfig
 
 TOL = 1e-6
 # Every cell, and the rnn with both of its nonlinearities.
-VARIANTS = [(name, {}) for name in sorted(CELLS)] + [("rnn", {"nonlinearity": "relu"})]
+VARIANTS = [(name, {}) for name in sorted(CELLS)] + [("rnn", {"nonlinearity": "relu"}), ("slstm", {"heads": 2})]
 VARIANT_IDS = [name + "".join(f"-{v}" for v in opts.values()) for name, opts in VARIANTS]
 
 

@@ -118,9 +118,27 @@ def test_chrono_is_refused_where_it_means_nothing():
             ModelConfig(vocab_size=10, cell=cell, chrono=60)
     with pytest.raises(ConfigError, match="at least 3"):
         ModelConfig(vocab_size=10, chrono=2)
-    for cell in ("mingru", "minlstm"):
+    for cell in ("mingru", "minlstm", "slstm"):
         with pytest.raises(ConfigError, match=f"which the {cell} cell does not have"):
             ModelConfig(vocab_size=10, cell=cell, init="orthogonal")
+    with pytest.raises(ConfigError, match="--heads must divide --hidden 10"):
+        ModelConfig(vocab_size=10, hidden=10, cell="slstm", heads=3)
+    with pytest.raises(ConfigError, match="--heads belongs to --cell slstm"):
+        ModelConfig(vocab_size=10, hidden=10, heads=2)
+
+
+def test_slstm_starts_as_its_authors_recommend():
+    from lstmtext import model
+
+    cfg = ModelConfig(vocab_size=10, embed=6, hidden=8, layers=2, cell="slstm", heads=2)
+    p = model.init_params(cfg, np.random.default_rng(0), np.float64)
+    H, d = 8, 4
+    for layer, power in ((0, 0.3), (1, 1.6)):  # r = layer / (layers - 1)
+        b = p[f"layers.{layer}.b"]
+        assert not p[f"layers.{layer}.W_h"].any()  # recurrent weights start at zero
+        f = 5.0 - 12.0 * (np.arange(d) / (d - 1)) ** power
+        np.testing.assert_allclose(b[H : 2 * H], np.tile(f, 2))  # +5 (remember) down to -7, in each head
+        assert not b[:H].any() and not b[2 * H :].any()
 
 
 def test_chrono_is_stored_and_kept_by_resume(tmp_path):

@@ -113,3 +113,32 @@ def test_linear_scan_is_the_recurrence_across_windows():
     first = linear_scan(a[:5], b[:5], h0)
     second = linear_scan(a[5:], b[5:], first[-1])
     np.testing.assert_allclose(np.concatenate([first, second[1:]]), np.array(h), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_slstm_matches_a_pytorch_autograd_reference(heads):
+    """Outputs, final states and every gradient, the initial states' included: torch differentiates
+    through the stabiliser m, lstmtext holds it constant and gives m_0 its exact gradient."""
+    import reference.torch_cells as torch_cells
+
+    from lstmtext.cells import common, slstm
+
+    rng = np.random.default_rng(12)
+    T, B, D, H = 8, 3, 5, 4
+    p = {k: rng.uniform(-0.8, 0.8, size=s) for k, s in common.param_shapes(slstm, D, H).items()}
+    x, dh = rng.normal(size=(T, B, D)), rng.normal(size=(T, B, H))
+    state = {"h": rng.uniform(-1, 1, (B, H)), "c": rng.uniform(-1, 1, (B, H)), "n": rng.uniform(0.5, 2, (B, H)),
+             "m": rng.uniform(-1, 1, (B, H))}
+    h, cache = slstm.forward(p, x, state, heads=heads)
+    dx, grads, dstate = slstm.backward(dh, cache)
+    mask = slstm.head_mask(H, heads, np.float64)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in {**p, "x": x, **state}.items()}
+    W_h = t["W_h"] * torch.tensor(mask)  # the heads' block-diagonal W_h
+    th, final = torch_cells.slstm(t["W_x"], W_h, t["b"], t["x"], t["h"], t["c"], t["n"], t["m"])
+    (th * torch.tensor(dh)).sum().backward()
+    np.testing.assert_allclose(h, th.detach().numpy(), rtol=0, atol=TOL)
+    for k, v in zip(("h", "c", "n", "m"), final, strict=True):
+        np.testing.assert_allclose(slstm.final_state(cache)[k], v.detach().numpy(), rtol=0, atol=TOL, err_msg=k)
+    ours = {"x": dx, **grads, **dstate}
+    for k in ("x", "W_x", "W_h", "b", "h", "c", "n", "m"):
+        np.testing.assert_allclose(ours[k], t[k].grad.numpy(), rtol=0, atol=TOL, err_msg=k)

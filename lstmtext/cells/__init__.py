@@ -9,6 +9,7 @@ Every cell module provides:
     forward(p, x (T,B,D), state, **options) -> h (T,B,H), cache
     OPTIONS (optional)             ModelConfig fields passed to forward as keyword options
     RECURRENT (optional)           False for a cell without W_h (minGRU, minLSTM: gates see x_t only)
+    init_params (optional)         (p, H, layer, layers, **options) -> p: the cell's own start (sLSTM)
     final_state(cache)             -> state after the window (values only: TBPTT cuts the gradient)
     backward(dh (T,B,H), cache)    -> dx (T,B,D), grads {local name: array}, dstate {name: (B,H)}
     step(p, x (B,D), state)        -> h (B,H), next state: one step with no cache, for generation
@@ -20,7 +21,7 @@ A new cell is one new module and one line in CELLS.
 
 from types import ModuleType
 
-from lstmtext.cells import cifg, gru, lstm, mingru, minlstm, peephole, rnn
+from lstmtext.cells import cifg, gru, lstm, mingru, minlstm, peephole, rnn, slstm
 from lstmtext.errors import ConfigError
 
 CELLS: dict[str, ModuleType] = {
@@ -31,6 +32,7 @@ CELLS: dict[str, ModuleType] = {
     cifg.NAME: cifg,
     mingru.NAME: mingru,
     minlstm.NAME: minlstm,
+    slstm.NAME: slstm,
 }
 
 

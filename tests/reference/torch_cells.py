@@ -33,3 +33,21 @@ def minlstm(W_x: torch.Tensor, b: torch.Tensor, x: torch.Tensor, h0: torch.Tenso
         h = f / (f + i) * h + i / (f + i) * n
         out.append(h)
     return torch.stack(out), h
+
+
+def slstm(W_x, W_h, b, x, h0, c0, n0, m0):
+    """sLSTM (Beck et al. 2024) as the official vanilla step (gate order i|f|z|o, stabiliser m),
+    autograd through everything, m included: x (T,B,D), states (B,H) -> h (T,B,H), (h, c, n, m)."""
+    H = h0.shape[1]
+    h, c, n, m = h0, c0, n0, m0
+    out = []
+    for x_t in x:
+        ai, af, az, ao = torch.split(x_t @ W_x + h @ W_h + b, H, dim=1)
+        log_f_plus_m = m + torch.nn.functional.logsigmoid(af)
+        m = torch.maximum(ai, log_f_plus_m)
+        i, f = torch.exp(ai - m), torch.exp(log_f_plus_m - m)
+        c = f * c + i * torch.tanh(az)
+        n = f * n + i
+        h = torch.sigmoid(ao) * c / n
+        out.append(h)
+    return torch.stack(out), (h, c, n, m)

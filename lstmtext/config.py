@@ -28,6 +28,7 @@ class ModelConfig:
 
     @property
     def cutoff_list(self) -> list[int]:
+        """cutoffs as numbers: "2000,6000" -> [2000, 6000]."""
         return [int(c) for c in self.cutoffs.split(",") if c.strip()]
 
     def __post_init__(self) -> None:
@@ -71,6 +72,8 @@ class ModelConfig:
                 raise ConfigError(f"--softmax adaptive needs increasing --cutoffs like 2000,6000; got {self.cutoffs!r}")
             if self.tie:
                 raise ConfigError("--tie shares the full head with the embedding; use it with --softmax full")
+            # One spelling, so that resume compares "2000, 6000" and "2000,6000" as the same run.
+            object.__setattr__(self, "cutoffs", ",".join(map(str, cuts)))
         elif self.cutoffs:
             raise ConfigError("--cutoffs belongs to --softmax adaptive")
         if self.tie and self.embed != self.hidden:

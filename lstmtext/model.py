@@ -62,6 +62,8 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
       the sum of PyTorch's two bias vectors (b_ih + b_hh), so U(±1/√H) + U(±1/√H); head (nn.Linear)
       weight and bias U(±1/√H). The forget bias 1 is added on top, as the other schemes have it. A cell
       without W_h (minGRU, minLSTM) is one nn.Linear per layer: its bias is one draw.
+    A cell may add its own start on top of any scheme (`cell.init_params`): the sLSTM sets W_h to zero
+    and its forget biases to its authors' power law, on which the torch scheme's bias draws then sit.
     - orthogonal: as uniform, but each H×H gate block of W_h a random orthogonal matrix (Saxe et al.
       2014): the recurrence neither shrinks nor grows a state at the start, so gradients last longer.
 

@@ -117,3 +117,20 @@ def test_minlstm_with_both_gates_shut_stays_finite():
         np.testing.assert_allclose(cache.keep, 0.5)
         assert all(np.isfinite(a).all() for a in (h, dx, dstate["h"], *grads.values()))
         assert h.dtype == dtype and grads["W_x"].dtype == dtype
+
+
+def test_slstm_from_an_empty_cell_with_a_shut_input_gate_stays_finite():
+    """From a zero state (n = 0) an input gate far below the forget gate would leave n = exp(ĩ − log σ(f̃))
+    rounding to 0 and h = 0/0; the first step takes m from the input alone, as the official code does."""
+    from lstmtext.cells import slstm
+
+    for dtype in (np.float32, np.float64):
+        D, H = 3, 4
+        p = {k: np.zeros(s, dtype=dtype) for k, s in common.param_shapes(slstm, D, H).items()}
+        p["b"][:H], p["b"][H : 2 * H] = -800.0, 5.0  # ĩ = -800, far below log σ(5)
+        zero = {k: np.zeros((2, H), dtype=dtype) for k in slstm.STATE}
+        h, cache = slstm.forward(p, np.ones((4, 2, D), dtype=dtype), zero)
+        dx, grads, dstate = slstm.backward(np.ones_like(h), cache)
+        assert cache.n[1].min() >= 1.0  # i = 1 at the first step
+        assert all(np.isfinite(a).all() for a in (h, dx, *grads.values(), *dstate.values()))
+        assert h.dtype == dtype

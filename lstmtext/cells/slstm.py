@@ -42,11 +42,17 @@ OPTIONS = ("heads",)  # ModelConfig fields this cell reads
 GATES = ("o",)  # its one σ gate: i is an exponential and f is normalised by m
 
 
+_masks: dict = {}  # (H, heads, dtype) -> mask: made once, not at every generated token
+
+
 def head_mask(H: int, heads: int, dtype) -> np.ndarray:
-    """(H, 4H): 1 where W_h connects units of the same head, in every gate block."""
-    d = H // heads
-    same = (np.arange(H)[:, None] // d) == (np.arange(H)[None, :] // d)  # (H, H)
-    return np.tile(same, (1, 4)).astype(dtype)
+    """(H, 4H): 1 where W_h connects units of the same head, in every gate block. Read-only."""
+    key = (H, heads, np.dtype(dtype).str)
+    if key not in _masks:
+        d = H // heads
+        same = (np.arange(H)[:, None] // d) == (np.arange(H)[None, :] // d)  # (H, H)
+        _masks[key] = np.tile(same, (1, 4)).astype(dtype)
+    return _masks[key]
 
 
 def init_params(p: dict, H: int, layer: int, layers: int, heads: int) -> dict:
@@ -90,10 +96,15 @@ def forward(p: dict, x: np.ndarray, state: dict, heads: int = 1) -> tuple[np.nda
         ai, af, az, ao = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
         log_f = -np.logaddexp(0.0, -af)  # (B, H) log σ(f̃), finite for any f̃
         np.maximum(ai, log_f + m[t], out=m[t + 1])
+        # An empty cell (n = 0, as in a zero start) takes m from the input alone, as the official code
+        # does: then i = 1 and n ≥ 1, where max() could leave n = exp(ĩ − log σ(f̃)) rounding to 0.
+        np.copyto(m[t + 1], ai, where=n[t] == 0)
         i = gates["i"][t]
         np.exp(ai - m[t + 1], out=i)  # ≤ 1
         f = gates["f"][t]
-        np.exp(log_f + m[t] - m[t + 1], out=f)  # ≤ 1
+        with np.errstate(over="ignore"):  # only where the line above chose ĩ for an empty cell:
+            np.exp(log_f + m[t] - m[t + 1], out=f)  # ≤ 1 elsewhere
+        np.minimum(f, 1.0, out=f)  # there f multiplies c = n = 0, and inf · 0 must not make a nan
         sigmoid(af, out=gates["sf"][t])
         np.tanh(az, out=gates["z"][t])
         sigmoid(ao, out=gates["o"][t])

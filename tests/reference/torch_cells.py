@@ -44,8 +44,8 @@ def slstm(W_x, W_h, b, x, h0, c0, n0, m0):
     for x_t in x:
         ai, af, az, ao = torch.split(x_t @ W_x + h @ W_h + b, H, dim=1)
         log_f_plus_m = m + torch.nn.functional.logsigmoid(af)
-        m = torch.maximum(ai, log_f_plus_m)
-        i, f = torch.exp(ai - m), torch.exp(log_f_plus_m - m)
+        m = torch.where(n == 0, ai, torch.maximum(ai, log_f_plus_m))  # an empty cell: m from the input
+        i, f = torch.exp(ai - m), torch.clamp(torch.exp(log_f_plus_m - m), max=1.0)
         c = f * c + i * torch.tanh(az)
         n = f * n + i
         h = torch.sigmoid(ao) * c / n

@@ -86,7 +86,10 @@ def changed_options(ckpt, tok, given: dict, names) -> list[tuple[str, object, ob
         except KeyError:
             out.append((name, "unknown", given[name]))
             continue
-        if not _same(old, given[name]):
+        new = given[name]
+        if name == "cutoffs":  # "2000, 6000" and "2000,6000" are the same cutoffs
+            new = ",".join(c.strip() for c in str(new).split(",") if c.strip())
+        if not _same(old, new):
             out.append((name, old, given[name]))
     return out
 

@@ -148,3 +148,21 @@ def test_chrono_is_stored_and_kept_by_resume(tmp_path):
     assert r.exit_code == 1 and "--chrono 0 (the run has 40)" in r.stderr
     r = invoke(["train", corpus, "--out", tmp_path / "rnn", *TINY, "--cell", "rnn", "--chrono", "40"])
     assert r.exit_code == 1 and "not defined for the rnn cell" in r.stderr and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(
+    "option, changed",
+    [(("--softmax", "adaptive", "--cutoffs", "4, 8"), ("--cutoffs", "4,9")), (("--cell", "slstm", "--heads", "2"),
+                                                                              ("--heads", "4"))],
+)
+def test_new_model_options_are_stored_kept_by_resume_and_by_init_from(tmp_path, option, changed):
+    corpus, out = trained_and_resumed(tmp_path, *option)  # typed again on resume ("4, 8" is "4,8")
+    cfg = checkpoint.load(out / "last.safetensors").model_cfg
+    assert (cfg.softmax, cfg.cutoffs, cfg.heads) in (("adaptive", "4,8", 1), ("full", "", 2))
+    r = invoke(["train", "--resume", out, "--max-steps", "6", *changed])
+    assert r.exit_code == 1 and f"{changed[0]} {changed[1]} (the run has" in r.stderr, r.output
+    r = invoke(["train", corpus, "--init-from", out, "--out", tmp_path / "tuned", "--max-steps", "2", "--epochs", "0",
+                "--batch-size", "2", "--bptt", "5", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    tuned = checkpoint.load(tmp_path / "tuned" / "last.safetensors").model_cfg
+    assert (tuned.softmax, tuned.cutoffs, tuned.heads) == (cfg.softmax, cfg.cutoffs, cfg.heads)

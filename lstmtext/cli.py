@@ -442,7 +442,10 @@ def info(
 
     table = Table(title=str(checkpoint_path), show_header=False, title_justify="left")
     table.add_row("model", f"{m['cell']} {m['layers']}×{m['hidden']}, embed {m['embed']}"
-                  + (", tied head" if m["tie"] else "") + f", dropout {m['dropout']:g}")
+                  + (f", {m['heads']} heads" if m.get("heads", 1) > 1 else "")
+                  + (", tied head" if m["tie"] else "")
+                  + (f", adaptive softmax {m['cutoffs']}" if m.get("softmax") == "adaptive" else "")
+                  + f", dropout {m['dropout']:g}")
     table.add_row("parameters", f"{m['parameters']:,}")
     table.add_row("tokenizer", f"{t['kind']}, vocabulary {t['vocab_size']:,}")
     if r["train"] is not None:

@@ -159,6 +159,8 @@ def test_new_model_options_are_stored_kept_by_resume_and_by_init_from(tmp_path, 
     corpus, out = trained_and_resumed(tmp_path, *option)  # typed again on resume ("4, 8" is "4,8")
     cfg = checkpoint.load(out / "last.safetensors").model_cfg
     assert (cfg.softmax, cfg.cutoffs, cfg.heads) in (("adaptive", "4,8", 1), ("full", "", 2))
+    shown = invoke(["info", out]).stdout
+    assert ("adaptive softmax 4,8" if cfg.softmax == "adaptive" else "2 heads") in shown
     r = invoke(["train", "--resume", out, "--max-steps", "6", *changed])
     assert r.exit_code == 1 and f"{changed[0]} {changed[1]} (the run has" in r.stderr, r.output
     r = invoke(["train", corpus, "--init-from", out, "--out", tmp_path / "tuned", "--max-steps", "2", "--epochs", "0",

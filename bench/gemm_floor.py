@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from bench.rows import NO_W_H, ROWS, Row, zipf_probs
+from lstmtext import adaptive
 
 ORIENTATIONS = ("batch_major", "feature_major")
 
@@ -71,7 +72,9 @@ def adaptive_head_gemms(row: Row) -> list[Gemm]:
     """The adaptive head's GEMMs (lstmtext/adaptive.py): the head over every row, and each cluster's
     two-layer tail over the rows whose target falls in it (the expected count under Zipf ids)."""
     TB, H = row.T * row.B, row.H
-    edges = [int(c) for c in row.cutoffs.split(",")] + [row.V]
+    cutoffs = [int(c) for c in row.cutoffs.split(",")]
+    shapes = adaptive.param_shapes(H, cutoffs, row.V)  # the widths lstmtext's head has
+    edges = [*cutoffs, row.V]
     K = len(edges) - 1
     p = zipf_probs(row.V)
     out = [
@@ -81,7 +84,7 @@ def adaptive_head_gemms(row: Row) -> list[Gemm]:
     ]
     for k in range(1, K + 1):
         n = max(1, round(TB * p[edges[k - 1] : edges[k]].sum()))  # rows in cluster k
-        inner, m = max(1, H // 4**k), edges[k] - edges[k - 1]
+        inner, m = shapes[f"head.tail.{k}.O"]
         out += [
             Gemm(f"tail {k} fwd z·P", n, H, inner, 1), Gemm(f"tail {k} fwd ·O", n, inner, m, 1),
             Gemm(f"tail {k} bwd dl·Oᵀ", n, m, inner, 1), Gemm(f"tail {k} dO", inner, n, m, 1),

@@ -26,11 +26,16 @@ import numpy as np
 from lstmtext.errors import ConfigError
 
 
-def check_cutoffs(cutoffs: list[int], V: int) -> list[int]:
-    """-> the cutoffs with V appended, or one clear error."""
+def check_cutoffs(cutoffs: list[int], V: int | None) -> list[int]:
+    """-> the cutoffs with V appended, or one clear error (V None: the vocabulary is not known yet)."""
     if not cutoffs or cutoffs[0] < 1 or any(b <= a for a, b in zip(cutoffs, cutoffs[1:], strict=False)):
         shown = ",".join(map(str, cutoffs))
-        raise ConfigError(f"--cutoffs must be positive and increase, e.g. 2000,6000; got {shown}")
+        raise ConfigError(
+            f"--softmax adaptive needs increasing --cutoffs: they must be positive and increase, e.g. 2000,6000;"
+            f" got {shown}"
+        )
+    if V is None:
+        return list(cutoffs)
     if cutoffs[-1] >= V:
         raise ConfigError(f"--cutoffs must stay below the vocabulary size, {V:,}; got {cutoffs[-1]:,}")
     return [*cutoffs, V]
@@ -54,13 +59,22 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class Cluster:
+    """What the backward pass needs of one cluster k that some targets fall in."""
+
+    rows: np.ndarray  # (n_k,) the rows whose target is in the cluster
+    zp: np.ndarray  # (n_k, inner) z_k P_k
+    log_p: np.ndarray  # (n_k, m_k) log_softmax(l_k)
+    local: np.ndarray  # (n_k,) each target's index inside the cluster
+
+
+@dataclass
 class AdaptiveCache:
     z: np.ndarray  # (N, H) the head's input
     head_lp: np.ndarray  # (N, c_0 + K) log_softmax of the head
     head_index: np.ndarray  # (N,) the head entry each target goes through (its word or its cluster)
     weight: np.ndarray  # (N,) each row's weight in the mean loss (0 where masked)
-    clusters: list  # per cluster k: (rows (n_k,), z_k P_k (n_k, inner), log_softmax(l_k) (n_k, m_k), local target)
-    edges: list[int]  # c_0, ..., V
+    clusters: list[Cluster | None]  # per cluster k, None where no target falls in it
 
 
 def forward(
@@ -70,7 +84,7 @@ def forward(
     per-row nll (N,), cache. mask (N,) marks the rows that count; None counts all."""
     N = z.shape[0]
     head_lp = _log_softmax(z @ params["head.W"] + params["head.b"])  # (N, c_0 + K)
-    head_index = targets.astype(np.int64).copy()  # (N,)
+    head_index = np.array(targets, dtype=np.int64)  # (N,) a copy, overwritten for the clusters' rows
     nll = np.zeros(N, dtype=z.dtype)
     clusters = []
     for k in range(1, len(edges)):
@@ -84,12 +98,12 @@ def forward(
         lp = _log_softmax(zp @ params[f"head.tail.{k}.O"])  # (n_k, m_k)
         local = targets[rows] - lo  # (n_k,)
         nll[rows] = -lp[np.arange(len(rows)), local]
-        clusters.append((rows, zp, lp, local))
+        clusters.append(Cluster(rows, zp, lp, local))
     nll -= head_lp[np.arange(N), head_index]
     weight = np.ones(N) if mask is None else mask.astype(np.float64)
     count = max(weight.sum(), 1.0)
     loss = float((nll * weight).sum() / count)
-    return loss, nll, AdaptiveCache(z, head_lp, head_index, (weight / count).astype(z.dtype), clusters, edges)
+    return loss, nll, AdaptiveCache(z, head_lp, head_index, (weight / count).astype(z.dtype), clusters)
 
 
 def backward(params: dict, cache: AdaptiveCache) -> tuple[np.ndarray, dict]:
@@ -106,8 +120,8 @@ def backward(params: dict, cache: AdaptiveCache) -> tuple[np.ndarray, dict]:
         if cluster is None:  # no target in this cluster: its tail was not used
             grads[f"head.tail.{k}.P"], grads[f"head.tail.{k}.O"] = np.zeros_like(proj), np.zeros_like(out)
             continue
-        rows, zp, lp, local = cluster
-        d_l = np.exp(lp)  # (n_k, m_k)
+        rows, zp, local = cluster.rows, cluster.zp, cluster.local
+        d_l = np.exp(cluster.log_p)  # (n_k, m_k)
         d_l[np.arange(len(rows)), local] -= 1.0
         d_l *= w[rows]
         grads[f"head.tail.{k}.O"] = zp.T @ d_l  # (inner, m_k)

@@ -31,6 +31,11 @@ class ModelConfig:
         """cutoffs as numbers: "2000,6000" -> [2000, 6000]."""
         return [int(c) for c in self.cutoffs.split(",") if c.strip()]
 
+    @property
+    def edges(self) -> list[int]:
+        """Where the adaptive head's parts begin and end: the cutoffs, then V."""
+        return [*self.cutoff_list, self.vocab_size]
+
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embed", "hidden", "layers"):
             if getattr(self, name) < 1:
@@ -68,8 +73,10 @@ class ModelConfig:
                 cuts = self.cutoff_list
             except ValueError:
                 raise ConfigError(f"--cutoffs takes increasing numbers like 2000,6000; got {self.cutoffs!r}") from None
-            if not cuts or cuts[0] < 1 or any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
-                raise ConfigError(f"--softmax adaptive needs increasing --cutoffs like 2000,6000; got {self.cutoffs!r}")
+            from lstmtext import adaptive  # here, not at the top: as for the cells above
+
+            # vocab_size 1 is the CLI's placeholder before tokenization: the bound is checked once V is set.
+            adaptive.check_cutoffs(cuts, None if self.vocab_size == 1 else self.vocab_size)
             if self.tie:
                 raise ConfigError("--tie shares the full head with the embedding; use it with --softmax full")
             # One spelling, so that resume compares "2000, 6000" and "2000,6000" as the same run.

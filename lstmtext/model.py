@@ -173,9 +173,8 @@ def forward(
         caches.append(cell_cache)
     flat_mask = None if mask is None else mask.reshape(T * B)
     if cfg.softmax == "adaptive":
-        edges = adaptive.check_cutoffs(cfg.cutoff_list, cfg.vocab_size)
         loss, nll, head_cache = adaptive.forward(
-            params, z.reshape(T * B, cfg.hidden), targets.reshape(T * B), edges, flat_mask
+            params, z.reshape(T * B, cfg.hidden), targets.reshape(T * B), cfg.edges, flat_mask
         )
     else:
         loss, nll, head_cache = layers.head_forward(
@@ -227,7 +226,7 @@ def step_logits(params: dict, cfg: ModelConfig, ids: np.ndarray, state: dict) ->
         z, s = cell.step(_layer(params, layer), z, _layer(state, layer), **opts)  # (B, H)
         new_state.update({f"layers.{layer}.{k}": v for k, v in s.items()})
     if cfg.softmax == "adaptive":  # log p over the whole vocabulary: as logits, softmax gives p back
-        return adaptive.log_probs(params, z, adaptive.check_cutoffs(cfg.cutoff_list, cfg.vocab_size)), new_state
+        return adaptive.log_probs(params, z, cfg.edges), new_state
     logits = z @ head_weight(params)  # (B, V)
     logits += params["head.b"]
     return logits, new_state

@@ -91,26 +91,37 @@ def forward(p: dict, x: np.ndarray, state: dict, heads: int = 1) -> tuple[np.nda
     gates = {k: np.empty((T, B, H), dtype=x.dtype) for k in ("i", "f", "sf", "z", "o")}
     h, c, n, m = (np.empty((T + 1, B, H), dtype=x.dtype) for _ in range(4))
     h[0], c[0], n[0], m[0] = state["h"], state["c"], state["n"], state["m"]
+    a = np.empty((B, 4 * H), dtype=x.dtype)  # this step's pre-activations, reused
+    ai, af, az, ao = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]  # (B, H) views
+    log_fm = np.empty((B, H), dtype=x.dtype)  # log σ(f̃) + m_{t-1}
+    tmp = np.empty((B, H), dtype=x.dtype)
     for t in range(T):
-        a = xW[t] + h[t] @ W_h  # (B, 4H)
-        ai, af, az, ao = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        log_f = -np.logaddexp(0.0, -af)  # (B, H) log σ(f̃), finite for any f̃
-        np.maximum(ai, log_f + m[t], out=m[t + 1])
+        np.matmul(h[t], W_h, out=a)  # (B, 4H)
+        a += xW[t]
+        np.logaddexp(0.0, -af, out=log_fm)  # -log σ(f̃), finite for any f̃
+        np.subtract(m[t], log_fm, out=log_fm)
+        np.maximum(ai, log_fm, out=m[t + 1])
         # An empty cell (n = 0, as in a zero start) takes m from the input alone, as the official code
         # does: then i = 1 and n ≥ 1, where max() could leave n = exp(ĩ − log σ(f̃)) rounding to 0.
         np.copyto(m[t + 1], ai, where=n[t] == 0)
         i = gates["i"][t]
-        np.exp(ai - m[t + 1], out=i)  # ≤ 1
+        np.subtract(ai, m[t + 1], out=i)
+        np.exp(i, out=i)  # ≤ 1
         f = gates["f"][t]
+        np.subtract(log_fm, m[t + 1], out=f)
         with np.errstate(over="ignore"):  # only where the line above chose ĩ for an empty cell:
-            np.exp(log_f + m[t] - m[t + 1], out=f)  # ≤ 1 elsewhere
+            np.exp(f, out=f)  # ≤ 1 elsewhere
         np.minimum(f, 1.0, out=f)  # there f multiplies c = n = 0, and inf · 0 must not make a nan
         sigmoid(af, out=gates["sf"][t])
         np.tanh(az, out=gates["z"][t])
         sigmoid(ao, out=gates["o"][t])
-        c[t + 1] = f * c[t] + i * gates["z"][t]
-        n[t + 1] = f * n[t] + i
-        np.multiply(gates["o"][t], c[t + 1] / n[t + 1], out=h[t + 1])
+        np.multiply(f, c[t], out=c[t + 1])  # (B, H)
+        np.multiply(i, gates["z"][t], out=tmp)
+        c[t + 1] += tmp
+        np.multiply(f, n[t], out=n[t + 1])
+        n[t + 1] += i
+        np.divide(c[t + 1], n[t + 1], out=h[t + 1])
+        h[t + 1] *= gates["o"][t]
     cache = SLSTMCache(x, gates["i"], gates["f"], gates["sf"], gates["z"], gates["o"], h, c, n, m, p["W_x"], W_h, heads)
     return h[1:], cache
 

@@ -9,6 +9,11 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop")
 INIT_SCHEMES = ("uniform", "torch", "orthogonal")
 
 
+def _one_of(names: list[str]) -> str:
+    """"a", "a or b", "a, b or c"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int  # V: rows of the embedding, columns of the head (set by the tokenizer)
@@ -40,9 +45,9 @@ class ModelConfig:
         for name in ("vocab_size", "embed", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        from lstmtext.cells import get_cell  # here, not at the top: cells do not need the config
+        from lstmtext.cells import CELLS, get_cell  # here, not at the top: cells do not need the config
 
-        get_cell(self.cell)  # an unknown name is a ConfigError listing the cells
+        cell = get_cell(self.cell)  # an unknown name is a ConfigError listing the cells
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.init_scale <= 0:
@@ -51,19 +56,21 @@ class ModelConfig:
             raise ConfigError(f"--init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
         if self.chrono != 0 and self.chrono < 3:
             raise ConfigError(f"--chrono is the longest gap to remember, at least 3 (or 0 for off), got {self.chrono}")
-        if self.chrono and self.cell in ("rnn", "mingru", "minlstm", "slstm"):
-            raise ConfigError(
-                f"--chrono is not defined for the {self.cell} cell: use lstm, gru, peephole or cifg"
-            )
-        if self.init == "orthogonal" and self.cell in ("mingru", "minlstm", "slstm"):
+        # What each option needs, read off the cells' declarations rather than a list of names here.
+        if self.chrono and not hasattr(cell, "CHRONO"):
+            able = [name for name, c in CELLS.items() if hasattr(c, "CHRONO")]
+            raise ConfigError(f"--chrono is not defined for the {self.cell} cell: use {_one_of(able)}")
+        # orthogonal shapes W_h: pointless without one, or where the cell sets its own start (the sLSTM's zeros)
+        if self.init == "orthogonal" and (not getattr(cell, "RECURRENT", True) or hasattr(cell, "init_params")):
             raise ConfigError(
                 f"--init orthogonal shapes the recurrent matrix W_h, which the {self.cell} cell does not have"
                 " (or, for slstm, starts at zero as its authors recommend): use uniform or torch"
             )
         if self.heads < 1 or self.hidden % self.heads:
             raise ConfigError(f"--heads must divide --hidden {self.hidden}, got {self.heads}")
-        if self.heads > 1 and self.cell != "slstm":
-            raise ConfigError("--heads belongs to --cell slstm")
+        if self.heads > 1 and "heads" not in getattr(cell, "OPTIONS", ()):
+            able = [name for name, c in CELLS.items() if "heads" in getattr(c, "OPTIONS", ())]
+            raise ConfigError(f"--heads belongs to --cell {_one_of(able)}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ConfigError(f"--nonlinearity must be tanh or relu, got {self.nonlinearity!r}")
         if self.softmax not in ("full", "adaptive"):

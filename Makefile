@@ -140,13 +140,15 @@ memory: $(VENV)/.installed-dev
 PTB_CELL ?= mingru
 PTB_CELL_ARGS ?= --optimizer adam --lr 0.002 --clip 0.25 --lr-decay 0.5 --decay-after 4
 PTB_CELL_MINUTES ?= 35
+PTB_CELL_EPOCHS ?= 0
+PTB_CELL_RUN ?= runs/ptb-$(PTB_CELL)
 ptb-cell: $(VENV)/.installed
 	@start=$$(date +%s); \
-	$(BIN)/lstmtext train $(PTB)/train.txt --valid $(PTB)/valid.txt --out runs/ptb-$(PTB_CELL) --force \
+	$(BIN)/lstmtext train $(PTB)/train.txt --valid $(PTB)/valid.txt --out $(PTB_CELL_RUN) --force \
 		--word-split whitespace --vocab-size 10000 --embed 200 --hidden 200 --layers 2 --dropout 0 \
 		--cell $(PTB_CELL) --init-scale 0.1 --batch-size 20 --bptt 20 $(PTB_CELL_ARGS) \
-		--epochs 0 --max-minutes $(PTB_CELL_MINUTES) --seed 1 && \
-	$(BIN)/lstmtext eval runs/ptb-$(PTB_CELL) $(PTB)/test.txt --batch-size 1 --bptt 20 && \
+		--epochs $(PTB_CELL_EPOCHS) --max-minutes $(PTB_CELL_MINUTES) --seed 1 && \
+	$(BIN)/lstmtext eval $(PTB_CELL_RUN) $(PTB)/test.txt --batch-size 1 --bptt 20 && \
 	echo "wall time: $$(( $$(date +%s) - start )) s"
 
 # Issue #15: README "See inside". An RNN, a GRU and an LSTM trained the same way (characters of the

@@ -6,6 +6,8 @@ and initial values. Every window starts with one input projection x W_x + b for 
 ends with the same weight-gradient GEMMs and dx; only the steps in between are the cell's own.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # A forget-gate bias of 1 keeps the cell state flowing early in training, before the gates have
@@ -97,6 +99,18 @@ def window_grads(
     return grads, dx
 
 
+def window_step(forward, final_state):
+    """A cell's `step` for generation made from its window forward: x (B,D) -> h (B,H), next state,
+    a window of one step. For the cells whose step has no cheaper form than their window."""
+
+    def step(p: dict, x: np.ndarray, state: dict, **options) -> tuple[np.ndarray, dict]:
+        h, cache = forward(p, x[None], state, **options)  # (1, B, H)
+        return h[0].copy(), final_state(cache)
+
+    step.__doc__ = "One step, as a window of one: x (B,D) -> h (B,H), next state."
+    return step
+
+
 class GateActivation:
     """σ on some H-row blocks of a fused, feature-major gate array (G·H, B) and tanh on the others.
 
@@ -174,3 +188,131 @@ def linear_scan_backward(dh: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.
         np.add(dh[t], carry, out=total[t])
         np.multiply(a[t], total[t], out=carry)
     return total, carry
+
+
+# --- For the cells with a cell state, h = o ⊙ tanh(c) (LSTM, CIFG, peephole) ---
+#
+# The one state layout inside a window, for every cell with a per-step matrix product: time-major;
+# each step's gates and states feature-major, (G·H, B) and (H, B), because OpenBLAS runs these
+# small-batch products much faster as W_h^T h^T (README "Speed"); h batch-major, (T+1, B, H), its
+# step-t block written through a transposed view, so the output and the weight gradients are plain
+# GEMMs on contiguous memory. The fused gate blocks end with the output gate o.
+
+
+@dataclass
+class CellStateCache:
+    x: np.ndarray  # (T, B, D) window input
+    gates: np.ndarray  # (T, GH, B) activated gates, feature-major, o last
+    c: np.ndarray  # (T+1, H, B) cell states, c[0] = the initial one
+    tanh_c: np.ndarray  # (T, H, B)
+    h: np.ndarray  # (T+1, B, H) hidden states, h[0] = the initial one
+    act: GateActivation  # which rows of the GH axis are σ and which tanh
+    W_x: np.ndarray  # (D, GH)
+    W_h: np.ndarray  # (H, GH)
+    peep: tuple | None  # the peephole cell's (p_i, p_f, p_o), each (H, 1); None for the others
+
+
+def cell_state_forward(
+    p: dict, x: np.ndarray, state: dict, kinds: str, write, peep: tuple | None = None
+) -> tuple[np.ndarray, CellStateCache]:
+    """x (T,B,D), state {"h", "c": (B,H)} -> h (T,B,H) (a view of the cache: read-only), cache.
+
+    kinds: σ or tanh per gate block ("ssts" for i|f|g|o); write(a, c_prev, c_next, tmp) is the cell's
+    own update of the cell state from the step's activated gates a (GH, B). peep: the peephole
+    weights, (H, 1) each: i and f then see c_{t-1}, and o sees c_t, so o is activated after the write."""
+    W_x, W_h = p["W_x"], p["W_h"]
+    T, B, _ = x.shape
+    H = W_h.shape[0]
+    GH = W_h.shape[1]
+    dt = x.dtype
+    act = GateActivation.of(kinds, H, dt)
+    act_c = GateActivation.of(kinds[:-1], H, dt)  # all but o, for the peephole cell
+    xW = input_projection(x, W_x, p["b"])  # (T, B, GH), b included
+    gates = np.empty((T, GH, B), dtype=dt)
+    c = np.empty((T + 1, H, B), dtype=dt)
+    tanh_c = np.empty((T, H, B), dtype=dt)
+    h = np.empty((T + 1, B, H), dtype=dt)
+    c[0], h[0] = state["c"].T, state["h"]
+    W_hT = np.ascontiguousarray(W_h.T)  # (GH, H)
+    tmp = np.empty((H, B), dtype=dt)
+    for t in range(T):
+        a = gates[t]  # (GH, B), filled and activated in place
+        np.matmul(W_hT, h[t].T, out=a)  # (GH, B); h[t].T is a transposed view, a BLAS flag
+        a += xW[t].T
+        o = a[GH - H :]  # (H, B)
+        if peep is None:
+            act.apply(a)
+            write(a, c[t], c[t + 1], tmp)
+        else:
+            p_i, p_f, p_o = peep
+            np.multiply(p_i, c[t], out=tmp)
+            a[:H] += tmp
+            np.multiply(p_f, c[t], out=tmp)
+            a[H : 2 * H] += tmp
+            act_c.apply(a[: GH - H])  # o waits for c_t
+            write(a, c[t], c[t + 1], tmp)
+            np.multiply(p_o, c[t + 1], out=tmp)
+            o += tmp
+            sigmoid(o, out=o)
+        np.tanh(c[t + 1], out=tanh_c[t])
+        np.multiply(o, tanh_c[t], out=h[t + 1].T)  # (H, B) written into the (B, H) row
+    return h[1:], CellStateCache(x, gates, c, tanh_c, h, act, W_x, W_h, peep)
+
+
+def cell_state_backward(
+    dh: np.ndarray, cache: CellStateCache, k: np.ndarray, forget: int
+) -> tuple[np.ndarray, dict, dict]:
+    """dh (T,B,H) -> dx (T,B,D), grads, dstate, for the cells of cell_state_forward.
+
+    k (T, GH, B), the cell's local derivatives: for every block but o, ∂c_t/∂a (its gate's σ' or
+    tanh' times what the gate multiplies in the write); for o, ∂h_t/∂a_o = tanh(c_t) σ'(a_o).
+    forget: the block of the forget gate f, through which c_t reaches c_{t+1}."""
+    x, gates, c, tanh_c, W_h, peep = cache.x, cache.gates, cache.c, cache.tanh_c, cache.W_h, cache.peep
+    T, B, _ = x.shape
+    H, GH = W_h.shape
+    dt = x.dtype
+    f = gates[:, forget * H : (forget + 1) * H]  # (T, H, B)
+    o = gates[:, GH - H :]  # (T, H, B)
+    k_c = k[:, : GH - H]  # (T, GH-H, B) the blocks that write c
+    dc_from_h = o * (1.0 - tanh_c * tanh_c)  # (T, H, B) ∂h_t/∂c_t through tanh
+    dA = np.empty((T, B, GH), dtype=dt)  # dLoss / d pre-activations, batch-major for the GEMMs
+    da = np.zeros((GH, B), dtype=dt)  # (GH, B) the same, one step, feature-major
+    da_c, da_o = da[: GH - H], da[GH - H :]  # (GH-H, B), (H, B)
+    dc_blocks = da_c.reshape(-1, H, B)  # (G-1, H, B): every c-writing block sees the same dc
+    dh_next = np.zeros((H, B), dtype=dt)  # gradient arriving from step t+1 (cut after T)
+    dh_t = np.empty((H, B), dtype=dt)
+    dc = np.zeros((H, B), dtype=dt)
+    tmp = np.empty((H, B), dtype=dt)
+    for t in reversed(range(T)):
+        np.add(dh[t].T, dh_next, out=dh_t)  # (H, B)
+        dc *= f[t + 1] if t + 1 < T else 0.0  # dc_{t+1} f_{t+1}: what flows back through the cell
+        if peep is not None:  # c_t also reached step t+1's i and f (da still holds step t+1's)
+            dc += da[:H] * peep[0]
+            dc += da[H : 2 * H] * peep[1]
+        np.multiply(dh_t, dc_from_h[t], out=tmp)
+        dc += tmp  # (H, B)
+        np.multiply(dh_t, k[t, GH - H :], out=da_o)  # o
+        if peep is not None:  # and this step's o
+            np.multiply(da_o, peep[2], out=tmp)
+            dc += tmp
+        np.multiply(dc, k_c[t].reshape(-1, H, B), out=dc_blocks)  # all c-writing blocks at once
+        np.matmul(W_h, da, out=dh_next)  # (H, B)
+        dA[t] = da.T  # (B, GH)
+    dc *= f[0]  # gradient w.r.t. c_0
+    grads, dx = window_grads(x, cache.h[:-1], dA, cache.W_x)  # h_{t-1} is each step's input
+    if peep is not None:
+        dc += da[:H] * peep[0] + da[H : 2 * H] * peep[1]
+        c_bm = c.transpose(0, 2, 1)  # (T+1, B, H)
+        grads["p_i"] = np.einsum("tbh,tbh->h", dA[:, :, :H], c_bm[:-1])  # (H,)
+        grads["p_f"] = np.einsum("tbh,tbh->h", dA[:, :, H : 2 * H], c_bm[:-1])
+        grads["p_o"] = np.einsum("tbh,tbh->h", dA[:, :, GH - H :], c_bm[1:])
+    return dx, grads, {"h": np.ascontiguousarray(dh_next.T), "c": np.ascontiguousarray(dc.T)}
+
+
+def cell_state_quantities(cache: CellStateCache, blocks: str) -> dict[str, np.ndarray]:
+    """{name: (T, B, H)}: h, c and every gate block by its letter."""
+    return {"h": cache.h[1:], "c": cache.c[1:].transpose(0, 2, 1), **named_blocks(cache.gates, blocks, 1)}
+
+
+def cell_state_final(cache: CellStateCache) -> dict:
+    return {"h": cache.h[-1].copy(), "c": np.ascontiguousarray(cache.c[-1].T)}  # (B, H)

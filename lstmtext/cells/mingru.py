@@ -17,7 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import input_projection, linear_scan, linear_scan_backward, positive, sigmoid, window_grads
+from lstmtext.cells.common import (
+    input_projection,
+    linear_scan,
+    linear_scan_backward,
+    positive,
+    sigmoid,
+    window_grads,
+    window_step,
+)
 
 NAME = "mingru"
 STATE = ("h",)
@@ -69,7 +77,4 @@ def backward(dh: np.ndarray, cache: MinGRUCache) -> tuple[np.ndarray, dict, dict
     return dx, grads, {"h": dh0}
 
 
-def step(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
-    """One step without a cache, for generation: x (B,D) -> h (B,H), next state."""
-    h, cache = forward(p, x[None], state)
-    return h[0].copy(), final_state(cache)
+step = window_step(forward, final_state)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import input_projection, sigmoid, window_grads
+from lstmtext.cells.common import input_projection, sigmoid, window_grads, window_step
 
 NAME = "slstm"
 STATE = ("h", "c", "n", "m")
@@ -166,7 +166,4 @@ def backward(dh: np.ndarray, cache: SLSTMCache) -> tuple[np.ndarray, dict, dict]
     return dx, grads, {"h": dh_next, "c": dc, "n": dn, "m": dm0}
 
 
-def step(p: dict, x: np.ndarray, state: dict, heads: int = 1) -> tuple[np.ndarray, dict]:
-    """One step without a cache, for generation: x (B,D) -> h (B,H), next state."""
-    h, cache = forward(p, x[None], state, heads)
-    return h[0].copy(), final_state(cache)
+step = window_step(forward, final_state)

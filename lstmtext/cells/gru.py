@@ -35,14 +35,15 @@ class GRUCache:
     x: np.ndarray  # (T, B, D)
     gates: np.ndarray  # (T, 3H, B) activated r|z|n, feature-major
     hn: np.ndarray  # (T, H, B) h_{t-1} W_hn + b_hn, before the reset gate
-    h: np.ndarray  # (T+1, H, B) hidden states, h[0] = the initial one
+    h: np.ndarray  # (T+1, B, H) hidden states, h[0] = the initial one (common.py: the window layout)
     act: GateActivation  # σ for r and z
     W_x: np.ndarray  # (D, 3H)
     W_h: np.ndarray  # (H, 3H)
 
 
 def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, GRUCache]:
-    """x (T,B,D), state {"h": (B,H)} -> h (T,B,H). Feature-major inside, like the LSTM."""
+    """x (T,B,D), state {"h": (B,H)} -> h (T,B,H), a view of the cache (read-only).
+    Feature-major steps, h batch-major, like the LSTM."""
     W_x, W_h = p["W_x"], p["W_h"]
     T, B, _ = x.shape
     H = W_h.shape[0]
@@ -51,15 +52,15 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, GRUCache]:
     xw = input_projection(x, W_x, p["b"])  # (T, B, 3H)
     gates = np.ascontiguousarray(xw.transpose(0, 2, 1))  # (T, 3H, B)
     hn = np.empty((T, H, B), dtype=dt)
-    h = np.empty((T + 1, H, B), dtype=dt)
-    h[0] = state["h"].T
+    h = np.empty((T + 1, B, H), dtype=dt)
+    h[0] = state["h"]
     W_hT = np.ascontiguousarray(W_h.T)  # (3H, H)
     b_hn = p["b_hn"][:, None]  # (H, 1)
     rec = np.empty((3 * H, B), dtype=dt)  # (3H, B)
     tmp = np.empty((H, B), dtype=dt)  # (H, B)
     for t in range(T):
         a = gates[t]  # (3H, B)
-        np.matmul(W_hT, h[t], out=rec)  # (3H, B)
+        np.matmul(W_hT, h[t].T, out=rec)  # (3H, B); h[t].T is a transposed view
         a[: 2 * H] += rec[: 2 * H]
         act.apply(a[: 2 * H])  # r, z
         np.add(rec[2 * H :], b_hn, out=hn[t])  # (H, B)
@@ -67,11 +68,10 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, GRUCache]:
         np.multiply(r, hn[t], out=tmp)
         n += tmp
         np.tanh(n, out=n)
-        np.subtract(h[t], n, out=tmp)  # (1-z) n + z h = n + z (h - n)
+        np.subtract(h[t].T, n, out=tmp)  # (1-z) n + z h = n + z (h - n)
         tmp *= z
-        np.add(n, tmp, out=h[t + 1])
-    out = np.ascontiguousarray(h[1:].transpose(0, 2, 1))  # (T, B, H)
-    return out, GRUCache(x, gates, hn, h, act, W_x, W_h)
+        np.add(n, tmp, out=h[t + 1].T)  # (H, B) written into the (B, H) row
+    return h[1:], GRUCache(x, gates, hn, h, act, W_x, W_h)
 
 
 GATES = ("r", "z")  # the σ gates, whose saturation `lstmtext inspect` measures
@@ -79,11 +79,11 @@ GATES = ("r", "z")  # the σ gates, whose saturation `lstmtext inspect` measures
 
 def quantities(cache: GRUCache) -> dict[str, np.ndarray]:
     """{name: (T, B, H)}: the hidden state, the gates r, z and the candidate n."""
-    return {"h": cache.h[1:].transpose(0, 2, 1), **named_blocks(cache.gates, BLOCKS, 1)}
+    return {"h": cache.h[1:], **named_blocks(cache.gates, BLOCKS, 1)}
 
 
 def final_state(cache: GRUCache) -> dict:
-    return {"h": np.ascontiguousarray(cache.h[-1].T)}  # (B, H)
+    return {"h": cache.h[-1].copy()}  # (B, H)
 
 
 def backward(dh: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, dict, dict]:
@@ -96,7 +96,7 @@ def backward(dh: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, dict, dict]:
     # The parts that do not depend on the recursion, for the whole window at once.
     k = cache.act.derivative(gates[:, : 2 * H])  # (T, 2H, B) σ' of r and z
     k[:, :H] *= hn  # da_r = da_n ⊙ hn ⊙ σ'(r)
-    k[:, H:] *= h[:-1] - n  # da_z = dh ⊙ (h_{t-1} - n) ⊙ σ'(z)
+    k[:, H:] *= h[:-1].transpose(0, 2, 1) - n  # da_z = dh ⊙ (h_{t-1} - n) ⊙ σ'(z)
     k_n = (1.0 - z) * (1.0 - n * n)  # (T, H, B) da_n = dh ⊙ (1 - z) ⊙ tanh'
     dhT = dh.transpose(0, 2, 1).copy()  # (T, H, B)
     dah = np.empty((T, 3 * H, B), dtype=dt)  # (T, 3H, B) gradient of h_{t-1} W_h (+ b_hn)
@@ -116,8 +116,7 @@ def backward(dh: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, dict, dict]:
     dah_bm = np.ascontiguousarray(dah.transpose(0, 2, 1)).reshape(T * B, 3 * H)  # (TB, 3H)
     dax_bm = dah_bm.copy()  # the input side shares r and z, and has its own n
     dax_bm[:, 2 * H :] = dan.transpose(0, 2, 1).reshape(T * B, H)
-    h_prev = np.ascontiguousarray(h[:-1].transpose(0, 2, 1))  # (T, B, H)
-    grads, dx = window_grads(x, h_prev, dax_bm, cache.W_x, dA_h=dah_bm)
+    grads, dx = window_grads(x, h[:-1], dax_bm, cache.W_x, dA_h=dah_bm)
     grads["b_hn"] = dah_bm[:, 2 * H :].sum(axis=0)  # (H,)
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T)}
 

@@ -24,33 +24,31 @@ EXTRA: dict[str, str] = {}
 @dataclass
 class RNNCache:
     x: np.ndarray  # (T, B, D)
-    h: np.ndarray  # (T+1, H, B) hidden states, feature-major, h[0] = the initial one
+    h: np.ndarray  # (T+1, B, H) hidden states, h[0] = the initial one (common.py: the window layout)
     W_x: np.ndarray  # (D, H)
     W_h: np.ndarray  # (H, H)
     nonlinearity: str
 
 
 def forward(p: dict, x: np.ndarray, state: dict, nonlinearity: str = "tanh") -> tuple[np.ndarray, RNNCache]:
-    """x (T,B,D), state {"h": (B,H)} -> h (T,B,H). Feature-major inside, like the LSTM."""
+    """x (T,B,D), state {"h": (B,H)} -> h (T,B,H), a view of the cache (read-only).
+    Feature-major steps, h batch-major, like the LSTM."""
     W_x, W_h = p["W_x"], p["W_h"]
     T, B, _ = x.shape
     H = W_h.shape[0]
     xw = input_projection(x, W_x, p["b"])  # (T, B, H)
-    h = np.empty((T + 1, H, B), dtype=x.dtype)
-    h[0] = state["h"].T
-    h[1:] = xw.transpose(0, 2, 1)  # (T, H, B), activated in place below
+    h = np.empty((T + 1, B, H), dtype=x.dtype)
+    h[0] = state["h"]
     W_hT = np.ascontiguousarray(W_h.T)  # (H, H)
-    rec = np.empty((H, B), dtype=x.dtype)
+    a = np.empty((H, B), dtype=x.dtype)
     for t in range(T):
-        np.matmul(W_hT, h[t], out=rec)  # (H, B)
-        a = h[t + 1]
-        a += rec
+        np.matmul(W_hT, h[t].T, out=a)  # (H, B)
+        a += xw[t].T
         if nonlinearity == "tanh":
-            np.tanh(a, out=a)
+            np.tanh(a, out=h[t + 1].T)  # (H, B) written into the (B, H) row
         else:
-            np.maximum(a, 0, out=a)
-    out = np.ascontiguousarray(h[1:].transpose(0, 2, 1))  # (T, B, H)
-    return out, RNNCache(x, h, W_x, W_h, nonlinearity)
+            np.maximum(a, 0, out=h[t + 1].T)
+    return h[1:], RNNCache(x, h, W_x, W_h, nonlinearity)
 
 
 GATES = ()  # the σ gates, whose saturation `lstmtext inspect` measures
@@ -58,11 +56,11 @@ GATES = ()  # the σ gates, whose saturation `lstmtext inspect` measures
 
 def quantities(cache: RNNCache) -> dict[str, np.ndarray]:
     """{name: (T, B, H)}: the hidden state (the simple RNN has no gates)."""
-    return {"h": cache.h[1:].transpose(0, 2, 1)}
+    return {"h": cache.h[1:]}
 
 
 def final_state(cache: RNNCache) -> dict:
-    return {"h": np.ascontiguousarray(cache.h[-1].T)}  # (B, H)
+    return {"h": cache.h[-1].copy()}  # (B, H)
 
 
 def backward(dh: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, dict, dict]:
@@ -70,18 +68,18 @@ def backward(dh: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, dict, dict]:
     x, h, W_h = cache.x, cache.h, cache.W_h
     T, B, _ = x.shape
     H = W_h.shape[0]
-    out = h[1:]  # (T, H, B)
+    out = h[1:]  # (T, B, H)
     dphi = 1.0 - out * out if cache.nonlinearity == "tanh" else (out > 0).astype(x.dtype)  # φ' from the output
-    da = dh.transpose(0, 2, 1).copy()  # (T, H, B) becomes the pre-activation gradient
+    dphi = dphi.transpose(0, 2, 1).copy()  # (T, H, B), read step by step
+    dA = np.empty((T, B, H), dtype=x.dtype)  # dLoss / d pre-activations, batch-major for the GEMMs
+    da = np.empty((H, B), dtype=x.dtype)  # the same, one step, feature-major
     dh_next = np.zeros((H, B), dtype=x.dtype)
     for t in reversed(range(T)):
-        da_t = da[t]  # (H, B)
-        da_t += dh_next
-        da_t *= dphi[t]
-        np.matmul(W_h, da_t, out=dh_next)  # (H, B)
-    da_bm = np.ascontiguousarray(da.transpose(0, 2, 1))  # (T, B, H)
-    h_prev = np.ascontiguousarray(h[:-1].transpose(0, 2, 1))  # (T, B, H)
-    grads, dx = window_grads(x, h_prev, da_bm, cache.W_x)
+        np.add(dh[t].T, dh_next, out=da)  # (H, B)
+        da *= dphi[t]
+        np.matmul(W_h, da, out=dh_next)  # (H, B)
+        dA[t] = da.T  # (B, H)
+    grads, dx = window_grads(x, h[:-1], dA, cache.W_x)  # h_{t-1} is each step's input
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T)}
 
 

@@ -31,7 +31,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import input_projection, sigmoid, window_grads, window_step
+from lstmtext.cells.common import (
+    GateActivation,
+    input_projection,
+    named_blocks,
+    sigmoid,
+    window_grads,
+    window_step,
+)
 
 NAME = "slstm"
 STATE = ("h", "c", "n", "m")
@@ -68,102 +75,123 @@ def init_params(p: dict, H: int, layer: int, layers: int, heads: int) -> dict:
 @dataclass
 class SLSTMCache:
     x: np.ndarray  # (T, B, D)
-    i: np.ndarray  # (T, B, H) exp(ĩ − m_t)
-    f: np.ndarray  # (T, B, H) exp(log σ(f̃) + m_{t−1} − m_t)
-    sf: np.ndarray  # (T, B, H) σ(f̃), for d log σ(f̃) / d f̃ = 1 − σ(f̃)
-    z: np.ndarray  # (T, B, H) tanh(z̃)
-    o: np.ndarray  # (T, B, H) σ(õ)
-    h: np.ndarray  # (T+1, B, H) h[0] the initial state, likewise c, n, m
-    c: np.ndarray
+    gates: np.ndarray  # (T, 4H, B) i = exp(ĩ − m_t) | f = exp(log σ(f̃) + m_{t−1} − m_t) | z = tanh(z̃) | o = σ(õ)
+    sf: np.ndarray  # (T, H, B) σ(f̃), for d log σ(f̃) / d f̃ = 1 − σ(f̃)
+    h: np.ndarray  # (T+1, B, H) h[0] the initial state (common.py: the window layout)
+    c: np.ndarray  # (T+1, H, B) c[0] the initial state, likewise n and m
     n: np.ndarray
     m: np.ndarray
     W_x: np.ndarray  # (D, 4H)
-    W_h: np.ndarray  # (H, 4H)
+    W_h: np.ndarray  # (H, 4H), masked to its heads
     heads: int
 
 
 def forward(p: dict, x: np.ndarray, state: dict, heads: int = 1) -> tuple[np.ndarray, SLSTMCache]:
-    """x (T,B,D), state {"h", "c", "n", "m": (B,H)} -> h (T,B,H), a view of the cache (read-only)."""
+    """x (T,B,D), state {"h", "c", "n", "m": (B,H)} -> h (T,B,H), a view of the cache (read-only).
+    Feature-major steps, h batch-major, like the LSTM (common.py)."""
     H = p["W_h"].shape[0]
     W_h = p["W_h"] * head_mask(H, heads, p["W_h"].dtype) if heads > 1 else p["W_h"]  # (H, 4H)
     T, B, _ = x.shape
+    dt = x.dtype
     xW = input_projection(x, p["W_x"], p["b"])  # (T, B, 4H), b included
-    gates = {k: np.empty((T, B, H), dtype=x.dtype) for k in ("i", "f", "sf", "z", "o")}
-    h, c, n, m = (np.empty((T + 1, B, H), dtype=x.dtype) for _ in range(4))
-    h[0], c[0], n[0], m[0] = state["h"], state["c"], state["n"], state["m"]
-    a = np.empty((B, 4 * H), dtype=x.dtype)  # this step's pre-activations, reused
-    ai, af, az, ao = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]  # (B, H) views
-    log_fm = np.empty((B, H), dtype=x.dtype)  # log σ(f̃) + m_{t-1}
-    tmp = np.empty((B, H), dtype=x.dtype)
+    gates = np.empty((T, 4 * H, B), dtype=dt)
+    sf = np.empty((T, H, B), dtype=dt)
+    h = np.empty((T + 1, B, H), dtype=dt)
+    c, n, m = (np.empty((T + 1, H, B), dtype=dt) for _ in range(3))
+    h[0] = state["h"]
+    c[0], n[0], m[0] = state["c"].T, state["n"].T, state["m"].T
+    W_hT = np.ascontiguousarray(W_h.T)  # (4H, H)
+    act_zo = GateActivation.of("ts", H, dt)  # z: tanh; o: σ
+    log_fm = np.empty((H, B), dtype=dt)  # log σ(f̃) + m_{t-1}
+    tmp = np.empty((H, B), dtype=dt)
     for t in range(T):
-        np.matmul(h[t], W_h, out=a)  # (B, 4H)
-        a += xW[t]
+        a = gates[t]  # (4H, B), pre-activations turned into gates in place
+        np.matmul(W_hT, h[t].T, out=a)  # (4H, B); h[t].T is a transposed view
+        a += xW[t].T
+        ai, af, az, ao = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]  # (H, B) views
+        sigmoid(af, out=sf[t])
         np.logaddexp(0.0, -af, out=log_fm)  # -log σ(f̃), finite for any f̃
         np.subtract(m[t], log_fm, out=log_fm)
         np.maximum(ai, log_fm, out=m[t + 1])
         # An empty cell (n = 0, as in a zero start) takes m from the input alone, as the official code
         # does: then i = 1 and n ≥ 1, where max() could leave n = exp(ĩ − log σ(f̃)) rounding to 0.
         np.copyto(m[t + 1], ai, where=n[t] == 0)
-        i = gates["i"][t]
-        np.subtract(ai, m[t + 1], out=i)
-        np.exp(i, out=i)  # ≤ 1
-        f = gates["f"][t]
-        np.subtract(log_fm, m[t + 1], out=f)
+        ai -= m[t + 1]
+        np.exp(ai, out=ai)  # i ≤ 1
+        np.subtract(log_fm, m[t + 1], out=af)
         with np.errstate(over="ignore"):  # only where the line above chose ĩ for an empty cell:
-            np.exp(f, out=f)  # ≤ 1 elsewhere
-        np.minimum(f, 1.0, out=f)  # there f multiplies c = n = 0, and inf · 0 must not make a nan
-        sigmoid(af, out=gates["sf"][t])
-        np.tanh(az, out=gates["z"][t])
-        sigmoid(ao, out=gates["o"][t])
-        np.multiply(f, c[t], out=c[t + 1])  # (B, H)
-        np.multiply(i, gates["z"][t], out=tmp)
+            np.exp(af, out=af)  # f ≤ 1 elsewhere
+        np.minimum(af, 1.0, out=af)  # there f multiplies c = n = 0, and inf · 0 must not make a nan
+        act_zo.apply(a[2 * H :])  # z, o
+        np.multiply(af, c[t], out=c[t + 1])  # (H, B)
+        np.multiply(ai, az, out=tmp)
         c[t + 1] += tmp
-        np.multiply(f, n[t], out=n[t + 1])
-        n[t + 1] += i
-        np.divide(c[t + 1], n[t + 1], out=h[t + 1])
-        h[t + 1] *= gates["o"][t]
-    cache = SLSTMCache(x, gates["i"], gates["f"], gates["sf"], gates["z"], gates["o"], h, c, n, m, p["W_x"], W_h, heads)
-    return h[1:], cache
+        np.multiply(af, n[t], out=n[t + 1])
+        n[t + 1] += ai
+        np.divide(c[t + 1], n[t + 1], out=tmp)
+        np.multiply(ao, tmp, out=h[t + 1].T)  # (H, B) written into the (B, H) row
+    return h[1:], SLSTMCache(x, gates, sf, h, c, n, m, p["W_x"], W_h, heads)
 
 
 def quantities(cache: SLSTMCache) -> dict[str, np.ndarray]:
     """{name: (T, B, H)}: the hidden state, the normalised cell "cn" = c/n (c and n alone are scaled by
     e^{-m}, so only their ratio means something), the stabilised gates i and f, the candidate z and
     the output gate o."""
-    return {"h": cache.h[1:], "cn": cache.c[1:] / cache.n[1:], "i": cache.i, "f": cache.f, "z": cache.z, "o": cache.o}
+    cn = (cache.c[1:] / cache.n[1:]).transpose(0, 2, 1)  # (T, B, H)
+    return {"h": cache.h[1:], "cn": cn, **named_blocks(cache.gates, BLOCKS, 1)}
 
 
 def final_state(cache: SLSTMCache) -> dict:
-    return {k: getattr(cache, k)[-1].copy() for k in STATE}  # (B, H) each
+    return {"h": cache.h[-1].copy(), **{k: np.ascontiguousarray(getattr(cache, k)[-1].T) for k in ("c", "n", "m")}}
 
 
 def backward(dh: np.ndarray, cache: SLSTMCache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) -> dx (T,B,D), grads, dstate. m is a constant inside the window (see the docstring)."""
-    i, f, sf, z, o, h, c, n = cache.i, cache.f, cache.sf, cache.z, cache.o, cache.h, cache.c, cache.n
-    T, B, H = i.shape
-    dA = np.empty((T, B, 4 * H), dtype=i.dtype)  # dLoss / d pre-activations ĩ|f̃|z̃|õ
-    dh_next = np.zeros((B, H), dtype=i.dtype)  # through h_t W_h into step t+1
-    dc = np.zeros((B, H), dtype=i.dtype)  # dLoss / dc_t from step t+1
-    dn = np.zeros((B, H), dtype=i.dtype)
+    gates, c, n = cache.gates, cache.c, cache.n
+    T, GH, B = gates.shape
+    H = GH // 4
+    dt = gates.dtype
+    i, f, z, o = (gates[:, k * H : (k + 1) * H] for k in range(4))  # (T, H, B) each
+    # What does not depend on the recursion, for the whole window at once:
+    inv_n = 1.0 / n[1:]  # (T, H, B)
+    ratio = c[1:] * inv_n  # c/n
+    k_o = ratio * o * (1.0 - o)  # da_o = dh ⊙ c/n ⊙ σ'(õ)
+    k_ratio = ratio * inv_n  # ∂(c/n)/∂n = −c/n²
+    k_f = f * (1.0 - cache.sf)  # da_f = ∂L/∂f ⊙ f ⊙ (1 − σ(f̃)): f = exp(log σ(f̃) + const)
+    k_z = i * (1.0 - z * z)  # da_z = dc ⊙ i ⊙ tanh'
+    dA = np.empty((T, B, GH), dtype=dt)  # dLoss / d pre-activations ĩ|f̃|z̃|õ, batch-major for the GEMMs
+    da = np.empty((GH, B), dtype=dt)  # the same, one step, feature-major
+    da_i, da_f, da_z, da_o = da[:H], da[H : 2 * H], da[2 * H : 3 * H], da[3 * H :]  # (H, B) views
+    dh_next = np.zeros((H, B), dtype=dt)  # through h_t W_h into step t+1
+    dh_t, dr, tmp = (np.empty((H, B), dtype=dt) for _ in range(3))
+    dc = np.zeros((H, B), dtype=dt)  # dLoss / dc_t from step t+1
+    dn = np.zeros((H, B), dtype=dt)
     for t in reversed(range(T)):
-        dh_t = dh[t] + dh_next  # (B, H)
-        ratio = c[t + 1] / n[t + 1]  # (B, H) c/n
-        dr = dh_t * o[t]  # (B, H) through h = o ⊙ c/n
-        dA[t, :, 3 * H :] = dh_t * ratio * o[t] * (1.0 - o[t])
-        dc = dc + dr / n[t + 1]
-        dn = dn - dr * ratio / n[t + 1]
-        d_i = dc * z[t] + dn  # (B, H) c and n both take i
-        d_f = dc * c[t] + dn * n[t]
-        dA[t, :, :H] = d_i * i[t]  # i = exp(ĩ − m)
-        dA[t, :, H : 2 * H] = d_f * f[t] * (1.0 - sf[t])  # f = exp(log σ(f̃) + const)
-        dA[t, :, 2 * H : 3 * H] = dc * i[t] * (1.0 - z[t] * z[t])
-        dc, dn = dc * f[t], dn * f[t]  # what flows to c_{t-1}, n_{t-1}
-        dh_next = dA[t] @ cache.W_h.T  # (B, H)
-    grads, dx = window_grads(cache.x, h[:-1], dA, cache.W_x)
+        np.add(dh[t].T, dh_next, out=dh_t)  # (H, B)
+        np.multiply(dh_t, k_o[t], out=da_o)
+        np.multiply(dh_t, o[t], out=dr)  # through h = o ⊙ c/n
+        np.multiply(dr, inv_n[t], out=tmp)
+        dc += tmp
+        np.multiply(dr, k_ratio[t], out=tmp)
+        dn -= tmp
+        np.multiply(dc, z[t], out=da_i)  # c and n both take i
+        da_i += dn
+        da_i *= i[t]  # i = exp(ĩ − m)
+        np.multiply(dc, c[t], out=da_f)  # c and n both take f
+        np.multiply(dn, n[t], out=tmp)
+        da_f += tmp
+        da_f *= k_f[t]
+        np.multiply(dc, k_z[t], out=da_z)
+        dc *= f[t]  # what flows to c_{t-1}, n_{t-1}
+        dn *= f[t]
+        np.matmul(cache.W_h, da, out=dh_next)  # (H, B)
+        dA[t] = da.T  # (B, 4H)
+    grads, dx = window_grads(cache.x, cache.h[:-1], dA, cache.W_x)
     if cache.heads > 1:
         grads["W_h"] *= head_mask(H, cache.heads, grads["W_h"].dtype)  # off-block weights stay zero
     dm0 = dc * c[0] + dn * n[0]  # c_0, n_0 stand for c_0 e^{m_0}, n_0 e^{m_0}
-    return dx, grads, {"h": dh_next, "c": dc, "n": dn, "m": dm0}
+    dstate = {"h": dh_next, "c": dc, "n": dn, "m": dm0}
+    return dx, grads, {k: np.ascontiguousarray(v.T) for k, v in dstate.items()}
 
 
 step = window_step(forward, final_state)

@@ -10,13 +10,15 @@ Row vectors, gates fused along one 3H axis in the order f|g|o:
     h_t = o_t ⊙ tanh(c_t)
 
 A quarter fewer parameters than the LSTM, and the cell state is a convex mix of old and new.
-Inside, each step works feature-major, as the LSTM does (see lstm.py).
+The window's loops are the LSTM's (common.cell_state_forward/backward); this module holds its write of c_t
+and its local derivatives.
 """
 
 import numpy as np
 
 from lstmtext.cells.common import (
     CellStateCache,
+    CellStateRule,
     cell_state_backward,
     cell_state_final,
     cell_state_forward,
@@ -32,7 +34,6 @@ EXTRA: dict[str, str] = {}
 # --chrono (Tallec & Ollivier 2018): the H-block of b holding the keep gate f; the write gate
 # is 1 - f, so it follows.
 CHRONO = (0, None)
-KINDS = "sts"  # f: σ; g: tanh; o: σ
 GATES = ("f", "o")  # the σ gates, whose saturation `lstmtext inspect` measures
 
 
@@ -47,7 +48,7 @@ def write(a: np.ndarray, c_prev: np.ndarray, c_next: np.ndarray, tmp: np.ndarray
 
 def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, CellStateCache]:
     """x (T,B,D), state {"h", "c": (B,H)} -> h (T,B,H), a view of the cache (read-only)."""
-    return cell_state_forward(p, x, state, KINDS, write)
+    return cell_state_forward(p, x, state, RULE)
 
 
 def local_derivatives(cache: CellStateCache) -> np.ndarray:
@@ -63,16 +64,9 @@ def local_derivatives(cache: CellStateCache) -> np.ndarray:
     return k
 
 
-def backward(dh: np.ndarray, cache: CellStateCache) -> tuple[np.ndarray, dict, dict]:
-    """dh (T,B,H) -> dx (T,B,D), grads, dstate."""
-    return cell_state_backward(dh, cache, local_derivatives(cache), FORGET)
-
-
-def quantities(cache: CellStateCache) -> dict[str, np.ndarray]:
-    """{name: (T, B, H)}: the hidden and cell states, the gates f, o (the input gate is 1 - f) and candidate g."""
-    return cell_state_quantities(cache, BLOCKS)
-
-
+RULE = CellStateRule(BLOCKS, "sts", FORGET, write, local_derivatives)  # f: σ; g: tanh; o: σ
+backward = cell_state_backward  # dh (T,B,H) -> dx (T,B,D), grads, dstate
+quantities = cell_state_quantities  # h, c and the gates, for `lstmtext inspect`
 final_state = cell_state_final
 
 

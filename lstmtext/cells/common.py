@@ -6,6 +6,7 @@ and initial values. Every window starts with one input projection x W_x + b for 
 ends with the same weight-gradient GEMMs and dx; only the steps in between are the cell's own.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,6 +200,20 @@ def linear_scan_backward(dh: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.
 # GEMMs on contiguous memory. The fused gate blocks end with the output gate o.
 
 
+@dataclass(frozen=True)
+class CellStateRule:
+    """What a cell-state cell adds to the shared loops: its gate blocks (o last) with σ or tanh for
+    each ("s"/"t"), the block of its forget gate, its write of c_t and its local derivatives."""
+
+    blocks: str  # e.g. "ifgo"
+    kinds: str  # e.g. "ssts"
+    forget: int  # the block of f, through which c_t reaches c_{t+1}
+    write: Callable  # (a (GH,B) activated gates, c_prev, c_next, tmp (H,B)) -> None: fills c_next
+    # (cache) -> k (T, GH, B): for every block but o, ∂c_t/∂a (its gate's σ' or tanh' times what the
+    # gate multiplies in the write); for o, ∂h_t/∂a_o = tanh(c_t) σ'(a_o)
+    local_derivatives: Callable
+
+
 @dataclass
 class CellStateCache:
     x: np.ndarray  # (T, B, D) window input
@@ -210,23 +225,23 @@ class CellStateCache:
     W_x: np.ndarray  # (D, GH)
     W_h: np.ndarray  # (H, GH)
     peep: tuple | None  # the peephole cell's (p_i, p_f, p_o), each (H, 1); None for the others
+    rule: CellStateRule
 
 
 def cell_state_forward(
-    p: dict, x: np.ndarray, state: dict, kinds: str, write, peep: tuple | None = None
+    p: dict, x: np.ndarray, state: dict, rule: CellStateRule, peep: tuple | None = None
 ) -> tuple[np.ndarray, CellStateCache]:
     """x (T,B,D), state {"h", "c": (B,H)} -> h (T,B,H) (a view of the cache: read-only), cache.
 
-    kinds: σ or tanh per gate block ("ssts" for i|f|g|o); write(a, c_prev, c_next, tmp) is the cell's
-    own update of the cell state from the step's activated gates a (GH, B). peep: the peephole
-    weights, (H, 1) each: i and f then see c_{t-1}, and o sees c_t, so o is activated after the write."""
+    peep: the peephole weights, (H, 1) each: i and f then see c_{t-1}, and o sees c_t, so o is
+    activated after the write."""
     W_x, W_h = p["W_x"], p["W_h"]
     T, B, _ = x.shape
     H = W_h.shape[0]
     GH = W_h.shape[1]
     dt = x.dtype
-    act = GateActivation.of(kinds, H, dt)
-    act_c = GateActivation.of(kinds[:-1], H, dt)  # all but o, for the peephole cell
+    act = GateActivation.of(rule.kinds, H, dt)
+    act_c = GateActivation.of(rule.kinds[:-1], H, dt)  # all but o, for the peephole cell
     xW = input_projection(x, W_x, p["b"])  # (T, B, GH), b included
     gates = np.empty((T, GH, B), dtype=dt)
     c = np.empty((T + 1, H, B), dtype=dt)
@@ -242,7 +257,7 @@ def cell_state_forward(
         o = a[GH - H :]  # (H, B)
         if peep is None:
             act.apply(a)
-            write(a, c[t], c[t + 1], tmp)
+            rule.write(a, c[t], c[t + 1], tmp)
         else:
             p_i, p_f, p_o = peep
             np.multiply(p_i, c[t], out=tmp)
@@ -250,27 +265,24 @@ def cell_state_forward(
             np.multiply(p_f, c[t], out=tmp)
             a[H : 2 * H] += tmp
             act_c.apply(a[: GH - H])  # o waits for c_t
-            write(a, c[t], c[t + 1], tmp)
+            rule.write(a, c[t], c[t + 1], tmp)
             np.multiply(p_o, c[t + 1], out=tmp)
             o += tmp
             sigmoid(o, out=o)
         np.tanh(c[t + 1], out=tanh_c[t])
         np.multiply(o, tanh_c[t], out=h[t + 1].T)  # (H, B) written into the (B, H) row
-    return h[1:], CellStateCache(x, gates, c, tanh_c, h, act, W_x, W_h, peep)
+    return h[1:], CellStateCache(x, gates, c, tanh_c, h, act, W_x, W_h, peep, rule)
 
 
-def cell_state_backward(
-    dh: np.ndarray, cache: CellStateCache, k: np.ndarray, forget: int
-) -> tuple[np.ndarray, dict, dict]:
-    """dh (T,B,H) -> dx (T,B,D), grads, dstate, for the cells of cell_state_forward.
-
-    k (T, GH, B), the cell's local derivatives: for every block but o, ∂c_t/∂a (its gate's σ' or
-    tanh' times what the gate multiplies in the write); for o, ∂h_t/∂a_o = tanh(c_t) σ'(a_o).
-    forget: the block of the forget gate f, through which c_t reaches c_{t+1}."""
+def cell_state_backward(dh: np.ndarray, cache: CellStateCache) -> tuple[np.ndarray, dict, dict]:
+    """dh (T,B,H) = dLoss/dh_t from above -> dx (T,B,D), grads, dstate (w.r.t. the initial state),
+    for the cells of cell_state_forward."""
     x, gates, c, tanh_c, W_h, peep = cache.x, cache.gates, cache.c, cache.tanh_c, cache.W_h, cache.peep
     T, B, _ = x.shape
     H, GH = W_h.shape
     dt = x.dtype
+    k = cache.rule.local_derivatives(cache)  # (T, GH, B)
+    forget = cache.rule.forget
     f = gates[:, forget * H : (forget + 1) * H]  # (T, H, B)
     o = gates[:, GH - H :]  # (T, H, B)
     k_c = k[:, : GH - H]  # (T, GH-H, B) the blocks that write c
@@ -309,9 +321,10 @@ def cell_state_backward(
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T), "c": np.ascontiguousarray(dc.T)}
 
 
-def cell_state_quantities(cache: CellStateCache, blocks: str) -> dict[str, np.ndarray]:
-    """{name: (T, B, H)}: h, c and every gate block by its letter."""
-    return {"h": cache.h[1:], "c": cache.c[1:].transpose(0, 2, 1), **named_blocks(cache.gates, blocks, 1)}
+def cell_state_quantities(cache: CellStateCache) -> dict[str, np.ndarray]:
+    """{name: (T, B, H)}: the hidden and cell states and every gate block by its letter."""
+    c = cache.c[1:].transpose(0, 2, 1)  # (T, B, H)
+    return {"h": cache.h[1:], "c": c, **named_blocks(cache.gates, cache.rule.blocks, 1)}
 
 
 def cell_state_final(cache: CellStateCache) -> dict:

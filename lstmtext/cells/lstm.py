@@ -10,18 +10,16 @@ Row vectors, gates fused along one 4H axis in PyTorch's order i|f|g|o:
 The forget gate decides how much of the old cell state to keep, the input gate how much of the
 candidate g_t to write, and the output gate how much of the squashed cell to show as h_t.
 
-Inside, each step works feature-major: it computes a_t^T = W_h^T h_{t-1}^T, because OpenBLAS runs
-these small-batch products much faster in that orientation (see README "Speed"). The window's
-arrays are time-major, so every step reads and writes one contiguous block; h is kept batch-major
-(its step-t block is written through a transposed view), which makes the output and the weight
-gradients plain GEMMs on contiguous memory. Everything that does not depend on the step-to-step
-recursion is done for the whole window at once, outside the Python loop.
+The window's loops are shared with CIFG and the peephole LSTM (common.cell_state_forward and
+cell_state_backward, with the one state layout every cell uses inside a window); this module holds
+what is the LSTM's own: its write of c_t and its local derivatives.
 """
 
 import numpy as np
 
 from lstmtext.cells.common import (
     CellStateCache,
+    CellStateRule,
     GateActivation,
     cell_state_backward,
     cell_state_final,
@@ -36,7 +34,6 @@ FORGET = 1  # the block whose bias starts at FORGET_BIAS
 EXTRA: dict[str, str] = {}  # no per-unit parameters beyond W_x, W_h, b
 # --chrono (Tallec & Ollivier 2018): the H-blocks of b holding the keep (forget) and write (input) gates.
 CHRONO = (1, 0)
-KINDS = "ssts"  # i, f: σ; g: tanh; o: σ
 GATES = ("i", "f", "o")  # the σ gates, whose saturation `lstmtext inspect` measures
 
 
@@ -53,7 +50,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, CellStateC
     """Run the cell over a window. x (T,B,D), state {"h": (B,H), "c": (B,H)} -> h (T,B,H).
 
     The returned h is a view of the cache (no copy); treat it as read-only."""
-    return cell_state_forward(p, x, state, KINDS, write)
+    return cell_state_forward(p, x, state, RULE)
 
 
 def local_derivatives(cache: CellStateCache) -> np.ndarray:
@@ -69,16 +66,9 @@ def local_derivatives(cache: CellStateCache) -> np.ndarray:
     return k
 
 
-def backward(dh: np.ndarray, cache: CellStateCache) -> tuple[np.ndarray, dict, dict]:
-    """dh (T,B,H) = dLoss/dh_t from above -> dx (T,B,D), grads, dstate (w.r.t. the initial state)."""
-    return cell_state_backward(dh, cache, local_derivatives(cache), FORGET)
-
-
-def quantities(cache: CellStateCache) -> dict[str, np.ndarray]:
-    """{name: (T, B, H)}: the hidden and cell states and the gates i, f, o and candidate g."""
-    return cell_state_quantities(cache, BLOCKS)
-
-
+RULE = CellStateRule(BLOCKS, "ssts", FORGET, write, local_derivatives)  # i, f: σ; g: tanh; o: σ
+backward = cell_state_backward  # dh (T,B,H) -> dx (T,B,D), grads, dstate
+quantities = cell_state_quantities  # h, c and the gates, for `lstmtext inspect`
 final_state = cell_state_final
 
 
@@ -86,7 +76,7 @@ def step(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
     """One step without a cache, for generation: x (B,D) -> h (B,H), next state."""
     H = p["W_h"].shape[0]
     a = x @ p["W_x"] + state["h"] @ p["W_h"] + p["b"]  # (B, 4H)
-    GateActivation.of(KINDS, H, a.dtype).apply(a.T)
+    GateActivation.of(RULE.kinds, H, a.dtype).apply(a.T)
     i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
     c = f * state["c"] + i * g  # (B, H)
     h = o * np.tanh(c)  # (B, H)

@@ -38,22 +38,14 @@ GATES = ("i", "f", "o")  # the σ gates, whose saturation `lstmtext inspect` mea
 
 def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, CellStateCache]:
     """x (T,B,D), state {"h", "c": (B,H)} -> h (T,B,H), a view of the cache (read-only).
-    The LSTM's write of c_t; the peepholes go in as columns (H, 1) beside the feature-major gates."""
+    The LSTM's write of c_t and local derivatives; the peepholes go in as columns (H, 1) beside the
+    feature-major gates, and their extra paths are in common.cell_state_forward/backward."""
     peep = tuple(p[k][:, None] for k in ("p_i", "p_f", "p_o"))  # (H, 1) each
-    return cell_state_forward(p, x, state, lstm.KINDS, lstm.write, peep)
+    return cell_state_forward(p, x, state, lstm.RULE, peep)
 
 
-def backward(dh: np.ndarray, cache: CellStateCache) -> tuple[np.ndarray, dict, dict]:
-    """dh (T,B,H) -> dx (T,B,D), grads (with p_i, p_f, p_o), dstate. The LSTM's local derivatives;
-    the extra paths from c to the gates are in common.cell_state_backward."""
-    return cell_state_backward(dh, cache, lstm.local_derivatives(cache), FORGET)
-
-
-def quantities(cache: CellStateCache) -> dict[str, np.ndarray]:
-    """{name: (T, B, H)}: the hidden and cell states and the gates i, f, o and candidate g."""
-    return cell_state_quantities(cache, BLOCKS)
-
-
+backward = cell_state_backward  # dh (T,B,H) -> dx (T,B,D), grads, dstate
+quantities = cell_state_quantities  # h, c and the gates, for `lstmtext inspect`
 final_state = cell_state_final
 
 

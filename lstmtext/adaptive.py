@@ -81,16 +81,19 @@ def forward(
     params: dict, z: np.ndarray, targets: np.ndarray, edges: list[int], mask: np.ndarray | None = None
 ) -> tuple[float, np.ndarray, AdaptiveCache]:
     """z (N,H), targets (N,), edges = check_cutoffs(cutoffs, V) -> mean loss over the counted rows,
-    per-row nll (N,), cache. mask (N,) marks the rows that count; None counts all."""
+    per-row nll (N,) (0 on the rows that do not count), cache. mask (N,) marks the rows that count;
+    None counts all."""
     N = z.shape[0]
+    counted = np.ones(N, dtype=bool) if mask is None else mask.astype(bool)  # (N,)
     head_lp = _log_softmax(z @ params["head.W"] + params["head.b"])  # (N, c_0 + K)
     head_index = np.array(targets, dtype=np.int64)  # (N,) a copy, overwritten for the clusters' rows
     nll = np.zeros(N, dtype=z.dtype)
     clusters = []
     for k in range(1, len(edges)):
         lo, hi = edges[k - 1], edges[k]
-        rows = np.flatnonzero((targets >= lo) & (targets < hi))  # (n_k,)
-        head_index[rows] = edges[0] + k - 1
+        in_cluster = (targets >= lo) & (targets < hi)  # (N,)
+        head_index[in_cluster] = edges[0] + k - 1
+        rows = np.flatnonzero(in_cluster & counted)  # (n_k,) a masked row's tail is never paid for
         if len(rows) == 0:
             clusters.append(None)
             continue
@@ -100,7 +103,8 @@ def forward(
         nll[rows] = -lp[np.arange(len(rows)), local]
         clusters.append(Cluster(rows, zp, lp, local))
     nll -= head_lp[np.arange(N), head_index]
-    weight = np.ones(N) if mask is None else mask.astype(np.float64)
+    nll[~counted] = 0.0  # (N,) masked rows count for nothing
+    weight = counted.astype(np.float64)
     count = max(weight.sum(), 1.0)
     loss = float((nll * weight).sum() / count)
     return loss, nll, AdaptiveCache(z, head_lp, head_index, (weight / count).astype(z.dtype), clusters)

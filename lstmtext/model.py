@@ -60,7 +60,8 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
       al. 2014, the Penn Treebank recipe.
     - torch: PyTorch's defaults. Embedding N(0, 1); recurrent and input weights U(±1/√H); each bias
       the sum of PyTorch's two bias vectors (b_ih + b_hh), so U(±1/√H) + U(±1/√H); head (nn.Linear)
-      weight and bias U(±1/√H). The forget bias 1 is added on top, as the other schemes have it. A cell
+      weight and bias U(±1/√H); the adaptive head's layers U(±1/√fan_in) each (a tail's output layer
+      reads its inner width H/4^k). The forget bias 1 is added on top, as the other schemes have it. A cell
       without W_h (minGRU, minLSTM) is one nn.Linear per layer: its bias is one draw.
     A cell may add its own start on top of any scheme (`cell.init_params`): the sLSTM sets W_h to zero
     and its forget biases to its authors' power law, on which the torch scheme's bias draws then sit.
@@ -94,9 +95,12 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
             if cfg.chrono and name == "b":
                 value = chrono_biases(value, cell.CHRONO, H, cfg.chrono, rng)
             params[f"layers.{layer}.{name}"] = value
-    if cfg.softmax == "adaptive":  # every matrix uniform, the head's bias zero
+    if cfg.softmax == "adaptive":  # every matrix uniform, the head's bias zero (torch: each nn.Linear's own)
         for name, shape in adaptive.param_shapes(H, cfg.cutoff_list, cfg.vocab_size).items():
-            params[name] = uniform(rng, shape, s, dtype) if len(shape) == 2 else np.zeros(shape, dtype=dtype)
+            fan_in = shape[0] if len(shape) == 2 else H  # a tail's output layer reads its inner width
+            scale = 1.0 / np.sqrt(fan_in) if cfg.init == "torch" else s
+            bias = cfg.init == "torch" or len(shape) == 2
+            params[name] = uniform(rng, shape, scale, dtype) if bias else np.zeros(shape, dtype=dtype)
         return params
     if not cfg.tie:
         params["head.W"] = uniform(rng, (H, cfg.vocab_size), s, dtype)

@@ -79,6 +79,31 @@ def test_matches_pytorch_adaptive_log_softmax():
     np.testing.assert_allclose(adaptive.log_probs(params, z, edges), full, rtol=0, atol=1e-10)
 
 
+def test_masked_rows_cost_nothing_and_count_for_nothing():
+    params, z, targets, edges = setup(seed=2)
+    mask = (np.arange(len(targets)) % 3 != 0).astype(float)
+    loss, nll, cache = adaptive.forward(params, z, targets, edges, mask)
+    kept = mask.astype(bool)
+    loss_kept, nll_kept, _ = adaptive.forward(params, z[kept], targets[kept], edges)
+    assert loss == pytest.approx(loss_kept, rel=1e-12)
+    np.testing.assert_allclose(nll[kept], nll_kept, rtol=1e-12)
+    assert not nll[~kept].any()
+    for cluster in cache.clusters:  # no tail is evaluated for a row that does not count
+        assert cluster is None or kept[cluster.rows].all()
+
+
+def test_torch_init_draws_each_head_layer_by_its_own_fan_in():
+    from lstmtext import model
+    from lstmtext.config import ModelConfig
+
+    cfg = ModelConfig(vocab_size=400, embed=8, hidden=64, softmax="adaptive", cutoffs="50,200", init="torch")
+    params = model.init_params(cfg, np.random.default_rng(0), np.float64)
+    for name in ("head.W", "head.b", "head.tail.1.P", "head.tail.1.O", "head.tail.2.O"):
+        fan_in = params[name].shape[0] if params[name].ndim == 2 else 64
+        bound = 1 / np.sqrt(fan_in)
+        assert np.abs(params[name]).max() <= bound and np.abs(params[name]).max() > 0.8 * bound, name
+
+
 def test_model_with_the_adaptive_head_gradients_and_generation():
     from lstmtext import layers, model
     from lstmtext.config import ModelConfig

@@ -10,9 +10,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1, "mingru": 2, "minlstm": 3, "slstm": 4}  # G: blocks of H along W_x's columns
+# G: blocks of H along W_x's columns
+GATES = {"lstm": 4, "gru": 3, "rnn": 1, "peephole": 4, "cifg": 3, "mingru": 2, "minlstm": 3, "slstm": 4}
 NO_W_H = {"mingru", "minlstm"}  # gates from x_t only: no recurrent GEMM at all
-TORCH_CELL = {"lstm": "lstm", "gru": "gru", "rnn": "rnn"}  # PyTorch has no minGRU/minLSTM: its LSTM runs beside them
+TORCH_CELL = {"lstm": "lstm", "gru": "gru", "rnn": "rnn"}  # for the cells PyTorch lacks, its LSTM runs beside them
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Row:
     # "train" (tokens/s = T·B per window), "sample" (batch 1, sampled tokens/s), "threads" (train,
     # several thread choices under the same load) or "eval" (evaluate.score against train)
     task: str
-    cell: str  # "lstm", "gru", "rnn" (tanh), "mingru" or "minlstm"
+    cell: str  # one of GATES ("rnn" is tanh)
     V: int  # vocabulary
     E: int  # embedding width
     H: int  # hidden width of every layer
@@ -84,6 +85,11 @@ ROWS = {
         Row("char-minlstm", "train", "minlstm", V=100, E=512, H=512, L=2, B=50, T=100, ratio_target=None),
         _small("slstm", "slstm", None, None),
         Row("char-slstm", "train", "slstm", V=100, E=512, H=512, L=2, B=50, T=100, ratio_target=None),
+        # Issue #16's shared cell-state loops: the peephole and CIFG LSTMs on the LSTM's fast path.
+        _small("peephole", "peephole", None, None),
+        _small("cifg", "cifg", None, None),
+        Row("char-peephole", "train", "peephole", V=100, E=512, H=512, L=2, B=50, T=100, ratio_target=None),
+        Row("char-cifg", "train", "cifg", V=100, E=512, H=512, L=2, B=50, T=100, ratio_target=None),
         # Issue #16: the small LSTM with the adaptive softmax head, on word-like (Zipf) token ids.
         replace(_small("small-adaptive", "lstm", None, None), cutoffs="2000,6000"),
         Row("sample-small", "sample", "lstm", V=10_000, E=200, H=200, L=2, B=1, T=1, ratio_target=6.0),

@@ -31,16 +31,8 @@ app = typer.Typer(
 DEFAULT_LR = {"sgd": 20.0, "adam": 0.002, "rmsprop": 0.002}
 # Options that may change when a run is resumed; everything else belongs to the run.
 RESUMABLE = {
-    "epochs",
-    "max_steps",
-    "max_minutes",
-    "patience",
-    "eval_every",
-    "log_every",
-    "save_every",
-    "sample_every",
-    "on_nan",
-    "threads",
+    "epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "save_every", "sample_every",
+    "on_nan", "threads",
 }
 # Options that only say where things are or what to print; they never belong to a run.
 LOCATIONS = {"resume", "init_from", "corpus", "valid", "out", "encoding_errors", "list_files"}
@@ -125,13 +117,7 @@ def _resume(resume: Path, args: dict, given: set, console) -> None:
     # Runs from before folders were read recursively took the top-level *.txt files only.
     old_folder = "files" not in info and Path(corpus_path).is_dir()
     data = prepare_data(
-        corpus_path,
-        valid_path,
-        None,
-        args["encoding_errors"],
-        _plain(console),
-        tokenizer=tok,
-        cache_dir=run_dir,
+        corpus_path, valid_path, None, args["encoding_errors"], _plain(console), tokenizer=tok, cache_dir=run_dir,
         include=tuple(info.get("include", ("/*.txt",) if old_folder else ())),
         valid_split=info.get("valid_split", "end"),
         list_files=args["list_files"],
@@ -256,7 +242,9 @@ def train(
     sample_every: Annotated[
         int, typer.Option(help="Print a short sample every N steps and at each validation (0: never).")
     ] = 0,
-    threads: Annotated[int, typer.Option(help="BLAS threads (0: keep choosing the faster count while training).")] = 0,
+    threads: Annotated[
+        int, typer.Option(help="BLAS threads (0: keep choosing the faster count while training).")
+    ] = 0,
     on_nan: Annotated[
         str, typer.Option(help="On a diverged window (non-finite, or loss > 100 log V): stop, or skip it.")
     ] = "stop",
@@ -325,16 +313,8 @@ def train(
     check_tokenizer_options(tok_opts)  # before --force deletes an old run, not after
     prepare_out(run_dir, force)
     data = prepare_data(
-        corpus,
-        valid,
-        tok_opts,
-        encoding_errors,
-        say,
-        tokenizer=tok,
-        cache_dir=run_dir,
-        include=tuple(args["include"]),
-        valid_split=valid_split,
-        list_files=list_files,
+        corpus, valid, tok_opts, encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
+        include=tuple(args["include"]), valid_split=valid_split, list_files=list_files,
     )
     # What the tokenizer was asked for (resume compares the options typed again with these).
     data.info["tokenizer_options"] = vars(tok_opts) if source is None else source.info.get("tokenizer_options")
@@ -461,33 +441,24 @@ def info(
         return "—" if x is None else f"{x:.2f}"
 
     table = Table(title=str(checkpoint_path), show_header=False, title_justify="left")
-    table.add_row(
-        "model",
-        f"{m['cell']} {m['layers']}×{m['hidden']}, embed {m['embed']}"
-        + (f", {m['heads']} heads" if m.get("heads", 1) > 1 else "")
-        + (", tied head" if m["tie"] else "")
-        + (f", adaptive softmax {m['cutoffs']}" if m.get("softmax") == "adaptive" else "")
-        + f", dropout {m['dropout']:g}",
-    )
+    table.add_row("model", f"{m['cell']} {m['layers']}×{m['hidden']}, embed {m['embed']}"
+                  + (f", {m['heads']} heads" if m.get("heads", 1) > 1 else "")
+                  + (", tied head" if m["tie"] else "")
+                  + (f", adaptive softmax {m['cutoffs']}" if m.get("softmax") == "adaptive" else "")
+                  + f", dropout {m['dropout']:g}")
     table.add_row("parameters", f"{m['parameters']:,}")
     table.add_row("tokenizer", f"{t['kind']}, vocabulary {t['vocab_size']:,}")
     if r["train"] is not None:
         tr = r["train"]
-        table.add_row(
-            "training",
-            f"{tr['optimizer']} lr {tr['lr']:g} (×{tr['lr_decay']:g} after epoch "
-            f"{tr['decay_after']}), clip {tr['clip']:g}, batch {tr['batch_size']}, bptt {tr['bptt']}, "
-            f"seed {tr['seed']}, {tr['dtype']}",
-        )
+        table.add_row("training", f"{tr['optimizer']} lr {tr['lr']:g} (×{tr['lr_decay']:g} after epoch "
+                      f"{tr['decay_after']}), clip {tr['clip']:g}, batch {tr['batch_size']}, bptt {tr['bptt']}, "
+                      f"seed {tr['seed']}, {tr['dtype']}")
         budget = [f"{k.replace('_', ' ')} {tr[k]:g}" for k in ("epochs", "max_steps", "max_minutes") if tr[k]]
         table.add_row("budget", ", ".join(budget) or "none")
     if p["step"] is not None:
         into = f" and {p['windows_into_epoch']:,} windows of the next" if p["windows_into_epoch"] else ""
-        table.add_row(
-            "progress",
-            f"{p['epochs_done']} epochs done{into}; step {p['step']:,}, "
-            f"{p['tokens'] or 0:,} tokens, {p['elapsed_s'] or 0:.0f} s",
-        )
+        table.add_row("progress", f"{p['epochs_done']} epochs done{into}; step {p['step']:,}, "
+                      f"{p['tokens'] or 0:,} tokens, {p['elapsed_s'] or 0:.0f} s")
     table.add_row("valid perplexity", f"best {ppl(p['best_valid_ppl'])}, last {ppl(p['last_valid_ppl'])}")
     if c["path"]:
         files = c["files"]

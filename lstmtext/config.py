@@ -10,7 +10,7 @@ INIT_SCHEMES = ("uniform", "torch", "orthogonal")
 
 
 def _one_of(names: list[str]) -> str:
-    """ "a", "a or b", "a, b or c"."""
+    """"a", "a or b", "a, b or c"."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 

@@ -115,7 +115,7 @@ def read_along(params: dict, cfg: ModelConfig, ids: np.ndarray, bptt: int = 100)
 
 # The built-in features: name -> what it measures, shown beside the units found for it.
 FEATURES = {
-    "quotes": 'inside quotes (" toggles; “ ” and « » open and close; a blank line ends a quote)',
+    "quotes": "inside quotes (\" toggles; “ ” and « » open and close; a blank line ends a quote)",
     "brackets": "inside brackets ( ) [ ] { }",
     "line position": "characters since the line began",
     "word start": "the token starts a word",
@@ -125,7 +125,7 @@ _OPEN, _CLOSE = "([{", ")]}"
 
 
 def parse_feature(spec: str) -> tuple[str, re.Pattern]:
-    """ "NAME=REGEX" (from --feature) -> (name, compiled pattern)."""
+    """"NAME=REGEX" (from --feature) -> (name, compiled pattern)."""
     name, sep, pattern = spec.partition("=")
     if not sep or not name.strip() or not pattern:
         raise ConfigError(f"--feature takes NAME=REGEX, e.g. --feature 'digits=[0-9]+'; got {spec!r}")

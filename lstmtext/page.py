@@ -112,16 +112,14 @@ def _units_table(found: dict[str, list[dict]], descriptions: dict[str, str]) -> 
         if units:
             links = " ".join(
                 f'<a href="#units" class="unit" data-key="{u["key"]}" data-unit="{u["unit"]}">'
-                f"layer {u['key'].split('.')[1]} {u['key'].split('.')[2]} #{u['unit']}"
-                f" <span class=r>r = {u['r']:+.2f}</span></a>"
+                f'layer {u["key"].split(".")[1]} {u["key"].split(".")[2]} #{u["unit"]}'
+                f' <span class=r>r = {u["r"]:+.2f}</span></a>'
                 for u in units
             )
         else:
             links = "<i>constant on this text: nothing to correlate with</i>"
-        rows.append(
-            f"<tr><td><b>{html.escape(name)}</b><br><small>{html.escape(descriptions[name])}</small></td>"
-            f"<td>{links}</td></tr>"
-        )
+        rows.append(f"<tr><td><b>{html.escape(name)}</b><br><small>{html.escape(descriptions[name])}</small></td>"
+                    f"<td>{links}</td></tr>")
     return "".join(rows)
 
 
@@ -161,19 +159,9 @@ def build(
         b64 = base64.b64encode(q.tobytes()).decode()
         blocks.append(f'<script type="application/octet-stream" id="q{k}">{b64}</script>')
         layer, name = key.split(".")[1:]
-        meta.append(
-            {
-                "key": key,
-                "layer": int(layer),
-                "name": name,
-                "H": values.shape[1],
-                "lo": np.round(lo, 6).tolist(),
-                "hi": np.round(hi, 6).tolist(),
-                "block": f"q{k}",
-                "gate": key in reading.gates,
-                "white": 0.5 if key in reading.gates else 0.0,
-            }
-        )
+        meta.append({"key": key, "layer": int(layer), "name": name, "H": values.shape[1],
+                     "lo": np.round(lo, 6).tolist(), "hi": np.round(hi, 6).tolist(), "block": f"q{k}",
+                     "gate": key in reading.gates, "white": 0.5 if key in reading.gates else 0.0})
     # The page opens on the state unit (h or c, not a gate) that tracks a feature best, or on unit 0
     # of the top layer's h; a link "page.html#layers.0.c:16" opens on that unit instead.
     states = [u for us in found.values() for u in us if u["key"].rsplit(".", 1)[1] in ("h", "c")]

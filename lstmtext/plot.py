@@ -164,15 +164,8 @@ def gradient_figure(results: list[tuple[str, dict]]):
             g[g <= 0] = np.nan  # a gradient of exactly 0 has no place on a log axis
             layer, kind = int(state.split(".")[1]), state.rsplit(".", 1)[1]
             width, alpha = (2.0, 1.0) if layer == top else (1.0, 0.55)
-            ax.plot(
-                r["distance"],
-                g,
-                styles.get(kind, ":"),
-                color=f"C{k % 10}",
-                linewidth=width,
-                alpha=alpha,
-                label=f"{name}: layer {layer} {kind}",
-            )
+            ax.plot(r["distance"], g, styles.get(kind, ":"), color=f"C{k % 10}", linewidth=width, alpha=alpha,
+                    label=f"{name}: layer {layer} {kind}")
     ax.set_yscale("log")
     ax.set_xlabel("k (tokens back)")
     ax.set_ylabel("‖∂ log p(next token) / ∂ state$_{t-k}$‖")

@@ -17,38 +17,15 @@ from lstmtext.errors import CheckpointError, ConfigError
 
 # The CLI option names that belong to a run and where its value lives in a checkpoint.
 MODEL_OPTIONS = (
-    "embed",
-    "hidden",
-    "layers",
-    "cell",
-    "dropout",
-    "tie",
-    "init_scale",
-    "nonlinearity",
-    "init",
-    "chrono",
-    "softmax",
-    "cutoffs",
-    "heads",
+    "embed", "hidden", "layers", "cell", "dropout", "tie", "init_scale", "nonlinearity", "init", "chrono", "softmax",
+    "cutoffs", "heads",
 )
 TRAIN_OPTIONS = (
-    "batch_size",
-    "bptt",
-    "optimizer",
-    "lr",
-    "lr_decay",
-    "decay_after",
-    "clip",
-    "weight_decay",
-    "seed",
-    "dtype",
+    "batch_size", "bptt", "optimizer", "lr", "lr_decay", "decay_after", "clip", "weight_decay", "seed", "dtype",
 )
 # CLI name -> key of the tokenizer options stored in the run's info (TokenizerOptions' fields).
 TOKENIZER_OPTIONS = {
-    "tokenizer": "kind",
-    "vocab_size": "vocab_size",
-    "min_freq": "min_freq",
-    "lowercase": "lowercase",
+    "tokenizer": "kind", "vocab_size": "vocab_size", "min_freq": "min_freq", "lowercase": "lowercase",
     "word_split": "word_split",
 }
 CORPUS_OPTIONS = ("include", "valid_split")

@@ -81,8 +81,8 @@ def forward(
     params: dict, z: np.ndarray, targets: np.ndarray, edges: list[int], mask: np.ndarray | None = None
 ) -> tuple[float, np.ndarray, AdaptiveCache]:
     """z (N,H), targets (N,), edges = check_cutoffs(cutoffs, V) -> mean loss over the counted rows,
-    per-row nll (N,) (0 on the rows that do not count), cache. mask (N,) marks the rows that count;
-    None counts all."""
+    per-row nll (N,) (0 on the rows that do not count, whose tails are never computed), cache.
+    mask (N,) of 0/1 marks the rows that count; None counts all."""
     N = z.shape[0]
     counted = np.ones(N, dtype=bool) if mask is None else mask.astype(bool)  # (N,)
     head_lp = _log_softmax(z @ params["head.W"] + params["head.b"])  # (N, c_0 + K)

@@ -99,8 +99,8 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
         for name, shape in adaptive.param_shapes(H, cfg.cutoff_list, cfg.vocab_size).items():
             fan_in = shape[0] if len(shape) == 2 else H  # a tail's output layer reads its inner width
             scale = 1.0 / np.sqrt(fan_in) if cfg.init == "torch" else s
-            bias = cfg.init == "torch" or len(shape) == 2
-            params[name] = uniform(rng, shape, scale, dtype) if bias else np.zeros(shape, dtype=dtype)
+            drawn = cfg.init == "torch" or len(shape) == 2
+            params[name] = uniform(rng, shape, scale, dtype) if drawn else np.zeros(shape, dtype=dtype)
         return params
     if not cfg.tie:
         params["head.W"] = uniform(rng, (H, cfg.vocab_size), s, dtype)
@@ -150,7 +150,8 @@ def forward(
     """ids, targets (T,B) -> mean loss, per-token nll (T,B), cache, state after the window.
 
     rng draws the dropout masks; pass None to evaluate (no dropout). mask (T,B) marks which targets
-    count (evaluation pads the last window); None counts all.
+    count (evaluation pads the last window); None counts all. Where the mask is 0 the nll means
+    nothing (the adaptive head leaves it 0, never computing the padded rows' tails).
     """
     cell = get_cell(cfg.cell)
     T, B = ids.shape

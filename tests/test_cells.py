@@ -61,6 +61,26 @@ def test_cifg_matches_a_hand_written_step():
     np.testing.assert_allclose(h[0], o * np.tanh(c), rtol=1e-12)
 
 
+def test_peephole_matches_a_hand_written_step():
+    rng = np.random.default_rng(3)
+    B, D, H = 3, 4, 5
+    p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in common.param_shapes(peephole, D, H).items()}
+    x = rng.normal(size=(1, B, D))
+    h0, c0 = rng.normal(size=(B, H)), rng.normal(size=(B, H))
+    h, cache = peephole.forward(p, x, {"h": h0, "c": c0})
+    # The equations from the docstring, nothing shared with the module: i and f see c_{t-1}, o sees c_t.
+    Wi, Wf, Wg, Wo = (p["W_x"][:, k * H : (k + 1) * H] for k in range(4))
+    Ui, Uf, Ug, Uo = (p["W_h"][:, k * H : (k + 1) * H] for k in range(4))
+    bi, bf, bg, bo = (p["b"][k * H : (k + 1) * H] for k in range(4))
+    i = sig(x[0] @ Wi + h0 @ Ui + p["p_i"] * c0 + bi)
+    f = sig(x[0] @ Wf + h0 @ Uf + p["p_f"] * c0 + bf)
+    g = np.tanh(x[0] @ Wg + h0 @ Ug + bg)
+    c = f * c0 + i * g
+    o = sig(x[0] @ Wo + h0 @ Uo + p["p_o"] * c + bo)
+    np.testing.assert_allclose(peephole.final_state(cache)["c"], c, rtol=1e-12)
+    np.testing.assert_allclose(h[0], o * np.tanh(c), rtol=1e-12)
+
+
 def test_every_cell_trains_through_the_model():
     """Each registered cell learns a short repeating sequence: the interface is all the model needs."""
     from lstmtext import optim

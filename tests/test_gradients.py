@@ -47,6 +47,27 @@ def test_cell_window_gradients(cell_name, opts):
         assert rel_error(dstate[k], numerical_grad(loss, state[k])) < TOL, k
 
 
+def test_slstm_gradients_from_an_empty_cell():
+    """From c = n = 0 (every run's start) the first step takes m from the input alone (its own branch);
+    h does not depend on m, so the gradients must still be exact."""
+    rng = np.random.default_rng(5)
+    cell = CELLS["slstm"]
+    T, B, D, H = 3, 2, 4, 4
+    p = {k: rng.uniform(-0.6, 0.6, size=s) for k, s in common.param_shapes(cell, D, H).items()}
+    x = rng.normal(size=(T, B, D))
+    state = {k: np.zeros((B, H)) for k in cell.STATE}
+    R = rng.normal(size=(T, B, H))
+
+    def loss():
+        return float((cell.forward(p, x, state)[0] * R).sum())
+
+    _, cache = cell.forward(p, x, state)
+    dx, grads, _ = cell.backward(R.copy(), cache)
+    assert rel_error(dx, numerical_grad(loss, x)) < TOL
+    for k in p:
+        assert rel_error(grads[k], numerical_grad(loss, p[k])) < TOL, k
+
+
 def test_embedding_gradient_with_repeated_ids():
     rng = np.random.default_rng(1)
     W = rng.normal(size=(6, 3))

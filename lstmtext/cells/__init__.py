@@ -12,7 +12,7 @@ Every cell module provides:
     init_params (optional)         (p, H, layer, layers, **options) -> p: the cell's own start (sLSTM)
     final_state(cache)             -> state after the window (values only: TBPTT cuts the gradient)
     backward(dh (T,B,H), cache)    -> dx (T,B,D), grads {local name: array}, dstate {name: (B,H)}
-    step(p, x (B,D), state)        -> h (B,H), next state: one step with no cache, for generation
+    step(p, x (B,D), state, **options) -> h (B,H), next state: one step with no cache, for generation
     GATES                          names of its σ gates, e.g. ("i", "f", "o"); () for none
     quantities(cache)              -> {name: (T,B,H)}: states and gates, for `lstmtext inspect`
 The model, trainer, sampler and checkpoint only talk to cells through `get_cell(name)`.

@@ -234,7 +234,8 @@ def cell_state_forward(
     """x (T,B,D), state {"h", "c": (B,H)} -> h (T,B,H) (a view of the cache: read-only), cache.
 
     peep: the peephole weights, (H, 1) each: i and f then see c_{t-1}, and o sees c_t, so o is
-    activated after the write."""
+    activated after the write. The peephole paths are the LSTM's alone: with peep, blocks start "if"."""
+    assert peep is None or rule.blocks[:2] == "if", rule.blocks
     W_x, W_h = p["W_x"], p["W_h"]
     T, B, _ = x.shape
     H = W_h.shape[0]
@@ -288,7 +289,9 @@ def cell_state_backward(dh: np.ndarray, cache: CellStateCache) -> tuple[np.ndarr
     k_c = k[:, : GH - H]  # (T, GH-H, B) the blocks that write c
     dc_from_h = o * (1.0 - tanh_c * tanh_c)  # (T, H, B) ∂h_t/∂c_t through tanh
     dA = np.empty((T, B, GH), dtype=dt)  # dLoss / d pre-activations, batch-major for the GEMMs
-    da = np.zeros((GH, B), dtype=dt)  # (GH, B) the same, one step, feature-major
+    # (GH, B) the same, one step, feature-major; zeros, because the peephole carry at t = T-1 reads
+    # "step T's" da, which must be none
+    da = np.zeros((GH, B), dtype=dt)
     da_c, da_o = da[: GH - H], da[GH - H :]  # (GH-H, B), (H, B)
     dc_blocks = da_c.reshape(-1, H, B)  # (G-1, H, B): every c-writing block sees the same dc
     dh_next = np.zeros((H, B), dtype=dt)  # gradient arriving from step t+1 (cut after T)
@@ -311,9 +314,10 @@ def cell_state_backward(dh: np.ndarray, cache: CellStateCache) -> tuple[np.ndarr
         np.matmul(W_h, da, out=dh_next)  # (H, B)
         dA[t] = da.T  # (B, GH)
     dc *= f[0]  # gradient w.r.t. c_0
+    if peep is not None:  # and through step 0's i and f
+        dc += da[:H] * peep[0] + da[H : 2 * H] * peep[1]
     grads, dx = window_grads(x, cache.h[:-1], dA, cache.W_x)  # h_{t-1} is each step's input
     if peep is not None:
-        dc += da[:H] * peep[0] + da[H : 2 * H] * peep[1]
         c_bm = c.transpose(0, 2, 1)  # (T+1, B, H)
         grads["p_i"] = np.einsum("tbh,tbh->h", dA[:, :, :H], c_bm[:-1])  # (H,)
         grads["p_f"] = np.einsum("tbh,tbh->h", dA[:, :, H : 2 * H], c_bm[:-1])

@@ -11,7 +11,7 @@ The forget gate decides how much of the old cell state to keep, the input gate h
 candidate g_t to write, and the output gate how much of the squashed cell to show as h_t.
 
 The window's loops are shared with CIFG and the peephole LSTM (common.cell_state_forward and
-cell_state_backward, with the one state layout every cell uses inside a window); this module holds
+cell_state_backward, in the state layout of every cell with a per-step product); this module holds
 what is the LSTM's own: its write of c_t and its local derivatives.
 """
 

@@ -156,7 +156,7 @@ def backward(dh: np.ndarray, cache: SLSTMCache) -> tuple[np.ndarray, dict, dict]
     inv_n = 1.0 / n[1:]  # (T, H, B)
     ratio = c[1:] * inv_n  # c/n
     k_o = ratio * o * (1.0 - o)  # da_o = dh ⊙ c/n ⊙ σ'(õ)
-    k_ratio = ratio * inv_n  # ∂(c/n)/∂n = −c/n²
+    k_ratio = ratio * inv_n  # c/n²: ∂(c/n)/∂n = −c/n², the minus applied at `dn -=` below
     k_f = f * (1.0 - cache.sf)  # da_f = ∂L/∂f ⊙ f ⊙ (1 − σ(f̃)): f = exp(log σ(f̃) + const)
     k_z = i * (1.0 - z * z)  # da_z = dc ⊙ i ⊙ tanh'
     dA = np.empty((T, B, GH), dtype=dt)  # dLoss / d pre-activations ĩ|f̃|z̃|õ, batch-major for the GEMMs

@@ -25,11 +25,6 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def dsigmoid_from_out(s: np.ndarray) -> np.ndarray:
-    """σ'(x) written with the output s = σ(x), which the forward pass already stored."""
-    return s * (1.0 - s)
-
-
 def named_blocks(a: np.ndarray, names: str, feature_axis: int) -> dict[str, np.ndarray]:
     """A fused gate array, (T, G·H, B) feature-major (feature_axis 1) or (T, B, G·H) batch-major
     (feature_axis 2), as {name: (T, B, H)} views, one per letter of `names` in fused order."""

@@ -108,6 +108,8 @@ WP_RUN ?= runs/warandpeace
 # Adam's small, bias-corrected first steps: RMSProp's running average starts at zero, so its first
 # steps move every weight by several times lr, all in step, and the recurrence saturates (README).
 WP_CELLS ?= lstm:512:0.1:rmsprop:0.004:3:60 gru:592:0.1:rmsprop:0.002:2:35 rnn:1040:0.031:adam:0.0003:2:35
+# Issue #16's cells, each alone with the LSTM's budget: WP_CELLS="mingru:1228:0.1:rmsprop:0.004:3:60" (2 x 1228
+# has the LSTM's parameter count; 2 x 996 for minlstm; slstm 2 x 512 has exactly the LSTM's shapes).
 reproduce-wp: $(VENV)/.installed
 	mkdir -p $(WP_RUN)
 	$(BIN)/python -c 'import sys; t = open(sys.argv[1], encoding="utf-8").read(); n = len(t); \

@@ -104,10 +104,9 @@ def forward(
         clusters.append(Cluster(rows, zp, lp, local))
     nll -= head_lp[np.arange(N), head_index]
     nll[~counted] = 0.0  # (N,) masked rows count for nothing
-    weight = counted.astype(np.float64)
-    count = max(weight.sum(), 1.0)
-    loss = float((nll * weight).sum() / count)
-    return loss, nll, AdaptiveCache(z, head_lp, head_index, (weight / count).astype(z.dtype), clusters)
+    count = max(float(counted.sum()), 1.0)
+    loss = float(nll.sum(dtype=np.float64) / count)
+    return loss, nll, AdaptiveCache(z, head_lp, head_index, (counted / count).astype(z.dtype), clusters)
 
 
 def backward(params: dict, cache: AdaptiveCache) -> tuple[np.ndarray, dict]:

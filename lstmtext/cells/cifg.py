@@ -51,17 +51,14 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, CellStateC
     return cell_state_forward(p, x, state, RULE)
 
 
-def local_derivatives(cache: CellStateCache) -> np.ndarray:
-    """(T, 3H, B): ∂c_t/∂a for f and g, ∂h_t/∂a_o for o (see common.cell_state_backward):
-    da_f = dc ⊙ (c_{t-1} - g) ⊙ σ'   da_g = dc ⊙ (1 - f) ⊙ tanh'   da_o = dh ⊙ tanh(c) ⊙ σ'"""
+def local_derivatives(k: np.ndarray, cache: CellStateCache) -> None:
+    """k (T, 3H, B) of σ'/tanh' -> ∂c_t/∂a for f and g, in place (o: common.cell_state_backward):
+    da_f = dc ⊙ (c_{t-1} - g) ⊙ σ'   da_g = dc ⊙ (1 - f) ⊙ tanh'"""
     gates, c = cache.gates, cache.c
     H = c.shape[1]
     f, g = gates[:, :H], gates[:, H : 2 * H]  # (T, H, B)
-    k = cache.act.derivative(gates)  # (T, 3H, B) σ' or tanh' per gate
     k[:, :H] *= c[:-1] - g  # f moves c toward c_{t-1}, away from g
     k[:, H : 2 * H] *= 1.0 - f
-    k[:, 2 * H :] *= cache.tanh_c
-    return k
 
 
 RULE = CellStateRule(BLOCKS, "sts", FORGET, write, local_derivatives)  # f: σ; g: tanh; o: σ

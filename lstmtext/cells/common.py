@@ -204,8 +204,8 @@ class CellStateRule:
     kinds: str  # e.g. "ssts"
     forget: int  # the block of f, through which c_t reaches c_{t+1}
     write: Callable  # (a (GH,B) activated gates, c_prev, c_next, tmp (H,B)) -> None: fills c_next
-    # (cache) -> k (T, GH, B): for every block but o, ∂c_t/∂a (its gate's σ' or tanh' times what the
-    # gate multiplies in the write); for o, ∂h_t/∂a_o = tanh(c_t) σ'(a_o)
+    # (k, cache) -> None: multiplies each c-writing block of k (T, GH, B), which holds its gate's σ' or
+    # tanh', by what that gate multiplies in the write, so that k becomes ∂c_t/∂a there
     local_derivatives: Callable
 
 
@@ -237,7 +237,9 @@ def cell_state_forward(
     GH = W_h.shape[1]
     dt = x.dtype
     act = GateActivation.of(rule.kinds, H, dt)
-    act_c = GateActivation.of(rule.kinds[:-1], H, dt)  # all but o, for the peephole cell
+    if peep is not None:
+        act_c = GateActivation.of(rule.kinds[:-1], H, dt)  # all but o, which waits for c_t
+        p_i, p_f, p_o = peep  # (H, 1) each
     xW = input_projection(x, W_x, p["b"])  # (T, B, GH), b included
     gates = np.empty((T, GH, B), dtype=dt)
     c = np.empty((T + 1, H, B), dtype=dt)
@@ -255,12 +257,11 @@ def cell_state_forward(
             act.apply(a)
             rule.write(a, c[t], c[t + 1], tmp)
         else:
-            p_i, p_f, p_o = peep
             np.multiply(p_i, c[t], out=tmp)
             a[:H] += tmp
             np.multiply(p_f, c[t], out=tmp)
             a[H : 2 * H] += tmp
-            act_c.apply(a[: GH - H])  # o waits for c_t
+            act_c.apply(a[: GH - H])
             rule.write(a, c[t], c[t + 1], tmp)
             np.multiply(p_o, c[t + 1], out=tmp)
             o += tmp
@@ -277,11 +278,13 @@ def cell_state_backward(dh: np.ndarray, cache: CellStateCache) -> tuple[np.ndarr
     T, B, _ = x.shape
     H, GH = W_h.shape
     dt = x.dtype
-    k = cache.rule.local_derivatives(cache)  # (T, GH, B)
+    k = cache.act.derivative(gates)  # (T, GH, B) σ' or tanh' per gate
+    k[:, GH - H :] *= tanh_c  # o: ∂h_t/∂a_o = tanh(c_t) σ'(a_o)
+    cache.rule.local_derivatives(k, cache)  # the others: ∂c_t/∂a
     forget = cache.rule.forget
     f = gates[:, forget * H : (forget + 1) * H]  # (T, H, B)
     o = gates[:, GH - H :]  # (T, H, B)
-    k_c = k[:, : GH - H]  # (T, GH-H, B) the blocks that write c
+    k_c = k[:, : GH - H].reshape(T, -1, H, B)  # (T, G-1, H, B) the blocks that write c
     dc_from_h = o * (1.0 - tanh_c * tanh_c)  # (T, H, B) ∂h_t/∂c_t through tanh
     dA = np.empty((T, B, GH), dtype=dt)  # dLoss / d pre-activations, batch-major for the GEMMs
     # (GH, B) the same, one step, feature-major; zeros, because the peephole carry at t = T-1 reads
@@ -297,15 +300,17 @@ def cell_state_backward(dh: np.ndarray, cache: CellStateCache) -> tuple[np.ndarr
         np.add(dh[t].T, dh_next, out=dh_t)  # (H, B)
         dc *= f[t + 1] if t + 1 < T else 0.0  # dc_{t+1} f_{t+1}: what flows back through the cell
         if peep is not None:  # c_t also reached step t+1's i and f (da still holds step t+1's)
-            dc += da[:H] * peep[0]
-            dc += da[H : 2 * H] * peep[1]
+            np.multiply(da[:H], peep[0], out=tmp)
+            dc += tmp
+            np.multiply(da[H : 2 * H], peep[1], out=tmp)
+            dc += tmp
         np.multiply(dh_t, dc_from_h[t], out=tmp)
         dc += tmp  # (H, B)
         np.multiply(dh_t, k[t, GH - H :], out=da_o)  # o
         if peep is not None:  # and this step's o
             np.multiply(da_o, peep[2], out=tmp)
             dc += tmp
-        np.multiply(dc, k_c[t].reshape(-1, H, B), out=dc_blocks)  # all c-writing blocks at once
+        np.multiply(dc, k_c[t], out=dc_blocks)  # all c-writing blocks at once
         np.matmul(W_h, da, out=dh_next)  # (H, B)
         dA[t] = da.T  # (B, GH)
     dc *= f[0]  # gradient w.r.t. c_0

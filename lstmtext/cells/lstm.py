@@ -53,17 +53,14 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, CellStateC
     return cell_state_forward(p, x, state, RULE)
 
 
-def local_derivatives(cache: CellStateCache) -> np.ndarray:
-    """(T, 4H, B): ∂c_t/∂a for i, f, g and ∂h_t/∂a_o for o (see common.cell_state_backward):
-    da_i = dc ⊙ g ⊙ σ'   da_f = dc ⊙ c_{t-1} ⊙ σ'   da_g = dc ⊙ i ⊙ tanh'   da_o = dh ⊙ tanh(c) ⊙ σ'"""
+def local_derivatives(k: np.ndarray, cache: CellStateCache) -> None:
+    """k (T, 4H, B) of σ'/tanh' -> ∂c_t/∂a for i, f, g, in place (o: common.cell_state_backward):
+    da_i = dc ⊙ g ⊙ σ'   da_f = dc ⊙ c_{t-1} ⊙ σ'   da_g = dc ⊙ i ⊙ tanh'"""
     gates, c = cache.gates, cache.c
     H = c.shape[1]
-    k = cache.act.derivative(gates)  # (T, 4H, B) σ' or tanh' per gate
     k[:, :H] *= gates[:, 2 * H : 3 * H]  # g
     k[:, H : 2 * H] *= c[:-1]
     k[:, 2 * H : 3 * H] *= gates[:, :H]  # i
-    k[:, 3 * H :] *= cache.tanh_c
-    return k
 
 
 RULE = CellStateRule(BLOCKS, "ssts", FORGET, write, local_derivatives)  # i, f: σ; g: tanh; o: σ

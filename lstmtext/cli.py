@@ -13,13 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lstmtext import __version__, checkpoint, evaluate, malloc, runs
+from lstmtext import __version__, checkpoint, evaluate, malloc, runs, vectors
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.corpus import read_text
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError, LstmTextError
 from lstmtext.sample import SampleOptions, run_generation
-from lstmtext.train import Interrupted, Trainer, finished_reason, prepare_out, resume_config
+from lstmtext.train import Interrupted, Trainer, finished_reason, initial_params, prepare_out, resume_config
 
 app = typer.Typer(
     help="Train a NumPy LSTM language model on your text, sample from it, and measure it.",
@@ -35,7 +35,7 @@ RESUMABLE = {
     "on_nan", "threads",
 }
 # Options that only say where things are or what to print; they never belong to a run.
-LOCATIONS = {"resume", "init_from", "corpus", "valid", "out", "encoding_errors", "list_files"}
+LOCATIONS = {"resume", "init_from", "corpus", "valid", "out", "encoding_errors", "list_files", "embed_init"}
 UNK_WARN = 0.05  # above this <unk> rate a perplexity flatters the model
 
 
@@ -95,6 +95,13 @@ def _resume(resume: Path, args: dict, given: set, console) -> None:
                 + (f"fine-tuned from {source['path']}" if source else "not fine-tuned")
                 + ", so it cannot be resumed with another --init-from"
             )
+    if "embed_init" in given and (ckpt.info.get("embed_init") or {}).get("path") != str(
+        Path(args["embed_init"]).resolve()
+    ):
+        raise ConfigError(
+            f"--embed-init sets a new run's starting embedding; {path.parent} did not start from "
+            f"{args['embed_init']}, so it cannot be resumed with it"
+        )
     if ckpt.train_cfg is None or "rng" not in ckpt.progress or not ckpt.extra:
         raise ConfigError(f"{path} holds weights only; resume from a run directory's last.safetensors")
     runs.check_resume_options(ckpt, tok, {k: args[k] for k in given - RESUMABLE - LOCATIONS})
@@ -199,6 +206,15 @@ def train(
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 2,
     dropout: Annotated[float, typer.Option(help="Dropout on non-recurrent connections.")] = 0.2,
     tie: Annotated[bool, typer.Option(help="Tie the output head to the embedding (needs --embed = --hidden).")] = False,
+    embed_init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start the embedding from word vectors: a word2vec (text or binary) or GloVe file. "
+            "Its dimension sets --embed.",
+            show_default=False,
+        ),
+    ] = None,
+    freeze_embed: Annotated[bool, typer.Option(help="Keep the embedding as it starts (not trained).")] = False,
     init_scale: Annotated[float, typer.Option(help="--init uniform: weights start uniform in ±init-scale.")] = 0.1,
     init: Annotated[
         str,
@@ -277,6 +293,7 @@ def train(
         weight_decay=weight_decay,
         seed=seed,
         dtype=dtype,
+        freeze_embed=freeze_embed,
         **budget,
     )
     source = tok = None
@@ -289,7 +306,19 @@ def train(
         if "dropout" not in given:
             dropout = source.model_cfg.dropout
         init, init_scale, chrono = source.model_cfg.init, source.model_cfg.init_scale, source.model_cfg.chrono
+    if embed_init is not None:
+        if source is not None:
+            raise ConfigError("--embed-init starts a new embedding and --init-from keeps its source's; use one of them")
+        kind, dim = vectors.file_kind(embed_init)
+        if "embed" in given and embed != dim:
+            raise ConfigError(
+                f"{embed_init} holds {dim}-dimensional vectors but --embed is {embed}: use --embed {dim} "
+                "(or leave --embed out)"
+            )
+        embed = dim
     # Check the model options before the (possibly slow) tokenization; vocab_size is known later.
+    if freeze_embed and tie:
+        raise ConfigError("--freeze-embed with --tie would freeze the output head too; use one of them")
     model_cfg = ModelConfig(
         vocab_size=1,
         embed=embed,
@@ -342,7 +371,31 @@ def train(
     init = None if source is None else source.params
     if source is not None:
         say(f"Fine-tuning from {source_path} (step {source.progress.get('step', 0):,}) with a fresh optimizer.")
+    if embed_init is not None:
+        init = initial_params(model_cfg, cfg)
+        data.info["embed_init"] = _embed_from(embed_init, data, init, say)
     Trainer(data, model_cfg, cfg, run_dir, console, init_params=init).run()
+
+
+def _embed_from(path: Path, data, params: dict, say) -> dict:
+    """--embed-init: put the file's vectors into the rows of the words it has; say how much it covers."""
+    found = vectors.match(path, vectors.token_words(data.tokenizer))
+    V = data.tokenizer.vocab_size
+    if len(found.rows) == 0:
+        raise ConfigError(
+            f"none of the vocabulary's {V:,} tokens is in {path} ({found.read:,} words, checked as written and "
+            "lowercased); is it the right file, and a word model (--tokenizer word)?"
+        )
+    params["embed.W"][found.rows] = found.vectors
+    covered = float(np.isin(data.train_ids, found.rows).mean()) if len(data.train_ids) else 0.0
+    say(
+        f"--embed-init: {len(found.rows):,} of {V:,} tokens take a vector from {path} ({found.kind}, "
+        f"{found.read:,} words, {found.dim} dimensions): {found.exact:,} as written, {found.lowered:,} lowercased; "
+        f"they are {100 * covered:.1f}% of the training text. The other {V - len(found.rows):,} start as --init "
+        "draws them."
+    )
+    return {"path": str(path.resolve()), "kind": found.kind, "matched": len(found.rows), "exact": found.exact,
+            "lowered": found.lowered, "train_coverage": covered}
 
 
 @app.command()
@@ -452,7 +505,7 @@ def info(
         tr = r["train"]
         table.add_row("training", f"{tr['optimizer']} lr {tr['lr']:g} (×{tr['lr_decay']:g} after epoch "
                       f"{tr['decay_after']}), clip {tr['clip']:g}, batch {tr['batch_size']}, bptt {tr['bptt']}, "
-                      f"seed {tr['seed']}, {tr['dtype']}")
+                      f"seed {tr['seed']}, {tr['dtype']}" + (", embedding frozen" if tr.get("freeze_embed") else ""))
         budget = [f"{k.replace('_', ' ')} {tr[k]:g}" for k in ("epochs", "max_steps", "max_minutes") if tr[k]]
         table.add_row("budget", ", ".join(budget) or "none")
     if p["step"] is not None:
@@ -472,8 +525,70 @@ def info(
             table.add_row("tokens", f"{c['train_tokens']:,} training, {c['valid_tokens']:,} validation")
     if r["init_from"]:
         table.add_row("fine-tuned from", f"{r['init_from']['path']} (step {r['init_from']['step']})")
+    if r["embed_init"]:
+        e = r["embed_init"]
+        table.add_row("embedding from", f"{e['path']} ({e['kind']}: {e['matched']:,} of {t['vocab_size']:,} tokens)")
     table.add_row("checkpoints", ", ".join(r["checkpoints"]))
     Console().print(table)
+
+
+@app.command()
+@user_errors
+def neighbors(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=CHECKPOINT_HELP)],
+    word: Annotated[
+        str | None, typer.Argument(help="The word whose nearest words to show.", show_default=False)
+    ] = None,
+    n: Annotated[int, typer.Option("-n", "--n", help="How many words to show.")] = 10,
+    analogy: Annotated[
+        tuple[str, str, str] | None,
+        typer.Option(help="A B C: the words nearest to A − B + C, e.g. --analogy king man woman.", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+) -> None:
+    """The words nearest to WORD (or to an analogy) by cosine in the model's learned input embedding."""
+    if (word is None) == (analogy is None):
+        raise ConfigError("give a WORD, or --analogy A B C (not both)")
+    if n < 1:
+        raise ConfigError(f"-n must be at least 1, got {n}")
+    ckpt, tok = checkpoint.load_model(runs.find_checkpoint(checkpoint_path, _note))
+    words = vectors.token_words(tok)
+    W = ckpt.params["embed.W"]  # (V, E)
+    asked = [word] if analogy is None else list(analogy)
+    ids = [vectors.find(words, w, lowercase=tok.lowercase) for w in asked]
+    if analogy is None:
+        found, title = vectors.neighbors(W, ids[0], n), f"nearest to {words[ids[0]]}"
+    else:
+        found, title = vectors.analogy(W, *ids, n), "{} − {} + {}".format(*(words[i] for i in ids))
+    if as_json:
+        typer.echo(json.dumps({"query": title, "neighbors": [{"token": words[i], "cosine": c} for i, c in found]}))
+        return
+    t = Table(title=f"{title} (cosine, {checkpoint_path})", title_justify="left")
+    t.add_column("", justify="right")
+    t.add_column("token")
+    t.add_column("cosine", justify="right")
+    for rank, (i, c) in enumerate(found, start=1):
+        t.add_row(str(rank), words[i], f"{c:.3f}")
+    Console().print(t)
+
+
+EXPORT_FORMATS = ("word2vec",)
+
+
+@app.command()
+@user_errors
+def export(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=CHECKPOINT_HELP)],
+    to: Annotated[str, typer.Option("--format", help="word2vec: the input embedding as a word2vec text file.")],
+    out: Annotated[Path, typer.Option(help="The file to write.")],
+) -> None:
+    """Write a trained model (or part of it) in a format other tools read."""
+    if to not in EXPORT_FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {to!r}")
+    ckpt, tok = checkpoint.load_model(runs.find_checkpoint(checkpoint_path, _note))
+    written, skipped = vectors.write_word2vec(out, vectors.token_words(tok), ckpt.params["embed.W"])
+    left = f"; left out {len(skipped):,} tokens with whitespace in them ({', '.join(map(repr, skipped[:5]))})"
+    _note(f"wrote {written:,} vectors of {ckpt.model_cfg.embed} dimensions to {out}" + (left if skipped else ""))
 
 
 @app.command()

@@ -119,6 +119,7 @@ class TrainConfig:
     eval_batch_size: int = 10  # streams used by validation
     seed: int = 1234
     dtype: str = "float32"  # float64 is slower; it is for comparing runs with a reference trainer
+    freeze_embed: bool = False  # the embedding is not trained (e.g. vectors from --embed-init kept as they are)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "bptt", "log_every", "eval_batch_size"):

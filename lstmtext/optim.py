@@ -58,7 +58,8 @@ def init_state(kind: str, params: dict) -> dict:
 def add_weight_decay(params: dict, grads: dict, weight_decay: float) -> None:
     """L2 regularization: the gradient of (weight_decay / 2) ||W||² for every weight matrix (biases
     are left alone). Applied before clipping, like any other part of the loss gradient."""
-    for k, p in params.items():
+    for k in grads:
+        p = params[k]
         if p.ndim < 2:
             continue
         if isinstance(grads[k], RowGrad):
@@ -69,9 +70,8 @@ def add_weight_decay(params: dict, grads: dict, weight_decay: float) -> None:
 def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
     """Update params in place."""
     if kind == "sgd":
-        for k, p in params.items():
-            g = grads[k]
-            v = _values(g)
+        for k, g in grads.items():  # a frozen parameter has no gradient and stays
+            p, v = params[k], _values(g)
             v *= lr  # the gradients are spent: scale them in place rather than allocate lr * g
             if isinstance(g, RowGrad):
                 p[g.rows] -= v  # rows are distinct, so fancy-indexed -= touches each once
@@ -80,8 +80,8 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
         return
     if kind == "rmsprop":
         # Tieleman & Hinton 2012: divide by a running root mean square of recent gradients.
-        for k, p in params.items():
-            g, v = grads[k], state[f"rmsprop.v.{k}"]
+        for k, g in grads.items():
+            p, v = params[k], state[f"rmsprop.v.{k}"]
             if isinstance(g, RowGrad):
                 g = g.dense()  # the running average decays for every row each step
             v *= RMSPROP_DECAY
@@ -93,8 +93,8 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
     state["adam.t"] += 1
     t = int(state["adam.t"][0])
     corr = np.sqrt(1 - beta2**t) / (1 - beta1**t)  # bias corrections folded into the step size
-    for k, p in params.items():
-        g, m, v = grads[k], state[f"adam.m.{k}"], state[f"adam.v.{k}"]
+    for k, g in grads.items():
+        p, m, v = params[k], state[f"adam.m.{k}"], state[f"adam.v.{k}"]
         if isinstance(g, RowGrad):
             g = g.dense()  # Adam decays every row's moments each step, used or not
         m *= beta1

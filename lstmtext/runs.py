@@ -22,6 +22,7 @@ MODEL_OPTIONS = (
 )
 TRAIN_OPTIONS = (
     "batch_size", "bptt", "optimizer", "lr", "lr_decay", "decay_after", "clip", "weight_decay", "seed", "dtype",
+    "freeze_embed",
 )
 # CLI name -> key of the tokenizer options stored in the run's info (TokenizerOptions' fields).
 TOKENIZER_OPTIONS = {
@@ -197,4 +198,5 @@ def run_info(path: str | Path) -> dict:
             "valid_tokens": info.get("valid_tokens"),
         },
         "init_from": info.get("init_from"),
+        "embed_init": info.get("embed_init"),
     }

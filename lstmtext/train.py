@@ -145,12 +145,19 @@ def train_step(
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         loss, _, cache, new_state = model.forward(params, model_cfg, x, y, state, rng)
         grads, _ = model.backward(params, model_cfg, cache)
+        if cfg.freeze_embed:  # as requires_grad=False: not clipped, decayed or moved
+            del grads["embed.W"]
         if cfg.weight_decay:
             optim.add_weight_decay(params, grads, cfg.weight_decay)
         norm = optim.clip_global_norm(grads, cfg.clip)
     if healthy(loss, norm, model_cfg.vocab_size):
         optim.step(cfg.optimizer, params, grads, opt_state, lr)
     return loss, norm, new_state
+
+
+def initial_params(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
+    """A new run's starting weights: drawn from the seed's own stream, apart from dropout's."""
+    return model.init_params(model_cfg, np.random.default_rng([cfg.seed, 0]), np.dtype(cfg.dtype))
 
 
 class Trainer:
@@ -175,7 +182,7 @@ class Trainer:
         self.dtype = np.dtype(cfg.dtype)
         if resume_from is None:
             if init_params is None:
-                self.params = model.init_params(model_cfg, np.random.default_rng([cfg.seed, 0]), self.dtype)
+                self.params = initial_params(model_cfg, cfg)
             else:
                 self.params = {k: np.array(v, dtype=self.dtype) for k, v in init_params.items()}  # own copies
             self.opt_state = optim.init_state(cfg.optimizer, self.params)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lstmtext import __version__, checkpoint, evaluate, malloc, runs, vectors
+from lstmtext import export as export_
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.corpus import read_text
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
@@ -572,23 +573,37 @@ def neighbors(
     Console().print(t)
 
 
-EXPORT_FORMATS = ("word2vec",)
-
-
 @app.command()
 @user_errors
 def export(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=CHECKPOINT_HELP)],
-    to: Annotated[str, typer.Option("--format", help="word2vec: the input embedding as a word2vec text file.")],
-    out: Annotated[Path, typer.Option(help="The file to write.")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="torch: a folder for PyTorch (safetensors, config, tokenizer, load_torch.py); onnx: one .onnx "
+            "graph; word2vec: the input embedding as a word2vec text file.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="The folder (torch) or file (onnx, word2vec) to write.")],
 ) -> None:
-    """Write a trained model (or part of it) in a format other tools read."""
-    if to not in EXPORT_FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {to!r}")
+    """Write a trained model (or its embedding) in a format other tools read."""
+    if to not in export_.FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(export_.FORMATS)}, got {to!r}")
     ckpt, tok = checkpoint.load_model(runs.find_checkpoint(checkpoint_path, _note))
-    written, skipped = vectors.write_word2vec(out, vectors.token_words(tok), ckpt.params["embed.W"])
-    left = f"; left out {len(skipped):,} tokens with whitespace in them ({', '.join(map(repr, skipped[:5]))})"
-    _note(f"wrote {written:,} vectors of {ckpt.model_cfg.embed} dimensions to {out}" + (left if skipped else ""))
+    cfg = ckpt.model_cfg
+    export_.check(to, cfg)
+    if to == "torch":
+        files = export_.to_torch(cfg, ckpt.params, tok, out)
+        _note(f"wrote {', '.join(f.name for f in files)} to {out}; `python {out / 'load_torch.py'}` loads it")
+    elif to == "onnx":
+        export_.to_onnx(cfg, ckpt.params, out)
+        state = "h0 and c0" if cfg.cell in ("lstm", "peephole", "cifg") else "h0"
+        _note(f"wrote {out}: inputs ids (T, B) and {state} ({cfg.layers}, B, {cfg.hidden}); outputs logits, new state")
+    else:
+        written, skipped = export_.to_word2vec(ckpt.params, tok, out)
+        left = f"; left out {len(skipped):,} tokens with whitespace in them ({', '.join(map(repr, skipped[:5]))})"
+        _note(f"wrote {written:,} vectors of {cfg.embed} dimensions to {out}" + (left if skipped else ""))
 
 
 @app.command()

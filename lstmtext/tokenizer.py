@@ -286,6 +286,10 @@ class Tokenizer:
             ensure_ascii=False,
         )
 
+    def hf_json(self) -> str:
+        """The HuggingFace tokenizer alone (`tokenizers.Tokenizer.from_str` reads it), for export."""
+        return self._hf.to_str()
+
     @classmethod
     def from_json(cls, s: str) -> Tokenizer:
         hint = "the checkpoint's tokenizer is damaged; restore the file or retrain"

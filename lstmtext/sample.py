@@ -7,7 +7,7 @@ never a byte sequence that is not UTF-8.
 """
 
 import codecs
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,25 +159,39 @@ def generate(
     on_token(ids (B,)) is called after each step; returning True stops early (all streams done).
     token_filter says which tokens each stream may not take next (without one, any token).
     """
+    out = []
+    for ids in token_steps(params, cfg, prompt_ids, opts, rng, token_filter):
+        out.append(ids)
+        if on_token is not None and on_token(ids):
+            break
+    return np.stack(out, axis=1)  # (B, steps)
+
+
+def token_steps(
+    params: dict,
+    cfg: ModelConfig,
+    prompt_ids: np.ndarray,
+    opts: SampleOptions,
+    rng: np.random.Generator,
+    token_filter: TokenFilter | None = None,
+) -> Iterator[np.ndarray]:
+    """Yields the sampled ids (B,) of each step, up to opts.length steps. The next step is computed
+    only when asked for, so a caller that stops early pays for nothing more."""
     B = opts.num_samples
     dtype = params["embed.W"].dtype
     state = model.init_state(cfg, B, dtype)
     logits = None
     for tok in prompt_ids:
         logits, state = model.step_logits(params, cfg, np.full(B, tok, dtype=np.int64), state)
-    out = np.zeros((B, opts.length), dtype=np.int64)
     for t in range(opts.length):
         if token_filter is not None:
             token_filter.apply(logits)  # step_logits returns a fresh array: changing it is safe
         ids = logits.argmax(axis=1) if opts.greedy else draw(next_token_weights(logits, opts), rng)  # (B,)
         if token_filter is not None:
             token_filter.advance(ids)
-        out[:, t] = ids
-        if on_token is not None and on_token(ids):
-            return out[:, : t + 1]
+        yield ids
         if t + 1 < opts.length:
             logits, state = model.step_logits(params, cfg, ids, state)
-    return out
 
 
 class _StreamText:
@@ -233,6 +247,32 @@ def unknown_prompt_warning(tok, prompt: str) -> str | None:
     return f"warning: the prompt has {what} the model never saw, read as <unk>: {names}"
 
 
+def text_pieces(
+    ckpt, tok, prompt: str, opts: SampleOptions, rng: np.random.Generator, stops: list[str]
+) -> Iterator[list[str]]:
+    """Yields, after every step, each sample's new text (B strings, "" where nothing new or the
+    sample is done), and last the rest of each. '<eos>' among stops ends a sample at the line-end
+    token. The prompt itself is not yielded: the caller shows it as written."""
+    stop_at_eos = "<eos>" in stops and tok.eos_id is not None
+    # Tokenizers without an <eos> token (char, bpe) keep line ends as text: stop at "\n" instead.
+    text_stops = [("\n" if s == "<eos>" else s) for s in stops if s and not (s == "<eos>" and stop_at_eos)]
+    prompt_ids = tok.encode(prompt) if prompt else tok.encode("\n")
+    if len(prompt_ids) == 0:
+        prompt_ids = np.zeros(1, dtype=np.int32)  # nothing encodable: start from token 0
+    # The prompt primes the spacing rules; its text is printed as given.
+    texts = [_StreamText(tok.detokenizer(prompt_ids), text_stops) for _ in range(opts.num_samples)]
+    token_filter = TokenFilter(tok, opts.num_samples, prompt_ids, allow_unk=opts.allow_unk)
+    for ids in token_steps(ckpt.params, ckpt.model_cfg, prompt_ids, opts, rng, token_filter):
+        pieces = []
+        for st, t in zip(texts, ids, strict=True):
+            done = st.done
+            pieces.append("" if done else st.end() if stop_at_eos and t == tok.eos_id else st.push(t))
+        yield pieces
+        if all(st.done for st in texts):
+            break
+    yield [st.end() for st in texts]
+
+
 def run_generation(
     ckpt,
     tok,
@@ -244,46 +284,23 @@ def run_generation(
     warn: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Sample and write text to `stream`: one sample streams as produced; several are printed one
-    after another when the batch is done. '<eos>' among stops ends a sample at the line-end token.
-    warn(line) hears about prompt words the model never saw."""
-    stop_at_eos = "<eos>" in stops and tok.eos_id is not None
-    # Tokenizers without an <eos> token (char, bpe) keep line ends as text: stop at "\n" instead.
-    text_stops = [("\n" if s == "<eos>" else s) for s in stops if s and not (s == "<eos>" and stop_at_eos)]
+    after another when the batch is done. warn(line) hears about prompt words the model never saw."""
     warning = unknown_prompt_warning(tok, prompt)
     if warning and warn is not None:
         warn(warning)
-    prompt_ids = tok.encode(prompt) if prompt else tok.encode("\n")
-    if len(prompt_ids) == 0:
-        prompt_ids = np.zeros(1, dtype=np.int32)  # nothing encodable: start from token 0
-    B = opts.num_samples
-    # The prompt primes the spacing rules; its text is printed as given.
-    texts = [_StreamText(tok.detokenizer(prompt_ids), text_stops) for _ in range(B)]
-    outs = [prompt] * B
-    live = B == 1
+    outs = [prompt] * opts.num_samples
+    live = opts.num_samples == 1
     if live:
         stream.write(prompt)
         stream.flush()
-
-    def on_token(ids: np.ndarray) -> bool:
-        for b, t in enumerate(ids):
-            st = texts[b]
-            if st.done:
-                continue
-            piece = st.end() if stop_at_eos and t == tok.eos_id else st.push(t)
-            outs[b] += piece
-            if live and piece:
-                stream.write(piece)
-                stream.flush()
-        return all(st.done for st in texts)
-
-    token_filter = TokenFilter(tok, B, prompt_ids, allow_unk=opts.allow_unk)
-    generate(ckpt.params, ckpt.model_cfg, prompt_ids, opts, rng, on_token, token_filter=token_filter)
-    for b, st in enumerate(texts):
-        rest = st.end()
-        outs[b] += rest
-        if live:
-            stream.write(rest + "\n")
-    if not live:
+    for pieces in text_pieces(ckpt, tok, prompt, opts, rng, stops):
+        outs = [out + piece for out, piece in zip(outs, pieces, strict=True)]
+        if live and pieces[0]:
+            stream.write(pieces[0])
+            stream.flush()
+    if live:
+        stream.write("\n")
+    else:
         for b, text in enumerate(outs):
             stream.write(f"--- sample {b + 1} ---\n{text}\n")
     stream.flush()

@@ -1,0 +1,401 @@
+"""The Python API: what the command line does, from a script or a notebook. The commands in cli.py
+are a thin layer over these functions.
+
+    import lstmtext
+    run = lstmtext.train("corpora/tinyshakespeare.txt", out="runs/tiny", tokenizer="char", epochs=1)
+    model = run.model()                            # or lstmtext.load("runs/tiny")
+    model.generate("ROMEO:", length=80, temperature=0.8, seed=1)
+    for piece in model.stream("ROMEO:", length=80):
+        print(piece, end="")
+    model.score("held-out text")                   # the fields of `lstmtext eval --json`
+    model.next_token_probs("To be, or not to", n=5)
+    model.neighbors("king")                        # nearest tokens in the learned embedding
+    model.info                                     # what `lstmtext info --json` shows
+
+`lstmtext.train` takes every option of `lstmtext train` as a keyword argument, with the same names
+(dashes become underscores) and the same defaults: both read them from `options.TrainOptions`.
+Mistakes raise `lstmtext.errors.LstmTextError` subclasses with the one-line message the CLI prints.
+"""
+
+import functools
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from lstmtext import checkpoint, evaluate, export, runs, vectors
+from lstmtext import model as network
+from lstmtext.config import ModelConfig, TrainConfig
+from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
+from lstmtext.errors import ConfigError
+from lstmtext.options import TrainOptions
+from lstmtext.sample import SampleOptions, text_pieces, unknown_prompt_warning
+from lstmtext.train import Trainer, finished_reason, initial_params, prepare_out, resume_config
+
+
+def _python_warning(message: str) -> None:
+    warnings.warn(message.removeprefix("warning: "), UserWarning, stacklevel=3)
+
+
+# -- a trained model ---------------------------------------------------------------------------------
+
+
+class Model:
+    """A trained model, loaded from a run directory or a checkpoint file (`load`)."""
+
+    def __init__(self, path: Path, ckpt: checkpoint.Checkpoint, tok, warn: Callable[[str], None]) -> None:
+        self.path, self.checkpoint, self.tokenizer, self._warn = path, ckpt, tok, warn
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.checkpoint.model_cfg
+
+    @property
+    def info(self) -> dict:
+        """What `lstmtext info --json` shows: model, tokenizer, training settings, progress, corpus."""
+        return runs.run_info(self.path)
+
+    def __repr__(self) -> str:
+        m = self.config
+        return f"<lstmtext.Model {m.cell} {m.layers}×{m.hidden}, {self.tokenizer.kind} vocabulary {m.vocab_size:,}>"
+
+    def stream(
+        self,
+        prompt: str = "",
+        length: int = 100,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        greedy: bool = False,
+        seed: int | None = None,
+        stop: list[str] | tuple[str, ...] = (),
+        allow_unk: bool = False,
+    ) -> Iterator[str]:
+        """The prompt, then the sampled text piece by piece as it is produced; "".join of it is
+        `generate` with the same arguments. stop: end at any of these strings ("<eos>": a line end)."""
+        opts = SampleOptions(length, temperature, top_k, top_p, greedy, 1, allow_unk)
+        self._check_prompt(prompt)
+        yield prompt
+        rng = np.random.default_rng(seed)
+        for pieces in text_pieces(self.checkpoint, self.tokenizer, prompt, opts, rng, list(stop)):
+            if pieces[0]:
+                yield pieces[0]
+
+    def generate(self, prompt: str = "", length: int = 100, **options) -> str:
+        """The prompt and a sample that follows it (options as in `stream`: temperature, top_k,
+        top_p, greedy, seed, stop, allow_unk)."""
+        return "".join(self.stream(prompt, length, **options))
+
+    def samples(self, n: int, prompt: str = "", length: int = 100, seed: int | None = None, **options) -> list[str]:
+        """n samples drawn together as one batch (what `generate --num-samples n` prints)."""
+        keys = ("temperature", "top_k", "top_p", "greedy", "allow_unk")
+        opts = SampleOptions(length=length, num_samples=n, **{k: options.pop(k) for k in keys if k in options})
+        stop = list(options.pop("stop", ()))
+        if options:
+            raise ConfigError(f"unknown sampling option {next(iter(options))!r}")
+        self._check_prompt(prompt)
+        outs = [prompt] * n
+        for pieces in text_pieces(self.checkpoint, self.tokenizer, prompt, opts, np.random.default_rng(seed), stop):
+            outs = [out + piece for out, piece in zip(outs, pieces, strict=True)]
+        return outs
+
+    def _check_prompt(self, prompt: str) -> None:
+        warning = unknown_prompt_warning(self.tokenizer, prompt)
+        if warning:
+            self._warn(warning)
+
+    def score(self, text: str, batch_size: int = 10, bptt: int = 35) -> dict:
+        """How well the model predicts `text`: the fields `lstmtext eval --json` prints (tokens, loss,
+        perplexity, words, word_perplexity, bits_per_byte, unk_rate)."""
+        if batch_size < 1 or bptt < 1:
+            raise ConfigError("--batch-size and --bptt must be at least 1")
+        ids = self.tokenizer.encode(text)
+        if len(ids) < 2:
+            raise ConfigError("the text has fewer than 2 tokens; nothing to score")
+        total, n = evaluate.score(self.checkpoint.params, self.config, ids, batch_size, bptt)
+        return evaluate.report(total, n, text, self.tokenizer.count_unk(ids[1:]))
+
+    def next_token_probs(self, context: str = "", n: int = 10) -> dict[str, float]:
+        """The n most likely next tokens after `context`, as text, with their probabilities (most
+        likely first). Tokens that read the same (a BPE piece with and without its byte mates) add up."""
+        ids = self.tokenizer.encode(context) if context else self.tokenizer.encode("\n")
+        if len(ids) == 0:
+            raise ConfigError("the context has no token the model knows")
+        cfg, params = self.config, self.checkpoint.params
+        state = network.init_state(cfg, 1, params["embed.W"].dtype)
+        for i in ids:
+            logits, state = network.step_logits(params, cfg, np.array([i]), state)  # (1, V)
+        z = logits[0].astype(np.float64)  # (V,)
+        p = np.exp(z - z.max())  # (V,)
+        p /= p.sum()
+        out: dict[str, float] = {}
+        for i in np.argsort(-p, kind="stable"):
+            text = self._token_text(int(i))
+            if text not in out and len(out) == n:
+                break
+            out[text] = out.get(text, 0.0) + float(p[i])
+        return out
+
+    def _token_text(self, i: int) -> str:
+        if self.tokenizer.kind == "bpe":
+            return self.tokenizer.token_bytes(i).decode("utf-8", "replace")
+        return self.tokenizer.id_to_token(i)
+
+    def _ids(self, words) -> list[int]:
+        names = vectors.token_words(self.tokenizer)
+        return [vectors.find(names, w, lowercase=self.tokenizer.lowercase) for w in words]
+
+    def neighbors(self, word: str, n: int = 10) -> list[tuple[str, float]]:
+        """The n tokens nearest to `word` by cosine in the learned input embedding."""
+        names = vectors.token_words(self.tokenizer)
+        return [(names[i], c) for i, c in vectors.neighbors(self.checkpoint.params["embed.W"], self._ids([word])[0], n)]
+
+    def analogy(self, a: str, b: str, c: str, n: int = 10) -> list[tuple[str, float]]:
+        """The n tokens nearest to a − b + c: analogy("king", "man", "woman") ≈ queen."""
+        names = vectors.token_words(self.tokenizer)
+        found = vectors.analogy(self.checkpoint.params["embed.W"], *self._ids([a, b, c]), n)
+        return [(names[i], cos) for i, cos in found]
+
+    def export(self, format: str, out: str | Path):
+        """Write the model for other tools: "torch" (a folder), "onnx" or "word2vec" (a file).
+        -> the files written (torch), the file (onnx), or (vectors written, tokens left out) (word2vec)."""
+        export.check(format, self.config)
+        out = Path(out)
+        if format == "torch":
+            return export.to_torch(self.config, self.checkpoint.params, self.tokenizer, out)
+        if format == "onnx":
+            return export.to_onnx(self.config, self.checkpoint.params, out)
+        return export.to_word2vec(self.checkpoint.params, self.tokenizer, out)
+
+
+def load(path: str | Path, *, note: Callable[[str], None] | None = None, warn=None) -> Model:
+    """A run directory (its best.safetensors, or last.safetensors before the first validation) or a
+    checkpoint file. note(line) hears which file was taken; warn(line) gets warnings (default:
+    Python's warnings)."""
+    p = Path(path)
+    ckpt, tok = checkpoint.load_model(runs.find_checkpoint(p, note))
+    return Model(p, ckpt, tok, warn or _python_warning)
+
+
+# -- training ------------------------------------------------------------------------------------------
+
+DEFAULT_LR = {"sgd": 20.0, "adam": 0.002, "rmsprop": 0.002}
+# Options that may change when a run is resumed; everything else belongs to the run.
+RESUMABLE = {
+    "epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "save_every", "sample_every",
+    "on_nan", "threads",
+}
+# Options that only say where things are or what to print; they never belong to a run.
+LOCATIONS = {"resume", "init_from", "corpus", "valid", "out", "encoding_errors", "list_files", "embed_init"}
+UNK_WARN = 0.05  # above this <unk> rate a perplexity flatters the model
+
+
+@dataclass
+class Run:
+    """A training run: its directory, and the summary training printed (None if it had finished)."""
+
+    path: Path
+    summary: dict | None
+
+    def model(self, which: str = "best", warn=None) -> Model:
+        """The run's model: "best" (by validation) or "last"."""
+        if which not in ("best", "last"):
+            raise ConfigError(f"which must be best or last, got {which!r}")
+        return load(self.path / f"{which}.safetensors", warn=warn)
+
+
+def train(corpus: str | Path | None = None, *, console: Console | None = None, warn=None, **options) -> Run:
+    """Train as `lstmtext train CORPUS --option value ...` does, with the options as keyword arguments
+    (`vocab_size=5000`, `resume="runs/x"`). Progress and the summary print to `console` (default: the
+    terminal or notebook; Console(quiet=True) for none). -> the Run."""
+    given = set(options) | ({"corpus"} if corpus is not None else set())
+    opts = TrainOptions.of({"corpus": corpus, **options})
+    return run_training(opts, given, console or Console(), warn or _python_warning)
+
+
+def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[str], None]) -> Run:
+    """`given`: the options the person set (typed, or passed); on --resume only those are compared
+    with the run's own, and a few messages depend on them."""
+    say = functools.partial(console.print, markup=False, highlight=False)  # file names may hold [brackets]
+    args = asdict(o)
+    args["include"] = list(o.include or [])
+    if o.resume is not None:
+        return _resume(o, args, given, console, say)
+    if o.corpus is None:
+        raise ConfigError("give a CORPUS to train on (a text file or a folder), or --resume RUN_DIR")
+    if o.optimizer not in DEFAULT_LR:
+        raise ConfigError(f"--optimizer must be sgd, adam or rmsprop, got {o.optimizer!r}")
+    cfg = TrainConfig(
+        batch_size=o.batch_size,
+        bptt=o.bptt,
+        optimizer=o.optimizer,
+        lr=DEFAULT_LR[o.optimizer] if o.lr is None else o.lr,
+        lr_decay=o.lr_decay,
+        decay_after=o.decay_after,
+        clip=o.clip,
+        weight_decay=o.weight_decay,
+        seed=o.seed,
+        dtype=o.dtype,
+        freeze_embed=o.freeze_embed,
+        **{k: args[k] for k in RESUMABLE},
+    )
+    shape = {k: args[k] for k in (*runs.SHAPE_OPTIONS, "dropout", "init", "init_scale", "chrono")}
+    source = tok = None
+    if o.init_from is not None:
+        source_path = runs.find_checkpoint(o.init_from, say)
+        source, tok = checkpoint.load_model(source_path)
+        runs.check_init_options(source, tok, {k: args[k] for k in given})
+        m = source.model_cfg
+        shape.update({k: getattr(m, k) for k in (*runs.SHAPE_OPTIONS, "init", "init_scale", "chrono")})
+        if "dropout" not in given:
+            shape["dropout"] = m.dropout
+    if o.embed_init is not None:
+        if source is not None:
+            raise ConfigError("--embed-init starts a new embedding and --init-from keeps its source's; use one of them")
+        _, dim = vectors.file_kind(o.embed_init)
+        if "embed" in given and o.embed != dim:
+            raise ConfigError(
+                f"{o.embed_init} holds {dim}-dimensional vectors but --embed is {o.embed}: use --embed {dim} "
+                "(or leave --embed out)"
+            )
+        shape["embed"] = dim
+    # Check the model options before the (possibly slow) tokenization; vocab_size is known later.
+    if o.freeze_embed and shape["tie"]:
+        raise ConfigError("--freeze-embed with --tie would freeze the output head too; use one of them")
+    model_cfg = ModelConfig(vocab_size=1, **shape)
+    corpus = o.corpus
+    run_dir = o.out if o.out is not None else Path("runs") / corpus.resolve().name.removesuffix(corpus.suffix)
+    tok_opts = TokenizerOptions(o.tokenizer, o.vocab_size, o.min_freq, o.lowercase, o.word_split)
+    if tok is not None:
+        tok_opts = TokenizerOptions(tok.kind, tok.vocab_size, o.min_freq, tok.lowercase, tok.word_split)
+    check_tokenizer_options(tok_opts)  # before --force deletes an old run, not after
+    prepare_out(run_dir, o.force)
+    data = prepare_data(
+        corpus, o.valid, tok_opts, o.encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
+        include=tuple(args["include"]), valid_split=o.valid_split, list_files=o.list_files,
+    )
+    # What the tokenizer was asked for (resume compares the options typed again with these).
+    data.info["tokenizer_options"] = vars(tok_opts) if source is None else source.info.get("tokenizer_options")
+    if source is not None:
+        data.info["init_from"] = {"path": str(source_path.resolve()), "step": source.progress.get("step")}
+        _unk_report(tok, data.train_ids, "the training text", say, warn)
+    elif "vocab_size" in given and data.tokenizer.vocab_size < o.vocab_size:
+        say(
+            f"--vocab-size {o.vocab_size:,} is more than the text has: the vocabulary has "
+            f"{data.tokenizer.vocab_size:,} tokens."
+        )
+    if o.valid is None:
+        try:
+            with open(run_dir / "valid.txt", "w", encoding="utf-8") as f:
+                for piece in data.valid_part.pieces():
+                    f.write(piece)
+        except OSError as e:
+            raise ConfigError(f"cannot write {run_dir / 'valid.txt'}: {e.strerror or e}") from None
+        say(f"The held-out text is saved as {run_dir / 'valid.txt'} for `lstmtext eval`.")
+    model_cfg = replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
+    say(
+        f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
+        f"vocabulary {model_cfg.vocab_size:,} ({data.tokenizer.kind})."
+    )
+    init = None if source is None else source.params
+    if source is not None:
+        say(f"Fine-tuning from {source_path} (step {source.progress.get('step', 0):,}) with a fresh optimizer.")
+    if o.embed_init is not None:
+        init = initial_params(model_cfg, cfg)
+        data.info["embed_init"] = _embed_from(o.embed_init, data, init, say)
+    summary = Trainer(data, model_cfg, cfg, run_dir, console, init_params=init).run()
+    return Run(run_dir, summary)
+
+
+def _resume(o: TrainOptions, args: dict, given: set, console: Console, say) -> Run:
+    """`train --resume`: the run keeps its settings; the budget, the text's location and what is
+    printed may change. Options typed again with the run's own values are accepted."""
+    if "force" in given:
+        raise ConfigError("--force starts a run over and --resume continues one; use one of them")
+    path = checkpoint.resolve(o.resume, "last.safetensors")
+    ckpt, tok = checkpoint.load_model(path)
+    if "init_from" in given:  # accepted when it names the run's own source (the command typed again)
+        source = ckpt.info.get("init_from") or {}
+        if source.get("path") != str(runs.find_checkpoint(o.init_from).resolve()):
+            raise ConfigError(
+                f"--init-from starts a new run from a checkpoint; {path.parent} was "
+                + (f"fine-tuned from {source['path']}" if source else "not fine-tuned")
+                + ", so it cannot be resumed with another --init-from"
+            )
+    if "embed_init" in given and (ckpt.info.get("embed_init") or {}).get("path") != str(Path(o.embed_init).resolve()):
+        raise ConfigError(
+            f"--embed-init sets a new run's starting embedding; {path.parent} did not start from "
+            f"{o.embed_init}, so it cannot be resumed with it"
+        )
+    if ckpt.train_cfg is None or "rng" not in ckpt.progress or not ckpt.extra:
+        raise ConfigError(f"{path} holds weights only; resume from a run directory's last.safetensors")
+    runs.check_resume_options(ckpt, tok, {k: args[k] for k in given - RESUMABLE - LOCATIONS})
+    cfg = resume_config(ckpt.train_cfg, {k: args[k] for k in RESUMABLE if k in given})
+    done = finished_reason(cfg, ckpt.progress)
+    if done is not None:
+        console.print(  # soft_wrap: one line, whatever the terminal's width
+            f"{path.parent} is already finished: {done}, at epoch {ckpt.progress['epoch']}, step "
+            f"{ckpt.progress['step']:,}. To train it further, resume with a larger --epochs, --max-steps, "
+            "--max-minutes or --patience (0 lifts a limit).",
+            markup=False, highlight=False, soft_wrap=True,
+        )
+        return Run(path.parent, None)
+    info = ckpt.info
+    corpus_path = o.corpus if o.corpus is not None else Path(info["corpus"])
+    valid_path = o.valid if o.valid is not None else (None if info["valid"] is None else Path(info["valid"]))
+    run_dir = o.out if o.out is not None else path.parent
+    if run_dir.resolve() != path.parent.resolve():
+        prepare_out(run_dir, force=False)  # a new home for the run: writable, and not another run's
+    # Runs from before folders were read recursively took the top-level *.txt files only.
+    old_folder = "files" not in info and Path(corpus_path).is_dir()
+    data = prepare_data(
+        corpus_path, valid_path, None, o.encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
+        include=tuple(info.get("include", ("/*.txt",) if old_folder else ())),
+        valid_split=info.get("valid_split", "end"),
+        list_files=o.list_files,
+    )
+    if (data.info["train_sha256"], data.info["valid_sha256"]) != (info["train_sha256"], info["valid_sha256"]):
+        raise ConfigError(
+            f"{corpus_path} is not the text this run was trained on (it changed since); resume needs the same corpus"
+        )
+    data.info = {**info, **data.info}  # the text's new location, if it moved; the run's other records
+    console.print(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
+    summary = Trainer(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt).run()
+    return Run(run_dir, summary)
+
+
+def _unk_report(tok, ids, what: str, say, warn) -> None:
+    """Fine-tuning keeps the source's vocabulary: say how much of the new text it cannot name."""
+    if tok.unk_id is None or len(ids) == 0:
+        return
+    rate = tok.count_unk(ids) / len(ids)
+    say(f"<unk> rate of {what} with the checkpoint's vocabulary: {100 * rate:.2f}%")
+    if rate > UNK_WARN:
+        warn(
+            f"{100 * rate:.1f}% of {what} is <unk> for the checkpoint's vocabulary: the model cannot learn "
+            "those words; train from scratch (without --init-from) for a vocabulary of the new text"
+        )
+
+
+def _embed_from(path: Path, data, params: dict, say) -> dict:
+    """--embed-init: put the file's vectors into the rows of the words it has; say how much it covers."""
+    found = vectors.match(path, vectors.token_words(data.tokenizer))
+    V = data.tokenizer.vocab_size
+    if len(found.rows) == 0:
+        raise ConfigError(
+            f"none of the vocabulary's {V:,} tokens is in {path} ({found.read:,} words, checked as written and "
+            "lowercased); is it the right file, and a word model (--tokenizer word)?"
+        )
+    params["embed.W"][found.rows] = found.vectors
+    covered = float(np.isin(data.train_ids, found.rows).mean()) if len(data.train_ids) else 0.0
+    say(
+        f"--embed-init: {len(found.rows):,} of {V:,} tokens take a vector from {path} ({found.kind}, "
+        f"{found.read:,} words, {found.dim} dimensions): {found.exact:,} as written, {found.lowered:,} lowercased; "
+        f"they are {100 * covered:.1f}% of the training text. The other {V - len(found.rows):,} start as --init "
+        "draws them."
+    )
+    return {"path": str(path.resolve()), "kind": found.kind, "matched": len(found.rows), "exact": found.exact,
+            "lowered": found.lowered, "train_coverage": covered}

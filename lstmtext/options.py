@@ -1,0 +1,115 @@
+"""The options of `lstmtext train`, in one place: `lstmtext.train(...)` takes them as keyword arguments
+and the command line builds its flags from them (cli.py), so a default or a help text cannot differ
+between the two. An option's flag is its name with dashes: `vocab_size` is `--vocab-size`."""
+
+from dataclasses import dataclass, field, fields
+from difflib import get_close_matches
+from pathlib import Path
+
+from lstmtext.errors import ConfigError
+
+
+def opt(default, help: str, show_default: bool | str = True, argument: bool = False):
+    """A field with its command-line help; `argument`: positional on the command line."""
+    return field(default=default, metadata={"help": help, "show_default": show_default, "argument": argument})
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    corpus: Path | None = opt(
+        None,
+        help="A UTF-8 text file, or a folder: every text file in it and its subfolders (see --include).",
+        show_default=False,
+        argument=True,
+    )
+    valid: Path | None = opt(None, help="Held-out text; default: the last 10% of CORPUS.")
+    include: list[str] | None = opt(
+        None,
+        help="Only files matching this glob, e.g. '*.md' (any depth) or 'src/**/*.py'. Repeatable.",
+        show_default="every UTF-8 text file",
+    )
+    valid_split: str = opt("end", help="end: hold out the last 10% of the corpus; per-file: the last 10% of each file.")
+    list_files: bool = opt(False, help="Print every file read and every file skipped (and why).")
+    out: Path | None = opt(None, help="Run directory; default: runs/<corpus name>.")
+    resume: Path | None = opt(
+        None, help="Continue the run in this directory (or from this checkpoint file) with its settings."
+    )
+    init_from: Path | None = opt(
+        None,
+        help="Fine-tune: start a new run from this run's (or checkpoint's) weights and vocabulary, "
+        "with a fresh optimizer.",
+    )
+    force: bool = opt(False, help="Start over in an --out that already holds a run.")
+    tokenizer: str = opt("word", help="word, char or bpe.")
+    vocab_size: int = opt(10000, help="Largest vocabulary, special tokens included.")
+    min_freq: int = opt(1, help="Words seen fewer times become <unk>.")
+    lowercase: bool = opt(False, help="Lowercase the text (word tokenizer).")
+    word_split: str = opt(
+        "punct", help="punct: split words and punctuation; whitespace: split on spaces only (Penn Treebank)."
+    )
+    encoding_errors: str = opt("strict", help="strict: stop at invalid UTF-8; replace: use U+FFFD and go on.")
+    cell: str = opt("lstm", help="Recurrent cell: lstm, gru, rnn, peephole, cifg, mingru, minlstm or slstm.")
+    nonlinearity: str = opt("tanh", help="The rnn cell's nonlinearity: tanh or relu.")
+    embed: int = opt(200, help="Embedding size E.")
+    hidden: int = opt(200, help="Hidden size H of every layer.")
+    layers: int = opt(2, help="Stacked recurrent layers.")
+    dropout: float = opt(0.2, help="Dropout on non-recurrent connections.")
+    tie: bool = opt(False, help="Tie the output head to the embedding (needs --embed = --hidden).")
+    embed_init: Path | None = opt(
+        None,
+        help="Start the embedding from word vectors: a word2vec (text or binary) or GloVe file. "
+        "Its dimension sets --embed.",
+        show_default=False,
+    )
+    freeze_embed: bool = opt(False, help="Keep the embedding as it starts (not trained).")
+    init_scale: float = opt(0.1, help="--init uniform: weights start uniform in ±init-scale.")
+    init: str = opt(
+        "uniform",
+        help="Initialisation: uniform (±init-scale, Zaremba 2014), torch (PyTorch's defaults) or orthogonal "
+        "(orthogonal recurrent blocks, Saxe 2014).",
+    )
+    chrono: int = opt(0, help="Chrono gate biases (Tallec & Ollivier 2018) for gaps up to this many tokens; 0 = off.")
+    heads: int = opt(1, help="--cell slstm: block-diagonal recurrent heads (1: dense).")
+    softmax: str = opt("full", help="Output head: full, or adaptive (Grave et al. 2017), with --cutoffs.")
+    cutoffs: str = opt("", help="--softmax adaptive: where the frequency-sorted clusters start, e.g. 2000,6000.")
+    batch_size: int = opt(20, help="Parallel streams B.")
+    bptt: int = opt(35, help="Window length T of truncated backpropagation through time.")
+    optimizer: str = opt("sgd", help="sgd, adam or rmsprop.")
+    lr: float | None = opt(
+        None, help="Learning rate (loss is the mean per token).", show_default="20 for sgd, 0.002 for adam and rmsprop"
+    )
+    lr_decay: float = opt(0.5, help="Multiply lr by this each epoch after --decay-after.")
+    decay_after: int = opt(4, help="Epochs at the full learning rate.")
+    clip: float = opt(0.25, help="Largest global gradient norm (0: no clipping).")
+    weight_decay: float = opt(0.0, help="L2 penalty on weight matrices.")
+    epochs: int = opt(6, help="Passes over the training text (0: no limit).")
+    max_steps: int = opt(0, help="Stop after this many windows (0: no limit).")
+    max_minutes: float = opt(0.0, help="Stop after this many minutes of the run, validation included (0: no limit).")
+    eval_every: int = opt(0, help="Also validate every N steps (0: only after epochs).")
+    patience: int = opt(0, help="Stop after K validations without improvement (0: never).")
+    log_every: int = opt(50, help="Steps per line in metrics.jsonl.")
+    save_every: int = opt(0, help="Also save last.safetensors every N steps (0: after epochs).")
+    sample_every: int = opt(0, help="Print a short sample every N steps and at each validation (0: never).")
+    threads: int = opt(0, help="BLAS threads (0: keep choosing the faster count while training).")
+    on_nan: str = opt("stop", help="On a diverged window (non-finite, or loss > 100 log V): stop, or skip it.")
+    seed: int = opt(1234, help="Seed for initialization and dropout.")
+    dtype: str = opt("float32", help="float32, or float64 (slower) to match a reference trainer.")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # the API takes strings for paths, and one glob for a list of them
+            value = getattr(self, f.name)
+            if isinstance(value, str) and "Path" in str(f.type):
+                object.__setattr__(self, f.name, Path(value))
+        if isinstance(self.include, str):
+            object.__setattr__(self, "include", [self.include])
+
+    @classmethod
+    def of(cls, options: dict) -> "TrainOptions":
+        """From keyword arguments; an unknown name is one line with the closest option names."""
+        names = [f.name for f in fields(cls)]
+        unknown = [k for k in options if k not in names]
+        if unknown:
+            close = get_close_matches(unknown[0], names, n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown training option {unknown[0]!r}{hint}")
+        return cls(**options)

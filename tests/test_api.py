@@ -1,0 +1,122 @@
+"""The Python API: every public function, against what the CLI and the library compute."""
+
+import json
+from dataclasses import fields
+
+import numpy as np
+import pytest
+from rich.console import Console
+from test_cli import invoke, make_corpus
+
+import lstmtext
+from lstmtext import model as network
+from lstmtext import runs, vectors
+from lstmtext.errors import ConfigError
+from lstmtext.options import TrainOptions
+
+TINY = dict(embed=8, hidden=8, layers=1, batch_size=2, bptt=5, log_every=2, threads=1)
+QUIET = Console(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("api")
+    corpus = make_corpus(tmp / "tiny.txt")
+    # paths as strings, as a script would pass them
+    return lstmtext.train(str(corpus), out=str(tmp / "run"), max_steps=12, epochs=0, console=QUIET, **TINY)
+
+
+def test_train_returns_the_run_and_its_summary(run):
+    assert isinstance(run, lstmtext.Run) and (run.path / "best.safetensors").is_file()
+    assert run.summary["steps"] == 12
+    assert run.model().info["progress"]["step"] == 12
+
+
+def test_generate_is_the_joined_stream_and_reproducible(run):
+    m = run.model()
+    a = m.generate("the cat", length=15, seed=3, temperature=0.8)
+    assert a == "".join(m.stream("the cat", length=15, seed=3, temperature=0.8))
+    assert a == m.generate("the cat", length=15, seed=3, temperature=0.8) and a.startswith("the cat")
+    assert a != m.generate("the cat", length=15, seed=4, temperature=0.8)
+    assert m.generate("the", length=10, greedy=True) == m.generate("the", length=10, greedy=True, seed=9)
+    three = m.samples(3, "the", length=6, seed=1, top_k=3)
+    assert len(three) == 3 and all(s.startswith("the") for s in three)
+    with pytest.raises(ConfigError, match="unknown sampling option 'topk'"):
+        m.samples(2, topk=3)
+
+
+def test_generate_matches_the_cli(run):
+    r = invoke(["generate", run.path, "--prompt", "the cat", "--length", "15", "--seed", "3"])
+    assert r.exit_code == 0
+    assert r.output == run.model().generate("the cat", length=15, seed=3) + "\n"
+
+
+def test_unknown_prompt_words_warn(run):
+    with pytest.warns(UserWarning, match="never saw, read as <unk>: 'zebra'"):
+        run.model().generate("zebra", length=3, seed=0)
+
+
+def test_score_is_what_eval_json_prints(run):
+    text = (run.path / "valid.txt").read_text()
+    r = invoke(["eval", run.path, run.path / "valid.txt", "--json"])
+    assert json.loads(r.output) == {"file": str(run.path / "valid.txt"), **run.model().score(text)}
+    with pytest.raises(ConfigError, match="fewer than 2 tokens"):
+        run.model().score("the")
+
+
+def test_next_token_probs_are_the_models_softmax(run):
+    m = run.model()
+    got = m.next_token_probs("the cat", n=4)
+    assert len(got) == 4 and list(got.values()) == sorted(got.values(), reverse=True)
+    cfg, params = m.config, m.checkpoint.params
+    state = network.init_state(cfg, 1)
+    for i in m.tokenizer.encode("the cat"):
+        logits, state = network.step_logits(params, cfg, np.array([i]), state)
+    p = np.exp(logits[0] - logits[0].max())
+    p /= p.sum()
+    top = np.argsort(-p)[:4]
+    assert list(got) == [m.tokenizer.id_to_token(int(i)) for i in top]
+    np.testing.assert_allclose(list(got.values()), p[top], rtol=1e-5)
+
+
+def test_info_neighbors_and_export(run, tmp_path):
+    m = lstmtext.load(run.path)
+    assert m.info == runs.run_info(run.path) and "lstm 1×8" in repr(m)
+    names = vectors.token_words(m.tokenizer)
+    want = vectors.neighbors(m.checkpoint.params["embed.W"], names.index("cat"), 3)
+    assert m.neighbors("cat", 3) == [(names[i], c) for i, c in want]
+    assert [w for w, _ in m.analogy("cat", "dog", "mat", 2)][0] not in ("cat", "dog", "mat")
+    written, skipped = m.export("word2vec", tmp_path / "v.txt")
+    assert written + len(skipped) == m.config.vocab_size
+    with pytest.raises(ConfigError, match="not in the model's vocabulary"):
+        m.neighbors("zebra")
+
+
+def test_resume_through_the_api(run):
+    more = lstmtext.train(resume=run.path, max_steps=14, console=QUIET)
+    assert more.summary["steps"] == 14
+    done = lstmtext.train(resume=run.path, max_steps=14, console=QUIET)
+    assert done.summary is None  # already finished: nothing trained
+
+
+def test_unknown_options_and_mistakes_are_one_clear_error(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt")
+    with pytest.raises(ConfigError, match="unknown training option 'vocab_sise'; did you mean vocab_size"):
+        lstmtext.train(corpus, vocab_sise=10)
+    with pytest.raises(ConfigError, match="--optimizer must be sgd, adam or rmsprop"):
+        lstmtext.train(corpus, out=tmp_path / "r", optimizer="lbfgs", console=QUIET)
+    with pytest.raises(ConfigError, match="give a CORPUS"):
+        lstmtext.train(console=QUIET)
+    with pytest.raises(ConfigError, match="which must be best or last"):
+        lstmtext.Run(tmp_path, None).model("first")
+
+
+def test_the_cli_has_every_api_option_with_its_default():
+    from lstmtext.cli import train
+
+    cli = {p.name: p.default for p in train.__signature__.parameters.values() if p.name != "ctx"}
+    assert cli == {f.name: f.default for f in fields(TrainOptions)}
+    r = invoke(["train", "--help"])
+    for f in fields(TrainOptions):
+        if not f.metadata["argument"]:
+            assert "--" + f.name.replace("_", "-") in r.output, f.name

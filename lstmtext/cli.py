@@ -61,11 +61,6 @@ def _warn(message: str) -> None:
     typer.echo(message if message.startswith("warning: ") else f"warning: {message}", err=True)
 
 
-def _plain(console: Console):
-    """console.print for our own lines: file names may hold [brackets], which are not rich markup."""
-    return functools.partial(console.print, markup=False, highlight=False)
-
-
 def _note(message: str) -> None:
     """A line about what was done for the user, on stderr so that stdout stays the result."""
     typer.echo(message, err=True)

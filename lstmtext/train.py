@@ -457,5 +457,5 @@ def finished_reason(cfg: TrainConfig, prog: dict) -> str | None:
 
 
 def resume_config(cfg: TrainConfig, overrides: dict) -> TrainConfig:
-    """A resumed run's config with the options the command line may change (cli.RESUMABLE)."""
+    """A resumed run's config with the options the command line may change (api.RESUMABLE)."""
     return replace(cfg, **overrides)

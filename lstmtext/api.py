@@ -76,7 +76,9 @@ class Model:
     ) -> Iterator[str]:
         """The prompt, then the sampled text piece by piece as it is produced; "".join of it is
         `generate` with the same arguments. stop: end at any of these strings ("<eos>": a line end)."""
-        opts = SampleOptions(length, temperature, top_k, top_p, greedy, 1, allow_unk)
+        opts = SampleOptions(
+            length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, allow_unk=allow_unk
+        )
         self._check_prompt(prompt)
         yield prompt
         rng = np.random.default_rng(seed)
@@ -107,14 +109,14 @@ class Model:
         if warning:
             self._warn(warning)
 
-    def score(self, text: str, batch_size: int = 10, bptt: int = 35) -> dict:
+    def score(self, text: str, batch_size: int = 10, bptt: int = 35, *, name: str = "the text") -> dict:
         """How well the model predicts `text`: the fields `lstmtext eval --json` prints (tokens, loss,
-        perplexity, words, word_perplexity, bits_per_byte, unk_rate)."""
+        perplexity, words, word_perplexity, bits_per_byte, unk_rate). name: the text in messages."""
         if batch_size < 1 or bptt < 1:
             raise ConfigError("--batch-size and --bptt must be at least 1")
         ids = self.tokenizer.encode(text)
         if len(ids) < 2:
-            raise ConfigError("the text has fewer than 2 tokens; nothing to score")
+            raise ConfigError(f"{name} has fewer than 2 tokens; nothing to score")
         total, n = evaluate.score(self.checkpoint.params, self.config, ids, batch_size, bptt)
         return evaluate.report(total, n, text, self.tokenizer.count_unk(ids[1:]))
 

@@ -148,10 +148,7 @@ def eval_(
     if batch_size < 1 or bptt < 1:
         raise ConfigError("--batch-size and --bptt must be at least 1")
     model = api.load(checkpoint_path, note=_note)
-    text = read_text(file, encoding_errors)
-    if len(model.tokenizer.encode(text)) < 2:
-        raise ConfigError(f"{file} has fewer than 2 tokens; nothing to score")
-    r = model.score(text, batch_size, bptt)
+    r = model.score(read_text(file, encoding_errors), batch_size, bptt, name=str(file))
     if as_json:
         typer.echo(json.dumps({"file": str(file), **r}))
     else:

@@ -26,7 +26,7 @@ def make_runner(row: Row, threads: str, evaluate_only: bool = False) -> Callable
     from lstmtext import evaluate, malloc, model, sample
     from lstmtext import threads as lt_threads
     from lstmtext.config import ModelConfig, TrainConfig
-    from lstmtext.train import train_step
+    from lstmtext.trainer import train_step
 
     tuner = None
     if row.task == "threads":

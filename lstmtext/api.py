@@ -33,7 +33,7 @@ from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_dat
 from lstmtext.errors import ConfigError
 from lstmtext.options import TrainOptions
 from lstmtext.sample import SampleOptions, text_pieces, unknown_prompt_warning
-from lstmtext.train import Trainer, finished_reason, initial_params, prepare_out, resume_config
+from lstmtext.trainer import Trainer, finished_reason, initial_params, prepare_out, resume_config
 
 
 def _python_warning(message: str) -> None:

@@ -21,7 +21,7 @@ from lstmtext.errors import ConfigError, LstmTextError
 from lstmtext.export import FORMATS
 from lstmtext.options import TrainOptions
 from lstmtext.sample import SampleOptions, run_generation
-from lstmtext.train import Interrupted
+from lstmtext.trainer import Interrupted
 
 app = typer.Typer(
     help="Train a NumPy LSTM language model on your text, sample from it, and measure it.",

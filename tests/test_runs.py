@@ -155,7 +155,7 @@ def test_sample_every_prints_samples_while_training(tmp_path, corpus):
 
 
 def test_a_jump_in_validation_perplexity_warns(tmp_path, corpus, monkeypatch):
-    from lstmtext import train
+    from lstmtext import trainer as train
 
     losses = iter([2.0, 1.5, 4.0, 1.4])  # perplexity 7.4, 4.5, then 54.6 (> 2 × 4.5), then 4.1
     monkeypatch.setattr(train.evaluate, "score", lambda *a, **k: (next(losses), 1))

@@ -12,7 +12,7 @@ from lstmtext import batching, model, optim
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.sample import SampleOptions, generate, run_generation
 from lstmtext.tokenizer import Tokenizer
-from lstmtext.train import train_step
+from lstmtext.trainer import train_step
 
 SENTENCES = [
     "as 'twere",

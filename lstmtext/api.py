@@ -18,9 +18,11 @@ Mistakes raise `lstmtext.errors.LstmTextError` subclasses with the one-line mess
 """
 
 import functools
+import inspect
+import itertools
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,32 +77,49 @@ class Model:
         allow_unk: bool = False,
     ) -> Iterator[str]:
         """The prompt, then the sampled text piece by piece as it is produced; "".join of it is
-        `generate` with the same arguments. stop: end at any of these strings ("<eos>": a line end)."""
+        `generate` with the same arguments. stop: end at any of these strings ("<eos>": a line end).
+        The options are checked here, before the first piece is asked for."""
         opts = SampleOptions(
             length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, allow_unk=allow_unk
         )
         self._check_prompt(prompt)
-        yield prompt
-        rng = np.random.default_rng(seed)
-        for pieces in text_pieces(self.checkpoint, self.tokenizer, prompt, opts, rng, list(stop)):
-            if pieces[0]:
-                yield pieces[0]
+        pieces = text_pieces(self.checkpoint, self.tokenizer, prompt, opts, np.random.default_rng(seed), list(stop))
+        return itertools.chain([prompt], (p[0] for p in pieces if p[0]))
 
-    def generate(self, prompt: str = "", length: int = 100, **options) -> str:
-        """The prompt and a sample that follows it (options as in `stream`: temperature, top_k,
-        top_p, greedy, seed, stop, allow_unk)."""
-        return "".join(self.stream(prompt, length, **options))
+    def generate(
+        self,
+        prompt: str = "",
+        length: int = 100,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        greedy: bool = False,
+        seed: int | None = None,
+        stop: list[str] | tuple[str, ...] = (),
+        allow_unk: bool = False,
+    ) -> str:
+        """The prompt and a sample that follows it: `lstmtext generate`'s text."""
+        return "".join(self.stream(prompt, length, temperature, top_k, top_p, greedy, seed, stop, allow_unk))
 
-    def samples(self, n: int, prompt: str = "", length: int = 100, seed: int | None = None, **options) -> list[str]:
+    def samples(
+        self,
+        n: int,
+        prompt: str = "",
+        length: int = 100,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        greedy: bool = False,
+        seed: int | None = None,
+        stop: list[str] | tuple[str, ...] = (),
+        allow_unk: bool = False,
+    ) -> list[str]:
         """n samples drawn together as one batch (what `generate --num-samples n` prints)."""
-        keys = ("temperature", "top_k", "top_p", "greedy", "allow_unk")
-        opts = SampleOptions(length=length, num_samples=n, **{k: options.pop(k) for k in keys if k in options})
-        stop = list(options.pop("stop", ()))
-        if options:
-            raise ConfigError(f"unknown sampling option {next(iter(options))!r}")
+        opts = SampleOptions(length, temperature, top_k, top_p, greedy, n, allow_unk)
         self._check_prompt(prompt)
         outs = [prompt] * n
-        for pieces in text_pieces(self.checkpoint, self.tokenizer, prompt, opts, np.random.default_rng(seed), stop):
+        rng = np.random.default_rng(seed)
+        for pieces in text_pieces(self.checkpoint, self.tokenizer, prompt, opts, rng, list(stop)):
             outs = [out + piece for out, piece in zip(outs, pieces, strict=True)]
         return outs
 
@@ -218,6 +237,21 @@ def train(corpus: str | Path | None = None, *, console: Console | None = None, w
     return run_training(opts, given, console or Console(), warn or _python_warning)
 
 
+def _train_signature() -> inspect.Signature:
+    """train's signature with every option spelt out, for help() and notebooks' completion."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("corpus", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                annotation=str | Path | None)]
+    params += [inspect.Parameter(f.name, kw, default=f.default, annotation=f.type)
+               for f in fields(TrainOptions) if f.name != "corpus"]
+    params += [inspect.Parameter("console", kw, default=None, annotation=Console | None),
+               inspect.Parameter("warn", kw, default=None, annotation=Callable[[str], None] | None)]
+    return inspect.Signature(params, return_annotation=Run)
+
+
+train.__signature__ = _train_signature()
+
+
 def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[str], None]) -> Run:
     """`given`: the options the person set (typed, or passed); on --resume only those are compared
     with the run's own, and a few messages depend on them."""
@@ -257,6 +291,8 @@ def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[
     if o.embed_init is not None:
         if source is not None:
             raise ConfigError("--embed-init starts a new embedding and --init-from keeps its source's; use one of them")
+        if o.tokenizer == "char":
+            raise ConfigError("--embed-init matches words to the vocabulary; a char model's tokens are characters")
         _, dim = vectors.file_kind(o.embed_init)
         if "embed" in given and o.embed != dim:
             raise ConfigError(
@@ -266,7 +302,7 @@ def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[
         shape["embed"] = dim
     # Check the model options before the (possibly slow) tokenization; vocab_size is known later.
     if o.freeze_embed and shape["tie"]:
-        raise ConfigError("--freeze-embed with --tie would freeze the output head too; use one of them")
+        raise ConfigError("--freeze-embed on a model with a tied head (--tie) would freeze the head too")
     model_cfg = ModelConfig(vocab_size=1, **shape)
     corpus = o.corpus
     run_dir = o.out if o.out is not None else Path("runs") / corpus.resolve().name.removesuffix(corpus.suffix)

@@ -171,7 +171,7 @@ def _check_arrays(path: Path, arrays: dict, model_cfg: ModelConfig, train_cfg: T
         # TBPTT state, one row per stream. best.safetensors holds the parameters alone.
         from lstmtext import optim
 
-        expected.update(optim.state_shapes(train_cfg.optimizer, shapes))
+        expected.update(optim.state_shapes(train_cfg.optimizer, optim.trainable(shapes, train_cfg.freeze_embed)))
         for name in model.init_state(model_cfg, 1):
             expected[f"state.{name}"] = (train_cfg.batch_size, model_cfg.hidden)
         required = set(expected)

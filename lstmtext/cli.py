@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lstmtext import __version__, api, checkpoint, malloc, runs
+from lstmtext.cells import get_cell
 from lstmtext.config import ModelConfig
 from lstmtext.corpus import read_text
 from lstmtext.errors import ConfigError, LstmTextError
@@ -145,8 +146,6 @@ def eval_(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
     """Score FILE with a trained model: loss, perplexity per token and per word, bits per byte."""
-    if batch_size < 1 or bptt < 1:
-        raise ConfigError("--batch-size and --bptt must be at least 1")
     model = api.load(checkpoint_path, note=_note)
     r = model.score(read_text(file, encoding_errors), batch_size, bptt, name=str(file))
     if as_json:
@@ -230,7 +229,7 @@ def neighbors(
     word: Annotated[
         str | None, typer.Argument(help="The word whose nearest words to show.", show_default=False)
     ] = None,
-    n: Annotated[int, typer.Option("-n", "--n", help="How many words to show.")] = 10,
+    n: Annotated[int, typer.Option("-n", help="How many words to show.")] = 10,
     analogy: Annotated[
         tuple[str, str, str] | None,
         typer.Option(help="A B C: the words nearest to A − B + C, e.g. --analogy king man woman.", show_default=False),
@@ -282,7 +281,7 @@ def export(
     if to == "torch":
         _note(f"wrote {', '.join(f.name for f in written)} to {out}; `python {out / 'load_torch.py'}` loads it")
     elif to == "onnx":
-        state = "h0 and c0" if cfg.cell in ("lstm", "peephole", "cifg") else "h0"
+        state = " and ".join(f"{name}0" for name in get_cell(cfg.cell).STATE)
         _note(f"wrote {out}: inputs ids (T, B) and {state} ({cfg.layers}, B, {cfg.hidden}); outputs logits, new state")
     else:
         written, skipped = written

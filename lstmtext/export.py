@@ -21,6 +21,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from lstmtext import vectors
+from lstmtext.cells import get_cell
 from lstmtext.config import ModelConfig
 from lstmtext.errors import ConfigError
 
@@ -52,22 +53,29 @@ def check(fmt: str, cfg: ModelConfig) -> None:
     )
 
 
+def _layer(params: dict, layer: int) -> dict:
+    prefix = f"layers.{layer}."
+    return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+def _recurrent_bias(cell: str, p: dict) -> np.ndarray:
+    """torch's b_hh / ONNX's Rb for one layer, in our block order: zero but the GRU's n block (b_hn)."""
+    b_hh = np.zeros_like(p["b"])  # (G·H,)
+    if cell == "gru":
+        H = p["b_hn"].shape[0]
+        b_hh[2 * H :] = p["b_hn"]  # our GRU blocks are r|z|n
+    return b_hh
+
+
 def _torch_state(cfg: ModelConfig, params: dict) -> dict:
     """-> {state_dict name: array} in torch's layouts (see the module docstring)."""
     out = {"encoder.weight": params["embed.W"]}  # (V, E)
-    H = cfg.hidden
     for layer in range(cfg.layers):
-
-        def p(name, layer=layer):
-            return params[f"layers.{layer}.{name}"]
-
-        out[f"rnn.weight_ih_l{layer}"] = p("W_x").T  # (G·H, D)
-        out[f"rnn.weight_hh_l{layer}"] = p("W_h").T  # (G·H, H)
-        out[f"rnn.bias_ih_l{layer}"] = p("b")  # (G·H,)
-        b_hh = np.zeros_like(p("b"))  # (G·H,)
-        if cfg.cell == "gru":
-            b_hh[2 * H :] = p("b_hn")
-        out[f"rnn.bias_hh_l{layer}"] = b_hh
+        p = _layer(params, layer)
+        out[f"rnn.weight_ih_l{layer}"] = p["W_x"].T  # (G·H, D)
+        out[f"rnn.weight_hh_l{layer}"] = p["W_h"].T  # (G·H, H)
+        out[f"rnn.bias_ih_l{layer}"] = p["b"]  # (G·H,)
+        out[f"rnn.bias_hh_l{layer}"] = _recurrent_bias(cfg.cell, p)
     if not cfg.tie:  # tied: load_torch.py points decoder.weight at encoder.weight, as the example does
         out["decoder.weight"] = params["head.W"].T  # (V, H)
     out["decoder.bias"] = params["head.b"]  # (V,)
@@ -196,7 +204,7 @@ def to_onnx(cfg: ModelConfig, params: dict, out: Path) -> Path:
     except ImportError:
         raise ConfigError("lstmtext export --format onnx needs onnx: pip install 'lstmtext[onnx]'") from None
     H, L, cell = cfg.hidden, cfg.layers, cfg.cell
-    cell_state = cell in ("lstm", "peephole", "cifg")
+    cell_state = "c" in get_cell(cell).STATE
     op = {"gru": "GRU", "rnn": "RNN"}.get(cell, "LSTM")
     inits, nodes = [], []
 
@@ -209,16 +217,11 @@ def to_onnx(cfg: ModelConfig, params: dict, out: Path) -> Path:
     const("squeeze_axes", [1], np.int64)
     x, finals = "x0", {"h": [], "c": []}
     for layer in range(L):
-
-        def p(name, layer=layer):
-            return params[f"layers.{layer}.{name}"]
-
-        W = _onnx_blocks(cell, p("W_x"), H).T[None]  # (1, G·H, D)
-        R = _onnx_blocks(cell, p("W_h"), H).T[None]  # (1, G·H, H)
-        b_rec = np.zeros_like(p("b"))
-        if cell == "gru":
-            b_rec[2 * H :] = p("b_hn")  # our n block is the last: r|z|n
-        B = np.concatenate([_onnx_blocks(cell, p("b"), H), _onnx_blocks(cell, b_rec, H)])[None]  # (1, 2·G·H)
+        p = _layer(params, layer)
+        W = _onnx_blocks(cell, p["W_x"], H).T[None]  # (1, G·H, D)
+        R = _onnx_blocks(cell, p["W_h"], H).T[None]  # (1, G·H, H)
+        b_rec = _recurrent_bias(cell, p)  # (G·H,)
+        B = np.concatenate([_onnx_blocks(cell, p["b"], H), _onnx_blocks(cell, b_rec, H)])[None]  # (1, 2·G·H)
         names = [x, const(f"W{layer}", W), const(f"R{layer}", R), const(f"B{layer}", B), ""]  # "": no lengths
         const(f"l{layer}", [layer], np.int64)
         nodes.append(helper.make_node("Gather", ["h0", f"l{layer}"], [f"h0_{layer}"]))  # (1, B, H)
@@ -229,7 +232,7 @@ def to_onnx(cfg: ModelConfig, params: dict, out: Path) -> Path:
             names.append(f"c0_{layer}")
             outputs.append(f"c_last{layer}")
             if cell == "peephole":  # ONNX's P is i|o|f
-                names.append(const(f"P{layer}", np.concatenate([p("p_i"), p("p_o"), p("p_f")])[None]))
+                names.append(const(f"P{layer}", np.concatenate([p["p_i"], p["p_o"], p["p_f"]])[None]))
         attrs = {"hidden_size": H}
         if cell == "gru":
             attrs["linear_before_reset"] = 1  # PyTorch's GRU: r multiplies (h W_hn + b_hn)

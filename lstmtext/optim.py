@@ -49,6 +49,11 @@ def state_shapes(kind: str, shapes: dict) -> dict:
     return out
 
 
+def trainable(d: dict, freeze_embed: bool) -> dict:
+    """The entries of d (params or their shapes) that the optimizer moves: all but a frozen embedding."""
+    return {k: v for k, v in d.items() if not (freeze_embed and k == "embed.W")}
+
+
 def init_state(kind: str, params: dict) -> dict:
     shapes = state_shapes(kind, {k: p.shape for k, p in params.items()})
     dtype = next(iter(params.values())).dtype

@@ -185,7 +185,7 @@ class Trainer:
                 self.params = initial_params(model_cfg, cfg)
             else:
                 self.params = {k: np.array(v, dtype=self.dtype) for k, v in init_params.items()}  # own copies
-            self.opt_state = optim.init_state(cfg.optimizer, self.params)
+            self.opt_state = optim.init_state(cfg.optimizer, optim.trainable(self.params, cfg.freeze_embed))
             self.state = model.init_state(model_cfg, cfg.batch_size, self.dtype)
             self.prog = {
                 "epoch": 1,

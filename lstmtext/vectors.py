@@ -37,11 +37,11 @@ class Matched:
     read: int  # words in the file
 
 
-def _numbers(fields: Sequence[str], dim: int, where: str) -> np.ndarray:
+def _numbers(fields: Sequence[bytes], dim: int, where: str) -> np.ndarray:
     if len(fields) != dim:
         raise ConfigError(f"{where}: {len(fields)} numbers after the word, expected {dim}")
     try:
-        v = np.array(fields, dtype=np.float32)  # (dim,)
+        v = np.array([float(x) for x in fields], dtype=np.float32)  # (dim,)
     except ValueError:
         raise ConfigError(f"{where}: not a number among the vector's values") from None
     if not np.isfinite(v).all():
@@ -56,21 +56,41 @@ def _open(path: Path):
         raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def _fields(raw: bytes) -> list[bytes]:
+    """A text line's fields: split on any run of spaces or tabs (ASCII whitespace, so a word with
+    a no-break space in it stays one word); a line end (LF or CRLF) is not a field."""
+    return raw.split()
+
+
+def _is_record(fields: list[bytes], dim: int) -> bool:
+    """A word (which may itself hold spaces, as in a few GloVe files) followed by dim numbers."""
+    if len(fields) < dim + 1:
+        return False
+    try:
+        [float(x) for x in fields[-dim:]]
+        fields[0].decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def file_kind(path: Path) -> tuple[str, int]:
     """-> (format, dimension), from the first lines only."""
     with _open(path) as f:
-        first, second = f.readline(), f.readline()
-    head = first.split()
+        first, second = f.readline().removeprefix(BOM), f.readline()
+    head = _fields(first)
     if len(head) == 2 and all(h.isdigit() for h in head):
         dim = int(head[1])
         if dim < 1:
             raise ConfigError(f"{path}: the header says {dim}-dimensional vectors")
-        # A text record splits into the word and dim numbers; a binary one's raw float bytes do not.
-        fields = second.decode("utf-8", "replace").rstrip().split(" ")
-        text = len(fields) == dim + 1 and all(_is_number(x) for x in fields[1:])
+        # A text record is a word and dim numbers; a binary one's raw float bytes are not.
+        text = second.endswith(b"\n") and _is_record(_fields(second), dim) or not second
         return ("word2vec text" if text else "word2vec binary"), dim
-    fields = first.decode("utf-8", "replace").rstrip().split(" ")
-    if len(fields) < 2 or not all(_is_number(x) for x in fields[1:]):
+    fields = _fields(first)
+    if len(fields) < 2 or not _is_record(fields, len(fields) - 1):
         raise ConfigError(
             f"{path} is not a word2vec or GloVe file: its first line is neither a 'COUNT DIM' header "
             "nor a word followed by numbers"
@@ -78,23 +98,17 @@ def file_kind(path: Path) -> tuple[str, int]:
     return "GloVe text", len(fields) - 1
 
 
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _text_records(path: Path, dim: int, header: bool) -> Iterator[tuple[str, str, int]]:
-    """-> (word, its whole line, line number): the numbers are parsed only for words that match."""
+def _text_records(path: Path, dim: int, header: bool) -> Iterator[tuple[str, bytes, int]]:
+    """-> (first field, its whole line, line number): the numbers are parsed only for words that match."""
     with _open(path) as f:
         for number, raw in enumerate(f, start=1):
-            if header and number == 1:
-                continue
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                yield line.split(" ", 1)[0], line, number
+            if number == 1:
+                raw = raw.removeprefix(BOM)
+                if header:
+                    continue
+            head = raw.split(None, 1)
+            if head:
+                yield head[0].decode("utf-8", "replace"), raw, number
 
 
 def _binary_records(path: Path, dim: int) -> Iterator[tuple[str, bytes, int]]:
@@ -122,6 +136,9 @@ def match(path: Path, vocab: Sequence[str]) -> Matched:
     or failing that the first word (files are sorted by frequency) equal to it when both are
     lowercased. Tokens no word matches are left out."""
     kind, dim = file_kind(path)
+    if kind == "word2vec text":
+        with _open(path) as f:
+            declared = int(_fields(f.readline().removeprefix(BOM))[0])
     exact_id = {w: i for i, w in enumerate(vocab)}
     lower_ids: dict[str, list[int]] = {}
     for i, w in enumerate(vocab):
@@ -142,10 +159,12 @@ def match(path: Path, vocab: Sequence[str]) -> Matched:
             if not np.isfinite(vec).all():
                 raise ConfigError(f"{path} vector {number:,} ({word!r}) holds inf or nan")
         else:
-            # rsplit: a few GloVe files have words with spaces in them; the numbers are the last dim fields
-            parts = raw.rsplit(" ", dim)
-            word = parts[0]
-            vec = _numbers(parts[1:], dim, f"{path} line {number:,}")
+            # a few GloVe files have words with spaces in them: the numbers are the last dim fields
+            parts = _fields(raw)
+            if len(parts) > dim + 1 and _is_record(parts[:2], 1):  # "w 1 2 3 4" is too many numbers, not "w 1"
+                raise ConfigError(f"{path} line {number:,}: {len(parts) - 1} numbers after the word, expected {dim}")
+            word = b" ".join(parts[:-dim]).decode("utf-8", "replace")
+            vec = _numbers(parts[-dim:] if len(parts) > dim else parts[1:], dim, f"{path} line {number:,}")
             i = exact_id.get(word)
             ids = [j for j in lower_ids.get(word.lower(), ()) if j not in lowered]
         if i is not None and i not in same:
@@ -156,20 +175,29 @@ def match(path: Path, vocab: Sequence[str]) -> Matched:
         lowered.pop(i, None)
     if read == 0:
         raise ConfigError(f"{path} holds no vectors")
+    if kind == "word2vec text" and read != declared:
+        raise ConfigError(f"{path} holds {read:,} vectors but its header announces {declared:,}")
     rows = np.array(sorted({*same, *lowered}), dtype=np.int64)  # (n,)
     vectors = np.array([same.get(i, lowered.get(i)) for i in rows], dtype=np.float32).reshape(len(rows), dim)
     return Matched(kind, dim, rows, vectors, len(same), len(lowered), read)
 
 
 def token_words(tok) -> list[str]:
-    """The vocabulary as a vectors file (or a person) writes words: a BPE token's bytes decoded and
-    its leading space dropped ("Ġthe" is "the"); word and character tokens as they are."""
+    """The vocabulary as a vectors file (or a person) writes words, one distinct name per token.
+    Word and character tokens are themselves. A BPE token that starts a word is its text without
+    the space ("Ġthe" is "the"); one inside a word is marked "##" as in BERT's vocabularies
+    ("##ing"); a piece that is not whole UTF-8 shows its bytes ("<0xE6>")."""
     if tok.kind != "bpe":
         return [tok.id_to_token(i) for i in range(tok.vocab_size)]
     out = []
     for i in range(tok.vocab_size):
-        s = tok.token_bytes(i).decode("utf-8", "replace")
-        out.append(s[1:] if len(s) > 1 and s[0] == " " else s)
+        b = tok.token_bytes(i)
+        try:
+            s = b.decode("utf-8")
+        except UnicodeDecodeError:
+            out.append("<0x" + b.hex().upper() + ">")
+            continue
+        out.append(s[1:] if len(s) > 1 and s[0] == " " else s if s.isspace() else "##" + s)
     return out
 
 

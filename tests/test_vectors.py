@@ -64,6 +64,17 @@ def test_match_reads_every_format_and_matches_case_then_lowercase(tmp_path, make
         np.testing.assert_array_equal(m.vectors[list(m.rows).index(row)], _vec(word))  # exactly the file's numbers
 
 
+def test_tabs_double_spaces_crlf_and_a_bom_read_as_text(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_bytes(b"\xef\xbb\xbf2 3\r\nthe\t0.5 -1.25  2\r\ncat 1 0 -0.1 \r\n")
+    assert vectors.file_kind(path) == ("word2vec text", 3)
+    m = vectors.match(path, ["the", "cat"])
+    np.testing.assert_array_equal(m.vectors, np.array([[0.5, -1.25, 2], [1, 0, -0.1]], dtype=np.float32))
+    glove = tmp_path / "g.txt"
+    glove.write_bytes(b"\xef\xbb\xbfthe 1 2\r\n")
+    assert vectors.file_kind(glove) == ("GloVe text", 2)
+
+
 def test_glove_word_with_spaces_takes_the_last_numbers(tmp_path):
     path = tmp_path / "g.txt"
     path.write_text("the 1 2\nat name 3 4\nmat 5 6\n", encoding="utf-8")
@@ -80,6 +91,8 @@ def test_glove_word_with_spaces_takes_the_last_numbers(tmp_path):
         (b"the 1 2 3\ncat 1 2\n", "line 2: 2 numbers after the word, expected 3"),
         (b"2 3\nthe 1 2 3\ncat 1 x 3\n", "line 3: not a number"),
         (b"the 1 nan 3\n", "inf or nan"),
+        (b"the 1 2\ncat 1 2 3\n", "line 2: 3 numbers after the word, expected 2"),
+        (b"3 2\nthe 1 2\ncat 1 2\n", "holds 2 vectors but its header announces 3"),
     ],
 )
 def test_bad_files_are_one_clear_error(tmp_path, content, message):
@@ -123,6 +136,16 @@ def test_neighbors_and_analogy_on_a_hand_made_embedding():
     assert 0 not in [i for i, _ in vectors.analogy(W2, 0, 1, 2, 6)]
 
 
+def test_bpe_tokens_get_distinct_names():
+    from lstmtext.tokenizer import Tokenizer
+
+    tok = Tokenizer.train("bpe", "the theme then the other thing " * 20 + "東京", vocab_size=300)
+    names = vectors.token_words(tok)
+    assert len(set(names)) == len(names)
+    assert "the" in names and "<0xE6>" in names  # a word start; a byte that is not whole UTF-8
+    assert any(n.startswith("##") for n in names)  # a piece inside a word
+
+
 def test_find_suggests_close_spellings():
     with pytest.raises(ConfigError, match="'kign' is not in the model's vocabulary of 3 tokens; close: king"):
         vectors.find(["king", "queen", "man"], "kign")
@@ -161,7 +184,7 @@ def test_train_embed_init_frozen_keeps_the_file_vectors(tmp_path, glove):
     out = tmp_path / "run"
     tiny = TINY[2:]  # without --embed: the file's dimension (8) sets it
     r = invoke(["train", corpus, "--out", out, "--embed-init", path, "--freeze-embed", "--max-steps", "6",
-                "--epochs", "0", *tiny])
+                "--epochs", "0", "--optimizer", "adam", *tiny])
     assert r.exit_code == 0, r.output
     assert "--embed-init: 11 of" in r.output and "9 as written, 2 lowercased" in r.output.replace("\n", " ")
     ckpt, tok = checkpoint.load_model(out / "last.safetensors")
@@ -174,6 +197,7 @@ def test_train_embed_init_frozen_keeps_the_file_vectors(tmp_path, glove):
     unmatched = [i for i, w in enumerate(words) if w not in {x.lower() for x in table}]
     assert unmatched and len(unmatched) < len(words)
     np.testing.assert_array_equal(W[unmatched], start[unmatched])  # the drawn rows did not move either
+    assert "adam.m.embed.W" not in ckpt.extra and "adam.m.layers.0.W_x" in ckpt.extra  # nothing kept for it
     info = json.loads(invoke(["info", out, "--json"]).output)
     assert info["train"]["freeze_embed"] is True and info["embed_init"]["matched"] == 11
     # typed again on resume: accepted; another file: refused
@@ -201,7 +225,8 @@ def test_train_without_freeze_moves_the_embedding(tmp_path, glove):
     "extra, message",
     [
         (["--embed", "16"], "holds 8-dimensional vectors but --embed is 16: use --embed 8"),
-        (["--freeze-embed", "--tie", "--hidden", "8"], "--freeze-embed with --tie"),
+        (["--freeze-embed", "--tie", "--hidden", "8"], "--freeze-embed on a model with a tied head"),
+        (["--tokenizer", "char"], "a char model's tokens are characters"),
     ],
 )
 def test_embed_init_mistakes(tmp_path, glove, extra, message):

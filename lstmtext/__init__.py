@@ -1,9 +1,18 @@
 """lstmtext: a command-line next-word text trainer, a NumPy LSTM language model you can read.
 
-The Python API (see README "Python API"): lstmtext.train(...) -> Run, lstmtext.load(path) -> Model."""
+The Python API (README "Python API"): lstmtext.train(...) -> Run, lstmtext.load(path) -> Model."""
 
 __version__ = "0.1.0"
 
-from lstmtext.api import Model, Run, load, train  # noqa: E402 -- after __version__, which they import
+API = ("Model", "Run", "load", "train")
+__all__ = [*API, "__version__"]
 
-__all__ = ["Model", "Run", "__version__", "load", "train"]
+
+def __getattr__(name: str):
+    """The API is imported when first used (PEP 562), so `import lstmtext.malloc` and the like stay
+    as light as their own imports."""
+    if name in API:
+        from lstmtext import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'lstmtext' has no attribute {name!r}")

@@ -4,7 +4,7 @@ The Python API (README "Python API"): lstmtext.train(...) -> Run, lstmtext.load(
 
 __version__ = "0.1.0"
 
-API = ("Model", "Run", "load", "train")
+API = ("Exported", "Model", "Run", "load", "train")
 __all__ = [*API, "__version__"]
 
 

@@ -35,7 +35,7 @@ from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_dat
 from lstmtext.errors import ConfigError
 from lstmtext.options import TrainOptions
 from lstmtext.sample import SampleOptions, text_pieces, unknown_prompt_warning
-from lstmtext.trainer import Trainer, finished_reason, initial_params, prepare_out, resume_config
+from lstmtext.trainer import Trainer, clear_old_run, finished_reason, initial_params, prepare_out, resume_config
 
 
 def _python_warning(message: str) -> None:
@@ -180,16 +180,25 @@ class Model:
         found = vectors.analogy(self.checkpoint.params["embed.W"], *self._ids([a, b, c]), n)
         return [(names[i], cos) for i, cos in found]
 
-    def export(self, format: str, out: str | Path):
-        """Write the model for other tools: "torch" (a folder), "onnx" or "word2vec" (a file).
-        -> the files written (torch), the file (onnx), or (vectors written, tokens left out) (word2vec)."""
+    def export(self, format: str, out: str | Path) -> "Exported":
+        """Write the model for other tools: "torch" (a folder), "onnx" or "word2vec" (a file)."""
         export.check(format, self.config)
         out = Path(out)
         if format == "torch":
-            return export.to_torch(self.config, self.checkpoint.params, self.tokenizer, out)
+            return Exported(export.to_torch(self.config, self.checkpoint.params, self.tokenizer, out), [])
         if format == "onnx":
-            return export.to_onnx(self.config, self.checkpoint.params, out)
-        return export.to_word2vec(self.checkpoint.params, self.tokenizer, out)
+            return Exported([export.to_onnx(self.config, self.checkpoint.params, out)], [])
+        _, left_out = export.to_word2vec(self.checkpoint.params, self.tokenizer, out)
+        return Exported([out], left_out)
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What `Model.export` wrote: files, and the tokens it left out (word2vec: tokens with whitespace in
+    them, which the format cannot hold; empty for the other formats)."""
+
+    files: list[Path]
+    left_out: list[str]
 
 
 def load(path: str | Path, *, note: Callable[[str], None] | None = None, warn=None) -> Model:
@@ -309,7 +318,7 @@ def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[
     tok_opts = TokenizerOptions(o.tokenizer, o.vocab_size, o.min_freq, o.lowercase, o.word_split)
     if tok is not None:
         tok_opts = TokenizerOptions(tok.kind, tok.vocab_size, o.min_freq, tok.lowercase, tok.word_split)
-    check_tokenizer_options(tok_opts)  # before --force deletes an old run, not after
+    check_tokenizer_options(tok_opts)  # before the slow tokenization
     prepare_out(run_dir, o.force)
     data = prepare_data(
         corpus, o.valid, tok_opts, o.encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
@@ -344,6 +353,8 @@ def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[
     if o.embed_init is not None:
         init = initial_params(model_cfg, cfg)
         data.info["embed_init"] = _embed_from(o.embed_init, data, init, say)
+    if o.force:
+        clear_old_run(run_dir)
     summary = Trainer(data, model_cfg, cfg, run_dir, console, init_params=init).run()
     return Run(run_dir, summary)
 

@@ -277,14 +277,14 @@ def export(
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {to!r}")
     model = api.load(checkpoint_path, note=_note)
     cfg = model.config
-    written = model.export(to, out)
+    done = model.export(to, out)
     if to == "torch":
-        _note(f"wrote {', '.join(f.name for f in written)} to {out}; `python {out / 'load_torch.py'}` loads it")
+        _note(f"wrote {', '.join(f.name for f in done.files)} to {out}; `python {out / 'load_torch.py'}` loads it")
     elif to == "onnx":
         state = " and ".join(f"{name}0" for name in get_cell(cfg.cell).STATE)
         _note(f"wrote {out}: inputs ids (T, B) and {state} ({cfg.layers}, B, {cfg.hidden}); outputs logits, new state")
     else:
-        written, skipped = written
+        skipped, written = done.left_out, cfg.vocab_size - len(done.left_out)
         left = f"; left out {len(skipped):,} tokens with whitespace in them ({', '.join(map(repr, skipped[:5]))})"
         _note(f"wrote {written:,} vectors of {cfg.embed} dimensions to {out}" + (left if skipped else ""))
 

@@ -422,15 +422,13 @@ def print_summary(console: Console, s: dict, cfg: ModelConfig, out: Path) -> Non
 
 def prepare_out(out: Path, force: bool) -> None:
     """A new run must not overwrite another run's checkpoints by accident, and must be able to
-    write where it will save: a probe write finds an unwritable or full --out before training."""
-    if (out / "last.safetensors").exists() or (out / "best.safetensors").exists():
-        if not force:
-            raise TrainingError(
-                f"{out} already holds a run; continue it with --resume {out}, choose another --out, "
-                f"or pass --force to start over"
-            )
-        for name in ("last.safetensors", "best.safetensors", "metrics.jsonl", "train-ids.npy", "train-ids.json"):
-            (out / name).unlink(missing_ok=True)
+    write where it will save: a probe write finds an unwritable or full --out before training.
+    With force the old run stays until `clear_old_run`, once everything before training has worked."""
+    if not force and ((out / "last.safetensors").exists() or (out / "best.safetensors").exists()):
+        raise TrainingError(
+            f"{out} already holds a run; continue it with --resume {out}, choose another --out, "
+            f"or pass --force to start over"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -440,6 +438,14 @@ def prepare_out(out: Path, force: bool) -> None:
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"cannot write to --out {out}: {e.strerror or e}") from None
+
+
+def clear_old_run(out: Path) -> None:
+    """--force: remove the run being replaced. Called just before training, so a mistake found while
+    reading the corpus or a vectors file leaves the old run whole. (train-ids.npy is a cache keyed by
+    the text and tokenizer, so it needs no removal.)"""
+    for name in ("last.safetensors", "best.safetensors", "metrics.jsonl"):
+        (out / name).unlink(missing_ok=True)
 
 
 def finished_reason(cfg: TrainConfig, prog: dict) -> str | None:

@@ -90,8 +90,14 @@ def test_info_neighbors_and_export(run, tmp_path):
     W = m.checkpoint.params["embed.W"]
     want = vectors.analogy(W, names.index("cat"), names.index("dog"), names.index("mat"), 2)
     assert m.analogy("cat", "dog", "mat", 2) == [(names[i], c) for i, c in want]
-    written, skipped = m.export("word2vec", tmp_path / "v.txt")
-    assert written + len(skipped) == m.config.vocab_size
+    done = m.export("word2vec", tmp_path / "v.txt")
+    assert done.files == [tmp_path / "v.txt"]
+    assert int(done.files[0].read_text().split()[0]) + len(done.left_out) == m.config.vocab_size
+    done = m.export("onnx", tmp_path / "m.onnx")
+    assert isinstance(done, lstmtext.Exported) and done.files == [tmp_path / "m.onnx"] and done.left_out == []
+    done = m.export("torch", tmp_path / "torch")
+    assert {f.name for f in done.files} >= {"model.safetensors", "load_torch.py"}
+    assert all(f.exists() for f in done.files)
     with pytest.raises(ConfigError, match="not in the model's vocabulary"):
         m.neighbors("zebra")
 

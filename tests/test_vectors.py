@@ -243,6 +243,23 @@ def test_embed_init_with_no_match_is_refused(tmp_path):
     assert r.exit_code == 1 and "none of the vocabulary's" in r.output, r.output
 
 
+def test_force_keeps_the_old_run_when_the_vectors_file_is_bad_past_its_first_lines(tmp_path, glove):
+    # The format and dimension are checked before tokenization; a bad line deep in the file only shows
+    # while matching, after tokenization: --force must not have removed the old run by then.
+    corpus = make_corpus(tmp_path / "tiny.txt")
+    out = tmp_path / "run"
+    assert invoke(["train", corpus, "--out", out, "--max-steps", "2", "--epochs", "0", *TINY[2:]]).exit_code == 0
+    before = (out / "last.safetensors").read_bytes()
+    bad = tmp_path / "bad.txt"
+    bad.write_text(glove[0].read_text() + "her 1 2\n")  # a vocabulary word with 2 numbers, the others 8
+    r = invoke(["train", corpus, "--out", out, "--force", "--embed-init", bad, "--max-steps", "2", *TINY[2:]])
+    assert r.exit_code == 1 and "2 numbers after the word, expected 8" in r.output, r.output
+    assert (out / "last.safetensors").read_bytes() == before and (out / "metrics.jsonl").exists()
+    r = invoke(["train", corpus, "--out", out, "--force", "--embed-init", glove[0], "--max-steps", "2", *TINY[2:]])
+    assert r.exit_code == 0 and (out / "last.safetensors").read_bytes() != before, r.output
+    assert len([x for x in (out / "metrics.jsonl").read_text().splitlines() if '"kind": "end"' in x]) == 1
+
+
 def test_neighbors_and_export_commands(tmp_path):
     corpus = make_corpus(tmp_path / "tiny.txt")
     out = tmp_path / "run"

@@ -20,6 +20,7 @@ Mistakes raise `lstmtext.errors.LstmTextError` subclasses with the one-line mess
 import functools
 import inspect
 import itertools
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
@@ -28,13 +29,14 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from lstmtext import checkpoint, evaluate, export, runs, vectors
+from lstmtext import checkpoint, evaluate, export, mpi, runs, vectors
 from lstmtext import model as network
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError
 from lstmtext.options import TrainOptions
 from lstmtext.sample import SampleOptions, text_pieces, unknown_prompt_warning
+from lstmtext.tokenizer import Tokenizer
 from lstmtext.trainer import Trainer, clear_old_run, finished_reason, initial_params, prepare_out, resume_config
 
 
@@ -48,17 +50,21 @@ def _python_warning(message: str) -> None:
 class Model:
     """A trained model, loaded from a run directory or a checkpoint file (`load`)."""
 
-    def __init__(self, path: Path, ckpt: checkpoint.Checkpoint, tok, warn: Callable[[str], None]) -> None:
-        self.path, self.checkpoint, self.tokenizer, self._warn = path, ckpt, tok, warn
+    def __init__(
+        self, path: Path, ckpt: checkpoint.Checkpoint, tok: Tokenizer, warn: Callable[[str], None], file: Path
+    ) -> None:
+        """path: what was asked for (a run directory or a file); file: the checkpoint loaded from it."""
+        self.path, self.checkpoint, self.tokenizer, self._warn, self.file = path, ckpt, tok, warn, file
 
     @property
     def config(self) -> ModelConfig:
         return self.checkpoint.model_cfg
 
-    @property
+    @functools.cached_property
     def info(self) -> dict:
-        """What `lstmtext info --json` shows: model, tokenizer, training settings, progress, corpus."""
-        return runs.run_info(self.path)
+        """What `lstmtext info --json` shows for `path` (model, tokenizer, training settings, progress,
+        corpus; a run directory is described by its last.safetensors), and "loaded": `file`."""
+        return {**runs.run_info(self.path), "loaded": str(self.file)}
 
     def __repr__(self) -> str:
         m = self.config
@@ -67,6 +73,7 @@ class Model:
     def stream(
         self,
         prompt: str = "",
+        *,
         length: int = 100,
         temperature: float = 1.0,
         top_k: int = 0,
@@ -89,6 +96,7 @@ class Model:
     def generate(
         self,
         prompt: str = "",
+        *,
         length: int = 100,
         temperature: float = 1.0,
         top_k: int = 0,
@@ -99,12 +107,18 @@ class Model:
         allow_unk: bool = False,
     ) -> str:
         """The prompt and a sample that follows it: `lstmtext generate`'s text."""
-        return "".join(self.stream(prompt, length, temperature, top_k, top_p, greedy, seed, stop, allow_unk))
+        return "".join(
+            self.stream(
+                prompt, length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed,
+                stop=stop, allow_unk=allow_unk,
+            )
+        )
 
     def samples(
         self,
         n: int,
         prompt: str = "",
+        *,
         length: int = 100,
         temperature: float = 1.0,
         top_k: int = 0,
@@ -140,8 +154,11 @@ class Model:
         return evaluate.report(total, n, text, self.tokenizer.count_unk(ids[1:]))
 
     def next_token_probs(self, context: str = "", n: int = 10) -> dict[str, float]:
-        """The n most likely next tokens after `context`, as text, with their probabilities (most
-        likely first). Tokens that read the same (a BPE piece with and without its byte mates) add up."""
+        """The n most likely next tokens after `context` with their probabilities, most likely first.
+        Tokens are named as `neighbors` names them (vectors.token_words: a BPE piece inside a word is
+        "##ing", one that is not whole UTF-8 "<0xE6>"), so every token keeps its own entry."""
+        if n < 1:
+            raise ConfigError(f"n must be at least 1, got {n}")
         ids = self.tokenizer.encode(context) if context else self.tokenizer.encode("\n")
         if len(ids) == 0:
             raise ConfigError("the context has no token the model knows")
@@ -152,18 +169,8 @@ class Model:
         z = logits[0].astype(np.float64)  # (V,)
         p = np.exp(z - z.max())  # (V,)
         p /= p.sum()
-        out: dict[str, float] = {}
-        for i in np.argsort(-p, kind="stable"):
-            text = self._token_text(int(i))
-            if text not in out and len(out) == n:
-                break
-            out[text] = out.get(text, 0.0) + float(p[i])
-        return out
-
-    def _token_text(self, i: int) -> str:
-        if self.tokenizer.kind == "bpe":
-            return self.tokenizer.token_bytes(i).decode("utf-8", "replace")
-        return self.tokenizer.id_to_token(i)
+        names = vectors.token_words(self.tokenizer)
+        return {names[i]: float(p[i]) for i in np.argsort(-p, kind="stable")[:n]}
 
     def _ids(self, words) -> list[int]:
         names = vectors.token_words(self.tokenizer)
@@ -206,8 +213,9 @@ def load(path: str | Path, *, note: Callable[[str], None] | None = None, warn=No
     checkpoint file. note(line) hears which file was taken; warn(line) gets warnings (default:
     Python's warnings)."""
     p = Path(path)
-    ckpt, tok = checkpoint.load_model(runs.find_checkpoint(p, note))
-    return Model(p, ckpt, tok, warn or _python_warning)
+    file = runs.find_checkpoint(p, note)
+    ckpt, tok = checkpoint.load_model(file)
+    return Model(p, ckpt, tok, warn or _python_warning, file)
 
 
 # -- training ------------------------------------------------------------------------------------------
@@ -241,7 +249,10 @@ def train(corpus: str | Path | None = None, *, console: Console | None = None, w
     """Train as `lstmtext train CORPUS --option value ...` does, with the options as keyword arguments
     (`vocab_size=5000`, `resume="runs/x"`). Progress and the summary print to `console` (default: the
     terminal or notebook; Console(quiet=True) for none). -> the Run."""
-    given = set(options) | ({"corpus"} if corpus is not None else set())
+    # "Given" means set to something other than the default, so a script may pass every option.
+    defaults = {f.name: f.default for f in fields(TrainOptions)}
+    given = {k for k, v in options.items() if k not in defaults or v != defaults[k]}
+    given |= {"corpus"} if corpus is not None else set()
     opts = TrainOptions.of({"corpus": corpus, **options})
     return run_training(opts, given, console or Console(), warn or _python_warning)
 
@@ -263,12 +274,34 @@ train.__signature__ = _train_signature()
 
 def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[str], None]) -> Run:
     """`given`: the options the person set (typed, or passed); on --resume only those are compared
-    with the run's own, and a few messages depend on them."""
+    with the run's own, and a few messages depend on them. Started by an MPI launcher with N
+    processes, rank 0 runs this as usual and the others train their share of it (mpi.py)."""
+    group = mpi.world()
+    if group is not None and group.rank != 0:
+        return _follow(group, o)
+    with mpi.leading(group):
+        return _run_training(o, given, console, warn, group)
+
+
+def _follow(group: "mpi.Group", o: TrainOptions) -> Run:
+    try:
+        result = Trainer.follow(group, Console(quiet=True))
+    except BaseException as e:
+        if not getattr(e, "every_rank", False):  # rank 0 may be waiting for us in a collective
+            print(f"error on rank {group.rank}: {e}", file=sys.stderr)
+            group.abort(1)
+        raise
+    if isinstance(result, int):
+        raise mpi.Released(result)
+    return Run(Path(o.out) if o.out is not None else Path("."), result)
+
+
+def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "mpi.Group | None") -> Run:
     say = functools.partial(console.print, markup=False, highlight=False)  # file names may hold [brackets]
     args = asdict(o)
     args["include"] = list(o.include or [])
     if o.resume is not None:
-        return _resume(o, args, given, console, say)
+        return _resume(o, args, given, console, say, group)
     if o.corpus is None:
         raise ConfigError("give a CORPUS to train on (a text file or a folder), or --resume RUN_DIR")
     if o.optimizer not in DEFAULT_LR:
@@ -285,6 +318,7 @@ def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[
         seed=o.seed,
         dtype=o.dtype,
         freeze_embed=o.freeze_embed,
+        accumulate=o.accumulate,
         **{k: args[k] for k in RESUMABLE},
     )
     shape = {k: args[k] for k in (*runs.SHAPE_OPTIONS, "dropout", "init", "init_scale", "chrono")}
@@ -355,18 +389,18 @@ def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[
         data.info["embed_init"] = _embed_from(o.embed_init, data, init, say)
     if o.force:
         clear_old_run(run_dir)
-    summary = Trainer(data, model_cfg, cfg, run_dir, console, init_params=init).run()
+    summary = Trainer(data, model_cfg, cfg, run_dir, console, init_params=init, group=group).run()
     return Run(run_dir, summary)
 
 
-def _resume(o: TrainOptions, args: dict, given: set, console: Console, say) -> Run:
+def _resume(o: TrainOptions, args: dict, given: set, console: Console, say, group=None) -> Run:
     """`train --resume`: the run keeps its settings; the budget, the text's location and what is
     printed may change. Options typed again with the run's own values are accepted."""
-    if "force" in given:
+    if o.force:
         raise ConfigError("--force starts a run over and --resume continues one; use one of them")
     path = checkpoint.resolve(o.resume, "last.safetensors")
     ckpt, tok = checkpoint.load_model(path)
-    if "init_from" in given:  # accepted when it names the run's own source (the command typed again)
+    if o.init_from is not None:  # accepted when it names the run's own source (the command typed again)
         source = ckpt.info.get("init_from") or {}
         if source.get("path") != str(runs.find_checkpoint(o.init_from).resolve()):
             raise ConfigError(
@@ -374,7 +408,9 @@ def _resume(o: TrainOptions, args: dict, given: set, console: Console, say) -> R
                 + (f"fine-tuned from {source['path']}" if source else "not fine-tuned")
                 + ", so it cannot be resumed with another --init-from"
             )
-    if "embed_init" in given and (ckpt.info.get("embed_init") or {}).get("path") != str(Path(o.embed_init).resolve()):
+    if o.embed_init is not None and (ckpt.info.get("embed_init") or {}).get("path") != str(
+        Path(o.embed_init).resolve()
+    ):
         raise ConfigError(
             f"--embed-init sets a new run's starting embedding; {path.parent} did not start from "
             f"{o.embed_init}, so it cannot be resumed with it"
@@ -412,7 +448,7 @@ def _resume(o: TrainOptions, args: dict, given: set, console: Console, say) -> R
         )
     data.info = {**info, **data.info}  # the text's new location, if it moved; the run's other records
     console.print(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
-    summary = Trainer(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt).run()
+    summary = Trainer(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt, group=group).run()
     return Run(run_dir, summary)
 
 

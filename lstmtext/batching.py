@@ -37,6 +37,18 @@ def windows(streams: np.ndarray, bptt: int, start: int = 0) -> Iterator[tuple[np
         yield streams[i : i + T], streams[i + 1 : i + 1 + T]
 
 
+def groups(windows: Iterator, k: int) -> Iterator[list]:
+    """Consecutive windows k at a time (--accumulate); the last group of an epoch may be shorter."""
+    group = []
+    for w in windows:
+        group.append(w)
+        if len(group) == k:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 def check_enough(num_tokens: int, batch_size: int, bptt: int, what: str) -> None:
     """One full window needs batch_size * (bptt + 1) tokens: bptt inputs and one more target per stream."""
     need = batch_size * (bptt + 1)

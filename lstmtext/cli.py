@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lstmtext import __version__, api, checkpoint, malloc, runs
+from lstmtext import __version__, api, checkpoint, malloc, mpi, runs
 from lstmtext.cells import get_cell
 from lstmtext.config import ModelConfig
 from lstmtext.corpus import read_text
@@ -46,10 +46,15 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except mpi.Released as e:
+            raise typer.Exit(e.code) from None
         except LstmTextError as e:
+            if mpi.launched_rank() != 0 and getattr(e, "every_rank", False):
+                raise typer.Exit(1) from None  # MPI: rank 0 prints the line every rank has
             raise _fail(str(e)) from None
         except Interrupted as e:
-            typer.echo(str(e), err=True)
+            if mpi.launched_rank() == 0:
+                typer.echo(str(e), err=True)
             raise typer.Exit(128 + e.signum) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)

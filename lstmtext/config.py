@@ -120,9 +120,10 @@ class TrainConfig:
     seed: int = 1234
     dtype: str = "float32"  # float64 is slower; it is for comparing runs with a reference trainer
     freeze_embed: bool = False  # the embedding is not trained (e.g. vectors from --embed-init kept as they are)
+    accumulate: int = 1  # windows per optimizer step, their gradients averaged (and exchanged once under MPI)
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "bptt", "log_every", "eval_batch_size"):
+        for name in ("batch_size", "bptt", "log_every", "eval_batch_size", "accumulate"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("epochs", "max_steps", "eval_every", "patience", "decay_after", "save_every", "sample_every"):

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import save_file
 
 from lstmtext import vectors
@@ -101,12 +102,22 @@ def to_torch(cfg: ModelConfig, params: dict, tok, out: Path) -> list[Path]:
         "tokenizer": tok.kind,
         "lowercase": tok.lowercase,
     }
-    files = [out / "model.safetensors", out / "config.json", out / "tokenizer.json", out / "load_torch.py"]
-    save_file(_torch_state(cfg, params), str(files[0]), metadata={"format": "pt"})
-    files[1].write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    files[2].write_text(tok.hf_json(), encoding="utf-8")
-    files[3].write_text(LOAD_TORCH, encoding="utf-8")
-    return files
+    names = ["model.safetensors", "config.json", "tokenizer.json", "load_torch.py"]
+    # Each file is written beside its final name and renamed, so a full disk leaves no half file
+    # under a name another tool would read.
+    try:
+        tmp = [out / f".{n}.tmp" for n in names]
+        save_file(_torch_state(cfg, params), str(tmp[0]), metadata={"format": "pt"})
+        tmp[1].write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        tmp[2].write_text(tok.hf_json(), encoding="utf-8")
+        tmp[3].write_text(LOAD_TORCH, encoding="utf-8")
+        for t, n in zip(tmp, names, strict=True):
+            t.replace(out / n)
+    except (OSError, SafetensorError) as e:
+        for t in tmp:
+            t.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write to {out}: {getattr(e, 'strerror', None) or e}") from None
+    return [out / n for n in names]
 
 
 LOAD_TORCH = '''"""Load a model exported by `lstmtext export --format torch`, with torch and safetensors alone.
@@ -262,11 +273,18 @@ def to_onnx(cfg: ModelConfig, params: dict, out: Path) -> Path:
     outputs = [helper.make_tensor_value_info("logits", f32, ["T", "B", cfg.vocab_size])]
     outputs += [helper.make_tensor_value_info(f"{s}_out", f32, [L, "B", H]) for s in state_names]
     graph = helper.make_graph(nodes, f"lstmtext_{cell}", inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="lstmtext")
+    # IR version 8 goes with opset 17; the installed onnx would stamp its newest, which older
+    # runtimes (onnxruntime before 1.18) refuse to open.
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="lstmtext", ir_version=8
+    )
     onnx.checker.check_model(model)
+    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        onnx.save(model, str(out))
+        onnx.save(model, str(tmp))
+        tmp.replace(out)
     except OSError as e:
+        tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {out}: {e.strerror or e}") from None
     return out
 

@@ -146,12 +146,15 @@ def forward(
     state: dict,
     rng: np.random.Generator | None = None,
     mask: np.ndarray | None = None,
+    columns: tuple[int, slice] | None = None,
 ) -> tuple[float, np.ndarray, ModelCache, dict]:
     """ids, targets (T,B) -> mean loss, per-token nll (T,B), cache, state after the window.
 
     rng draws the dropout masks; pass None to evaluate (no dropout). mask (T,B) marks which targets
     count (evaluation pads the last window); None counts all. Where the mask is 0 the nll means
-    nothing (the adaptive head leaves it 0, never computing the padded rows' tails).
+    nothing (the adaptive head leaves it 0, never computing the padded rows' tails). columns
+    (global batch, slice): these B streams are that slice of a larger batch (a rank of an MPI run,
+    mpi.py); the dropout masks are drawn for the whole batch and sliced, as one process draws them.
     """
     cell = get_cell(cfg.cell)
     T, B = ids.shape
@@ -161,7 +164,11 @@ def forward(
     def drop(z):
         if not train:
             return z, None
-        m = layers.dropout_mask(rng, z.shape, cfg.dropout, dtype)
+        if columns is None:
+            m = layers.dropout_mask(rng, z.shape, cfg.dropout, dtype)  # (T, B, D)
+        else:
+            full, cols = columns
+            m = layers.dropout_mask(rng, (z.shape[0], full, *z.shape[2:]), cfg.dropout, dtype)[:, cols]  # (T, B, D)
         return z * m, m
 
     z, _ = layers.embedding_forward(params["embed.W"], ids)  # (T, B, E)

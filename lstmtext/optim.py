@@ -14,6 +14,29 @@ def _values(g) -> np.ndarray:
     return g.values if isinstance(g, RowGrad) else g
 
 
+def add_scaled(total: dict | None, grads: dict, w: float) -> dict:
+    """total + w·grads, key by key (None: w·grads), for --accumulate. Embedding rows (RowGrad) merge
+    into one RowGrad over the union of their rows."""
+    if total is None:
+        total = {}
+    for k, g in grads.items():
+        if isinstance(g, RowGrad):
+            v = _values(g) * w  # (U, E)
+            if k in total:
+                rows = np.concatenate([total[k].rows, g.rows])  # (U1 + U2,)
+                unique, where = np.unique(rows, return_inverse=True)  # (U,), (U1 + U2,)
+                summed = np.zeros((len(unique), v.shape[1]), dtype=v.dtype)  # (U, E)
+                np.add.at(summed, where, np.concatenate([total[k].values, v]))
+                total[k] = RowGrad(unique, summed, g.shape)
+            else:
+                total[k] = RowGrad(g.rows, v, g.shape)
+        elif k in total:
+            total[k] += w * g
+        else:
+            total[k] = w * g
+    return total
+
+
 def global_norm(grads: dict) -> float:
     return float(np.sqrt(sum(float(np.vdot(_values(g), _values(g))) for g in grads.values())))
 

@@ -74,6 +74,9 @@ class TrainOptions:
     cutoffs: str = opt("", help="--softmax adaptive: where the frequency-sorted clusters start, e.g. 2000,6000.")
     batch_size: int = opt(20, help="Parallel streams B.")
     bptt: int = opt(35, help="Window length T of truncated backpropagation through time.")
+    accumulate: int = opt(
+        1, help="Windows per optimizer step: their gradients are averaged, then one update (under MPI, one exchange)."
+    )
     optimizer: str = opt("sgd", help="sgd, adam or rmsprop.")
     lr: float | None = opt(
         None, help="Learning rate (loss is the mean per token).", show_default="20 for sgd, 0.002 for adam and rmsprop"

@@ -22,7 +22,7 @@ MODEL_OPTIONS = (
 )
 TRAIN_OPTIONS = (
     "batch_size", "bptt", "optimizer", "lr", "lr_decay", "decay_after", "clip", "weight_decay", "seed", "dtype",
-    "freeze_embed",
+    "freeze_embed", "accumulate",
 )
 # CLI name -> key of the tokenizer options stored in the run's info (TokenizerOptions' fields).
 TOKENIZER_OPTIONS = {

@@ -11,13 +11,17 @@ What can go wrong, and what happens then:
 - a diverged window (non-finite, or a loss past all reason; see `healthy`): the weights are not
   touched; training stops (--on-nan stop) with the last good weights on disk, or skips that window
   (--on-nan skip), counted in the metrics.
+
+Under MPI (mpi.py) the same loop runs on every rank over its columns of the batch; rank 0 alone
+validates, logs and writes, and the ranks agree once per step on whether to stop.
 """
 
 import json
 import math
 import signal
+import threading
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +36,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lstmtext import batching, checkpoint, evaluate, model, optim, sample, threads
-from lstmtext.config import ModelConfig, TrainConfig
+from lstmtext import batching, checkpoint, evaluate, model, mpi, optim, sample, threads
+from lstmtext.config import ModelConfig, TrainConfig, from_dict
 from lstmtext.data import Data
 from lstmtext.errors import ConfigError, TrainingError
 
@@ -56,6 +60,8 @@ SAMPLE_OPTIONS = sample.SampleOptions(length=30, temperature=0.8)
 
 class Interrupted(Exception):
     """Training stopped on SIGINT/SIGTERM after saving; `signum` picks the exit code."""
+
+    every_rank = True  # under MPI the ranks agree on a signal before any of them stops
 
     def __init__(self, signum: int, path: Path):
         super().__init__(f"interrupted; progress saved in {path}; resume with: lstmtext train --resume {path.parent}")
@@ -92,6 +98,16 @@ class MetricsLog:
         tmp.replace(self.path)
 
 
+class _NoMetrics:
+    """The metrics of an MPI rank other than 0: rank 0 writes them."""
+
+    def write(self, **record) -> None:
+        pass
+
+    def drop_after(self, step: int) -> None:
+        pass
+
+
 class _StopSignals:
     """Turn SIGINT/SIGTERM into a flag checked between steps, so a step is never cut in half."""
 
@@ -99,7 +115,10 @@ class _StopSignals:
         self.signum = None
 
     def __enter__(self):
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        # Python lets only the main thread set handlers; training in another thread (a notebook's
+        # worker, say) keeps the default ones: Ctrl-C there raises KeyboardInterrupt mid-step.
+        main = threading.current_thread() is threading.main_thread()
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
         return self
 
     def _handle(self, signum, frame):
@@ -137,16 +156,45 @@ def train_step(
     y: np.ndarray,
     state: dict,
     rng: np.random.Generator,
+    exchange=None,
+    columns: tuple[int, slice] | None = None,
 ) -> tuple[float, float, dict]:
-    """One TBPTT window: forward, backward, clip, update. -> (loss, gradient norm, next state).
+    """One TBPTT window: forward, backward, clip, update. -> (loss, gradient norm, next state)."""
+    return accumulated_step(params, model_cfg, cfg, opt_state, lr, [(x, y)], state, rng, exchange, columns)
 
-    A diverged window (see `healthy`) leaves the weights untouched, so the caller can stop cleanly."""
+
+def accumulated_step(
+    params: dict,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    opt_state: dict,
+    lr: float,
+    windows: list[tuple[np.ndarray, np.ndarray]],
+    state: dict,
+    rng: np.random.Generator,
+    exchange=None,
+    columns: tuple[int, slice] | None = None,
+) -> tuple[float, float, dict]:
+    """One optimizer step over consecutive windows (--accumulate), the state carried from one to the
+    next: the loss and gradient are the mean over all their tokens. -> (loss, gradient norm, next state).
+
+    A diverged step (see `healthy`) leaves the weights untouched, so the caller can stop cleanly.
+    Under MPI, exchange (mpi.GradientSum) turns this rank's loss and gradients into the whole
+    batch's, and columns says which streams of the batch x holds (for the dropout masks)."""
+    total = sum(x.shape[0] for x, _ in windows)
+    loss, grads, new_state = 0.0, None, state
     # Overflow shows up as a non-finite loss or norm, which the caller handles: no warnings on stderr.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss, _, cache, new_state = model.forward(params, model_cfg, x, y, state, rng)
-        grads, _ = model.backward(params, model_cfg, cache)
+        for x, y in windows:
+            window_loss, _, cache, new_state = model.forward(params, model_cfg, x, y, new_state, rng, columns=columns)
+            g, _ = model.backward(params, model_cfg, cache)
+            share = x.shape[0] / total  # each window's tokens count once in the step's mean
+            loss += share * window_loss
+            grads = g if len(windows) == 1 else optim.add_scaled(grads, g, share)
         if cfg.freeze_embed:  # as requires_grad=False: not clipped, decayed or moved
             del grads["embed.W"]
+        if exchange is not None:  # before decay and clipping, which act on the whole batch's gradient
+            loss = exchange(grads, loss)
         if cfg.weight_decay:
             optim.add_weight_decay(params, grads, cfg.weight_decay)
         norm = optim.clip_global_norm(grads, cfg.clip)
@@ -172,15 +220,25 @@ class Trainer:
         console: Console,
         resume_from: checkpoint.Checkpoint | None = None,
         init_params: dict | None = None,
+        group: "mpi.Group | None" = None,
+        start: tuple | None = None,
     ):
-        """init_params: start from these weights (fine-tuning, `--init-from`) with a fresh optimizer."""
+        """init_params: start from these weights (fine-tuning, `--init-from`) with a fresh optimizer.
+        group: the MPI ranks sharing this run (None: one process); start: what a rank other than 0
+        received from rank 0 (`follow`): (params, optimizer state, whole-batch state, progress)."""
         batching.check_enough(len(data.train_ids), cfg.batch_size, cfg.bptt, "the training text")
         self.data, self.model_cfg, self.cfg, self.out, self.console = data, model_cfg, cfg, out, console
-        self.streams = batching.make_streams(data.train_ids, cfg.batch_size)  # (n, B)
+        self.group, self.lead = group, group is None or group.rank == 0
+        streams = batching.make_streams(data.train_ids, cfg.batch_size)  # (n, B)
+        self.columns = None if group is None else (cfg.batch_size, group.columns(cfg.batch_size))
+        self.streams = streams if group is None else np.ascontiguousarray(streams[:, self.columns[1]])  # (n, B_r)
         self.n_windows = batching.num_windows(self.streams.shape[0], cfg.bptt)
         self.rng = np.random.default_rng([cfg.seed, 1])  # dropout masks; the init uses another stream
         self.dtype = np.dtype(cfg.dtype)
-        if resume_from is None:
+        if start is not None:
+            self.params, self.opt_state, self.state, self.prog = start
+            self.rng.bit_generator.state = self.prog["rng"]
+        elif resume_from is None:
             if init_params is None:
                 self.params = initial_params(model_cfg, cfg)
             else:
@@ -205,32 +263,83 @@ class Trainer:
             self.opt_state = {k: v for k, v in extra.items() if not k.startswith("state.")}
             self.state = {k[len("state.") :]: v for k, v in extra.items() if k.startswith("state.")}
             self.rng.bit_generator.state = self.prog["rng"]
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob(".*.tmp-*"):
-            stale.unlink(missing_ok=True)  # temp files of a writer killed mid-write
-        self.metrics = MetricsLog(out / "metrics.jsonl")
-        if resume_from is not None:
-            self.metrics.drop_after(self.prog["step"])
-        self.tok_json = data.tokenizer.to_json()
+        self.exchange = None
+        if group is not None:
+            if self.lead:
+                self._send_start()
+            self.state = {k: np.ascontiguousarray(v[self.columns[1]]) for k, v in self.state.items()}  # (B_r, H)
+            shapes = {k: p.shape for k, p in optim.trainable(self.params, cfg.freeze_embed).items()}
+            self.exchange = mpi.GradientSum(group, shapes, self.dtype, cfg.batch_size, cfg.bptt, not model_cfg.tie)
+        if self.lead:
+            out.mkdir(parents=True, exist_ok=True)
+            for stale in out.glob(".*.tmp-*"):
+                stale.unlink(missing_ok=True)  # temp files of a writer killed mid-write
+            self.metrics: MetricsLog | _NoMetrics = MetricsLog(out / "metrics.jsonl")
+            if resume_from is not None:
+                self.metrics.drop_after(self.prog["step"])
+        else:
+            self.metrics = _NoMetrics()
+        self.tok_json = data.tokenizer.to_json() if self.lead else ""
         self.valid_time = 0.0  # seconds spent validating (and sampling), left out of the training tokens/s
-        self.tuner = threads.ThreadTuner(fixed=cfg.threads or None)
+        # Under MPI each rank takes its share of the machine's cores, fixed: ranks that chose their
+        # own counts would wait for the slowest at every step.
+        self.tuner = threads.ThreadTuner(fixed=cfg.threads or (group.threads() if group is not None else None))
         self.last_sample_step = -1  # --sample-every: one sample per step at most
+
+    # -- MPI: the start, sent once by rank 0 ---------------------------------------------------
+
+    def _send_start(self) -> None:
+        group = self.group
+        group.started = True  # from here a failure on rank 0 must abort the others (mpi.leading)
+        self.prog["rng"] = self.rng.bit_generator.state
+        head = {"model": asdict(self.model_cfg), "train": asdict(self.cfg), "out": str(self.out), "prog": self.prog}
+        group.bcast_json(head)
+        group.bcast_arrays({"ids": self.data.train_ids})
+        for d in (self.params, self.opt_state, self.state):
+            group.bcast_arrays(d)
+
+    @classmethod
+    def follow(cls, group: "mpi.Group", console: Console) -> "dict | int":
+        """A rank other than 0: receive the run from rank 0 and train it. -> the summary, or the exit
+        code rank 0 sent when it ended before training (a mistake, or nothing to do)."""
+        head = group.bcast_json()
+        if "exit" in head:
+            return head["exit"]
+        model_cfg, cfg = from_dict(ModelConfig, head["model"]), from_dict(TrainConfig, head["train"])
+        ids = group.bcast_arrays()["ids"]
+        params, opt_state, state = group.bcast_arrays(), group.bcast_arrays(), group.bcast_arrays()
+        data = Data(None, ids, np.zeros(0, np.int32), {}, None)  # type: ignore[arg-type]
+        start = (params, opt_state, state, head["prog"])
+        return cls(data, model_cfg, cfg, Path(head["out"]), console, group=group, start=start).run()
+
+    def agree(self, finished: bool, signum: int | None) -> tuple[bool, int | None]:
+        """Whether to stop, and on which signal: rank 0 decides the budget, any rank may be signalled."""
+        return (finished, signum) if self.group is None else self.group.agree(finished, signum)
 
     # -- checkpoints and validation ------------------------------------------------------------
 
-    def snapshot(self, best: bool = False) -> checkpoint.Checkpoint:
+    def snapshot(self, best: bool = False, state: dict | None = None) -> checkpoint.Checkpoint:
+        """state: the whole batch's carried state (under MPI, gathered from the ranks); default ours."""
         self.prog["rng"] = self.rng.bit_generator.state
-        extra = {} if best else {**self.opt_state, **{f"state.{k}": v for k, v in self.state.items()}}
+        state = self.state if state is None else state
+        extra = {} if best else {**self.opt_state, **{f"state.{k}": v for k, v in state.items()}}
         return checkpoint.Checkpoint(
             self.model_cfg, self.params, self.tok_json, self.cfg, dict(self.prog), extra, self.data.info
         )
 
     def save_last(self) -> Path:
+        """Under MPI every rank calls this at the same step (the state is gathered); rank 0 writes."""
         path = self.out / "last.safetensors"
-        checkpoint.save(path, self.snapshot())
+        state = None
+        if self.group is not None:
+            state = {k: self.group.gather_columns(self.state[k], self.cfg.batch_size) for k in sorted(self.state)}
+        if self.lead:
+            checkpoint.save(path, self.snapshot(state=state))
         return path
 
     def validate(self) -> float:
+        if not self.lead:
+            return math.nan  # rank 0 validates; the others wait for it at the next agreement
         t0 = time.perf_counter()
         cfg, prog = self.cfg, self.prog
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -259,6 +368,8 @@ class Trainer:
 
     def show_sample(self) -> None:
         """A short sample from the same prompt and seed each time, so the runs' samples compare."""
+        if not self.lead:
+            return
         t0 = time.perf_counter()
         tok = self.data.tokenizer
         start = tok.encode("\n") if tok.eos_id is None else np.array([tok.eos_id])
@@ -289,27 +400,32 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, float]:
-        """One window; handles a diverged one as --on-nan says. -> (loss, gradient norm)."""
+    def step(self, windows: list[tuple[np.ndarray, np.ndarray]], lr: float) -> tuple[float, float]:
+        """One optimizer step over 1 (or --accumulate) windows; handles a diverged one as --on-nan
+        says. -> (loss, gradient norm)."""
         prog = self.prog
         self.tuner.begin()
-        loss, norm, new_state = train_step(
-            self.params, self.model_cfg, self.cfg, self.opt_state, lr, x, y, self.state, self.rng
+        loss, norm, new_state = accumulated_step(
+            self.params, self.model_cfg, self.cfg, self.opt_state, lr, windows, self.state, self.rng,
+            self.exchange, self.columns,
         )
-        self.tuner.end(x.size)
+        rows = sum(x.shape[0] for x, _ in windows)  # time steps this step trained
+        self.tuner.end(rows * self.streams.shape[1])
         if not healthy(loss, norm, self.model_cfg.vocab_size):
             if self.cfg.on_nan == "stop":
-                raise TrainingError(
+                error = TrainingError(
                     f"training diverged at step {prog['step'] + 1} (loss {loss}, gradient norm {norm}); "
                     f"the checkpoints in {self.out} hold the last good weights; start a new run (--force or "
                     f"another --out) with a lower --lr or --clip, or use --on-nan skip"
                 )
+                error.every_rank = True  # type: ignore[attr-defined]  # the loss and norm are the whole batch's
+                raise error
             prog["skipped"] += 1  # the weights are untouched; the state carries on from before
         else:
             self.state = new_state
-        prog["window"] += 1
+        prog["window"] += len(windows)
         prog["step"] += 1
-        prog["tokens"] += x.size
+        prog["tokens"] += rows * self.cfg.batch_size  # the whole batch's, on every rank
         return loss, norm
 
     def run(self) -> dict:
@@ -333,11 +449,14 @@ class Trainer:
                     tps=tps,
                     threads=self.tuner.label,
                 )
-                for x, y in batching.windows(self.streams, cfg.bptt, prog["window"]):
-                    loss, norm = self.step(x, y, lr)
+                todo = batching.windows(self.streams, cfg.bptt, prog["window"])
+                for windows in batching.groups(todo, cfg.accumulate):
+                    tokens_before = prog["tokens"]
+                    loss, norm = self.step(windows, lr)
                     prog["elapsed"] = elapsed0 + time.perf_counter() - t_start
                     last_loss = loss
-                    log_loss, log_steps, log_tokens = log_loss + loss, log_steps + 1, log_tokens + x.size
+                    log_loss, log_steps = log_loss + loss, log_steps + 1
+                    log_tokens += prog["tokens"] - tokens_before
                     now = time.perf_counter()
                     tps = log_tokens / max(now - t_log - (self.valid_time - log_valid), 1e-9)
                     if prog["step"] % cfg.log_every == 0:
@@ -356,7 +475,8 @@ class Trainer:
                         )
                         log_loss, log_steps, log_tokens, t_log, log_valid = 0.0, 0, 0, now, self.valid_time
                     bar.update(
-                        task, advance=1, loss=loss, ppl=evaluate.perplexity(loss), tps=tps, threads=self.tuner.label
+                        task, advance=len(windows), loss=loss, ppl=evaluate.perplexity(loss), tps=tps,
+                        threads=self.tuner.label,
                     )
                     # Everything this step owes (validation, save, budget) happens before a signal
                     # is honoured, so an interrupted-and-resumed run does exactly what an
@@ -368,11 +488,12 @@ class Trainer:
                         self.show_sample()
                     if cfg.save_every and prog["step"] % cfg.save_every == 0:
                         self.save_last()
-                    if self.budget_spent() or self.out_of_patience():
+                    stop, signum = self.agree(self.budget_spent() or self.out_of_patience(), signals.signum)
+                    if stop:
                         finished = True
                         break
-                    if signals.signum is not None:
-                        raise Interrupted(signals.signum, self.save_last())
+                    if signum is not None:
+                        raise Interrupted(signum, self.save_last())
                 else:
                     # The epoch is complete: validate, then start the next one from a zero state.
                     prog["epoch"] += 1
@@ -381,12 +502,14 @@ class Trainer:
                     if prog["last_valid_step"] != prog["step"]:
                         self.validate()
                     self.save_last()
-                    finished = self.budget_spent() or self.out_of_patience()
-                    if signals.signum is not None:
-                        raise Interrupted(signals.signum, self.out / "last.safetensors")
+                    finished, signum = self.agree(self.budget_spent() or self.out_of_patience(), signals.signum)
+                    if signum is not None:
+                        raise Interrupted(signum, self.out / "last.safetensors")
             if prog["last_valid_step"] != prog["step"]:
                 self.validate()
             self.save_last()
+        if self.group is not None and not self.group.same_weights(self.params) and self.lead:
+            self.console.print("[yellow]warning[/]: the MPI ranks ended with different weights; please report this")
         wall = time.perf_counter() - t_start
         summary = {
             "stop": "patience" if self.out_of_patience() else "budget",
@@ -401,7 +524,8 @@ class Trainer:
             "last_train_loss": last_loss,
         }
         self.metrics.write(kind="end", **summary)
-        print_summary(self.console, summary, self.model_cfg, self.out)
+        if self.lead:  # the others never validated: they have no perplexity to show
+            print_summary(self.console, summary, self.model_cfg, self.out)
         return summary
 
 

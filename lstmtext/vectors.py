@@ -197,7 +197,8 @@ def token_words(tok) -> list[str]:
         except UnicodeDecodeError:
             out.append("<0x" + b.hex().upper() + ">")
             continue
-        out.append(s[1:] if len(s) > 1 and s[0] == " " else s if s.isspace() else "##" + s)
+        # a run of spaces or " \n" keeps its leading space, or it would read as the shorter run
+        out.append(s if s.isspace() else s[1:] if len(s) > 1 and s[0] == " " else "##" + s)
     return out
 
 
@@ -252,12 +253,15 @@ def write_word2vec(path: Path, vocab: Sequence[str], W: np.ndarray) -> tuple[int
     keep = [i for i, w in enumerate(vocab) if w and not any(ch.isspace() for ch in w)]
     kept = set(keep)
     skipped = [w for i, w in enumerate(vocab) if i not in kept]
+    tmp = path.with_name(f".{path.name}.tmp")  # renamed when whole: no half file under the name
     try:
-        with open(path, "w", encoding="utf-8", newline="\n") as f:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(f"{len(keep)} {W.shape[1]}\n")
             for i in keep:
                 # 9 significant digits: a float32 read back is the same number
                 f.write(vocab[i] + " " + " ".join(f"{x:.9g}" for x in W[i].tolist()) + "\n")
+        tmp.replace(path)
     except OSError as e:
+        tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {path}: {e.strerror or e}") from None
     return len(keep), skipped

@@ -66,6 +66,11 @@ def test_score_is_what_eval_json_prints(run):
         run.model().score("the")
 
 
+def test_next_token_probs_needs_a_positive_n(run):
+    with pytest.raises(ConfigError, match="n must be at least 1"):
+        run.model().next_token_probs("the", n=0)
+
+
 def test_next_token_probs_are_the_models_softmax(run):
     m = run.model()
     got = m.next_token_probs("the cat", n=4)
@@ -108,6 +113,12 @@ def test_resume_through_the_api(run, tmp_path):
     assert more.summary["steps"] == 14
     done = lstmtext.train(resume=tmp_path / "copy", max_steps=14, console=QUIET)
     assert done.summary is None  # already finished: nothing trained
+    # a script that passes every option, most at their defaults: only the set ones count
+    every = {f.name: f.default for f in fields(TrainOptions) if f.name not in ("corpus", "resume", "max_steps")}
+    more = lstmtext.train(resume=tmp_path / "copy", max_steps=15, console=QUIET, **every)
+    assert more.summary["steps"] == 15
+    with pytest.raises(ConfigError, match="--force starts a run over"):
+        lstmtext.train(resume=tmp_path / "copy", max_steps=16, force=True, console=QUIET)
 
 
 def test_unknown_options_and_mistakes_are_one_clear_error(tmp_path):

@@ -139,7 +139,9 @@ def test_neighbors_and_analogy_on_a_hand_made_embedding():
 def test_bpe_tokens_get_distinct_names():
     from lstmtext.tokenizer import Tokenizer
 
-    tok = Tokenizer.train("bpe", "the theme then the other thing " * 20 + "東京", vocab_size=300)
+    # runs of spaces and " \n" are tokens too: with the space stripped they read as shorter runs
+    text = "the theme then the other thing " * 20 + "東京" + "  x   y\n    z \n \n" * 30
+    tok = Tokenizer.train("bpe", text, vocab_size=300)
     names = vectors.token_words(tok)
     assert len(set(names)) == len(names)
     assert "the" in names and "<0xE6>" in names  # a word start; a byte that is not whole UTF-8

@@ -40,11 +40,13 @@ compare-cells: $(VENV)/.installed
 	bench/compare_cells.sh 2
 
 # Speed against PyTorch, the README's speed table (bench/README.md; several minutes on 2 cores).
-# A short rerun of some rows: make bench BENCH_ARGS="--quick --rows small,medium"
+# A short rerun of some rows: make bench BENCH_ARGS="--quick --rows small,medium" BENCH_MPI_ARGS="--repeats 1"
+# Then the MPI rows (bench/mpi.py): one process against `mpiexec -n 2`, the same run (about 6 minutes).
 .PHONY: bench
 bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.mpi $(BENCH_MPI_ARGS)
 
 # Where one row's training step spends its time, phase by phase, against each phase's GEMM floor.
 ROW ?= char

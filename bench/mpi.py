@@ -1,6 +1,6 @@
 """The speed table's MPI rows: `lstmtext train` on one process against `mpiexec -n 2`, same run.
 
-    python -m bench.mpi [--steps 300] [--repeats 3] [--rows small,char]
+    python -m bench.mpi [--repeats 3] [--rows small,char] [--steps N]
 
 Both sides are the real command on the same generated corpus (Zipf-distributed words for the
 small word shape, random characters for the char shape), the same global batch and the same
@@ -25,6 +25,7 @@ ROWS = {
     "small": ("word", 10_000, 200, 200, 20, 20),
     "char": ("char", 100, 512, 512, 50, 100),
 }
+STEPS = {"small": 300, "char": 30}  # about 20 and 35 s a run on 2 cores
 BIN = Path(sys.executable).parent
 
 
@@ -62,21 +63,19 @@ def tokens_per_s(cmd: list[str], out: Path) -> float:
 
 def message_numbers(row: str, ranks: int) -> tuple[int, int]:
     """(numbers one step's Allreduce carries, the model's parameters) for this row on `ranks` ranks."""
-    from lstmtext import model
+    from lstmtext import model, mpi
     from lstmtext.config import ModelConfig
 
     kind, vocab, embed, hidden, batch, bptt = ROWS[row]
     shapes = model.param_shapes(ModelConfig(vocab_size=vocab, embed=embed, hidden=hidden, layers=2))
     n_params = sum(int(np.prod(s)) for s in shapes.values())
-    widest = -(-batch // ranks)
-    slot = bptt * widest
-    sparse = ranks * slot * (embed + 1) < vocab * embed
+    sparse, slot = mpi.embedding_on_the_wire(ranks, vocab, embed, np.float32, batch, bptt, True)
     dense = n_params - (vocab * embed if sparse else 0)
     return 1 + dense + (ranks * slot * (embed + 1) if sparse else 0), n_params
 
 
 def main(
-    steps: int = typer.Option(300, help="Training steps per run."),
+    steps: int = typer.Option(0, help="Training steps per run (0: 300 for small, 30 for char)."),
     repeats: int = typer.Option(3, help="Pairs of runs per row."),
     rows: str = typer.Option("small,char", help="Comma-separated: small, char."),
 ) -> None:
@@ -85,19 +84,20 @@ def main(
         for row in rows.split(","):
             kind, vocab, *_ = ROWS[row]
             corpus = Path(tmp) / f"{row}.txt"
-            make_corpus(corpus, kind, vocab, 600_000 if kind == "word" else 3_000_000)
+            n_steps = steps or STEPS[row]
+            make_corpus(corpus, kind, vocab, 600_000)
             one, two = [], []
             for _ in range(repeats):
                 out = Path(tmp) / f"{row}-1"
-                cmd = [str(BIN / "lstmtext"), *train_args(row, corpus, out, steps), "--threads", "2"]
+                cmd = [str(BIN / "lstmtext"), *train_args(row, corpus, out, n_steps), "--threads", "2"]
                 one.append(tokens_per_s(cmd, out))
                 out = Path(tmp) / f"{row}-2"
-                cmd = [str(BIN / "mpiexec"), "-n", "2", str(BIN / "lstmtext"), *train_args(row, corpus, out, steps)]
+                cmd = [str(BIN / "mpiexec"), "-n", "2", str(BIN / "lstmtext"), *train_args(row, corpus, out, n_steps)]
                 two.append(tokens_per_s(cmd, out))
                 print(f"{row}: 1 process {one[-1]:,.0f} tok/s, mpiexec -n 2 {two[-1]:,.0f} tok/s", flush=True)
             numbers, n_params = message_numbers(row, 2)
             results.append({
-                "row": row, "steps": steps, "one": statistics.median(one), "two": statistics.median(two),
+                "row": row, "steps": n_steps, "one": statistics.median(one), "two": statistics.median(two),
                 "ratio": statistics.median(b / a for a, b in zip(one, two, strict=True)), "runs_one": one,
                 "runs_two": two, "numbers_per_step": numbers, "params": n_params,
             })  # fmt: skip

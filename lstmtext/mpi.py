@@ -10,10 +10,10 @@ How one run is shared (N ranks, global batch B, README "Many machines"):
   Σ_r (B_r/B)·loss_r and its gradient Σ_r (B_r/B)·g_r: each rank scales by its share while it
   packs, and one Allreduce(SUM) per step on one flat buffer adds the shares up.
 - The flat buffer is [loss, every dense gradient, embedding rows]. The embedding gradient is only
-  the rows a window used (layers.RowGrad); each rank writes its row ids and rows into its own slot
+  the rows a step used (layers.RowGrad); each rank writes its row ids and rows into its own slot
   and leaves the other slots zero, so the sum is a gather (padding rows have id -1). That is used
-  when the N slots of T·B_r·(E+1) numbers are smaller than the dense V·E table (word models);
-  otherwise the table goes dense (char models, tied weights).
+  when the N slots of K·T·B_r·(E+1) numbers (K = --accumulate) are smaller than the dense V·E table
+  (word models); otherwise the table goes dense (char models, tied weights).
 - Every rank then clips and applies the same update to the same weights, so weights are sent once,
   at the start. Dropout: every rank draws the whole batch's masks from the same stream and keeps
   its own columns, so the masks are the one-process run's.
@@ -175,20 +175,28 @@ class Group:
         self.comm.Abort(code)
 
 
+def embedding_on_the_wire(ranks: int, V: int, E: int, dtype, batch: int, steps: int, rows: bool) -> tuple[bool, int]:
+    """-> (sent as rows?, rows a rank's slot holds). Each rank gets a slot of as many rows as its
+    tokens in a step (its share of the batch, the widest, times steps), each row its id and E
+    values; rows when the ranks' slots together are smaller than the V × E table."""
+    widest = max((r + 1) * batch // ranks - r * batch // ranks for r in range(ranks))
+    slot = steps * widest
+    fits = np.dtype(dtype) == np.float64 or V < 2**24  # row ids travel as floats: exact below 2^24 in float32
+    return rows and fits and ranks * slot * (E + 1) < V * E, slot
+
+
 class GradientSum:
     """Adds up the ranks' gradients and losses: one Allreduce per step on one flat buffer."""
 
-    def __init__(self, group: Group, shapes: dict, dtype, batch: int, bptt: int, sparse_embed: bool):
-        """shapes: name -> shape of the gradients this run computes (frozen ones left out).
-        sparse_embed: the embedding gradient comes as rows (untied); sent as rows if that is smaller."""
+    def __init__(self, group: Group, shapes: dict, dtype, batch: int, steps: int, sparse_embed: bool):
+        """shapes: name -> shape of the gradients this run computes (frozen ones left out); steps: the
+        time steps one optimizer step reads per stream (bptt · accumulate). sparse_embed: the
+        embedding gradient comes as rows (untied); sent as rows if that is smaller."""
         self.group, self.batch = group, batch
         cols = group.columns(batch)
         self.share = (cols.stop - cols.start) / batch
         V, E = shapes.get("embed.W", (0, 0))
-        widest = max((r + 1) * batch // group.size - r * batch // group.size for r in range(group.size))
-        self.slot = bptt * widest  # rows a window of this rank can use at most
-        fits = np.dtype(dtype) == np.float64 or V < 2**24  # row ids travel as floats: exact below 2^24 in float32
-        self.sparse = sparse_embed and fits and group.size * self.slot * (E + 1) < V * E
+        self.sparse, self.slot = embedding_on_the_wire(group.size, V, E, dtype, batch, steps, sparse_embed)
         self.dense = [k for k in sorted(shapes) if not (self.sparse and k == "embed.W")]
         self.shapes = shapes
         self.spans, end = [], 1  # buffer[0] is the loss

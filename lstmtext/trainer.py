@@ -269,7 +269,8 @@ class Trainer:
                 self._send_start()
             self.state = {k: np.ascontiguousarray(v[self.columns[1]]) for k, v in self.state.items()}  # (B_r, H)
             shapes = {k: p.shape for k, p in optim.trainable(self.params, cfg.freeze_embed).items()}
-            self.exchange = mpi.GradientSum(group, shapes, self.dtype, cfg.batch_size, cfg.bptt, not model_cfg.tie)
+            steps = cfg.bptt * cfg.accumulate  # an --accumulate step merges the rows of all its windows
+            self.exchange = mpi.GradientSum(group, shapes, self.dtype, cfg.batch_size, steps, not model_cfg.tie)
         if self.lead:
             out.mkdir(parents=True, exist_ok=True)
             for stale in out.glob(".*.tmp-*"):

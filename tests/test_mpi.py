@@ -74,16 +74,17 @@ def assert_same_run(a: Path, b: Path, rtol: float) -> None:
 
 @needs_mpi
 @pytest.mark.parametrize(
-    "dtype, rtol, batch, tokenizer",
+    "dtype, rtol, batch, tokenizer, accumulate",
     [
-        ("float64", 1e-10, 4, "word"),  # embedding rows on the wire (300 words)
-        ("float64", 1e-10, 5, "char"),  # a dense embedding gradient; 5 streams split 2 + 3
-        ("float32", 1e-5, 4, "word"),
+        ("float64", 1e-10, 4, "word", 1),  # embedding rows on the wire (300 words)
+        ("float64", 1e-10, 5, "char", 1),  # a dense embedding gradient; 5 streams split 2 + 3
+        ("float32", 1e-5, 4, "word", 1),
+        ("float64", 1e-10, 4, "word", 3),  # three windows' rows merged into one exchange
     ],
 )
-def test_two_ranks_train_the_one_process_run(tmp_path, dtype, rtol, batch, tokenizer):
+def test_two_ranks_train_the_one_process_run(tmp_path, dtype, rtol, batch, tokenizer, accumulate):
     corpus = wide_corpus(tmp_path / "c.txt")
-    args = [corpus, "--max-steps", "20", *tiny(dtype, batch, tokenizer)]
+    args = [corpus, "--max-steps", "20", *tiny(dtype, batch, tokenizer), "--accumulate", accumulate]
     r = invoke(["train", *args, "--out", tmp_path / "one"])
     assert r.exit_code == 0, r.output
     r = mpi_train(2, [*args, "--out", tmp_path / "two"])

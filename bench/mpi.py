@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -61,24 +62,65 @@ def tokens_per_s(cmd: list[str], out: Path) -> float:
     return float(end["tokens_per_s"])
 
 
-def message_numbers(row: str, ranks: int) -> tuple[int, int]:
-    """(numbers one step's Allreduce carries, the model's parameters) for this row on `ranks` ranks."""
+def message_numbers(row: str, ranks: int, batch: int | None = None, accumulate: int = 1) -> tuple[int, int]:
+    """(numbers one step's Allreduce carries, the model's parameters) for this row on `ranks` ranks
+    with global batch `batch` (default the row's)."""
     from lstmtext import model, mpi
     from lstmtext.config import ModelConfig
 
-    kind, vocab, embed, hidden, batch, bptt = ROWS[row]
+    kind, vocab, embed, hidden, row_batch, bptt = ROWS[row]
     shapes = model.param_shapes(ModelConfig(vocab_size=vocab, embed=embed, hidden=hidden, layers=2))
     n_params = sum(int(np.prod(s)) for s in shapes.values())
-    sparse, slot = mpi.embedding_on_the_wire(ranks, vocab, embed, np.float32, batch, bptt, True)
+    steps = bptt * accumulate
+    sparse, slot = mpi.embedding_on_the_wire(ranks, vocab, embed, np.float32, batch or row_batch, steps, True)
     dense = n_params - (vocab * embed if sparse else 0)
     return 1 + dense + (ranks * slot * (embed + 1) if sparse else 0), n_params
 
 
+# On paper: N machines of this one's speed, each keeping the row's batch (global batch N·B), one ring
+# Allreduce a step: 2(N−1) messages of S/N bytes each way. The latencies are assumptions, not measured.
+LINKS = {"1 Gbit/s": (1e9 / 8, 50e-6), "10 Gbit/s": (10e9 / 8, 10e-6), "100 Gbit/s": (100e9 / 8, 2e-6)}
+MACHINES = (2, 4, 8, 16)
+
+
+def speedup(row: str, one_tok_s: float, n: int, link: str, accumulate: int = 1) -> float:
+    kind, vocab, embed, hidden, batch, bptt = ROWS[row]
+    t_window = batch * bptt / one_tok_s  # s a window on one machine
+    numbers, _ = message_numbers(row, n, batch * n, accumulate)
+    bandwidth, latency = LINKS[link]
+    t_sum = 2 * (n - 1) * latency + 2 * (n - 1) / n * 4 * numbers / bandwidth
+    return n * accumulate * t_window / (accumulate * t_window + t_sum)
+
+
+def print_estimate(results: list[dict], accumulate: int = 8) -> None:
+    for r in results:
+        row = r["row"]
+        kind, vocab, embed, hidden, batch, bptt = ROWS[row]
+        step_ms = 1e3 * batch * bptt / r["one"]
+        print(f"\n{row}: {step_ms:.0f} ms a window on one machine (B{batch} T{bptt}); speed-up over one machine")
+        links = list(LINKS)
+        print("| machines | sent per step | " + " | ".join(links)
+              + f" | sent per step, --accumulate {accumulate} | {links[0]}, --accumulate {accumulate} |")
+        print("|---" * (len(links) + 4) + "|")
+        for n in MACHINES:
+            mb = 4 * message_numbers(row, n, batch * n)[0] / 1e6
+            mb_k = 4 * message_numbers(row, n, batch * n, accumulate)[0] / 1e6
+            cells = [f"{speedup(row, r['one'], n, link):.1f}×" for link in links]
+            cells += [f"{mb_k:.1f} MB", f"{speedup(row, r['one'], n, links[0], accumulate):.1f}×"]
+            print(f"| {n} | {mb:.1f} MB | " + " | ".join(cells) + " |")
+
+
 def main(
-    steps: int = typer.Option(0, help="Training steps per run (0: 300 for small, 30 for char)."),
-    repeats: int = typer.Option(3, help="Pairs of runs per row."),
-    rows: str = typer.Option("small,char", help="Comma-separated: small, char."),
+    steps: Annotated[int, typer.Option(help="Training steps per run (0: 300 for small, 30 for char).")] = 0,
+    repeats: Annotated[int, typer.Option(help="Pairs of runs per row.")] = 3,
+    rows: Annotated[str, typer.Option(help="Comma-separated: small, char.")] = "small,char",
+    estimate_only: Annotated[
+        Path | None, typer.Option(help="Only print the on-paper estimate from this bench-mpi.json.")
+    ] = None,
 ) -> None:
+    if estimate_only is not None:
+        print_estimate(json.loads(estimate_only.read_text()))
+        return
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for row in rows.split(","):
@@ -111,6 +153,7 @@ def main(
         print(f"| {shape} | {r['one']:,.0f} | {r['two']:,.0f} | {r['ratio']:.2f}× | "
               f"{r['numbers_per_step']:,} numbers = {4 * r['numbers_per_step'] / 1e6:.1f} MB "
               f"(model {r['params']:,}) |")
+    print_estimate(results)
     out = Path("runs") / "bench-mpi.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

@@ -34,6 +34,15 @@ def test_train_returns_the_run_and_its_summary(run):
     assert run.model().info["progress"]["step"] == 12
 
 
+def test_load_a_file_or_a_run_and_its_last_checkpoint(run):
+    by_dir, by_file = lstmtext.load(run.path), lstmtext.load(str(run.path / "best.safetensors"))
+    assert by_dir.file == by_file.file and by_file.file.name == "best.safetensors"
+    assert by_dir.generate("the", length=6, greedy=True) == by_file.generate("the", length=6, greedy=True)
+    last = run.model("last")
+    assert last.file.name == "last.safetensors" and last.info["loaded"].endswith("last.safetensors")
+    assert last.info["progress"]["step"] == 12
+
+
 def test_generate_is_the_joined_stream_and_reproducible(run):
     m = run.model()
     a = m.generate("the cat", length=15, seed=3, temperature=0.8)

@@ -110,6 +110,22 @@ def test_relu_rnn_exports_its_nonlinearity(tmp_path):
     close(out[0], ours(cfg, params, ids, state)[0])
 
 
+def test_relu_rnn_exports_its_nonlinearity_to_torch(tmp_path, tok):
+    torch = pytest.importorskip("torch")
+    cfg, params, state, ids = build("rnn", 2, False, nonlinearity="relu")
+    export.to_torch(cfg, params, tok, tmp_path)
+    spec = importlib.util.spec_from_file_location("load_torch_relu", tmp_path / "load_torch.py")
+    loader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loader)
+    net, _ = loader.load(tmp_path)
+    assert net.rnn.nonlinearity == "relu"
+    with torch.no_grad():
+        logits, h = net(torch.from_numpy(ids), torch.from_numpy(stacked(cfg, state, "h")))
+    want_logits, want_state = ours(cfg, params, ids, state)
+    close(logits.numpy(), want_logits)
+    close(h.numpy(), stacked(cfg, want_state, "h"))
+
+
 @pytest.mark.parametrize(
     "cell, fmt, message",
     [

@@ -20,7 +20,9 @@ Mistakes raise `lstmtext.errors.LstmTextError` subclasses with the one-line mess
 import functools
 import inspect
 import itertools
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
@@ -284,16 +286,26 @@ def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[
 
 
 def _follow(group: "mpi.Group", o: TrainOptions) -> Run:
+    # Ctrl-C reaches every rank; rank 0 answers it (it releases us, or the training loop agrees to
+    # stop), so until the loop takes the signals over a follower lets them pass.
+    main = threading.current_thread() is threading.main_thread()
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         result = Trainer.follow(group, Console(quiet=True))
     except BaseException as e:
         if not getattr(e, "every_rank", False):  # rank 0 may be waiting for us in a collective
-            print(f"error on rank {group.rank}: {e}", file=sys.stderr)
+            print(f"error on rank {group.rank}: {e!r}", file=sys.stderr)
             group.abort(1)
         raise
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
     if isinstance(result, int):
-        raise mpi.Released(result)
-    return Run(Path(o.out) if o.out is not None else Path("."), result)
+        if result:
+            raise mpi.Released(result)
+        result = None  # nothing to train (the run had finished): as rank 0's Run says
+    where = o.out if o.out is not None else o.resume  # rank 0's default --out is its to name
+    return Run(Path(where) if where is not None else Path("."), result)
 
 
 def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "mpi.Group | None") -> Run:

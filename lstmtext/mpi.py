@@ -26,6 +26,7 @@ How one run is shared (N ranks, global batch B, README "Many machines"):
 import hashlib
 import json
 import os
+import signal
 import sys
 from contextlib import contextmanager
 
@@ -40,8 +41,16 @@ INSTALL = "pip install 'lstmtext[mpi]'"
 
 def _launched() -> tuple[int, int]:
     """(size, rank) as an MPI launcher announced them in the environment, (1, 0) without one:
-    known without importing MPI (MPICH/Hydra and Slurm's PMI, Open MPI)."""
-    for size, rank in (("PMI_SIZE", "PMI_RANK"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK")):
+    known without importing MPI (MPICH/Hydra and Slurm's PMI, Open MPI, MVAPICH, srun with PMIx)."""
+    known = (
+        ("PMI_SIZE", "PMI_RANK"),
+        ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+        ("MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK"),
+        ("SLURM_STEP_NUM_TASKS", "PMIX_RANK"),  # PMIX_RANK only under a PMIx launch, not in a batch script
+    )
+    for size, rank in known:
+        if rank == "PMIX_RANK" and rank not in os.environ:
+            continue
         if os.environ.get(size, "").isdigit():
             r = os.environ.get(rank, "0")
             return int(os.environ[size]), int(r) if r.isdigit() else 0
@@ -104,11 +113,27 @@ class Group:
         return slice(self.rank * batch // self.size, (self.rank + 1) * batch // self.size)
 
     def threads(self) -> int:
-        """BLAS threads per rank: this machine's cores shared among the ranks that run on it."""
+        """BLAS threads per rank: the cores this rank may use, shared with the ranks on this machine
+        that may use some of the same cores (all of them when the launcher binds nothing; those on
+        the same socket under --bind-to socket), capped by OPENBLAS_NUM_THREADS if set."""
         local = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
-        n = local.Get_size()
-        local.Free()
-        return max(1, threads.allowed_cores() // n)
+        try:
+            if not hasattr(os, "sched_getaffinity"):
+                return max(1, threads.allowed_cores() // local.Get_size())
+            mine = os.sched_getaffinity(0)
+            n_cpus = max(os.cpu_count() or 1, max(mine) + 1)
+            width = np.array([n_cpus], dtype=np.int64)
+            local.Allreduce(self.MPI.IN_PLACE, width, op=self.MPI.MAX)  # the same row length on every rank
+            mask = np.zeros(int(width[0]), dtype=np.uint8)
+            mask[sorted(mine)] = 1
+            masks = np.empty((local.Get_size(), mask.size), dtype=np.uint8)  # (local ranks, cpus)
+            local.Allgather(mask, masks)
+        finally:
+            local.Free()
+        sharing = int((masks & mask).any(axis=1).sum())  # this rank included
+        n = max(1, len(mine) // sharing)
+        cap = os.environ.get("OPENBLAS_NUM_THREADS", "").strip()
+        return min(n, int(cap)) if cap.isdigit() and int(cap) > 0 else n
 
     # -- the start: sent once by rank 0 --------------------------------------------------------
 
@@ -147,6 +172,12 @@ class Group:
         flags = np.array([int(finished and self.rank == 0), signum or 0], dtype=np.int64)
         self.comm.Allreduce(self.MPI.IN_PLACE, flags, op=self.MPI.MAX)
         return bool(flags[0]), int(flags[1]) or None
+
+    def all(self, flag: bool) -> bool:
+        """True on every rank if it is true on every rank."""
+        x = np.array([int(flag)], dtype=np.int64)
+        self.comm.Allreduce(self.MPI.IN_PLACE, x, op=self.MPI.MIN)
+        return bool(x[0])
 
     def gather_columns(self, a: np.ndarray, batch: int) -> np.ndarray | None:
         """Every rank's (B_r, ...) rows -> the (B, ...) array on rank 0 (None elsewhere)."""
@@ -261,6 +292,13 @@ def leading(group: "Group | None"):
         return
     try:
         yield
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop, which turns signals into a flag
+        if not group.started:
+            group.release(128 + signal.SIGINT)
+        else:  # the start was sent and the others are training: end them too
+            sys.stderr.write("interrupted\n")
+            group.abort(128 + signal.SIGINT)
+        raise
     except BaseException as e:
         if not group.started:
             group.release(1)

@@ -160,7 +160,7 @@ def train_step(
     columns: tuple[int, slice] | None = None,
 ) -> tuple[float, float, dict]:
     """One TBPTT window: forward, backward, clip, update. -> (loss, gradient norm, next state)."""
-    return accumulated_step(params, model_cfg, cfg, opt_state, lr, [(x, y)], state, rng, exchange, columns)
+    return accumulated_step(params, model_cfg, cfg, opt_state, lr, [(x, y)], state, rng, exchange, columns)[:3]
 
 
 def accumulated_step(
@@ -174,9 +174,10 @@ def accumulated_step(
     rng: np.random.Generator,
     exchange=None,
     columns: tuple[int, slice] | None = None,
-) -> tuple[float, float, dict]:
+) -> tuple[float, float, dict, bool]:
     """One optimizer step over consecutive windows (--accumulate), the state carried from one to the
-    next: the loss and gradient are the mean over all their tokens. -> (loss, gradient norm, next state).
+    next: the loss and gradient are the mean over all their tokens. -> (loss, gradient norm, next
+    state, whether the step was healthy and applied).
 
     A diverged step (see `healthy`) leaves the weights untouched, so the caller can stop cleanly.
     Under MPI, exchange (mpi.GradientSum) turns this rank's loss and gradients into the whole
@@ -198,9 +199,12 @@ def accumulated_step(
         if cfg.weight_decay:
             optim.add_weight_decay(params, grads, cfg.weight_decay)
         norm = optim.clip_global_norm(grads, cfg.clip)
-    if healthy(loss, norm, model_cfg.vocab_size):
+    ok = healthy(loss, norm, model_cfg.vocab_size)
+    if exchange is not None:  # one verdict for all: a rank that stepped alone would leave the others behind
+        ok = exchange.group.all(ok)
+    if ok:
         optim.step(cfg.optimizer, params, grads, opt_state, lr)
-    return loss, norm, new_state
+    return loss, norm, new_state, ok
 
 
 def initial_params(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
@@ -406,13 +410,13 @@ class Trainer:
         says. -> (loss, gradient norm)."""
         prog = self.prog
         self.tuner.begin()
-        loss, norm, new_state = accumulated_step(
+        loss, norm, new_state, ok = accumulated_step(
             self.params, self.model_cfg, self.cfg, self.opt_state, lr, windows, self.state, self.rng,
             self.exchange, self.columns,
         )
         rows = sum(x.shape[0] for x, _ in windows)  # time steps this step trained
         self.tuner.end(rows * self.streams.shape[1])
-        if not healthy(loss, norm, self.model_cfg.vocab_size):
+        if not ok:
             if self.cfg.on_nan == "stop":
                 error = TrainingError(
                     f"training diverged at step {prog['step'] + 1} (loss {loss}, gradient norm {norm}); "
@@ -499,7 +503,7 @@ class Trainer:
                     # The epoch is complete: validate, then start the next one from a zero state.
                     prog["epoch"] += 1
                     prog["window"] = 0
-                    self.state = model.init_state(self.model_cfg, cfg.batch_size, self.dtype)
+                    self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
                     if prog["last_valid_step"] != prog["step"]:
                         self.validate()
                     self.save_last()

@@ -30,7 +30,8 @@ def test_the_step_is_the_token_weighted_mean_of_its_windows(tie):
 
     want = {k: params[k] - 0.5 * (4 / 6 * dense(g1[k]) + 2 / 6 * dense(g2[k])) for k in params}
     got = {k: v.copy() for k, v in params.items()}
-    loss, _, new_state = accumulated_step(got, cfg, tcfg, {}, 0.5, windows, state, None)
+    loss, _, new_state, ok = accumulated_step(got, cfg, tcfg, {}, 0.5, windows, state, None)
+    assert ok
     assert loss == pytest.approx(4 / 6 * loss1 + 2 / 6 * loss2, rel=1e-14)
     for k in params:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-14, err_msg=k)

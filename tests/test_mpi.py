@@ -94,6 +94,36 @@ def test_two_ranks_train_the_one_process_run(tmp_path, dtype, rtol, batch, token
 
 
 @needs_mpi
+def test_two_ranks_across_epochs_and_a_finished_run(tmp_path):
+    corpus = tmp_path / "c.txt"  # 40 lines: 16 windows an epoch at batch 4, bptt 5
+    corpus.write_text("".join(wide_corpus(tmp_path / "w.txt").read_text().splitlines(keepends=True)[:40]))
+    opts = tiny("float64", 4, "word")
+    opts[opts.index("--epochs") + 1] = "2"
+    args = [corpus, *opts]
+    assert invoke(["train", *args, "--out", tmp_path / "one"]).exit_code == 0
+    r = mpi_train(2, [*args, "--out", tmp_path / "two"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    epochs = [checkpoint.load(tmp_path / d / "last.safetensors").progress["epoch"] for d in ("one", "two")]
+    assert epochs[0] == epochs[1] == 3  # two done, the next one's number
+    assert_same_run(tmp_path / "one", tmp_path / "two", 1e-10)
+    r = mpi_train(2, [corpus, "--resume", tmp_path / "two"])  # nothing left to do: every rank exits 0
+    assert r.returncode == 0 and r.stdout.count("is already finished") == 1, r.stdout + r.stderr
+
+
+@needs_mpi
+def test_each_rank_takes_its_share_of_the_cores(tmp_path):
+    code = "import os; from lstmtext import mpi; g = mpi.world(); os.write(1, f'{g.rank}:{g.threads()}\\n'.encode())"
+    r = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", code], capture_output=True, text=True,
+                       env=CLEAN_ENV, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    share = max(1, len(os.sched_getaffinity(0)) // 2)  # two unbound ranks share this process's cores
+    assert sorted(r.stdout.split()) == [f"0:{share}", f"1:{share}"]
+    r = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**CLEAN_ENV, "OPENBLAS_NUM_THREADS": "1"}, timeout=60)  # fmt: skip
+    assert sorted(r.stdout.split()) == ["0:1", "1:1"]
+
+
+@needs_mpi
 def test_resume_on_another_number_of_ranks(tmp_path):
     corpus = wide_corpus(tmp_path / "c.txt")
     opts = tiny("float64", 4, "word")

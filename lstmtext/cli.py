@@ -254,13 +254,15 @@ def neighbors(
     if as_json:
         typer.echo(json.dumps({"query": title, "neighbors": [{"token": w, "cosine": c} for w, c in found]}))
         return
-    t = Table(title=f"{title} (cosine, {checkpoint_path})", title_justify="left")
+    t = Table()
     t.add_column("", justify="right")
     t.add_column("token")
     t.add_column("cosine", justify="right")
     for rank, (w, c) in enumerate(found, start=1):
         t.add_row(str(rank), w, f"{c:.3f}")
-    Console().print(t)
+    console = Console()
+    console.print(f"{title} (cosine, {checkpoint_path})", markup=False, highlight=False, soft_wrap=True)  # one line
+    console.print(t)
 
 
 @app.command()

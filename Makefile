@@ -41,7 +41,7 @@ compare-cells: $(VENV)/.installed
 
 # Speed against PyTorch, the README's speed table (bench/README.md; several minutes on 2 cores).
 # A short rerun of some rows: make bench BENCH_ARGS="--quick --rows small,medium" BENCH_MPI_ARGS="--repeats 1"
-# Then the MPI rows (bench/mpi.py): one process against `mpiexec -n 2`, the same run (about 6 minutes).
+# Then the MPI rows (bench/mpi.py): one process against `mpiexec -n 2`, the same run (about 7 minutes).
 .PHONY: bench
 bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0

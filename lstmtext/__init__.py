@@ -2,7 +2,16 @@
 
 The Python API (README "Python API"): lstmtext.train(...) -> Run, lstmtext.load(path) -> Model."""
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what __getattr__ hands out, for type checkers and editors
+    from lstmtext.api import Exported as Exported
+    from lstmtext.api import Model as Model
+    from lstmtext.api import Run as Run
+    from lstmtext.api import load as load
+    from lstmtext.api import train as train
 
 API = ("Exported", "Model", "Run", "load", "train")
 __all__ = [*API, "__version__"]

@@ -20,6 +20,7 @@ Mistakes raise `lstmtext.errors.LstmTextError` subclasses with the one-line mess
 import functools
 import inspect
 import itertools
+import os
 import signal
 import sys
 import threading
@@ -36,14 +37,22 @@ from lstmtext import model as network
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError
-from lstmtext.options import TrainOptions
+from lstmtext.options import DEFAULT_LR, TrainOptions
 from lstmtext.sample import SampleOptions, text_pieces, unknown_prompt_warning
 from lstmtext.tokenizer import Tokenizer
 from lstmtext.trainer import Trainer, clear_old_run, finished_reason, initial_params, prepare_out, resume_config
 
 
 def _python_warning(message: str) -> None:
-    warnings.warn(message.removeprefix("warning: "), UserWarning, stacklevel=3)
+    """A UserWarning that points at the caller's line: the first frame outside lstmtext, however
+    deep inside it the warning was raised."""
+    frame, level = sys._getframe(1), 2  # stacklevel 2: whoever called this function
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message.removeprefix("warning: "), UserWarning, stacklevel=level)
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent) + os.sep
 
 
 # -- a trained model ---------------------------------------------------------------------------------
@@ -222,7 +231,6 @@ def load(path: str | Path, *, note: Callable[[str], None] | None = None, warn=No
 
 # -- training ------------------------------------------------------------------------------------------
 
-DEFAULT_LR = {"sgd": 20.0, "adam": 0.002, "rmsprop": 0.002}
 # Options that may change when a run is resumed; everything else belongs to the run.
 RESUMABLE = {
     "epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "save_every", "sample_every",

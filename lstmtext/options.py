@@ -14,6 +14,19 @@ def opt(default, help: str, show_default: bool | str = True, argument: bool = Fa
     return field(default=default, metadata={"help": help, "show_default": show_default, "argument": argument})
 
 
+# The learning rate when --lr is not given, by optimizer: the mean-loss equivalent of Zaremba's SGD
+# lr 1 (README "Loss scale"), and Adam's usual 2e-3.
+DEFAULT_LR = {"sgd": 20.0, "adam": 0.002, "rmsprop": 0.002}
+
+
+def _default_lr_text() -> str:
+    """"20 for sgd, 0.002 for adam and rmsprop", from DEFAULT_LR."""
+    by_value: dict[float, list[str]] = {}
+    for name, lr in DEFAULT_LR.items():
+        by_value.setdefault(lr, []).append(name)
+    return ", ".join(f"{lr:g} for {' and '.join(names)}" for lr, names in by_value.items())
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     corpus: Path | None = opt(
@@ -79,14 +92,14 @@ class TrainOptions:
     )
     optimizer: str = opt("sgd", help="sgd, adam or rmsprop.")
     lr: float | None = opt(
-        None, help="Learning rate (loss is the mean per token).", show_default="20 for sgd, 0.002 for adam and rmsprop"
+        None, help="Learning rate (loss is the mean per token).", show_default=_default_lr_text()
     )
     lr_decay: float = opt(0.5, help="Multiply lr by this each epoch after --decay-after.")
     decay_after: int = opt(4, help="Epochs at the full learning rate.")
     clip: float = opt(0.25, help="Largest global gradient norm (0: no clipping).")
     weight_decay: float = opt(0.0, help="L2 penalty on weight matrices.")
     epochs: int = opt(6, help="Passes over the training text (0: no limit).")
-    max_steps: int = opt(0, help="Stop after this many windows (0: no limit).")
+    max_steps: int = opt(0, help="Stop after this many optimizer steps, windows unless --accumulate (0: no limit).")
     max_minutes: float = opt(0.0, help="Stop after this many minutes of the run, validation included (0: no limit).")
     eval_every: int = opt(0, help="Also validate every N steps (0: only after epochs).")
     patience: int = opt(0, help="Stop after K validations without improvement (0: never).")

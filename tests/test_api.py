@@ -63,8 +63,11 @@ def test_generate_matches_the_cli(run):
 
 
 def test_unknown_prompt_words_warn(run):
-    with pytest.warns(UserWarning, match="never saw, read as <unk>: 'zebra'"):
-        run.model().generate("zebra", length=3, seed=0)
+    m = run.model()
+    for call in (lambda: m.generate("zebra", length=3, seed=0), lambda: list(m.stream("zebra", length=3, seed=0))):
+        with pytest.warns(UserWarning, match="never saw, read as <unk>: 'zebra'") as caught:
+            call()
+        assert caught[0].filename == __file__  # the warning points at the caller's line, not lstmtext's
 
 
 def test_score_is_what_eval_json_prints(run):

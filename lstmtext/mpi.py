@@ -28,6 +28,7 @@ import json
 import os
 import signal
 import sys
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -137,10 +138,19 @@ class Group:
 
     # -- the start: sent once by rank 0 --------------------------------------------------------
 
+    def _wait(self, request) -> None:
+        """Wait for a nonblocking collective without keeping a core busy. MPICH's blocking calls
+        poll nonstop, so a rank waiting for rank 0 (reading the text, validating, writing a
+        checkpoint) would burn a whole core for as long; here it polls for 2 ms, then every 1 ms."""
+        t0 = time.perf_counter()
+        while not request.Test():
+            if time.perf_counter() - t0 > 0.002:
+                time.sleep(0.001)
+
     def bcast_json(self, obj=None):
         data = json.dumps(obj).encode() if self.rank == 0 else b""
         n = np.array([len(data)], dtype=np.int64)
-        self.comm.Bcast(n, root=0)
+        self._wait(self.comm.Ibcast(n, root=0))  # the others wait here while rank 0 reads the text
         buf = np.frombuffer(data, dtype=np.uint8).copy() if self.rank == 0 else np.empty(int(n[0]), np.uint8)
         self.comm.Bcast(buf, root=0)
         return json.loads(buf.tobytes())
@@ -170,7 +180,7 @@ class Group:
     def agree(self, finished: bool, signum: int | None) -> tuple[bool, int | None]:
         """Rank 0's verdict on the budget, and any rank's signal: the same answer on every rank."""
         flags = np.array([int(finished and self.rank == 0), signum or 0], dtype=np.int64)
-        self.comm.Allreduce(self.MPI.IN_PLACE, flags, op=self.MPI.MAX)
+        self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, flags, op=self.MPI.MAX))  # while rank 0 validates
         return bool(flags[0]), int(flags[1]) or None
 
     def all(self, flag: bool) -> bool:
@@ -185,7 +195,7 @@ class Group:
         row = int(np.prod(a.shape[1:], dtype=np.int64))
         counts = [((r + 1) * batch // self.size - r * batch // self.size) * row for r in range(self.size)]
         full = np.empty((batch, *a.shape[1:]), dtype=a.dtype) if self.rank == 0 else None
-        self.comm.Gatherv(a, [full, counts] if self.rank == 0 else None, root=0)
+        self._wait(self.comm.Igatherv(a, [full, counts] if self.rank == 0 else None, root=0))  # after validation
         return full
 
     def same_weights(self, params: dict) -> bool:
@@ -195,7 +205,7 @@ class Group:
             h.update(np.ascontiguousarray(params[k]).tobytes())
         mine = np.frombuffer(h.digest(), dtype=np.uint8).copy()
         ref = mine.copy()
-        self.comm.Bcast(ref, root=0)
+        self._wait(self.comm.Ibcast(ref, root=0))  # while rank 0 runs its last validation
         ok = np.array([int(np.array_equal(mine, ref))], dtype=np.int64)
         self.comm.Allreduce(self.MPI.IN_PLACE, ok, op=self.MPI.MIN)
         return bool(ok[0])

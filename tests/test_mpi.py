@@ -124,6 +124,23 @@ def test_each_rank_takes_its_share_of_the_cores(tmp_path):
 
 
 @needs_mpi
+def test_a_rank_waiting_for_rank_0_does_not_keep_a_core_busy():
+    """MPICH's blocking calls poll nonstop; the waits for rank 0 (reading the text, validating) sleep."""
+    code = (
+        "import os, resource, time; from lstmtext import mpi; g = mpi.world()\n"
+        "if g.rank == 0: time.sleep(3)\n"
+        "c0 = resource.getrusage(resource.RUSAGE_SELF); g.bcast_json({'go': 1}); g.agree(False, None)\n"
+        "c1 = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "os.write(1, f'{g.rank}:{c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime:.3f}\\n'.encode())"
+    )
+    r = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", code], capture_output=True, text=True,
+                       env=CLEAN_ENV, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    cpu = dict(line.split(":") for line in r.stdout.split())
+    assert float(cpu["1"]) < 1.0, cpu  # polling nonstop through rank 0's 3 s would cost about 3 s
+
+
+@needs_mpi
 def test_resume_on_another_number_of_ranks(tmp_path):
     corpus = wide_corpus(tmp_path / "c.txt")
     opts = tiny("float64", 4, "word")

@@ -17,10 +17,11 @@ How one run is shared (N ranks, global batch B, README "Many machines"):
 - Every rank then clips and applies the same update to the same weights, so weights are sent once,
   at the start. Dropout: every rank draws the whole batch's masks from the same stream and keeps
   its own columns, so the masks are the one-process run's.
-- Rank 0 alone reads and tokenizes the text, validates, prints, and writes metrics and checkpoints
-  (the carried state is gathered to it for `last.safetensors`, which holds the whole batch: a run
-  resumes on any N). The decisions only rank 0 can make (time budget, patience) and the signals any
-  rank may get are agreed on once per step with a two-number Allreduce(MAX).
+- Rank 0 alone reads and tokenizes the text (and sends each rank only its columns of the streams),
+  validates, prints, and writes metrics and checkpoints (the carried state is gathered to it for
+  `last.safetensors`, which holds the whole batch: a run resumes on any N). The decisions only
+  rank 0 can make (time budget, patience) and the signals any rank may get are agreed on once per
+  step with a two-number Allreduce(MAX).
 """
 
 import hashlib
@@ -168,6 +169,19 @@ class Group:
                 a = np.empty(shape, dtype=np.dtype(dtype))
             self.comm.Bcast(a, root=0)
             out[name] = a
+        return out
+
+    def scatter_columns(self, full: np.ndarray | None, batch: int, n: int = 0, dtype=None) -> np.ndarray:
+        """Rank 0's (n, B) streams -> this rank's (n, B_r) columns; each rank receives only its own
+        (n and dtype: what rank 0 announced, for the others)."""
+        cols = self.columns(batch)
+        if self.rank == 0:
+            for r in range(1, self.size):
+                block = np.ascontiguousarray(full[:, r * batch // self.size : (r + 1) * batch // self.size])
+                self.comm.Send(block, dest=r)
+            return np.ascontiguousarray(full[:, cols])
+        out = np.empty((n, cols.stop - cols.start), dtype=dtype)  # (n, B_r)
+        self._wait(self.comm.Irecv(out, source=0))
         return out
 
     def release(self, code: int) -> None:

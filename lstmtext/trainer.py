@@ -229,18 +229,22 @@ class Trainer:
     ):
         """init_params: start from these weights (fine-tuning, `--init-from`) with a fresh optimizer.
         group: the MPI ranks sharing this run (None: one process); start: what a rank other than 0
-        received from rank 0 (`follow`): (params, optimizer state, whole-batch state, progress)."""
-        batching.check_enough(len(data.train_ids), cfg.batch_size, cfg.bptt, "the training text")
+        received from rank 0 (`follow`): (params, optimizer state, whole-batch state, progress, this
+        rank's (n, B_r) columns of the streams)."""
         self.data, self.model_cfg, self.cfg, self.out, self.console = data, model_cfg, cfg, out, console
         self.group, self.lead = group, group is None or group.rank == 0
-        streams = batching.make_streams(data.train_ids, cfg.batch_size)  # (n, B)
         self.columns = None if group is None else (cfg.batch_size, group.columns(cfg.batch_size))
-        self.streams = streams if group is None else np.ascontiguousarray(streams[:, self.columns[1]])  # (n, B_r)
+        if start is not None:  # a follower: rank 0 sent this rank's columns of the streams
+            streams = self.streams = start[4]  # (n, B_r)
+        else:
+            batching.check_enough(len(data.train_ids), cfg.batch_size, cfg.bptt, "the training text")
+            streams = batching.make_streams(data.train_ids, cfg.batch_size)  # (n, B)
+            self.streams = streams if group is None else np.ascontiguousarray(streams[:, self.columns[1]])  # (n, B_r)
         self.n_windows = batching.num_windows(self.streams.shape[0], cfg.bptt)
         self.rng = np.random.default_rng([cfg.seed, 1])  # dropout masks; the init uses another stream
         self.dtype = np.dtype(cfg.dtype)
         if start is not None:
-            self.params, self.opt_state, self.state, self.prog = start
+            self.params, self.opt_state, self.state, self.prog = start[:4]
             self.rng.bit_generator.state = self.prog["rng"]
         elif resume_from is None:
             if init_params is None:
@@ -270,7 +274,7 @@ class Trainer:
         self.exchange = None
         if group is not None:
             if self.lead:
-                self._send_start()
+                self._send_start(streams)
             self.state = {k: np.ascontiguousarray(v[self.columns[1]]) for k, v in self.state.items()}  # (B_r, H)
             shapes = {k: p.shape for k, p in optim.trainable(self.params, cfg.freeze_embed).items()}
             steps = cfg.bptt * cfg.accumulate  # an --accumulate step merges the rows of all its windows
@@ -293,13 +297,15 @@ class Trainer:
 
     # -- MPI: the start, sent once by rank 0 ---------------------------------------------------
 
-    def _send_start(self) -> None:
+    def _send_start(self, streams: np.ndarray) -> None:
+        """streams: the whole batch's (n, B); each rank gets only its own columns."""
         group = self.group
         group.started = True  # from here a failure on rank 0 must abort the others (mpi.leading)
         self.prog["rng"] = self.rng.bit_generator.state
-        head = {"model": asdict(self.model_cfg), "train": asdict(self.cfg), "out": str(self.out), "prog": self.prog}
+        head = {"model": asdict(self.model_cfg), "train": asdict(self.cfg), "out": str(self.out), "prog": self.prog,
+                "streams": [streams.shape[0], streams.dtype.str]}  # fmt: skip
         group.bcast_json(head)
-        group.bcast_arrays({"ids": self.data.train_ids})
+        group.scatter_columns(streams, self.cfg.batch_size)
         for d in (self.params, self.opt_state, self.state):
             group.bcast_arrays(d)
 
@@ -311,10 +317,11 @@ class Trainer:
         if "exit" in head:
             return head["exit"]
         model_cfg, cfg = from_dict(ModelConfig, head["model"]), from_dict(TrainConfig, head["train"])
-        ids = group.bcast_arrays()["ids"]
+        n, dtype = head["streams"]
+        streams = group.scatter_columns(None, cfg.batch_size, n, np.dtype(dtype))  # (n, B_r)
         params, opt_state, state = group.bcast_arrays(), group.bcast_arrays(), group.bcast_arrays()
-        data = Data(None, ids, np.zeros(0, np.int32), {}, None)  # type: ignore[arg-type]
-        start = (params, opt_state, state, head["prog"])
+        data = Data(None, np.zeros(0, np.int32), np.zeros(0, np.int32), {}, None)  # type: ignore[arg-type]
+        start = (params, opt_state, state, head["prog"], streams)
         return cls(data, model_cfg, cfg, Path(head["out"]), console, group=group, start=start).run()
 
     def agree(self, finished: bool, signum: int | None) -> tuple[bool, int | None]:

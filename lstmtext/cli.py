@@ -200,7 +200,8 @@ def info(
         tr = r["train"]
         table.add_row("training", f"{tr['optimizer']} lr {tr['lr']:g} (×{tr['lr_decay']:g} after epoch "
                       f"{tr['decay_after']}), clip {tr['clip']:g}, batch {tr['batch_size']}, bptt {tr['bptt']}, "
-                      f"seed {tr['seed']}, {tr['dtype']}" + (", embedding frozen" if tr.get("freeze_embed") else ""))
+                      + (f"{tr['accumulate']} windows a step, " if tr.get("accumulate", 1) > 1 else "")
+                      + f"seed {tr['seed']}, {tr['dtype']}" + (", embedding frozen" if tr.get("freeze_embed") else ""))
         budget = [f"{k.replace('_', ' ')} {tr[k]:g}" for k in ("epochs", "max_steps", "max_minutes") if tr[k]]
         table.add_row("budget", ", ".join(budget) or "none")
     if p["step"] is not None:

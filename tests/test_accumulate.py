@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_cli import TINY, invoke, make_corpus
+from test_cli import TINY, app, invoke, make_corpus, runner
 
 from lstmtext import batching, checkpoint, model, optim
 from lstmtext.config import ModelConfig, TrainConfig
@@ -69,3 +69,7 @@ def test_train_with_accumulate_counts_steps_and_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(split.params[k], whole.params[k])
     r = invoke(["train", corpus, *opts, "--accumulate", "0", "--out", tmp_path / "bad"])
     assert r.exit_code == 1 and "--accumulate must be at least 1" in r.output
+    r = invoke(["train", corpus, "--resume", tmp_path / "split", "--accumulate", "2", "--max-steps", "5"])
+    assert r.exit_code == 1 and "--accumulate 2 (the run has 3)" in r.output  # a resumed run keeps it
+    shown = runner.invoke(app, ["info", str(tmp_path / "split")], env={"COLUMNS": "200"}).output
+    assert "bptt 5, 3 windows a step," in shown

@@ -32,15 +32,19 @@ class RowGrad:
         return d
 
 
+def sum_rows(ids: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> RowGrad:
+    """ids (N,) with repeats, values (N, E) -> RowGrad: each distinct id once, with the sum of its rows.
+    The embedding's backward, --accumulate's windows and MPI's ranks all merge rows this way."""
+    order = np.argsort(ids, kind="stable")  # (N,) equal ids next to each other
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # (U,) first of each run
+    return RowGrad(sorted_ids[starts], np.add.reduceat(values[order], starts, axis=0), shape)  # (U,), (U, E)
+
+
 def embedding_backward(dout: np.ndarray, ids: np.ndarray, V: int) -> RowGrad:
     """dout (T,B,E) -> gradient of W (V,E), as rows. A word seen k times receives the sum of k rows."""
     E = dout.shape[-1]
-    flat_ids = ids.reshape(-1)  # (N,)
-    order = np.argsort(flat_ids, kind="stable")  # (N,) equal ids next to each other
-    sorted_ids = flat_ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # (U,) first of each run
-    values = np.add.reduceat(dout.reshape(-1, E)[order], starts, axis=0)  # (U, E) sums of each run
-    return RowGrad(sorted_ids[starts], values, (V, E))
+    return sum_rows(ids.reshape(-1), dout.reshape(-1, E), (V, E))  # (N,), (N, E)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import numpy as np
 
 from lstmtext import threads
 from lstmtext.errors import ConfigError, LstmTextError
-from lstmtext.layers import RowGrad
+from lstmtext.layers import RowGrad, sum_rows
 
 INSTALL = "pip install 'lstmtext[mpi]'"
 
@@ -298,11 +298,7 @@ class GradientSum:
         if self.sparse:
             used = ids.reshape(-1) >= 0
             all_ids = ids.reshape(-1)[used].astype(np.int64)  # (U_all,) with repeats across ranks
-            values = rows.reshape(-1, E)[used]  # (U_all, E)
-            unique, where = np.unique(all_ids, return_inverse=True)  # (U,), (U_all,)
-            summed = np.zeros((len(unique), E), dtype=buf.dtype)  # (U, E)
-            np.add.at(summed, where, values)
-            grads["embed.W"] = RowGrad(unique, summed, tuple(self.shapes["embed.W"]))
+            grads["embed.W"] = sum_rows(all_ids, rows.reshape(-1, E)[used], tuple(self.shapes["embed.W"]))  # (U, E)
         return float(buf[0])
 
 

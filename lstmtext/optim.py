@@ -6,7 +6,7 @@ the checkpoint beside the weights and a resumed run continues with the same mome
 
 import numpy as np
 
-from lstmtext.layers import RowGrad
+from lstmtext.layers import RowGrad, sum_rows
 
 
 def _values(g) -> np.ndarray:
@@ -21,13 +21,11 @@ def add_scaled(total: dict | None, grads: dict, w: float) -> dict:
         total = {}
     for k, g in grads.items():
         if isinstance(g, RowGrad):
-            v = _values(g) * w  # (U, E)
+            v = g.values * w  # (U, E)
             if k in total:
                 rows = np.concatenate([total[k].rows, g.rows])  # (U1 + U2,)
-                unique, where = np.unique(rows, return_inverse=True)  # (U,), (U1 + U2,)
-                summed = np.zeros((len(unique), v.shape[1]), dtype=v.dtype)  # (U, E)
-                np.add.at(summed, where, np.concatenate([total[k].values, v]))
-                total[k] = RowGrad(unique, summed, g.shape)
+                v = np.concatenate([total[k].values, v])  # (U1 + U2, E)
+                total[k] = sum_rows(rows, v, g.shape)  # (U, E)
             else:
                 total[k] = RowGrad(g.rows, v, g.shape)
         elif k in total:

@@ -22,7 +22,7 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from lstmtext import __version__, model
+from lstmtext import __version__, files, model
 from lstmtext.config import ModelConfig, TrainConfig, from_dict
 from lstmtext.errors import CheckpointError, LstmTextError
 
@@ -70,9 +70,8 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     }
     header["checksum"] = _checksum(header, arrays)
     data = st_save(arrays, metadata={"lstmtext": json.dumps(header)})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with files.replaced_when_whole(path) as tmp, open(tmp, "wb") as f:
             half = len(data) // 2
             f.write(data[:half])
             if WRITE_DELAY:  # test hook: a slow disk, so a test can kill us in mid-write
@@ -81,9 +80,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
             f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(
             f"could not write checkpoint {path}: {e.strerror or e}; the previous one is kept"
         ) from None

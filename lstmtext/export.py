@@ -15,13 +15,14 @@ r ⊙ (h W_hn + b_hn) and has no other place). So nothing is counted twice.
 """
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import save_file
 
-from lstmtext import vectors
+from lstmtext import files, vectors
 from lstmtext.cells import get_cell
 from lstmtext.config import ModelConfig
 from lstmtext.errors import ConfigError
@@ -102,22 +103,17 @@ def to_torch(cfg: ModelConfig, params: dict, tok, out: Path) -> list[Path]:
         "tokenizer": tok.kind,
         "lowercase": tok.lowercase,
     }
-    names = ["model.safetensors", "config.json", "tokenizer.json", "load_torch.py"]
-    # Each file is written beside its final name and renamed, so a full disk leaves no half file
-    # under a name another tool would read.
-    try:
-        tmp = [out / f".{n}.tmp" for n in names]
-        save_file(_torch_state(cfg, params), str(tmp[0]), metadata={"format": "pt"})
-        tmp[1].write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        tmp[2].write_text(tok.hf_json(), encoding="utf-8")
-        tmp[3].write_text(LOAD_TORCH, encoding="utf-8")
-        for t, n in zip(tmp, names, strict=True):
-            t.replace(out / n)
+    paths = [out / n for n in ("model.safetensors", "config.json", "tokenizer.json", "load_torch.py")]
+    try:  # all four are renamed into place once all four are written
+        with ExitStack() as stack:
+            tmp = [stack.enter_context(files.replaced_when_whole(p)) for p in paths]
+            save_file(_torch_state(cfg, params), str(tmp[0]), metadata={"format": "pt"})
+            tmp[1].write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            tmp[2].write_text(tok.hf_json(), encoding="utf-8")
+            tmp[3].write_text(LOAD_TORCH, encoding="utf-8")
     except (OSError, SafetensorError) as e:
-        for t in tmp:
-            t.unlink(missing_ok=True)
         raise ConfigError(f"cannot write to {out}: {getattr(e, 'strerror', None) or e}") from None
-    return [out / n for n in names]
+    return paths
 
 
 LOAD_TORCH = '''"""Load a model exported by `lstmtext export --format torch`, with torch and safetensors alone.
@@ -279,12 +275,10 @@ def to_onnx(cfg: ModelConfig, params: dict, out: Path) -> Path:
         graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="lstmtext", ir_version=8
     )
     onnx.checker.check_model(model)
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        onnx.save(model, str(tmp))
-        tmp.replace(out)
+        with files.replaced_when_whole(out) as tmp:
+            onnx.save(model, str(tmp))
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {out}: {e.strerror or e}") from None
     return out
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmtext import files
 from lstmtext.errors import ConfigError
 
 CHUNK = 1 << 20  # bytes read at a time from a binary file
@@ -253,15 +254,12 @@ def write_word2vec(path: Path, vocab: Sequence[str], W: np.ndarray) -> tuple[int
     keep = [i for i, w in enumerate(vocab) if w and not any(ch.isspace() for ch in w)]
     kept = set(keep)
     skipped = [w for i, w in enumerate(vocab) if i not in kept]
-    tmp = path.with_name(f".{path.name}.tmp")  # renamed when whole: no half file under the name
     try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        with files.replaced_when_whole(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(f"{len(keep)} {W.shape[1]}\n")
             for i in keep:
                 # 9 significant digits: a float32 read back is the same number
                 f.write(vocab[i] + " " + " ".join(f"{x:.9g}" for x in W[i].tolist()) + "\n")
-        tmp.replace(path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {path}: {e.strerror or e}") from None
     return len(keep), skipped

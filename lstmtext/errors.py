@@ -8,6 +8,10 @@ as one line and exits with code 1. Anything else that escapes is a bug in lstmte
 class LstmTextError(Exception):
     """Base class: a problem the user can fix, described in one line."""
 
+    # Under MPI (mpi.py): True for an error every rank raises at the same point, so no rank is left
+    # waiting in a collective and rank 0 alone reports it; False for one a single rank may have.
+    every_rank = False
+
 
 class CorpusError(LstmTextError):
     """The training or evaluation text cannot be used (missing, empty, not UTF-8, too short)."""
@@ -23,3 +27,9 @@ class CheckpointError(LstmTextError):
 
 class TrainingError(LstmTextError):
     """Training cannot go on (diverged, run directory already in use, ...)."""
+
+
+class Diverged(TrainingError):
+    """A step's loss or gradient went non-finite or past all reason (trainer.healthy)."""
+
+    every_rank = True  # the loss and norm are the whole batch's, and the ranks agree on the verdict

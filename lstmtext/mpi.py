@@ -50,12 +50,9 @@ def _launched() -> tuple[int, int]:
         ("MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK"),
         ("SLURM_STEP_NUM_TASKS", "PMIX_RANK"),  # PMIX_RANK only under a PMIx launch, not in a batch script
     )
-    for size, rank in known:
-        if rank == "PMIX_RANK" and rank not in os.environ:
-            continue
-        if os.environ.get(size, "").isdigit():
-            r = os.environ.get(rank, "0")
-            return int(os.environ[size]), int(r) if r.isdigit() else 0
+    for size, rank in known:  # a launcher sets both of its pair
+        if os.environ.get(size, "").isdigit() and os.environ.get(rank, "").isdigit():
+            return int(os.environ[size]), int(os.environ[rank])
     return 1, 0
 
 

@@ -39,7 +39,7 @@ from rich.table import Table
 from lstmtext import batching, checkpoint, evaluate, model, mpi, optim, sample, threads
 from lstmtext.config import ModelConfig, TrainConfig, from_dict
 from lstmtext.data import Data
-from lstmtext.errors import ConfigError, TrainingError
+from lstmtext.errors import ConfigError, Diverged, TrainingError
 
 METRICS_VERSION = 1
 # A window whose mean loss is this many times that of guessing uniformly (log V) has diverged, even
@@ -425,13 +425,11 @@ class Trainer:
         self.tuner.end(rows * self.streams.shape[1])
         if not ok:
             if self.cfg.on_nan == "stop":
-                error = TrainingError(
+                raise Diverged(
                     f"training diverged at step {prog['step'] + 1} (loss {loss}, gradient norm {norm}); "
                     f"the checkpoints in {self.out} hold the last good weights; start a new run (--force or "
                     f"another --out) with a lower --lr or --clip, or use --on-nan skip"
                 )
-                error.every_rank = True  # type: ignore[attr-defined]  # the loss and norm are the whole batch's
-                raise error
             prog["skipped"] += 1  # the weights are untouched; the state carries on from before
         else:
             self.state = new_state

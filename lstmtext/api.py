@@ -23,7 +23,6 @@ import itertools
 import os
 import signal
 import sys
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
@@ -40,7 +39,15 @@ from lstmtext.errors import ConfigError
 from lstmtext.options import DEFAULT_LR, TrainOptions
 from lstmtext.sample import SampleOptions, text_pieces, unknown_prompt_warning
 from lstmtext.tokenizer import Tokenizer
-from lstmtext.trainer import Trainer, clear_old_run, finished_reason, initial_params, prepare_out, resume_config
+from lstmtext.trainer import (
+    Trainer,
+    clear_old_run,
+    finished_reason,
+    handling_signals,
+    initial_params,
+    prepare_out,
+    resume_config,
+)
 
 
 def _python_warning(message: str) -> None:
@@ -296,18 +303,14 @@ def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[
 def _follow(group: "mpi.Group", o: TrainOptions) -> Run:
     # Ctrl-C reaches every rank; rank 0 answers it (it releases us, or the training loop agrees to
     # stop), so until the loop takes the signals over a follower lets them pass.
-    main = threading.current_thread() is threading.main_thread()
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
-        result = Trainer.follow(group, Console(quiet=True))
+        with handling_signals(signal.SIG_IGN):
+            result = Trainer.follow(group, Console(quiet=True))
     except BaseException as e:
         if not getattr(e, "every_rank", False):  # rank 0 may be waiting for us in a collective
             print(f"error on rank {group.rank}: {e!r}", file=sys.stderr)
             group.abort(1)
         raise
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
     if isinstance(result, int):
         if result:
             raise mpi.Released(result)

@@ -21,6 +21,8 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -108,25 +110,29 @@ class _NoMetrics:
         pass
 
 
+@contextmanager
+def handling_signals(handler) -> Iterator[None]:
+    """SIGINT and SIGTERM go to `handler` (a function, or signal.SIG_IGN) inside the block. Python
+    lets only the main thread set handlers; in another thread (a notebook's worker, say) the block
+    keeps the default ones, so Ctrl-C there raises KeyboardInterrupt."""
+    main = threading.current_thread() is threading.main_thread()
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 class _StopSignals:
-    """Turn SIGINT/SIGTERM into a flag checked between steps, so a step is never cut in half."""
+    """A signal handler that only notes SIGINT/SIGTERM, checked between steps, so a step is never cut
+    in half."""
 
     def __init__(self):
         self.signum = None
 
-    def __enter__(self):
-        # Python lets only the main thread set handlers; training in another thread (a notebook's
-        # worker, say) keeps the default ones: Ctrl-C there raises KeyboardInterrupt mid-step.
-        main = threading.current_thread() is threading.main_thread()
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
-        return self
-
-    def _handle(self, signum, frame):
+    def __call__(self, signum, frame):
         self.signum = signum
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
 
 
 def _progress_bar(console: Console) -> Progress:
@@ -444,7 +450,8 @@ class Trainer:
         log_loss, log_steps, log_tokens, t_log, log_valid = 0.0, 0, 0, time.perf_counter(), 0.0
         last_loss, tps, finished = float("nan"), 0.0, False
         t_start, elapsed0, tokens0 = time.perf_counter(), prog["elapsed"], prog["tokens"]
-        with _StopSignals() as signals, _progress_bar(self.console) as bar:
+        signals = _StopSignals()
+        with handling_signals(signals), _progress_bar(self.console) as bar:
             # The budget is checked first too: resuming a finished run must not take one more step.
             finished = self.budget_spent() or self.out_of_patience()
             while not finished and not (cfg.epochs and prog["epoch"] > cfg.epochs):

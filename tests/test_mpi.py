@@ -118,9 +118,13 @@ def test_each_rank_takes_its_share_of_the_cores(tmp_path):
     assert r.returncode == 0, r.stderr
     share = max(1, len(os.sched_getaffinity(0)) // 2)  # two unbound ranks share this process's cores
     assert sorted(r.stdout.split()) == [f"0:{share}", f"1:{share}"]
-    r = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**CLEAN_ENV, "OPENBLAS_NUM_THREADS": "1"}, timeout=60)  # fmt: skip
-    assert sorted(r.stdout.split()) == ["0:1", "1:1"]
+    # one rank alone on its cores takes them all, down to OPENBLAS_NUM_THREADS (a singleton MPI run)
+    alone = "from mpi4py import MPI; from lstmtext.mpi import Group; print(Group(MPI.COMM_WORLD).threads())"
+    cores = len(os.sched_getaffinity(0))
+    for env, want in (({}, cores), ({"OPENBLAS_NUM_THREADS": "1"}, 1)):
+        r = subprocess.run([sys.executable, "-c", alone], capture_output=True, text=True, env={**CLEAN_ENV, **env},
+                           timeout=60)  # fmt: skip
+        assert r.returncode == 0 and r.stdout.split() == [str(want)], r.stdout + r.stderr
 
 
 @needs_mpi

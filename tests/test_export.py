@@ -48,6 +48,14 @@ def close(got, want):
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
 
 
+def load_exported(folder):
+    """(torch module, config) through the export's own load_torch.py, as a user without lstmtext would."""
+    spec = importlib.util.spec_from_file_location(f"load_torch_{folder.name}", folder / "load_torch.py")
+    loader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loader)
+    return loader.load(folder)
+
+
 @pytest.fixture(scope="module")
 def tok():
     return Tokenizer.train("char", "abcdefghijklmnopqrstuv")  # 23 tokens with <unk>
@@ -61,10 +69,7 @@ def test_torch_export_loads_without_lstmtext_and_matches(tmp_path, tok, cell, la
     export.to_torch(cfg, params, tok, tmp_path)
     source = (tmp_path / "load_torch.py").read_text()
     assert "lstmtext" not in source.split('"""', 2)[2]  # the code after its docstring
-    spec = importlib.util.spec_from_file_location("load_torch_export", tmp_path / "load_torch.py")
-    loader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loader)
-    net, config = loader.load(tmp_path)
+    net, config = load_exported(tmp_path)
     assert config["cell"] == cell and json.loads((tmp_path / "config.json").read_text())["tie"] == tie
     # torch's b_hh adds G·H numbers a layer, all zero but the GRU's n part (our b_hn); a tied weight counts once
     extra = sum(getattr(net.rnn, f"bias_hh_l{layer}").numel() for layer in range(layers)) - layers * H * (cell == "gru")
@@ -114,10 +119,7 @@ def test_relu_rnn_exports_its_nonlinearity_to_torch(tmp_path, tok):
     torch = pytest.importorskip("torch")
     cfg, params, state, ids = build("rnn", 2, False, nonlinearity="relu")
     export.to_torch(cfg, params, tok, tmp_path)
-    spec = importlib.util.spec_from_file_location("load_torch_relu", tmp_path / "load_torch.py")
-    loader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loader)
-    net, _ = loader.load(tmp_path)
+    net, _ = load_exported(tmp_path)
     assert net.rnn.nonlinearity == "relu"
     with torch.no_grad():
         logits, h = net(torch.from_numpy(ids), torch.from_numpy(stacked(cfg, state, "h")))

@@ -51,6 +51,12 @@ def mpi_train(n: int, args: list, timeout: float = 120) -> subprocess.CompletedP
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=CLEAN_ENV)
 
 
+def mpi_python(code: str) -> subprocess.CompletedProcess:
+    """`python -c code` on two ranks."""
+    cmd = [str(MPIEXEC), "-n", "2", sys.executable, "-c", code]
+    return subprocess.run(cmd, capture_output=True, text=True, env=CLEAN_ENV, timeout=60)
+
+
 def losses(out: Path) -> np.ndarray:
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     return np.array([x["loss"] for x in lines if x["kind"] == "train"])
@@ -113,8 +119,7 @@ def test_two_ranks_across_epochs_and_a_finished_run(tmp_path):
 @needs_mpi
 def test_each_rank_takes_its_share_of_the_cores(tmp_path):
     code = "import os; from lstmtext import mpi; g = mpi.world(); os.write(1, f'{g.rank}:{g.threads()}\\n'.encode())"
-    r = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", code], capture_output=True, text=True,
-                       env=CLEAN_ENV, timeout=60)  # fmt: skip
+    r = mpi_python(code)
     assert r.returncode == 0, r.stderr
     share = max(1, len(os.sched_getaffinity(0)) // 2)  # two unbound ranks share this process's cores
     assert sorted(r.stdout.split()) == [f"0:{share}", f"1:{share}"]
@@ -137,8 +142,7 @@ def test_a_rank_waiting_for_rank_0_does_not_keep_a_core_busy():
         "c1 = resource.getrusage(resource.RUSAGE_SELF)\n"
         "os.write(1, f'{g.rank}:{c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime:.3f}\\n'.encode())"
     )
-    r = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", code], capture_output=True, text=True,
-                       env=CLEAN_ENV, timeout=60)  # fmt: skip
+    r = mpi_python(code)
     assert r.returncode == 0, r.stderr
     cpu = dict(line.split(":") for line in r.stdout.split())
     assert float(cpu["1"]) < 1.0, cpu  # polling nonstop through rank 0's 3 s would cost about 3 s

@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from lstmtext import checkpoint, evaluate, export, mpi, runs, vectors
+from lstmtext import checkpoint, evaluate, export, mpi, runs, sizing, vectors
 from lstmtext import model as network
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError
-from lstmtext.options import DEFAULT_LR, TrainOptions
+from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, TrainOptions
 from lstmtext.sample import SampleOptions, text_pieces, unknown_prompt_warning
 from lstmtext.tokenizer import Tokenizer
 from lstmtext.trainer import (
@@ -100,12 +100,22 @@ class Model:
         seed: int | None = None,
         stop: list[str] | tuple[str, ...] = (),
         allow_unk: bool = False,
+        repetition_penalty: float = SampleOptions.repetition_penalty,
+        no_repeat_ngram: int = SampleOptions.no_repeat_ngram,
+        beam: int = SampleOptions.beam,
     ) -> Iterator[str]:
         """The prompt, then the sampled text piece by piece as it is produced; "".join of it is
         `generate` with the same arguments. stop: end at any of these strings ("<eos>": a line end).
-        The options are checked here, before the first piece is asked for."""
+        The options are checked here, before the first piece is asked for.
+
+        repetition_penalty (>= 1, 1: off): a token already in the prompt or the text has its logit
+        divided by it (multiplied if negative). no_repeat_ngram (0: off): never complete an n-gram
+        of tokens already there. beam (1: off): beam search keeping that many continuations, the
+        most likely one returned; it is deterministic (no temperature, top_k, top_p or greedy), and
+        its text comes in one piece when the search ends (sample.beam_search says how it scores)."""
         opts = SampleOptions(
-            length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, allow_unk=allow_unk
+            length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, allow_unk=allow_unk,
+            repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, beam=beam,
         )
         self._check_prompt(prompt)
         pieces = text_pieces(self.checkpoint, self.tokenizer, prompt, opts, np.random.default_rng(seed), list(stop))
@@ -123,12 +133,17 @@ class Model:
         seed: int | None = None,
         stop: list[str] | tuple[str, ...] = (),
         allow_unk: bool = False,
+        repetition_penalty: float = SampleOptions.repetition_penalty,
+        no_repeat_ngram: int = SampleOptions.no_repeat_ngram,
+        beam: int = SampleOptions.beam,
     ) -> str:
-        """The prompt and a sample that follows it: `lstmtext generate`'s text."""
+        """The prompt and a sample that follows it: `lstmtext generate`'s text. The options are
+        `stream`'s."""
         return "".join(
             self.stream(
                 prompt, length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed,
-                stop=stop, allow_unk=allow_unk,
+                stop=stop, allow_unk=allow_unk, repetition_penalty=repetition_penalty,
+                no_repeat_ngram=no_repeat_ngram, beam=beam,
             )
         )
 
@@ -145,9 +160,16 @@ class Model:
         seed: int | None = None,
         stop: list[str] | tuple[str, ...] = (),
         allow_unk: bool = False,
+        repetition_penalty: float = SampleOptions.repetition_penalty,
+        no_repeat_ngram: int = SampleOptions.no_repeat_ngram,
+        beam: int = SampleOptions.beam,
     ) -> list[str]:
-        """n samples drawn together as one batch (what `generate --num-samples n` prints)."""
-        opts = SampleOptions(length, temperature, top_k, top_p, greedy, n, allow_unk)
+        """n samples drawn together as one batch (what `generate --num-samples n` prints); with
+        beam > 1, the n best beams, best first (n <= beam). The options are `stream`'s."""
+        opts = SampleOptions(
+            length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, num_samples=n,
+            allow_unk=allow_unk, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, beam=beam,
+        )
         self._check_prompt(prompt)
         outs = [prompt] * n
         rng = np.random.default_rng(seed)
@@ -329,11 +351,19 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
         raise ConfigError("give a CORPUS to train on (a text file or a folder), or --resume RUN_DIR")
     if o.optimizer not in DEFAULT_LR:
         raise ConfigError(f"--optimizer must be sgd, adam or rmsprop, got {o.optimizer!r}")
+    if not (o.epochs or o.max_steps or o.max_minutes):
+        args["max_minutes"] = DEFAULT_MINUTES
+        say(f"No budget given: training for {DEFAULT_MINUTES:g} minutes (--max-minutes, --epochs or --max-steps "
+            "set another).")
     cfg = TrainConfig(
         batch_size=o.batch_size,
         bptt=o.bptt,
         optimizer=o.optimizer,
         lr=DEFAULT_LR[o.optimizer] if o.lr is None else o.lr,
+        # --lr-decay and --decay-after are the step schedule's: typing one asks for it
+        schedule="step" if {"lr_decay", "decay_after"} & given and "schedule" not in given else o.schedule,
+        warmup=o.warmup,
+        lr_floor=o.lr_floor,
         lr_decay=o.lr_decay,
         decay_after=o.decay_after,
         clip=o.clip,
@@ -345,6 +375,7 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
         **{k: args[k] for k in RESUMABLE},
     )
     shape = {k: args[k] for k in (*runs.SHAPE_OPTIONS, "dropout", "init", "init_scale", "chrono")}
+    sized = {k for k in sizing.OPTIONS if shape[k] is None}  # chosen below, once the text is read
     source = tok = None
     if o.init_from is not None:
         source_path = runs.find_checkpoint(o.init_from, say)
@@ -354,6 +385,7 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
         shape.update({k: getattr(m, k) for k in (*runs.SHAPE_OPTIONS, "init", "init_scale", "chrono")})
         if "dropout" not in given:
             shape["dropout"] = m.dropout
+        sized = set()
     if o.embed_init is not None:
         if source is not None:
             raise ConfigError("--embed-init starts a new embedding and --init-from keeps its source's; use one of them")
@@ -366,10 +398,11 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
                 "(or leave --embed out)"
             )
         shape["embed"] = dim
+        sized.discard("embed")
     # Check the model options before the (possibly slow) tokenization; vocab_size is known later.
     if o.freeze_embed and shape["tie"]:
         raise ConfigError("--freeze-embed on a model with a tied head (--tie) would freeze the head too")
-    model_cfg = ModelConfig(vocab_size=1, **shape)
+    model_cfg = ModelConfig(vocab_size=1, **sizing.placeholders(shape))
     corpus = o.corpus
     run_dir = o.out if o.out is not None else Path("runs") / corpus.resolve().name.removesuffix(corpus.suffix)
     tok_opts = TokenizerOptions(o.tokenizer, o.vocab_size, o.min_freq, o.lowercase, o.word_split)
@@ -404,6 +437,8 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
         f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
         f"vocabulary {model_cfg.vocab_size:,} ({data.tokenizer.kind})."
     )
+    if sized:
+        model_cfg = _choose_size(model_cfg, cfg, shape, sized, data, say)
     init = None if source is None else source.params
     if source is not None:
         say(f"Fine-tuning from {source_path} (step {source.progress.get('step', 0):,}) with a fresh optimizer.")
@@ -473,6 +508,19 @@ def _resume(o: TrainOptions, args: dict, given: set, console: Console, say, grou
     console.print(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
     summary = Trainer(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt, group=group).run()
     return Run(run_dir, summary)
+
+
+def _choose_size(model_cfg: ModelConfig, cfg: TrainConfig, shape: dict, sized: set, data, say) -> ModelConfig:
+    """The size options the person left out, from the budget, the text and this machine's speed."""
+    budget = sizing.Budget(cfg.epochs, cfg.max_steps, cfg.max_minutes, len(data.train_ids), cfg.batch_size, cfg.bptt,
+                           cfg.accumulate)
+    speed = sizing.measure(model_cfg, cfg) if cfg.max_minutes else None  # only minutes need the speed
+    given = {k: shape[k] for k in sizing.OPTIONS if k not in sized}
+    choice = sizing.choose(data.tokenizer.kind, model_cfg.vocab_size, budget, speed, given, tie=model_cfg.tie)
+    data.info["size_choice"] = choice.reason()
+    left = ", ".join(f"--{k}" for k in sizing.OPTIONS if k in sized)
+    say(f"Model size ({left} not given) chosen for the budget: {choice.reason()}.", soft_wrap=True)
+    return replace(model_cfg, **{k: getattr(choice, k) for k in sized})
 
 
 def _unk_report(tok, ids, what: str, say, warn) -> None:

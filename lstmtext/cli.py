@@ -121,6 +121,24 @@ def generate(
         typer.Option(help="End a sample at this text; '<eos>' ends it at a line end token. Repeatable."),
     ] = None,
     allow_unk: Annotated[bool, typer.Option(help="Let samples contain <unk> (left out by default).")] = False,
+    repetition_penalty: Annotated[
+        float,
+        typer.Option(
+            help="Make tokens already in the prompt or the text less likely: their logit is divided by this "
+            "(multiplied if negative). At least 1; 1 is off, 1.2 a usual choice."
+        ),
+    ] = SampleOptions.repetition_penalty,
+    no_repeat_ngram: Annotated[
+        int, typer.Option(help="Never repeat a run of this many tokens already in the prompt or the text (0: off).")
+    ] = SampleOptions.no_repeat_ngram,
+    beam: Annotated[
+        int,
+        typer.Option(
+            help="Beam search: keep the N most likely continuations and print the best (--num-samples k: the k "
+            "best, k <= N). Deterministic, so not with --temperature, --top-k, --top-p or --greedy; the text "
+            "prints when the search ends. 1 is off."
+        ),
+    ] = SampleOptions.beam,
 ) -> None:
     """Generate text from a trained model; it streams to stdout as it is produced."""
     opts = SampleOptions(
@@ -131,6 +149,9 @@ def generate(
         greedy=greedy,
         num_samples=num_samples,
         allow_unk=allow_unk,
+        repetition_penalty=repetition_penalty,
+        no_repeat_ngram=no_repeat_ngram,
+        beam=beam,
     )
     model = api.load(checkpoint_path, note=_note)
     rng = np.random.default_rng(seed)
@@ -195,11 +216,13 @@ def info(
                   + (f", adaptive softmax {m['cutoffs']}" if m.get("softmax") == "adaptive" else "")
                   + f", dropout {m['dropout']:g}")
     table.add_row("parameters", f"{m['parameters']:,}")
+    if r["size_choice"]:
+        table.add_row("size chosen", r["size_choice"])
     table.add_row("tokenizer", f"{t['kind']}, vocabulary {t['vocab_size']:,}")
     if r["train"] is not None:
         tr = r["train"]
-        table.add_row("training", f"{tr['optimizer']} lr {tr['lr']:g} (×{tr['lr_decay']:g} after epoch "
-                      f"{tr['decay_after']}), clip {tr['clip']:g}, batch {tr['batch_size']}, bptt {tr['bptt']}, "
+        table.add_row("training", f"{tr['optimizer']} lr {tr['lr']:g} ({_schedule_text(tr)}), "
+                      f"clip {tr['clip']:g}, batch {tr['batch_size']}, bptt {tr['bptt']}, "
                       + (f"{tr['accumulate']} windows a step, " if tr.get("accumulate", 1) > 1 else "")
                       + f"seed {tr['seed']}, {tr['dtype']}" + (", embedding frozen" if tr.get("freeze_embed") else ""))
         budget = [f"{k.replace('_', ' ')} {tr[k]:g}" for k in ("epochs", "max_steps", "max_minutes") if tr[k]]
@@ -226,6 +249,16 @@ def info(
         table.add_row("embedding from", f"{e['path']} ({e['kind']}: {e['matched']:,} of {t['vocab_size']:,} tokens)")
     table.add_row("checkpoints", ", ".join(r["checkpoints"]))
     Console().print(table)
+
+
+def _schedule_text(tr: dict) -> str:
+    """How the run's learning rate moves, in a few words."""
+    schedule = tr.get("schedule", "step")
+    if schedule == "cosine":
+        return f"cosine to ×{tr['lr_floor']:g} at the budget's end, warm-up {tr['warmup']:.0%}"
+    if schedule == "step":
+        return f"×{tr['lr_decay']:g} each epoch after epoch {tr['decay_after']}"
+    return "constant"
 
 
 @app.command()

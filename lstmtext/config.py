@@ -4,6 +4,7 @@ rebuilds its model and resumes its training with no flags."""
 from dataclasses import dataclass, fields
 
 from lstmtext.errors import ConfigError
+from lstmtext.schedule import SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 INIT_SCHEMES = ("uniform", "torch", "orthogonal")
@@ -102,8 +103,11 @@ class TrainConfig:
     bptt: int = 35  # T steps per window; the state carries over, the gradient does not
     optimizer: str = "sgd"  # "sgd", "adam" or "rmsprop"
     lr: float = 20.0  # for the mean-per-token loss; see README "Loss scale"
-    lr_decay: float = 0.5  # lr *= lr_decay each epoch after decay_after (Zaremba et al. 2014)
-    decay_after: int = 4  # epochs at full lr
+    schedule: str = "cosine"  # how lr moves over the budget: cosine, step or constant (lstmtext.schedule)
+    warmup: float = 0.02  # cosine: share of the budget spent warming up from a small lr to lr
+    lr_floor: float = 0.1  # cosine: lr at the end of the budget, as a share of lr
+    lr_decay: float = 0.5  # step: lr *= lr_decay each epoch after decay_after (Zaremba et al. 2014)
+    decay_after: int = 4  # step: epochs at full lr
     clip: float = 0.25  # max global norm of the gradient; 0 turns clipping off
     weight_decay: float = 0.0  # L2 penalty on weight matrices (not biases)
     epochs: int = 6  # budget in passes over the training text (0: no epoch limit)
@@ -147,6 +151,12 @@ class TrainConfig:
             raise ConfigError(f"--weight-decay must not be negative, got {self.weight_decay}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule must be {_one_of(list(SCHEDULES))}, got {self.schedule!r}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"--warmup is a share of the budget in [0, 1), got {self.warmup}")
+        if not 0 <= self.lr_floor <= 1:
+            raise ConfigError(f"--lr-floor is a share of --lr in [0, 1], got {self.lr_floor}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
         if self.clip < 0:
@@ -157,6 +167,8 @@ def from_dict(cls, d: dict):
     """Build a config from a checkpoint header, ignoring nothing silently: unknown keys are an error."""
     if not isinstance(d, dict):
         raise ConfigError(f"{cls.__name__} must be a JSON object")
+    if cls is TrainConfig and "schedule" not in d:
+        d = {**d, "schedule": "step"}  # written before schedules: their lr followed lr_decay per epoch
     types = {f.name: f.type for f in fields(cls)}
     unknown = set(d) - set(types)
     if unknown:

@@ -50,11 +50,6 @@ def clip_global_norm(grads: dict, max_norm: float) -> float:
     return norm
 
 
-def lr_for_epoch(base_lr: float, decay: float, decay_after: int, epoch: int) -> float:
-    """Zaremba et al.'s schedule: full lr for epochs 1..decay_after, then times decay each epoch."""
-    return base_lr * decay ** max(0, epoch - decay_after)
-
-
 RMSPROP_DECAY = 0.95  # as in Karpathy et al. 2015, "Visualizing and Understanding Recurrent Networks"
 
 

@@ -14,6 +14,9 @@ def opt(default, help: str, show_default: bool | str = True, argument: bool = Fa
     return field(default=default, metadata={"help": help, "show_default": show_default, "argument": argument})
 
 
+CHOSEN = "chosen for the budget and the text"  # the size options lstmtext.sizing fills in
+DEFAULT_MINUTES = 10.0  # the budget when none of --epochs, --max-steps and --max-minutes is given
+
 # The learning rate when --lr is not given, by optimizer: the mean-loss equivalent of Zaremba's SGD
 # lr 1 (README "Loss scale"), and Adam's usual 2e-3.
 DEFAULT_LR = {"sgd": 20.0, "adam": 0.002, "rmsprop": 0.002}
@@ -63,10 +66,10 @@ class TrainOptions:
     encoding_errors: str = opt("strict", help="strict: stop at invalid UTF-8; replace: use U+FFFD and go on.")
     cell: str = opt("lstm", help="Recurrent cell: lstm, gru, rnn, peephole, cifg, mingru, minlstm or slstm.")
     nonlinearity: str = opt("tanh", help="The rnn cell's nonlinearity: tanh or relu.")
-    embed: int = opt(200, help="Embedding size E.")
-    hidden: int = opt(200, help="Hidden size H of every layer.")
-    layers: int = opt(2, help="Stacked recurrent layers.")
-    dropout: float = opt(0.2, help="Dropout on non-recurrent connections.")
+    embed: int | None = opt(None, help="Embedding size E.", show_default=CHOSEN)
+    hidden: int | None = opt(None, help="Hidden size H of every layer.", show_default=CHOSEN)
+    layers: int | None = opt(None, help="Stacked recurrent layers.", show_default=CHOSEN)
+    dropout: float | None = opt(None, help="Dropout on non-recurrent connections.", show_default=CHOSEN)
     tie: bool = opt(False, help="Tie the output head to the embedding (needs --embed = --hidden).")
     embed_init: Path | None = opt(
         None,
@@ -77,7 +80,7 @@ class TrainOptions:
     freeze_embed: bool = opt(False, help="Keep the embedding as it starts (not trained).")
     init_scale: float = opt(0.1, help="--init uniform: weights start uniform in ±init-scale.")
     init: str = opt(
-        "uniform",
+        "torch",
         help="Initialisation: uniform (±init-scale, Zaremba 2014), torch (PyTorch's defaults) or orthogonal "
         "(orthogonal recurrent blocks, Saxe 2014).",
     )
@@ -85,22 +88,33 @@ class TrainOptions:
     heads: int = opt(1, help="--cell slstm: block-diagonal recurrent heads (1: dense).")
     softmax: str = opt("full", help="Output head: full, or adaptive (Grave et al. 2017), with --cutoffs.")
     cutoffs: str = opt("", help="--softmax adaptive: where the frequency-sorted clusters start, e.g. 2000,6000.")
-    batch_size: int = opt(20, help="Parallel streams B.")
-    bptt: int = opt(35, help="Window length T of truncated backpropagation through time.")
+    batch_size: int = opt(32, help="Parallel streams B.")
+    bptt: int = opt(64, help="Window length T of truncated backpropagation through time.")
     accumulate: int = opt(
         1, help="Windows per optimizer step: their gradients are averaged, then one update (under MPI, one exchange)."
     )
-    optimizer: str = opt("sgd", help="sgd, adam or rmsprop.")
+    optimizer: str = opt("adam", help="adam, sgd or rmsprop.")
     lr: float | None = opt(
         None, help="Learning rate (loss is the mean per token).", show_default=_default_lr_text()
     )
-    lr_decay: float = opt(0.5, help="Multiply lr by this each epoch after --decay-after.")
-    decay_after: int = opt(4, help="Epochs at the full learning rate.")
-    clip: float = opt(0.25, help="Largest global gradient norm (0: no clipping).")
+    schedule: str = opt(
+        "cosine",
+        help="How lr moves over the budget: cosine (warm up, then down to --lr-floor at the budget's end), "
+        "step (×--lr-decay each epoch after --decay-after; implied by those two) or constant.",
+    )
+    warmup: float = opt(0.02, help="--schedule cosine: share of the budget spent warming up.")
+    lr_floor: float = opt(0.1, help="--schedule cosine: lr at the budget's end, as a share of --lr.")
+    lr_decay: float = opt(0.5, help="--schedule step: multiply lr by this each epoch after --decay-after.")
+    decay_after: int = opt(4, help="--schedule step: epochs at the full learning rate.")
+    clip: float = opt(1.0, help="Largest global gradient norm (0: no clipping).")
     weight_decay: float = opt(0.0, help="L2 penalty on weight matrices.")
-    epochs: int = opt(6, help="Passes over the training text (0: no limit).")
+    epochs: int = opt(0, help="Passes over the training text (0: no limit).")
     max_steps: int = opt(0, help="Stop after this many optimizer steps, windows unless --accumulate (0: no limit).")
-    max_minutes: float = opt(0.0, help="Stop after this many minutes of the run, validation included (0: no limit).")
+    max_minutes: float = opt(
+        0.0,
+        help="Stop after this many minutes of the run, validation included (0: no limit).",
+        show_default=f"{DEFAULT_MINUTES:g} when no budget is given",
+    )
     eval_every: int = opt(0, help="Also validate every N steps (0: only after epochs).")
     patience: int = opt(0, help="Stop after K validations without improvement (0: never).")
     log_every: int = opt(50, help="Steps per line in metrics.jsonl.")

@@ -21,7 +21,8 @@ MODEL_OPTIONS = (
     "cutoffs", "heads",
 )
 TRAIN_OPTIONS = (
-    "batch_size", "bptt", "optimizer", "lr", "lr_decay", "decay_after", "clip", "weight_decay", "seed", "dtype",
+    "batch_size", "bptt", "optimizer", "lr", "schedule", "warmup", "lr_floor", "lr_decay", "decay_after", "clip",
+    "weight_decay", "seed", "dtype",
     "freeze_embed", "accumulate",
 )
 # CLI name -> key of the tokenizer options stored in the run's info (TokenizerOptions' fields).
@@ -199,4 +200,5 @@ def run_info(path: str | Path) -> dict:
         },
         "init_from": info.get("init_from"),
         "embed_init": info.get("embed_init"),
+        "size_choice": info.get("size_choice"),  # why this size, when the person gave none (lstmtext.sizing)
     }

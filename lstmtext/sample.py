@@ -3,10 +3,13 @@
 All samples run together as one batch of streams; each step is one forward step of the network
 and one draw per stream. The prompt primes the state first, so the first sampled token already
 follows the prompt. A `TokenFilter` keeps samples readable: no "<unk>", and for byte-level BPE
-never a byte sequence that is not UTF-8.
+never a byte sequence that is not UTF-8. Two rules look back at what a stream already holds (prompt
+and generated ids, `History`): the repetition penalty and the no-repeat n-gram ban. `beam_search`
+keeps the N most likely continuations instead of drawing one.
 """
 
 import codecs
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -26,6 +29,11 @@ class SampleOptions:
     greedy: bool = False  # always the most likely token
     num_samples: int = 1
     allow_unk: bool = False  # let samples contain "<unk>" (left out by default: it is a hole in the text)
+    # A token the stream already holds has its logit divided by this if positive, multiplied if
+    # negative (CTRL's penalty; 1: off). Below 1 it would reward repetition, so it is refused.
+    repetition_penalty: float = 1.0
+    no_repeat_ngram: int = 0  # never complete an n-gram of token ids the stream already holds (0: off)
+    beam: int = 1  # beam search keeping this many continuations (1: off, a draw or --greedy as asked)
 
     def __post_init__(self) -> None:
         if self.length < 1:
@@ -40,6 +48,42 @@ class SampleOptions:
             raise ConfigError(f"--top-k must be 0 (off) or positive, got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if not 1 <= self.repetition_penalty < math.inf:  # NaN fails too
+            raise ConfigError(
+                f"--repetition-penalty must be a number of at least 1 (1: off; 1.2 is a usual choice), "
+                f"got {self.repetition_penalty}"
+            )
+        if self.no_repeat_ngram < 0:
+            raise ConfigError(
+                f"--no-repeat-ngram must be 0 (off) or a positive n-gram size, got {self.no_repeat_ngram}"
+            )
+        if self.beam < 1:
+            raise ConfigError(f"--beam must be at least 1 (1: off), got {self.beam}")
+        if self.beam > 1:
+            self._check_beam()
+
+    def _check_beam(self) -> None:
+        sampling = [
+            f"{name} {value}"
+            for name, value, off in [
+                ("--temperature", self.temperature, 1.0),
+                ("--top-k", self.top_k, 0),
+                ("--top-p", self.top_p, 1.0),
+            ]
+            if value != off
+        ]
+        if sampling:
+            raise ConfigError(
+                f"--beam {self.beam} searches for the most likely text, it draws nothing at random: leave out "
+                f"{' and '.join(sampling)} (they shape random sampling), or use --beam 1 to sample"
+            )
+        if self.greedy:
+            raise ConfigError(f"--greedy and --beam {self.beam} are two searches; use one of them")
+        if self.num_samples > self.beam:
+            raise ConfigError(
+                f"--num-samples {self.num_samples} is more than --beam {self.beam}: beam search returns at most its "
+                f"{self.beam} best continuations; use --beam {self.num_samples} or more"
+            )
 
 
 def next_token_weights(logits: np.ndarray, opts: SampleOptions) -> np.ndarray:
@@ -105,6 +149,86 @@ def draw(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return ids
 
 
+def penalize_repeats(logits: np.ndarray, seen: np.ndarray, penalty: float) -> None:
+    """logits (B,V), in place: the tokens each stream has already seen (B,V bool) become less likely.
+
+    CTRL's penalty (Keskar et al. 2019, §4.1, https://arxiv.org/abs/1909.05858) divides the logit by
+    the penalty; a negative logit divided would *rise*, so, as HuggingFace's RepetitionPenalty does,
+    a negative one is multiplied instead. -inf (a banned token) stays -inf."""
+    z = logits[seen]  # (n,) the seen tokens' logits, all streams together
+    logits[seen] = np.where(z > 0, z / penalty, z * penalty)
+
+
+def repeated_ngram_bans(history: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """history (B,t) token ids -> (rows, ids): stream rows[i] may not take ids[i] next, as it would
+    complete an n-gram the stream already holds (HuggingFace's no_repeat_ngram_size). n = 1 bans
+    every token seen. Pairs may repeat."""
+    B, t = history.shape
+    if t < n:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    grams = np.lib.stride_tricks.sliding_window_view(history, n, axis=1)  # (B, t-n+1, n) every n-gram so far
+    tail = history[:, t - n + 1 :]  # (B, n-1) the next n-gram's first n-1 ids
+    hit = (grams[:, :, :-1] == tail[:, None, :]).all(axis=2)  # (B, t-n+1) n-grams that begin like it
+    rows, at = np.nonzero(hit)
+    return rows, grams[rows, at, -1]
+
+
+def ban_repeated_ngrams(logits: np.ndarray, history: np.ndarray, n: int) -> None:
+    """logits (B,V), in place: -inf for the tokens that would repeat an n-gram of the stream's
+    history (B,t). A stream the rule would leave with no token at all (a small vocabulary, a small n,
+    long text) is let off it for this step: every token it may take repeats, so it repeats."""
+    rows, ids = repeated_ngram_bans(history, n)
+    if len(rows) == 0:
+        return
+    kept = logits[rows, ids]  # (n_bans,)
+    logits[rows, ids] = -np.inf
+    stuck = np.isneginf(logits.max(axis=1))  # (B,)
+    if stuck.any():
+        back = stuck[rows]
+        logits[rows[back], ids[back]] = kept[back]
+
+
+class History:
+    """Each stream's token ids so far, the prompt's then its own, for the rules that look back at
+    them: the repetition penalty and the no-repeat n-gram ban. Made only when one of them is on."""
+
+    def __init__(self, prompt_ids: np.ndarray, num_streams: int, opts: SampleOptions, vocab_size: int) -> None:
+        P = len(prompt_ids)
+        self.ids = np.empty((num_streams, P + opts.length), dtype=np.int64)  # (B, P+length) filled up to n
+        self.ids[:, :P] = prompt_ids
+        self.n = P
+        self.penalty, self.ngram = opts.repetition_penalty, opts.no_repeat_ngram
+        self.seen = None  # (B, V) bool, kept as it goes: cheaper than rebuilding from ids each step
+        if self.penalty != 1.0:
+            self.seen = np.zeros((num_streams, vocab_size), dtype=bool)
+            self.seen[:, np.asarray(prompt_ids, dtype=np.int64)] = True
+
+    def apply(self, logits: np.ndarray) -> None:
+        """logits (B,V), in place: the penalty, then the n-gram bans."""
+        if self.seen is not None:
+            penalize_repeats(logits, self.seen, self.penalty)
+        if self.ngram:
+            ban_repeated_ngrams(logits, self.ids[:, : self.n], self.ngram)
+
+    def advance(self, ids: np.ndarray) -> None:
+        """The streams took ids (B,)."""
+        self.ids[:, self.n] = ids
+        self.n += 1
+        if self.seen is not None:
+            self.seen[np.arange(len(ids)), ids] = True
+
+    def reorder(self, parents: np.ndarray) -> None:
+        """Beam search: stream b continues stream parents[b] (B',)."""
+        self.ids = self.ids[parents]  # fancy indexing copies: children of one parent stay apart
+        if self.seen is not None:
+            self.seen = self.seen[parents]
+
+
+def look_back(opts: SampleOptions) -> bool:
+    """Whether a rule needs each stream's history (else none is kept: nothing to pay when off)."""
+    return opts.repetition_penalty != 1.0 or opts.no_repeat_ngram > 0
+
+
 class TokenFilter:
     """The tokens each stream may not take next; `apply` sets their logits to -inf before a draw, so
     no temperature, top-k or top-p can bring them back, nor can greedy pick them.
@@ -123,7 +247,7 @@ class TokenFilter:
         if tok.kind == "bpe":
             prompt = b"".join(tok.token_bytes(int(i)) for i in prompt_ids)
             for _ in range(num_samples):
-                decoder = codecs.getincrementaldecoder("utf-8")("strict")
+                decoder = _utf8_decoder()
                 decoder.decode(prompt)
                 self._decoders.append(decoder)
         self._blocked: dict[bytes, np.ndarray] = {}  # pending bytes -> ids that may not follow them
@@ -143,6 +267,20 @@ class TokenFilter:
         for b, decoder in enumerate(self._decoders):
             decoder.decode(self._tok.token_bytes(int(ids[b])))  # strict: raises if a bad byte got through
 
+    def reorder(self, parents: np.ndarray) -> None:
+        """Beam search: stream b continues stream parents[b] (B',). Each gets a decoder of its own
+        holding its parent's pending bytes, so two children of one parent never share one."""
+        if self._decoders:
+            states = [self._decoders[p].getstate() for p in parents]
+            self._decoders = [_utf8_decoder(state) for state in states]
+
+
+def _utf8_decoder(state: tuple[bytes, int] | None = None) -> codecs.IncrementalDecoder:
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    if state is not None:
+        decoder.setstate(state)
+    return decoder
+
 
 def generate(
     params: dict,
@@ -158,7 +296,12 @@ def generate(
 
     on_token(ids (B,)) is called after each step; returning True stops early (all streams done).
     token_filter says which tokens each stream may not take next (without one, any token).
+    With opts.beam > 1: the num_samples best beams of `beam_search` (no on_token: the search ends
+    before any token is sure), for a token_filter made for one stream.
     """
+    if opts.beam > 1:
+        assert on_token is None, "beam search knows no token before it ends"
+        return beam_search(params, cfg, prompt_ids, opts, token_filter).ids
     out = []
     for ids in token_steps(params, cfg, prompt_ids, opts, rng, token_filter):
         out.append(ids)
@@ -176,22 +319,125 @@ def token_steps(
     token_filter: TokenFilter | None = None,
 ) -> Iterator[np.ndarray]:
     """Yields the sampled ids (B,) of each step, up to opts.length steps. The next step is computed
-    only when asked for, so a caller that stops early pays for nothing more."""
+    only when asked for, so a caller that stops early pays for nothing more. The repetition penalty
+    and n-gram bans come before temperature, top-k, top-p and greedy."""
+    assert opts.beam == 1, "beam search is beam_search"
     B = opts.num_samples
     dtype = params["embed.W"].dtype
     state = model.init_state(cfg, B, dtype)
+    history = History(prompt_ids, B, opts, cfg.vocab_size) if look_back(opts) else None
     logits = None
     for tok in prompt_ids:
         logits, state = model.step_logits(params, cfg, np.full(B, tok, dtype=np.int64), state)
     for t in range(opts.length):
-        if token_filter is not None:
-            token_filter.apply(logits)  # step_logits returns a fresh array: changing it is safe
+        _restrict(logits, token_filter, history)
         ids = logits.argmax(axis=1) if opts.greedy else draw(next_token_weights(logits, opts), rng)  # (B,)
         if token_filter is not None:
             token_filter.advance(ids)
+        if history is not None:
+            history.advance(ids)
         yield ids
         if t + 1 < opts.length:
             logits, state = model.step_logits(params, cfg, ids, state)
+
+
+def _restrict(logits: np.ndarray, token_filter: TokenFilter | None, history: History | None) -> None:
+    """logits (B,V), in place: the filter's bans, then the look-back rules. step_logits returns a
+    fresh array, so changing it is safe."""
+    if token_filter is not None:
+        token_filter.apply(logits)
+    if history is not None:
+        history.apply(logits)  # after the filter: a stream let off the n-gram rule keeps the filter's bans
+
+
+@dataclass(frozen=True)
+class Beams:
+    """What `beam_search` found, best first."""
+
+    ids: np.ndarray  # (k, T) token ids, T <= length; a beam that ended at eos_id is padded with it
+    scores: np.ndarray  # (k,) float64 summed log-probability of each beam's tokens, to its eos_id
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """logits (B,V) -> log-probabilities (B,V) float64; -inf stays -inf. float64 keeps apart the
+    logits float32 keeps apart once a beam's score is added, so a beam of 1 picks what argmax does."""
+    z = logits.astype(np.float64)  # (B, V)
+    z -= z.max(axis=1, keepdims=True)
+    z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return z
+
+
+def _best(scores: np.ndarray, n: int) -> np.ndarray:
+    """Flat indices of the n largest finite scores (flat), largest first; fewer if fewer are
+    finite. Ties go to the lower index, as argmax's do, without sorting all of them."""
+    n = min(n, len(scores))
+    kth = np.partition(scores, len(scores) - n)[len(scores) - n]  # the n-th largest
+    top = np.flatnonzero(scores >= kth)  # (>= n,) every tie at the boundary, in index order
+    top = top[np.argsort(-scores[top], kind="stable")[:n]]
+    return top[np.isfinite(scores[top])]
+
+
+def beam_search(
+    params: dict,
+    cfg: ModelConfig,
+    prompt_ids: np.ndarray,
+    opts: SampleOptions,
+    token_filter: TokenFilter | None = None,
+    eos_id: int | None = None,
+) -> Beams:
+    """The opts.num_samples most likely continuations of opts.length tokens that a beam of
+    opts.beam finds: each step every beam is extended by every token, and the opts.beam extensions
+    of highest summed log-probability are kept. prompt_ids (P,) primes one stream; token_filter is
+    made for that one stream and is reordered with the beams.
+
+    score(y_1..y_T) = Σ_t log softmax(z_t)[y_t], z_t the logits after the filter's bans, the
+    repetition penalty and the n-gram bans (so they shape the scores as they shape a draw).
+
+    A beam that takes eos_id (the caller passes it when '<eos>' is a stop) is finished: it keeps its
+    score and its place, extended only by eos_id at no cost, and competes with the live beams as it
+    is. Scores are not normalized by length, so a beam that ends early is favoured (every token
+    costs some log-probability). The search ends at opts.length tokens, or as soon as every kept beam
+    is finished (a live beam's score can only fall). Stop strings are not seen here: the caller cuts
+    the text of the beams found. Running the beams as one batch makes a step cost about what a batch
+    of opts.beam samples costs.
+    """
+    N, V = opts.beam, cfg.vocab_size
+    state = model.init_state(cfg, 1, params["embed.W"].dtype)
+    logits = None
+    for tok in prompt_ids:
+        logits, state = model.step_logits(params, cfg, np.array([tok], dtype=np.int64), state)
+    history = History(prompt_ids, 1, opts, V) if look_back(opts) else None
+    scores = np.zeros(1)  # (B,) one beam at first: N copies of the prompt would offer each token N times
+    done = np.zeros(1, dtype=bool)  # (B,)
+    beams = np.empty((1, 0), dtype=np.int64)  # (B, t) each beam's tokens so far
+    for t in range(opts.length):
+        _restrict(logits, token_filter, history)
+        logp = log_softmax(logits)  # (B, V)
+        if done.any():
+            logp[done] = -np.inf
+            logp[done, eos_id] = 0.0
+        total = (scores[:, None] + logp).ravel()  # (B·V,) the score of every extension
+        best = _best(total, N)  # (B',) B' = N once N extensions are allowed
+        assert len(best), "the filter and the n-gram rule always leave a token, a finished beam eos_id"
+        parents, ids = np.divmod(best, V)  # (B',) (B',)
+        scores = total[best]
+        beams = np.concatenate([beams[parents], ids[:, None]], axis=1)  # (B', t+1)
+        done = done[parents] | (ids == eos_id) if eos_id is not None else done[parents]
+        if done.all() or t + 1 == opts.length:
+            break
+        for keeper in (token_filter, history):
+            if keeper is not None:
+                keeper.reorder(parents)
+                keeper.advance(ids)
+        state = {k: s[parents] for k, s in state.items()}  # (B', H) each
+        logits, state = model.step_logits(params, cfg, ids, state)
+    k = opts.num_samples
+    if len(scores) < k:
+        raise ConfigError(
+            f"the model allows only {len(scores)} continuations of {opts.length} tokens here, fewer than "
+            f"--num-samples {k}; ask for fewer samples or a longer --length"
+        )
+    return Beams(beams[:k], scores[:k])
 
 
 class _StreamText:
@@ -252,7 +498,8 @@ def text_pieces(
 ) -> Iterator[list[str]]:
     """Yields, after every step, each sample's new text (B strings, "" where nothing new or the
     sample is done), and last the rest of each. '<eos>' among stops ends a sample at the line-end
-    token. The prompt itself is not yielded: the caller shows it as written."""
+    token. The prompt itself is not yielded: the caller shows it as written. With opts.beam > 1 the
+    samples are the best beams, and nothing comes until the search ends."""
     stop_at_eos = "<eos>" in stops and tok.eos_id is not None
     # Tokenizers without an <eos> token (char, bpe) keep line ends as text: stop at "\n" instead.
     text_stops = [("\n" if s == "<eos>" else s) for s in stops if s and not (s == "<eos>" and stop_at_eos)]
@@ -261,8 +508,15 @@ def text_pieces(
         prompt_ids = np.zeros(1, dtype=np.int32)  # nothing encodable: start from token 0
     # The prompt primes the spacing rules; its text is printed as given.
     texts = [_StreamText(tok.detokenizer(prompt_ids), text_stops) for _ in range(opts.num_samples)]
-    token_filter = TokenFilter(tok, opts.num_samples, prompt_ids, allow_unk=opts.allow_unk)
-    for ids in token_steps(ckpt.params, ckpt.model_cfg, prompt_ids, opts, rng, token_filter):
+    if opts.beam > 1:
+        token_filter = TokenFilter(tok, 1, prompt_ids, allow_unk=opts.allow_unk)  # the search starts as one beam
+        eos_id = tok.eos_id if stop_at_eos else None
+        found = beam_search(ckpt.params, ckpt.model_cfg, prompt_ids, opts, token_filter, eos_id)
+        steps = iter(found.ids.T)  # (k,) per step, as token_steps yields them
+    else:
+        token_filter = TokenFilter(tok, opts.num_samples, prompt_ids, allow_unk=opts.allow_unk)
+        steps = token_steps(ckpt.params, ckpt.model_cfg, prompt_ids, opts, rng, token_filter)
+    for ids in steps:
         pieces = []
         for st, t in zip(texts, ids, strict=True):
             done = st.done

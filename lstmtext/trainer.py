@@ -38,7 +38,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lstmtext import batching, checkpoint, evaluate, model, mpi, optim, sample, threads
+from lstmtext import batching, checkpoint, evaluate, model, mpi, optim, sample, schedule, threads
 from lstmtext.config import ModelConfig, TrainConfig, from_dict
 from lstmtext.data import Data
 from lstmtext.errors import ConfigError, Diverged, TrainingError
@@ -331,8 +331,12 @@ class Trainer:
         return cls(data, model_cfg, cfg, Path(head["out"]), console, group=group, start=start).run()
 
     def agree(self, finished: bool, signum: int | None) -> tuple[bool, int | None]:
-        """Whether to stop, and on which signal: rank 0 decides the budget, any rank may be signalled."""
-        return (finished, signum) if self.group is None else self.group.agree(finished, signum)
+        """Whether to stop, and on which signal: rank 0 decides the budget, any rank may be signalled.
+        Under MPI every rank takes rank 0's clock, so the plan's learning rate is the same everywhere."""
+        if self.group is None:
+            return finished, signum
+        finished, signum, self.prog["elapsed"] = self.group.agree(finished, signum, self.prog["elapsed"])
+        return finished, signum
 
     # -- checkpoints and validation ------------------------------------------------------------
 
@@ -455,7 +459,6 @@ class Trainer:
             # The budget is checked first too: resuming a finished run must not take one more step.
             finished = self.budget_spent() or self.out_of_patience()
             while not finished and not (cfg.epochs and prog["epoch"] > cfg.epochs):
-                lr = optim.lr_for_epoch(cfg.lr, cfg.lr_decay, cfg.decay_after, prog["epoch"])
                 task = bar.add_task(
                     "",
                     total=self.n_windows,
@@ -468,6 +471,7 @@ class Trainer:
                 )
                 todo = batching.windows(self.streams, cfg.bptt, prog["window"])
                 for windows in batching.groups(todo, cfg.accumulate):
+                    lr = schedule.learning_rate(cfg, prog, self.n_windows)  # the plan moves every step
                     tokens_before = prog["tokens"]
                     loss, norm = self.step(windows, lr)
                     prog["elapsed"] = elapsed0 + time.perf_counter() - t_start

@@ -54,7 +54,8 @@ def test_groups_keep_every_window_once():
 
 def test_train_with_accumulate_counts_steps_and_resumes_exactly(tmp_path):
     corpus = make_corpus(tmp_path / "c.txt", lines=120)
-    opts = [*TINY, "--accumulate", "3", "--dtype", "float64", "--epochs", "0", "--log-every", "1"]
+    opts = [*TINY, "--accumulate", "3", "--dtype", "float64", "--epochs", "0", "--log-every", "1",
+            "--schedule", "constant"]  # the split run's budget is raised on resume
     r = invoke(["train", corpus, *opts, "--max-steps", "4", "--out", tmp_path / "whole"])
     assert r.exit_code == 0, r.output
     whole = checkpoint.load(tmp_path / "whole" / "last.safetensors")

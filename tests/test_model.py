@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from lstmtext import model, optim
+from lstmtext import model, optim, schedule
 from lstmtext.cells import CELLS
 from lstmtext.config import ModelConfig
 
@@ -66,7 +66,7 @@ def test_clip_global_norm():
 
 
 def test_zaremba_schedule():
-    lrs = [optim.lr_for_epoch(1.0, 0.5, 4, e) for e in range(1, 8)]
+    lrs = [schedule.by_epoch(1.0, 0.5, 4, e) for e in range(1, 8)]
     assert lrs == [1, 1, 1, 1, 0.5, 0.25, 0.125]
 
 

@@ -138,7 +138,7 @@ def test_a_rank_waiting_for_rank_0_does_not_keep_a_core_busy():
     code = (
         "import os, resource, time; from lstmtext import mpi; g = mpi.world()\n"
         "if g.rank == 0: time.sleep(3)\n"
-        "c0 = resource.getrusage(resource.RUSAGE_SELF); g.bcast_json({'go': 1}); g.agree(False, None)\n"
+        "c0 = resource.getrusage(resource.RUSAGE_SELF); g.bcast_json({'go': 1}); g.agree(False, None, 0.0)\n"
         "c1 = resource.getrusage(resource.RUSAGE_SELF)\n"
         "os.write(1, f'{g.rank}:{c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime:.3f}\\n'.encode())"
     )
@@ -151,7 +151,7 @@ def test_a_rank_waiting_for_rank_0_does_not_keep_a_core_busy():
 @needs_mpi
 def test_resume_on_another_number_of_ranks(tmp_path):
     corpus = wide_corpus(tmp_path / "c.txt")
-    opts = tiny("float64", 4, "word")
+    opts = [*tiny("float64", 4, "word"), "--schedule", "constant"]  # the split run's budget is raised on resume
     assert invoke(["train", corpus, "--max-steps", "20", *opts, "--out", tmp_path / "whole"]).exit_code == 0
     assert invoke(["train", corpus, "--max-steps", "9", *opts, "--out", tmp_path / "split"]).exit_code == 0
     r = mpi_train(2, [corpus, "--resume", tmp_path / "split", "--max-steps", "20"])

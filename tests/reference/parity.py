@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for `reference`
 
-from lstmtext import batching, checkpoint, model, optim  # noqa: E402
+from lstmtext import batching, checkpoint, model, schedule  # noqa: E402
 from lstmtext.config import ModelConfig  # noqa: E402
 from lstmtext.data import prepare_data  # noqa: E402
 from reference.torch_lm import TorchLM, detach  # noqa: E402
@@ -136,7 +136,7 @@ def run_torch(
     curve, valid, acc, n = [], [], 0.0, 0
     t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        epoch_lr = optim.lr_for_epoch(lr, SMALL["lr_decay"], SMALL["decay_after"], epoch)
+        epoch_lr = schedule.by_epoch(lr, SMALL["lr_decay"], SMALL["decay_after"], epoch)
         state = lm.init_state(SMALL["batch_size"])
         for x, y in batching.windows(streams, SMALL["bptt"]):
             state = detach(state)

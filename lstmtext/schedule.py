@@ -1,0 +1,58 @@
+"""The learning rate over a run: a plan that ends with the budget.
+
+A budget (`--epochs`, `--max-steps`, `--max-minutes`, whichever comes first) is not only a stop: the
+learning rate knows where the run is in it. `budget_used` is the share of the budget spent so far,
+the largest of the three shares in use, measured on the run's own progress (windows, steps, and the
+run's clock, validation included), so it is the share at which the run will stop. Everything it
+reads is in the checkpoint, so a resumed run continues the same plan; a resume that raises the
+budget stretches the plan, and the rate rises to where the longer plan stands.
+
+Schedules (`--schedule`):
+- cosine (the default): a linear warm-up over the first `warmup` of the budget, then half a cosine
+  from lr down to `lr_floor`·lr at the end (Loshchilov & Hutter 2017, without restarts; the floor as
+  nanoGPT's min_lr). The last minutes anneal instead of being cut off.
+- step: Zaremba et al. 2014, full lr for `decay_after` epochs, then times `lr_decay` each epoch (the
+  paper reproductions pass it explicitly).
+- constant: lr throughout.
+"""
+
+import math
+
+SCHEDULES = ("cosine", "step", "constant")
+# The warm-up's first step: a share of the warm-up's length, so that step 0 moves the weights.
+FIRST_WARMUP_SHARE = 0.05
+
+
+def budget_used(cfg, prog: dict, windows_per_epoch: int) -> float:
+    """The share of the budget spent, in [0, 1]: the largest of the epoch, step and time shares.
+    cfg: a TrainConfig; prog: the trainer's progress (epoch from 1, window within it, step, elapsed s)."""
+    shares = []
+    if cfg.epochs:
+        shares.append((prog["epoch"] - 1 + prog["window"] / max(windows_per_epoch, 1)) / cfg.epochs)
+    if cfg.max_steps:
+        shares.append(prog["step"] / cfg.max_steps)
+    if cfg.max_minutes:
+        shares.append(prog["elapsed"] / (60.0 * cfg.max_minutes))
+    return min(1.0, max(shares, default=0.0))
+
+
+def learning_rate(cfg, prog: dict, windows_per_epoch: int) -> float:
+    """The rate of the next step, by cfg.schedule."""
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "step":
+        return by_epoch(cfg.lr, cfg.lr_decay, cfg.decay_after, prog["epoch"])
+    return cosine(cfg.lr, budget_used(cfg, prog, windows_per_epoch), cfg.warmup, cfg.lr_floor)
+
+
+def by_epoch(lr: float, decay: float, decay_after: int, epoch: int) -> float:
+    """Zaremba et al.'s schedule: full lr for epochs 1..decay_after, then times decay each epoch."""
+    return lr * decay ** max(0, epoch - decay_after)
+
+
+def cosine(lr: float, used: float, warmup: float, floor: float) -> float:
+    """lr at `used` of the budget: linear warm-up to lr over `warmup`, then cosine down to floor·lr."""
+    if used < warmup:
+        return lr * max(used / warmup, FIRST_WARMUP_SHARE)
+    into = (used - warmup) / (1.0 - warmup)  # [0, 1] through the decay
+    return lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(into, 1.0))))

@@ -1,0 +1,171 @@
+"""The model's size when the person gives none: as large as the budget can train, no larger than the
+text can feed.
+
+A network trained for a fixed time is best at a size between two failures: too small, and it stops
+improving long before the time is up; too large, and it has seen too few tokens per parameter to
+use what it has (and every step is slow). So the size comes from three facts of this run:
+
+- the budget: tokens the run can see, the smaller of `--epochs` passes over the text, `--max-steps`
+  windows, and `--max-minutes` at this machine's speed for that shape;
+- this machine's speed: a few timed windows of two shapes (`measure`) fit seconds per window =
+  T·L·step + training FLOPs / FLOP rate (`Speed`), the per-step part being what small models pay
+  in Python and elementwise work, the FLOP part the GEMMs of large ones;
+- the text: a model with many more parameters than the text has tokens learns it by heart.
+
+`choose` walks LADDER from small to large and keeps the largest shape whose run sees at least
+TOKENS_PER_PARAM tokens per trained parameter and has at most PARAMS_PER_TOKEN parameters per token
+of text. Dropout follows the passes the run will make over its text: none when it sees the text
+about once (nothing to overfit), more as it revisits it. Any size option given on the command line
+wins; `choose` only fills in the rest. The figures behind the constants are in the README
+("Defaults").
+"""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+OPTIONS = ("layers", "hidden", "embed", "dropout")  # what `choose` fills in when not given
+# (layers, hidden) from small to large: one layer first, since on a short budget a wider layer beat
+# two narrower ones (README "Defaults"), then two layers for the budgets that can afford them.
+LADDER = ((1, 128), (1, 256), (1, 384), (1, 512), (2, 512), (2, 768), (2, 1024))
+TOKENS_PER_PARAM = 0.5  # least tokens seen per trained parameter
+PARAMS_PER_TOKEN = 3.0  # most trained parameters per token of training text
+TRAINING_SHARE = 0.9  # of a --max-minutes budget, the part spent training (the rest: validation, saving)
+CHAR_EMBED = 64  # a character vocabulary is small: a wide embedding buys nothing
+WORD_EMBED = 256  # word and BPE embeddings, at most the hidden size
+# (passes over the text, dropout): the first row whose pass count the run does not exceed
+DROPOUT_BY_PASSES = ((2.0, 0.0), (6.0, 0.1), (15.0, 0.2), (float("inf"), 0.3))
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Seconds per training window of a shape: bptt·layers·step_s + FLOPs / flops_per_s."""
+
+    step_s: float  # per time step and layer: Python and elementwise work that does not grow with GEMMs
+    flops_per_s: float  # what the GEMMs reach on this machine now
+
+    def window_seconds(self, layers: int, hidden: int, embed: int, vocab: int, batch: int, bptt: int) -> float:
+        flops = training_flops(layers, hidden, embed, vocab, batch, bptt)
+        return bptt * layers * self.step_s + flops / self.flops_per_s
+
+
+def trained_params(layers: int, hidden: int, embed: int, vocab: int) -> int:
+    """The dense parameters every step trains: the recurrent layers and the head (the embedding, whose
+    rows each step touches only where the window's tokens are, is left out, as in scaling-law counts)."""
+    recurrent = sum(4 * hidden * ((embed if i == 0 else hidden) + hidden + 1) for i in range(layers))
+    return recurrent + hidden * vocab + vocab
+
+
+def training_flops(layers: int, hidden: int, embed: int, vocab: int, batch: int, bptt: int) -> float:
+    """Forward and backward of one window: 3 × the forward's 2 FLOPs per multiply-add."""
+    per_token = sum(4 * hidden * ((embed if i == 0 else hidden) + hidden) for i in range(layers)) + hidden * vocab
+    return 6.0 * batch * bptt * per_token
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a run may spend (0: no limit), and the size of its text."""
+
+    epochs: int
+    max_steps: int
+    max_minutes: float
+    train_tokens: int
+    batch: int
+    bptt: int
+    accumulate: int = 1
+
+    def tokens(self, window_s: float) -> float:
+        """Tokens the run sees when a window takes window_s seconds."""
+        limits = []
+        window = self.batch * self.bptt
+        if self.epochs:
+            limits.append(self.epochs * self.train_tokens)
+        if self.max_steps:
+            limits.append(self.max_steps * self.accumulate * window)
+        if self.max_minutes:
+            limits.append(60.0 * self.max_minutes * TRAINING_SHARE / window_s * window)
+        return min(limits)
+
+
+@dataclass(frozen=True)
+class Choice:
+    layers: int
+    hidden: int
+    embed: int
+    dropout: float
+    tokens: float  # the run's tokens at this size, as estimated
+    passes: float  # tokens / the text's tokens
+    params: int  # trained_params of the shape
+
+    def reason(self) -> str:
+        """One line for the start of `train` and for `info`."""
+        return (
+            f"{self.layers}×{self.hidden}, embed {self.embed}, dropout {self.dropout:g}: about "
+            f"{self.tokens / 1e6:,.1f}M tokens ({self.passes:,.1f} passes over the text) for "
+            f"{self.params / 1e6:,.2f}M trained parameters"
+        )
+
+
+def embed_for(kind: str, hidden: int) -> int:
+    return CHAR_EMBED if kind == "char" else min(hidden, WORD_EMBED)
+
+
+def placeholders(shape: dict) -> dict:
+    """shape with the options still to be chosen (None) set to a valid size, to check the others early."""
+    return {k: (0.0 if k == "dropout" else 256) if v is None and k in OPTIONS else v for k, v in shape.items()}
+
+
+def choose(kind: str, vocab: int, budget: Budget, speed: Speed | None, given: dict, tie: bool = False) -> Choice:
+    """The size of a run: `given` holds the size options the person set (layers, hidden, embed,
+    dropout); they are kept, and the ladder is walked over the rest. tie: embed = hidden. speed:
+    needed only for a budget in minutes."""
+    best = None
+    for layers, hidden in LADDER:
+        layers, hidden = given.get("layers", layers), given.get("hidden", hidden)
+        embed = hidden if tie else given.get("embed", embed_for(kind, hidden))
+        params = trained_params(layers, hidden, embed, vocab)
+        shape = (layers, hidden, embed, vocab, budget.batch, budget.bptt)
+        tokens = budget.tokens(0.0 if speed is None else speed.window_seconds(*shape))
+        fits = tokens >= TOKENS_PER_PARAM * params and params <= PARAMS_PER_TOKEN * budget.train_tokens
+        if best is None or fits:
+            best = (layers, hidden, embed, tokens, params)
+    layers, hidden, embed, tokens, params = best
+    passes = tokens / max(budget.train_tokens, 1)
+    dropout = given.get("dropout", next(d for most, d in DROPOUT_BY_PASSES if passes <= most))
+    return Choice(layers, hidden, embed, dropout, tokens, passes, params)
+
+
+MEASURE_BPTT = 16  # short windows keep the measurement quick and its logits small; time is linear in T
+
+
+def measure(model_cfg, train_cfg, windows: int = 2) -> Speed:
+    """Time `windows` training windows (after one to warm up) of a small and a large one-layer shape
+    on this vocabulary and batch, MEASURE_BPTT steps long, and fit Speed to them. A second or a few."""
+    from dataclasses import replace
+
+    from lstmtext import model, optim  # here: the sizing rules above need none of the network
+
+    def seconds(hidden: int) -> tuple[float, float]:
+        m = replace(model_cfg, layers=1, hidden=hidden, embed=embed_for("char", hidden), dropout=0.0, tie=False)
+        rng = np.random.default_rng(0)
+        params = model.init_params(m, rng, np.dtype(train_cfg.dtype))
+        state = model.init_state(m, train_cfg.batch_size, np.dtype(train_cfg.dtype))
+        opt = optim.init_state("adam", params)
+        x = rng.integers(0, m.vocab_size, (MEASURE_BPTT, train_cfg.batch_size))  # (T, B)
+        times = []
+        for _ in range(windows + 1):
+            t0 = time.perf_counter()
+            _, _, cache, _ = model.forward(params, m, x, x, state, rng)
+            grads, _ = model.backward(params, m, cache)
+            optim.step("adam", params, grads, opt, 1e-3)
+            times.append(time.perf_counter() - t0)
+        flops = training_flops(1, hidden, m.embed, m.vocab_size, train_cfg.batch_size, MEASURE_BPTT)
+        return float(np.median(times[1:])), flops
+
+    (t_small, f_small), (t_large, f_large) = seconds(128), seconds(512)
+    T = MEASURE_BPTT
+    # Two equations, two unknowns: t = T·step + f / rate for each shape.
+    rate = (f_large - f_small) / max(t_large - t_small, 1e-9)
+    step = max((t_small - f_small / rate) / T, 0.0)
+    return Speed(step_s=step, flops_per_s=max(rate, 1e6))

@@ -1,0 +1,114 @@
+"""The learning rate's plan over a budget (lstmtext.schedule): by steps, by time and by epochs, the
+largest share deciding, and kept across an interruption and a resume."""
+
+import json
+import math
+import os
+import signal
+
+import numpy as np
+import pytest
+from test_cli import TINY, invoke, make_corpus
+
+from lstmtext import checkpoint, schedule
+from lstmtext.config import TrainConfig
+from lstmtext.errors import ConfigError
+from lstmtext.trainer import Trainer
+
+
+def prog(epoch=1, window=0, step=0, elapsed=0.0) -> dict:
+    return {"epoch": epoch, "window": window, "step": step, "elapsed": elapsed}
+
+
+def lr(cfg: TrainConfig, windows_per_epoch: int = 10, **where) -> float:
+    return schedule.learning_rate(cfg, prog(**where), windows_per_epoch)
+
+
+def test_cosine_by_steps_warms_up_peaks_and_ends_at_the_floor():
+    cfg = TrainConfig(lr=1.0, epochs=0, max_steps=1000, warmup=0.1, lr_floor=0.1)
+    assert lr(cfg, step=0) == pytest.approx(schedule.FIRST_WARMUP_SHARE)  # the first step moves, gently
+    assert lr(cfg, step=50) == pytest.approx(0.5)  # half way through the warm-up
+    assert lr(cfg, step=100) == pytest.approx(1.0)  # the top, where the decay starts
+    assert lr(cfg, step=550) == pytest.approx(0.55)  # the decay's middle: floor + (1 - floor) / 2
+    assert lr(cfg, step=1000) == pytest.approx(0.1)  # the end of the budget: the floor
+    rates = [lr(cfg, step=s) for s in range(100, 1001, 10)]
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))  # never rises after the warm-up
+
+
+def test_cosine_by_time_reads_the_runs_own_clock():
+    cfg = TrainConfig(lr=0.002, epochs=0, max_minutes=2.0, warmup=0.0, lr_floor=0.0)
+    assert lr(cfg, elapsed=0.0) == pytest.approx(0.002)
+    assert lr(cfg, elapsed=60.0) == pytest.approx(0.001)  # one minute of two: half way down
+    assert lr(cfg, elapsed=90.0) == pytest.approx(0.002 * 0.5 * (1 + math.cos(0.75 * math.pi)))
+    assert lr(cfg, elapsed=120.0) == pytest.approx(0.0, abs=1e-12)
+    assert lr(cfg, elapsed=500.0) == pytest.approx(0.0, abs=1e-12)  # past the budget: stays at the floor
+
+
+def test_cosine_by_epochs_counts_windows_into_the_epoch():
+    cfg = TrainConfig(lr=1.0, epochs=4, warmup=0.0, lr_floor=0.0)
+    assert schedule.budget_used(cfg, prog(epoch=3, window=5), 10) == pytest.approx(0.625)  # 2.5 of 4 epochs
+    assert lr(cfg, epoch=3, window=0) == pytest.approx(0.5)
+
+
+def test_the_budget_that_ends_first_sets_the_pace():
+    cfg = TrainConfig(lr=1.0, epochs=10, max_steps=100, max_minutes=1.0)
+    where = prog(epoch=2, window=0, step=50, elapsed=45.0)  # epochs 10%, steps 50%, time 75%
+    assert schedule.budget_used(cfg, where, 10) == pytest.approx(0.75)
+
+
+def test_step_and_constant_schedules():
+    step = TrainConfig(lr=20.0, schedule="step", lr_decay=0.5, decay_after=4)
+    assert [lr(step, epoch=e, step=999) for e in (1, 4, 5, 7)] == [20.0, 20.0, 10.0, 2.5]
+    const = TrainConfig(lr=0.3, schedule="constant", max_steps=10)
+    assert {lr(const, step=s) for s in (0, 5, 10)} == {0.3}
+
+
+def test_bad_schedule_options_are_refused():
+    for bad, message in (({"schedule": "linear"}, "--schedule must be"), ({"warmup": 1.0}, "--warmup"),
+                         ({"lr_floor": 1.5}, "--lr-floor")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig(**bad)
+
+
+def test_a_checkpoint_from_before_schedules_keeps_its_per_epoch_decay():
+    from lstmtext.config import from_dict
+
+    old = {k: v for k, v in vars(TrainConfig()).items() if k not in ("schedule", "warmup", "lr_floor")}
+    assert from_dict(TrainConfig, old).schedule == "step"
+
+
+def _interrupt_at(monkeypatch, step: int) -> None:
+    """SIGINT to this process right after optimizer step `step`, as Ctrl-C there would."""
+    real = Trainer.step
+
+    def stepping(self, windows, lr):
+        out = real(self, windows, lr)
+        if self.prog["step"] == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(Trainer, "step", stepping)
+
+
+def _rates(run) -> list[float]:
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [x["lr"] for x in lines if x["kind"] == "train"]
+
+
+def test_an_interrupted_and_resumed_run_follows_the_same_plan(tmp_path, monkeypatch):
+    corpus = make_corpus(tmp_path / "c.txt", lines=120)
+    common = [corpus, *TINY, "--epochs", "0", "--max-steps", "24", "--log-every", "1", "--lr", "0.01",
+              "--warmup", "0.25", "--dropout", "0"]  # fmt: skip
+    assert invoke(["train", *common, "--out", tmp_path / "whole"]).exit_code == 0
+    _interrupt_at(monkeypatch, 10)
+    r = invoke(["train", *common, "--out", tmp_path / "split"])
+    assert r.exit_code == 130 and "interrupted" in r.output, r.output
+    monkeypatch.undo()
+    r = invoke(["train", *common, "--resume", tmp_path / "split"])
+    assert r.exit_code == 0, r.output
+    whole, split = _rates(tmp_path / "whole"), _rates(tmp_path / "split")
+    assert len(whole) == 24 and split == whole  # the same rate at every step, before and after the break
+    assert whole[0] < whole[5] < whole[6] == pytest.approx(0.01) and whole[-1] < 0.002  # warm-up, top, annealed
+    a, b = (checkpoint.load(tmp_path / run / "last.safetensors") for run in ("whole", "split"))
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)

@@ -1,0 +1,96 @@
+"""The model size chosen when the person gives none (lstmtext.sizing): a function of the text's size,
+the budget and the measured speed, and a size option given always wins."""
+
+import json
+
+import pytest
+from test_cli import invoke, make_corpus
+
+from lstmtext import checkpoint, sizing
+
+FAST = sizing.Speed(step_s=2e-5, flops_per_s=5e10)  # a machine like this one, when quiet
+SLOW = sizing.Speed(step_s=2e-4, flops_per_s=5e9)  # ten times slower
+
+
+def budget(minutes=0.0, epochs=0, steps=0, tokens=1_000_000) -> sizing.Budget:
+    return sizing.Budget(epochs, steps, minutes, tokens, batch=32, bptt=64)
+
+
+def shape(c: sizing.Choice) -> tuple[int, int]:
+    return c.layers, c.hidden
+
+
+def test_the_same_inputs_give_the_same_size():
+    picks = {shape(sizing.choose("char", 66, budget(minutes=1.5), FAST, {})) for _ in range(3)}
+    assert len(picks) == 1
+
+
+def test_more_time_or_a_faster_machine_never_gives_a_smaller_model():
+    sizes = [sizing.trained_params(*shape(sizing.choose("char", 66, budget(minutes=m, tokens=3_000_000), FAST, {})),
+                                   64, 66) for m in (0.5, 2, 10, 60, 600)]  # fmt: skip
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    fast, slow = (sizing.choose("char", 66, budget(minutes=10, tokens=3_000_000), s, {}) for s in (FAST, SLOW))
+    assert fast.params > slow.params
+
+
+def test_a_small_text_keeps_the_model_small_whatever_the_budget():
+    big_text = sizing.choose("char", 66, budget(minutes=600, tokens=20_000_000), FAST, {})
+    small_text = sizing.choose("char", 66, budget(minutes=600, tokens=100_000), FAST, {})
+    assert small_text.params <= sizing.PARAMS_PER_TOKEN * 100_000 < big_text.params
+    # A word model's head alone outgrows a tiny text: the smallest shape, with the most dropout.
+    tiny = sizing.choose("word", 5_000, budget(minutes=600, tokens=20_000), FAST, {})
+    assert shape(tiny) == sizing.LADDER[0] and tiny.dropout == sizing.DROPOUT_BY_PASSES[-1][1]
+
+
+def test_each_chosen_size_sees_enough_tokens_for_its_parameters():
+    for minutes in (1, 5, 30):
+        c = sizing.choose("char", 66, budget(minutes=minutes), FAST, {})
+        if shape(c) != sizing.LADDER[0]:  # the smallest is taken when nothing fits
+            assert c.tokens >= sizing.TOKENS_PER_PARAM * c.params
+
+
+def test_epoch_and_step_budgets_need_no_speed():
+    by_epochs = sizing.choose("char", 66, budget(epochs=20), None, {})
+    by_steps = sizing.choose("char", 66, budget(steps=20 * 1_000_000 // (32 * 64)), None, {})
+    assert by_epochs.tokens == pytest.approx(20_000_000) and shape(by_epochs) == shape(by_steps)
+
+
+def test_dropout_follows_the_passes_over_the_text():
+    once = sizing.choose("char", 66, budget(epochs=1), None, {})
+    many = sizing.choose("char", 66, budget(epochs=40), None, {})
+    assert once.dropout == 0.0 < many.dropout and many.passes == pytest.approx(40)
+
+
+def test_a_given_size_option_wins():
+    c = sizing.choose("word", 10_000, budget(minutes=60), FAST, {"hidden": 96, "dropout": 0.4})
+    assert c.hidden == 96 and c.dropout == 0.4
+    c = sizing.choose("word", 10_000, budget(minutes=60), FAST, {"layers": 3})
+    assert c.layers == 3
+    tied = sizing.choose("word", 10_000, budget(minutes=60), FAST, {}, tie=True)
+    assert tied.embed == tied.hidden
+
+
+def test_measure_fits_a_positive_speed_to_timed_windows():
+    from lstmtext.config import ModelConfig, TrainConfig
+
+    speed = sizing.measure(ModelConfig(vocab_size=50, embed=8, hidden=8, layers=1), TrainConfig(batch_size=4), 1)
+    assert speed.step_s >= 0 and speed.flops_per_s > 0
+    assert speed.window_seconds(1, 512, 64, 50, 4, 64) > speed.window_seconds(1, 128, 64, 50, 4, 64)
+
+
+def test_train_says_what_it_chose_and_info_shows_it(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt", lines=80)
+    out = tmp_path / "run"
+    r = invoke(["train", corpus, "--out", out, "--max-steps", "2", "--batch-size", "2", "--bptt", "5",
+                "--threads", "1"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "Model size (--layers, --hidden, --embed, --dropout not given) chosen for the budget" in r.output
+    ckpt = checkpoint.load(out / "last.safetensors")
+    assert (ckpt.model_cfg.layers, ckpt.model_cfg.hidden) == sizing.LADDER[0]  # 2 steps: the smallest
+    info = json.loads(invoke(["info", out, "--json"]).output)
+    assert info["size_choice"].startswith(f"{ckpt.model_cfg.layers}×{ckpt.model_cfg.hidden}")
+    r = invoke(["train", corpus, "--out", tmp_path / "given", "--max-steps", "2", "--batch-size", "2", "--bptt", "5",
+                "--hidden", "24", "--threads", "1"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "(--layers, --embed, --dropout not given)" in r.output
+    assert checkpoint.load(tmp_path / "given" / "last.safetensors").model_cfg.hidden == 24

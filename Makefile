@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := runs/demo
 
-.PHONY: demo test dev lint clean compare-cells parity reproduce-ptb reproduce-ptb-stretch reproduce-wp memory see-inside ptb-cell
+.PHONY: demo test dev lint clean compare-cells parity reproduce-ptb reproduce-ptb-stretch reproduce-wp memory see-inside ptb-cell recipes
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,9 +71,9 @@ PTB_RUN ?= runs/ptb-small
 reproduce-ptb: $(VENV)/.installed
 	@start=$$(date +%s); \
 	$(BIN)/lstmtext train $(PTB)/train.txt --valid $(PTB)/valid.txt --out $(PTB_RUN) --force \
-		--word-split whitespace --vocab-size 10000 --embed 200 --hidden 200 --layers 2 --dropout 0 \
-		--init-scale 0.1 --batch-size 20 --bptt 20 --lr 20 --clip 0.25 --lr-decay 0.5 --decay-after 4 \
-		--epochs 13 --seed 1 && \
+		--tokenizer word --word-split whitespace --vocab-size 10000 --embed 200 --hidden 200 --layers 2 --dropout 0 \
+		--init uniform --init-scale 0.1 --batch-size 20 --bptt 20 --optimizer sgd --lr 20 --clip 0.25 \
+		--schedule step --lr-decay 0.5 --decay-after 4 --reset-state 0 --epochs 13 --seed 1 && \
 	$(BIN)/lstmtext eval $(PTB_RUN) $(PTB)/test.txt --batch-size 1 --bptt 20 && \
 	echo "wall time: $$(( $$(date +%s) - start )) s"
 
@@ -92,9 +92,9 @@ PTB_MINUTES ?= 115
 reproduce-ptb-stretch: $(VENV)/.installed
 	@start=$$(date +%s); \
 	$(BIN)/lstmtext train $(PTB)/train.txt --valid $(PTB)/valid.txt --out $(PTB_STRETCH_RUN) --force \
-		--word-split whitespace --vocab-size 10000 --embed $(PTB_SIZE) --hidden $(PTB_SIZE) --tie --layers 2 \
-		--dropout $(PTB_DROPOUT) --init-scale 0.1 --batch-size 20 --bptt 35 --lr 20 --clip 0.25 \
-		--lr-decay $(PTB_DECAY) --decay-after $(PTB_DECAY_AFTER) \
+		--tokenizer word --word-split whitespace --vocab-size 10000 --embed $(PTB_SIZE) --hidden $(PTB_SIZE) --tie \
+		--layers 2 --dropout $(PTB_DROPOUT) --init uniform --init-scale 0.1 --batch-size 20 --bptt 35 --optimizer sgd \
+		--lr 20 --clip 0.25 --schedule step --lr-decay $(PTB_DECAY) --decay-after $(PTB_DECAY_AFTER) --reset-state 0 \
 		--epochs $(PTB_EPOCHS) --max-minutes $(PTB_MINUTES) --seed 1 && \
 	$(BIN)/lstmtext eval $(PTB_STRETCH_RUN) $(PTB)/test.txt --batch-size 1 --bptt 35 && \
 	echo "wall time: $$(( $$(date +%s) - start )) s"
@@ -121,36 +121,52 @@ reproduce-wp: $(VENV)/.installed
 	@for spec in $(WP_CELLS); do set -- $$(echo $$spec | tr : ' '); \
 		start=$$(date +%s); \
 		$(BIN)/lstmtext train $(WP_RUN)/train.txt --valid $(WP_RUN)/valid.txt --out $(WP_RUN)/$$1 --force \
-			--tokenizer char --cell $$1 --embed 128 --hidden $$2 --layers 2 --dropout 0 --init-scale $$3 \
-			--batch-size 50 --bptt 100 --optimizer $$4 --lr $$5 --lr-decay 0.5 --decay-after $$6 \
+			--tokenizer char --cell $$1 --embed 128 --hidden $$2 --layers 2 --dropout 0 --init uniform --init-scale $$3 \
+			--batch-size 50 --bptt 100 --optimizer $$4 --lr $$5 --schedule step --lr-decay 0.5 --decay-after $$6 \
+			--reset-state 0 \
 			--clip 1 --epochs 0 --max-minutes $$7 --seed 1 && \
 		$(BIN)/lstmtext eval $(WP_RUN)/$$1 $(WP_RUN)/test.txt --batch-size 10 --bptt 100 && \
 		echo "$$1 wall time: $$(( $$(date +%s) - start )) s" || exit 1; \
 	done
 
-# Issue #19: a long-range dependency (cue, 1-60 filler words, the answer), every cell trained on it
-# through the CLI with three seeds and scored by accuracy per gap, beside PyTorch's nn.LSTM (its default
-# init) on the same data. A measurement, not a test: about 25 minutes on 2 cores.
-# A shorter run: make memory MEMORY_ARGS="--cells lstm --seeds 1 --args '--init uniform'"
-MEMORY_ARGS ?= --seeds 1,2,3
+# Issue #19: long-range dependencies (cue, filler, "says", an answer set by the cue), a family of five
+# generators (bench/memory.py SPECS: basic, cues20, rich, markov, punct; 5-20 cues, 8-250 filler words,
+# gaps up to 100, some with filler before the cue). The LSTM and the RNN are trained on each through the
+# CLI with three seeds, beside PyTorch's nn.LSTM (its default init) on the same data, and scored by
+# greedy accuracy per gap through lstmtext.load + generate, from a fresh state and in context; PyTorch
+# also reports the first epoch where every gap reaches 0.95. A measurement, not a test: about 1¾ hours
+# on 2 cores, an estimate (2026-12-02 per-run seconds for 8 epochs of 900k words, LSTM 100 s, RNN 29 s,
+# PyTorch 42 s, scaled by each generator's epochs; about 4½ hours with --cells rnn,gru,lstm,peephole,cifg).
+# A shorter run: make memory MEMORY_ARGS="--generators basic --cells lstm --seeds 1 --args '--init uniform'"
+MEMORY_ARGS ?= --cells lstm,rnn --seeds 1,2,3
 memory: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/python -m bench.memory --torch $(MEMORY_ARGS)
+
+# Which training recipe should be the default: the defaults, the old defaults (Zaremba's SGD recipe on
+# words) and a small grid (bench/recipes.py GRID), each trained through the CLI for the same wall-clock
+# budgets on corpora of different kinds (prose, Shakespeare, man pages, Python code, changelogs; built
+# once under runs/recipes/corpora/), scored in bits per byte on the same held-out text. A measurement,
+# not a test: corpora x recipes x budgets x minutes, 6 x 11 x (2 + 10 + 60) minutes, about 80 hours on
+# 2 cores. A short run (about 45 minutes): make recipes RECIPES_ARGS="--budgets 2 --recipes default,old,bpe"
+# Results are appended to runs/recipes/results.jsonl as they come; RECIPES_ARGS="... --resume" goes on.
+recipes: $(VENV)/.installed
+	$(BIN)/python -m bench.recipes $(RECIPES_ARGS)
 
 # Issue #16, time to quality: another cell on Penn Treebank with the shape and the wall-clock budget of
 # `make reproduce-ptb`'s LSTM (2 x 200, no dropout, about 35 minutes of training), then the test
 # score. The cells without W_h stall at SGD lr 20 (training perplexity near 780 after 400 steps
 # against the LSTM's 506), so they get Adam 0.002, halved each epoch after the fourth.
 PTB_CELL ?= mingru
-PTB_CELL_ARGS ?= --optimizer adam --lr 0.002 --clip 0.25 --lr-decay 0.5 --decay-after 4
+PTB_CELL_ARGS ?= --optimizer adam --lr 0.002 --clip 0.25 --schedule step --lr-decay 0.5 --decay-after 4
 PTB_CELL_MINUTES ?= 35
 PTB_CELL_EPOCHS ?= 0
 PTB_CELL_RUN ?= runs/ptb-$(PTB_CELL)
 ptb-cell: $(VENV)/.installed
 	@start=$$(date +%s); \
 	$(BIN)/lstmtext train $(PTB)/train.txt --valid $(PTB)/valid.txt --out $(PTB_CELL_RUN) --force \
-		--word-split whitespace --vocab-size 10000 --embed 200 --hidden 200 --layers 2 --dropout 0 \
-		--cell $(PTB_CELL) --init-scale 0.1 --batch-size 20 --bptt 20 $(PTB_CELL_ARGS) \
+		--tokenizer word --word-split whitespace --vocab-size 10000 --embed 200 --hidden 200 --layers 2 --dropout 0 \
+		--cell $(PTB_CELL) --init uniform --init-scale 0.1 --reset-state 0 --batch-size 20 --bptt 20 $(PTB_CELL_ARGS) \
 		--epochs $(PTB_CELL_EPOCHS) --max-minutes $(PTB_CELL_MINUTES) --seed 1 && \
 	$(BIN)/lstmtext eval $(PTB_CELL_RUN) $(PTB)/test.txt --batch-size 1 --bptt 20 && \
 	echo "wall time: $$(( $$(date +%s) - start )) s"
@@ -167,7 +183,7 @@ see-inside: $(VENV)/.installed
 	@for cell in rnn gru lstm; do \
 		$(BIN)/lstmtext train corpora/tinyshakespeare.txt --out $(INSIDE_RUN)/$$cell --force --tokenizer char \
 			--cell $$cell --embed 64 --hidden 256 --layers 2 --dropout 0 --init torch --optimizer adam --lr 0.002 --clip 1 \
-			--batch-size 32 --bptt 100 --epochs $(INSIDE_EPOCHS) --seed 1 || exit 1; \
+			--schedule constant --reset-state 0 --batch-size 32 --bptt 100 --epochs $(INSIDE_EPOCHS) --seed 1 || exit 1; \
 	done
 	$(BIN)/lstmtext inspect $(INSIDE_RUN)/lstm $(INSIDE_RUN)/lstm/valid.txt --gradient \
 		--vs $(INSIDE_RUN)/gru --vs $(INSIDE_RUN)/rnn --out $(INSIDE_RUN)/gradient.png

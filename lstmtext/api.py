@@ -364,6 +364,7 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
         schedule="step" if {"lr_decay", "decay_after"} & given and "schedule" not in given else o.schedule,
         warmup=o.warmup,
         lr_floor=o.lr_floor,
+        cooldown=o.cooldown,
         lr_decay=o.lr_decay,
         decay_after=o.decay_after,
         clip=o.clip,
@@ -372,6 +373,7 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
         dtype=o.dtype,
         freeze_embed=o.freeze_embed,
         accumulate=o.accumulate,
+        reset_state=o.reset_state,
         **{k: args[k] for k in RESUMABLE},
     )
     shape = {k: args[k] for k in (*runs.SHAPE_OPTIONS, "dropout", "init", "init_scale", "chrono")}

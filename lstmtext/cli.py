@@ -256,6 +256,8 @@ def _schedule_text(tr: dict) -> str:
     schedule = tr.get("schedule", "step")
     if schedule == "cosine":
         return f"cosine to ×{tr['lr_floor']:g} at the budget's end, warm-up {tr['warmup']:.0%}"
+    if schedule == "wsd":
+        return f"held, then down to ×{tr['lr_floor']:g} over the last {tr['cooldown']:.0%}, warm-up {tr['warmup']:.0%}"
     if schedule == "step":
         return f"×{tr['lr_decay']:g} each epoch after epoch {tr['decay_after']}"
     return "constant"

@@ -105,7 +105,8 @@ class TrainConfig:
     lr: float = 20.0  # for the mean-per-token loss; see README "Loss scale"
     schedule: str = "cosine"  # how lr moves over the budget: cosine, step or constant (lstmtext.schedule)
     warmup: float = 0.02  # cosine: share of the budget spent warming up from a small lr to lr
-    lr_floor: float = 0.1  # cosine: lr at the end of the budget, as a share of lr
+    lr_floor: float = 0.1  # cosine, wsd: lr at the end of the budget, as a share of lr
+    cooldown: float = 0.2  # wsd: the last share of the budget, where lr falls to the floor
     lr_decay: float = 0.5  # step: lr *= lr_decay each epoch after decay_after (Zaremba et al. 2014)
     decay_after: int = 4  # step: epochs at full lr
     clip: float = 0.25  # max global norm of the gradient; 0 turns clipping off
@@ -125,6 +126,9 @@ class TrainConfig:
     dtype: str = "float32"  # float64 is slower; it is for comparing runs with a reference trainer
     freeze_embed: bool = False  # the embedding is not trained (e.g. vectors from --embed-init kept as they are)
     accumulate: int = 1  # windows per optimizer step, their gradients averaged (and exchanged once under MPI)
+    # Each stream's carried state is zeroed with this chance at the start of a step, so the model also
+    # learns to read from the fresh state that `generate` and `eval` start from (0: never).
+    reset_state: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "bptt", "log_every", "eval_batch_size", "accumulate"):
@@ -155,10 +159,14 @@ class TrainConfig:
             raise ConfigError(f"--schedule must be {_one_of(list(SCHEDULES))}, got {self.schedule!r}")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"--warmup is a share of the budget in [0, 1), got {self.warmup}")
+        if not 0 <= self.cooldown <= 1:
+            raise ConfigError(f"--cooldown is a share of the budget in [0, 1], got {self.cooldown}")
         if not 0 <= self.lr_floor <= 1:
             raise ConfigError(f"--lr-floor is a share of --lr in [0, 1], got {self.lr_floor}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
+        if not 0 <= self.reset_state <= 1:
+            raise ConfigError(f"--reset-state is a chance in [0, 1], got {self.reset_state}")
         if self.clip < 0:
             raise ConfigError(f"--clip must be positive (or 0 to turn it off), got {self.clip}")
 

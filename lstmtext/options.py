@@ -18,8 +18,8 @@ CHOSEN = "chosen for the budget and the text"  # the size options lstmtext.sizin
 DEFAULT_MINUTES = 10.0  # the budget when none of --epochs, --max-steps and --max-minutes is given
 
 # The learning rate when --lr is not given, by optimizer: the mean-loss equivalent of Zaremba's SGD
-# lr 1 (README "Loss scale"), and Adam's usual 2e-3.
-DEFAULT_LR = {"sgd": 20.0, "adam": 0.002, "rmsprop": 0.002}
+# lr 1 (README "Loss scale"); for Adam, the best of a sweep on short budgets (README "Defaults").
+DEFAULT_LR = {"sgd": 20.0, "adam": 0.006, "rmsprop": 0.002}
 
 
 def _default_lr_text() -> str:
@@ -93,6 +93,11 @@ class TrainOptions:
     accumulate: int = opt(
         1, help="Windows per optimizer step: their gradients are averaged, then one update (under MPI, one exchange)."
     )
+    reset_state: float = opt(
+        0.05,
+        help="Chance that a stream's carried state starts over (zero) at a step, so that text generated or "
+        "scored from a fresh state reads well (0: never).",
+    )
     optimizer: str = opt("adam", help="adam, sgd or rmsprop.")
     lr: float | None = opt(
         None, help="Learning rate (loss is the mean per token).", show_default=_default_lr_text()
@@ -103,7 +108,8 @@ class TrainOptions:
         "step (×--lr-decay each epoch after --decay-after; implied by those two) or constant.",
     )
     warmup: float = opt(0.02, help="--schedule cosine: share of the budget spent warming up.")
-    lr_floor: float = opt(0.1, help="--schedule cosine: lr at the budget's end, as a share of --lr.")
+    lr_floor: float = opt(0.1, help="--schedule cosine or wsd: lr at the budget's end, as a share of --lr.")
+    cooldown: float = opt(0.2, help="--schedule wsd: the last share of the budget, where lr falls to the floor.")
     lr_decay: float = opt(0.5, help="--schedule step: multiply lr by this each epoch after --decay-after.")
     decay_after: int = opt(4, help="--schedule step: epochs at the full learning rate.")
     clip: float = opt(1.0, help="Largest global gradient norm (0: no clipping).")

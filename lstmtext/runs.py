@@ -21,9 +21,8 @@ MODEL_OPTIONS = (
     "cutoffs", "heads",
 )
 TRAIN_OPTIONS = (
-    "batch_size", "bptt", "optimizer", "lr", "schedule", "warmup", "lr_floor", "lr_decay", "decay_after", "clip",
-    "weight_decay", "seed", "dtype",
-    "freeze_embed", "accumulate",
+    "batch_size", "bptt", "optimizer", "lr", "schedule", "warmup", "lr_floor", "cooldown", "lr_decay", "decay_after",
+    "clip", "weight_decay", "seed", "dtype", "freeze_embed", "accumulate", "reset_state",
 )
 # CLI name -> key of the tokenizer options stored in the run's info (TokenizerOptions' fields).
 TOKENIZER_OPTIONS = {

@@ -11,6 +11,8 @@ Schedules (`--schedule`):
 - cosine (the default): a linear warm-up over the first `warmup` of the budget, then half a cosine
   from lr down to `lr_floor`·lr at the end (Loshchilov & Hutter 2017, without restarts; the floor as
   nanoGPT's min_lr). The last minutes anneal instead of being cut off.
+- wsd (warm-up, stable, decay; Hu et al. 2024, MiniCPM): the same warm-up, lr held until the last
+  `cooldown` of the budget, then a straight line down to `lr_floor`·lr at the end.
 - step: Zaremba et al. 2014, full lr for `decay_after` epochs, then times `lr_decay` each epoch (the
   paper reproductions pass it explicitly).
 - constant: lr throughout.
@@ -18,7 +20,7 @@ Schedules (`--schedule`):
 
 import math
 
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "wsd", "step", "constant")
 # The warm-up's first step: a share of the warm-up's length, so that step 0 moves the weights.
 FIRST_WARMUP_SHARE = 0.05
 
@@ -42,12 +44,23 @@ def learning_rate(cfg, prog: dict, windows_per_epoch: int) -> float:
         return cfg.lr
     if cfg.schedule == "step":
         return by_epoch(cfg.lr, cfg.lr_decay, cfg.decay_after, prog["epoch"])
-    return cosine(cfg.lr, budget_used(cfg, prog, windows_per_epoch), cfg.warmup, cfg.lr_floor)
+    used = budget_used(cfg, prog, windows_per_epoch)
+    if cfg.schedule == "wsd":
+        return wsd(cfg.lr, used, cfg.warmup, cfg.cooldown, cfg.lr_floor)
+    return cosine(cfg.lr, used, cfg.warmup, cfg.lr_floor)
 
 
 def by_epoch(lr: float, decay: float, decay_after: int, epoch: int) -> float:
     """Zaremba et al.'s schedule: full lr for epochs 1..decay_after, then times decay each epoch."""
     return lr * decay ** max(0, epoch - decay_after)
+
+
+def wsd(lr: float, used: float, warmup: float, cooldown: float, floor: float) -> float:
+    """lr at `used` of the budget: warm-up as cosine's, lr until 1 - cooldown, then linear to floor·lr."""
+    if used < warmup:
+        return lr * max(used / warmup, FIRST_WARMUP_SHARE)
+    left = (1.0 - used) / cooldown if cooldown else 1.0  # 1 where the decay starts, 0 at the end
+    return lr * (floor + (1.0 - floor) * min(max(left, 0.0), 1.0))
 
 
 def cosine(lr: float, used: float, warmup: float, floor: float) -> float:

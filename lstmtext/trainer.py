@@ -426,6 +426,8 @@ class Trainer:
         """One optimizer step over 1 (or --accumulate) windows; handles a diverged one as --on-nan
         says. -> (loss, gradient norm)."""
         prog = self.prog
+        if self.cfg.reset_state:
+            self.state = self.fresh_starts(self.state)
         self.tuner.begin()
         loss, norm, new_state, ok = accumulated_step(
             self.params, self.model_cfg, self.cfg, self.opt_state, lr, windows, self.state, self.rng,
@@ -447,6 +449,16 @@ class Trainer:
         prog["step"] += 1
         prog["tokens"] += rows * self.cfg.batch_size  # the whole batch's, on every rank
         return loss, norm
+
+    def fresh_starts(self, state: dict) -> dict:
+        """--reset-state: each stream's state is zeroed with that chance. The whole batch's draw on every
+        MPI rank, each keeping its own columns, as for the dropout masks."""
+        fresh = self.rng.random(self.cfg.batch_size) < self.cfg.reset_state  # (B,)
+        if self.columns is not None:
+            fresh = fresh[self.columns[1]]  # (B_r,)
+        if not fresh.any():
+            return state
+        return {k: np.where(fresh[:, None], 0, v).astype(v.dtype, copy=False) for k, v in state.items()}  # (B_r, H)
 
     def run(self) -> dict:
         """Train until the budget or patience ends; -> summary. Raises Interrupted after saving."""

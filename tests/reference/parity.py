@@ -40,6 +40,12 @@ SMALL = {
     "lr_decay": 0.5,
     "decay_after": 4,
     "seed": 1,
+    # Zaremba's recipe in full, not the defaults' (which serve users and may change)
+    "tokenizer": "word",
+    "optimizer": "sgd",
+    "init": "uniform",
+    "schedule": "step",
+    "reset_state": 0,
 }
 LOG_EVERY = 50
 

@@ -1,0 +1,533 @@
+"""`make recipes`: is lstmtext's default training recipe the right one? Every recipe below trained
+through the CLI on corpora of different kinds and sizes, for the same wall-clock budgets, each scored
+in bits per byte on its run's held-out text (RUN/valid.txt: the last 10% of the corpus, the same bytes
+for every recipe on a corpus). A measurement, not a test: the full default suite is 6 corpora x 11
+recipes x (2 + 10 + 60) minutes, about 80 hours on 2 cores. One training process at a time.
+
+    python -m bench.recipes [--corpora prose-100k,manpages] [--budgets 2,10] [--recipes default,old,bpe]
+                            [--seeds 1,2] [--resume] [--dry-run] [--list] [--out runs/recipes]
+
+Corpora are built once under OUT/corpora/ from what is on this machine (../shared/data, the man pages,
+the Python standard library, Debian changelogs) and rebuilt only when missing. Each run is
+OUT/CORPUS/BUDGETmin/RECIPE-seedS with its log in train.log. Each result is appended to
+OUT/results.jsonl as soon as it is measured; --resume skips the combinations already there (failed
+ones included: delete a line to run it again). A result counts for a recipe only while the recipe's
+flags are the ones it was measured with.
+
+At the end, per budget: the default against `old` (the previous defaults) and against the best grid
+recipe, then every recipe's bits per byte. Bits per byte compares word, BPE and character models, but
+a word model's <unk> tokens are cheap to predict and flatter it: a number whose <unk> rate is above
+0.5% is marked *, and such a recipe is never the best.
+"""
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+FORMAT, VERSION = "lstmtext-recipes", 1  # of each line of results.jsonl
+
+# The previous defaults, made explicit: Zaremba et al.'s medium recipe on words.
+OLD = (
+    "--tokenizer word --optimizer sgd --lr 20 --init uniform --init-scale 0.1 --clip 0.25 --batch-size 20 "
+    "--bptt 35 --embed 200 --hidden 200 --layers 2 --dropout 0.2 --schedule step --lr-decay 0.5 --decay-after 4"
+)
+# The grid: each entry changes the default in one direction. Edit freely; the name is the key in
+# results.jsonl, and a changed entry is measured again.
+GRID = {
+    "bpe": "--tokenizer bpe",
+    "char": "--tokenizer char",
+    "word": "--tokenizer word",
+    "adaptive": "--tokenizer word --softmax adaptive --cutoffs 2000,6000",
+    "big-lr": "--lr 0.004",
+    "small-lr": "--lr 0.001",
+    "wide": "--hidden 512 --layers 1",
+    "deep": "--hidden 512 --layers 2",
+    "constant": "--schedule constant",
+}
+RECIPES = {"default": [], "old": shlex.split(OLD), **{k: shlex.split(v) for k, v in GRID.items()}}
+BUDGETS = "2,10,60"  # minutes
+UNK_LIMIT = 0.005  # above this <unk> rate a recipe's bits per byte is flattered: marked *, never the best
+WITHIN = 0.03  # the default passes when it is at most this much above the best grid recipe
+
+
+# ---- corpora -------------------------------------------------------------------------------------
+
+KB, MB = 1_000, 1_000_000
+SKIP_DIRS = {"test", "tests", "idle_test", "__pycache__", "site-packages"}
+
+
+def _utf8(data: bytes) -> str | None:
+    """The text, or None when lstmtext would skip the file (not UTF-8, a NUL byte, or empty)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text.strip() and "\0" not in text else None
+
+
+def build_prose(dest: Path) -> None:
+    data = (DATA / "warandpeace" / "input.txt").read_bytes()[: 100 * KB]
+    dest.write_bytes(data[: data.rindex(b"\n") + 1])  # cut at a line end
+
+
+def link(name: str):
+    def build(dest: Path) -> None:
+        src = DATA / name / "input.txt"
+        if not src.is_file():
+            raise FileNotFoundError(f"{src} is missing")
+        dest.symlink_to(src.resolve())
+    return build
+
+
+def build_manpages(dest: Path, limit: int = 2_500 * KB) -> None:
+    """man1 pages in sorted order, rendered at 80 columns, backspace overstrikes removed. A page
+    that is another's link or renders to the same text is left out: a copy in the training part
+    would make its copy in the held-out part cheap."""
+    dest.mkdir()
+    total, seen, texts, failed = 0, set(), set(), 0
+    env = {**os.environ, "MANWIDTH": "80"}
+    for page in sorted(Path("/usr/share/man/man1").iterdir()):
+        if total >= limit:
+            break
+        if not page.is_file() or page.resolve() in seen:
+            continue
+        seen.add(page.resolve())
+        try:
+            raw = subprocess.run(["man", "-P", "cat", "-l", str(page)], capture_output=True, env=env, timeout=60)
+            out = subprocess.run(["col", "-bx"], input=raw.stdout, capture_output=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            failed += 1
+            continue
+        text = _utf8(out.stdout) if raw.returncode == 0 and out.returncode == 0 else None
+        digest = hashlib.sha256(out.stdout).digest()
+        if text is None or digest in texts:
+            failed += 1
+            continue
+        texts.add(digest)
+        name = page.name.removesuffix(".gz").removesuffix(".xz").removesuffix(".bz2")
+        (dest / f"{name}.txt").write_bytes(out.stdout)
+        total += len(out.stdout)
+    print(f"  manpages: {failed} pages left out (failed, empty, not UTF-8 or a duplicate)")
+
+
+def python_sources(with_tests: bool = False):
+    """The standard library's *.py in sorted order: top-level modules and packages (walked in sorted
+    order), then, with_tests, the test packages left out before. -> (path, relative path)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+
+    def walk(d: Path, skip: set):
+        for p in sorted(d.iterdir()):
+            if p.is_dir() and p.name not in skip and not p.is_symlink():
+                yield from walk(p, skip)
+            elif p.is_file() and p.suffix == ".py":
+                yield p
+
+    top = sorted(stdlib.iterdir())
+    for p in top:
+        if p.is_file() and p.suffix == ".py":
+            yield p, p.relative_to(stdlib)
+        elif p.is_dir() and p.name not in SKIP_DIRS and (p / "__init__.py").is_file():
+            for f in walk(p, SKIP_DIRS):
+                yield f, f.relative_to(stdlib)
+    if with_tests:  # only test code is left: stdlib/test first, then the packages' own tests
+        tests = [stdlib / "test"] + [p for p in top if p.is_dir() and p.name != "test" and p.name not in SKIP_DIRS]
+        for d in tests:
+            for f in walk(d, {"__pycache__", "site-packages"}):
+                rel = f.relative_to(stdlib)
+                if rel.parts[0] == "test" or set(rel.parts[:-1]) & {"test", "tests", "idle_test"}:
+                    yield f, rel
+
+
+def copy_until(files, dest: Path, limit: int) -> None:
+    dest.mkdir()
+    total = 0
+    for src, rel in files:
+        if total >= limit:
+            break
+        data = src.read_bytes()
+        if _utf8(data) is None:
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes(data)
+        total += len(data)
+
+
+def build_notes(dest: Path, limit: int = 1 * MB) -> None:
+    """Debian changelogs by package name; a package whose doc folder links to another's is left out."""
+    dest.mkdir()
+    total, seen = 0, set()
+    for f in sorted(Path("/usr/share/doc").glob("*/changelog.Debian.gz")):
+        if total >= limit:
+            break
+        if f.resolve() in seen:
+            continue
+        seen.add(f.resolve())
+        data = gzip.decompress(f.read_bytes())
+        if _utf8(data) is None:
+            continue
+        (dest / f"{f.parent.name}.txt").write_bytes(data)
+        total += len(data)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    build: Callable[[Path], None]  # writes the file or the folder it is given
+    folder: bool  # a folder (OUT/corpora/NAME) or a file (OUT/corpora/NAME.txt)
+    default: bool  # in the suite when --corpora is not given
+    what: str
+
+
+CORPORA = {
+    "prose-100k": Corpus(build_prose, False, True, "the first 100 KB of War and Peace"),
+    "shakespeare": Corpus(link("tinyshakespeare"), False, True, "tiny Shakespeare, 1.1 MB"),
+    "warandpeace": Corpus(link("warandpeace"), False, True, "War and Peace, 3.2 MB"),
+    "manpages": Corpus(build_manpages, True, True, "man1 pages rendered at 80 columns, 2.5 MB"),
+    "python-code": Corpus(lambda d: copy_until(python_sources(), d, 3 * MB), True, True,
+                          "Python standard library sources without tests, 3 MB"),
+    "notes": Corpus(build_notes, True, True, "Debian changelogs, 1 MB"),
+    "code-large": Corpus(lambda d: copy_until(python_sources(with_tests=True), d, 20 * MB), True, False,
+                         "the standard library, then its tests, 20 MB (only when asked)"),
+}
+
+
+def corpus_path(name: str, out: Path) -> Path:
+    return out / "corpora" / (name if CORPORA[name].folder else f"{name}.txt")
+
+
+def corpus_size(path: Path) -> tuple[int, int]:
+    """-> (bytes, files)."""
+    if path.is_file():
+        return path.stat().st_size, 1
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def ensure_corpus(name: str, out: Path) -> Path:
+    """The corpus, built first if missing. Built under a hidden name and renamed when whole, so a
+    build cut short is never taken for a corpus."""
+    path = corpus_path(name, out)
+    if path.is_symlink() and not path.exists():
+        path.unlink()  # its target moved
+    state = "cached"
+    if not path.exists():
+        partial = path.with_name(f".{path.name}.partial")
+        if partial.is_dir() and not partial.is_symlink():
+            shutil.rmtree(partial)
+        else:
+            partial.unlink(missing_ok=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        CORPORA[name].build(partial)
+        partial.rename(path)
+        state = f"built in {time.perf_counter() - t0:.0f} s"
+    size, files = corpus_size(path)
+    print(f"{name}: {size:,} bytes in {files:,} file{'s' * (files != 1)} ({state}: {path})", flush=True)
+    return path
+
+
+# ---- runs ----------------------------------------------------------------------------------------
+
+
+def minutes(m: float) -> str:
+    return f"{m:g}"
+
+
+def train_command(exe: str, corpus: Path, run: Path, budget: float, seed: int, flags: list[str]) -> list[str]:
+    return [exe, "train", str(corpus), "--out", str(run), "--force", "--max-minutes", minutes(budget),
+            "--seed", str(seed), *flags]
+
+
+def key(r: dict) -> tuple:
+    return r["corpus"], float(r["budget_minutes"]), r["recipe"], int(r["seed"]), tuple(r["flags"])
+
+
+def load_results(path: Path) -> list[dict]:
+    """Every record of results.jsonl; a line cut short by a killed suite is skipped with a note."""
+    if not path.is_file():
+        return []
+    records = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            print(f"{path}:{i}: not a JSON line, skipped", file=sys.stderr)
+            continue
+        if (r.get("format"), r.get("version")) != (FORMAT, VERSION):
+            sys.exit(f"{path}:{i} is not {FORMAT} version {VERSION}: move the file aside and run again")
+        records.append(r)
+    return records
+
+
+def append(path: Path, r: dict) -> None:
+    """One line more, on a line of its own even after a line cut short."""
+    with open(path, "ab+") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((json.dumps(r) + "\n").encode("utf-8"))
+
+
+def plan(corpora: list[str], budgets: list[float], recipes: list[str], seeds: list[int]) -> list[dict]:
+    """Every combination, budgets outermost so that a suite cut short has whole tables for the
+    short budgets."""
+    return [{"corpus": c, "budget_minutes": b, "recipe": r, "seed": s, "flags": RECIPES[r]}
+            for b in budgets for c in corpora for r in recipes for s in seeds]
+
+
+def pending(todo: list[dict], done: list[dict]) -> list[dict]:
+    have = {key(r) for r in done}
+    return [c for c in todo if key(c) not in have]
+
+
+def last_line(text: str) -> str:
+    lines = [s.strip() for s in text.replace("\r", "\n").splitlines() if s.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def run_one(combo: dict, corpus: Path, out: Path, exe: str) -> dict:
+    """Train, score the held-out text, read the model's size: one record, failed or not."""
+    run = out / combo["corpus"] / f"{minutes(combo['budget_minutes'])}min" / f"{combo['recipe']}-seed{combo['seed']}"
+    run.mkdir(parents=True, exist_ok=True)
+    log = run / "train.log"
+    record = {"format": FORMAT, "version": VERSION, **combo, "run": str(run), "status": "failed"}
+    t0 = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as f:
+        cmd = train_command(exe, corpus, run, combo["budget_minutes"], combo["seed"], combo["flags"])
+        f.write(f"$ {shlex.join(cmd)}\n")
+        f.flush()
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    record["train_seconds"] = round(time.perf_counter() - t0, 1)
+
+    def wall() -> dict:
+        return {"wall_seconds": round(time.perf_counter() - t0, 1)}
+
+    if rc != 0:
+        return {**record, **wall(), "error": f"train exited {rc}: {last_line(log.read_text(encoding='utf-8'))}"}
+    t1 = time.perf_counter()
+    scored = subprocess.run([exe, "eval", str(run), str(run / "valid.txt"), "--json"], capture_output=True, text=True)
+    info = subprocess.run([exe, "info", str(run), "--json"], capture_output=True, text=True)
+    record["eval_seconds"] = round(time.perf_counter() - t1, 1)
+    for what, r in (("eval", scored), ("info", info)):
+        if r.returncode != 0:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"\n$ lstmtext {what}\n{r.stderr}")
+            return {**record, **wall(), "error": f"{what} exited {r.returncode}: {last_line(r.stderr)}"}
+    s, i = json.loads(scored.stdout), json.loads(info.stdout)
+    m = i["model"]
+    return {
+        **record, "status": "ok",
+        **{k: s[k] for k in ("bits_per_byte", "unk_rate", "perplexity", "tokens")},
+        "tokenizer": i["tokenizer"]["kind"], "vocab_size": i["tokenizer"]["vocab_size"],
+        "model": {k: m.get(k) for k in ("cell", "layers", "hidden", "embed", "parameters")},
+        "size_choice": i.get("size_choice"),
+        "progress": {k: i["progress"].get(k) for k in ("epochs_done", "step", "tokens", "elapsed_s")},
+        **wall(),
+    }
+
+
+def code_version() -> dict:
+    """The commit measured, and whether lstmtext/ had changes on top of it."""
+    def git(*a):
+        r = subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+    status = git("status", "--porcelain", "--", "lstmtext")
+    return {"commit": git("rev-parse", "HEAD"), "lstmtext_changed": None if status is None else bool(status)}
+
+
+# ---- tables --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One recipe on one corpus and budget, over its seeds."""
+
+    bpb: float | None  # mean bits per byte of the seeds that finished; None if none did
+    unk: float | None  # mean <unk> rate of the same seeds
+    failed: int  # seeds that failed
+
+    @property
+    def flattered(self) -> bool:
+        return self.unk is not None and self.unk > UNK_LIMIT
+
+    def show(self) -> str:
+        if self.bpb is None:
+            return "failed" if self.failed else "—"
+        return f"{self.bpb:.3f}" + "*" * self.flattered + (f" ({self.failed} failed)" if self.failed else "")
+
+
+NONE = Cell(None, None, 0)
+
+
+def current(records: list[dict]) -> list[dict]:
+    """The latest record of each combination, for the recipes as they are now (same flags)."""
+    latest = {key(r): r for r in records if tuple(r["flags"]) == tuple(RECIPES.get(r["recipe"], [None]))}
+    return list(latest.values())
+
+
+def cells(records: list[dict], budget: float, seeds: list[int]) -> dict[str, dict[str, Cell]]:
+    """{corpus: {recipe: Cell}} at this budget, over these seeds."""
+    grouped: dict[tuple, list[dict]] = {}
+    for r in current(records):
+        if float(r["budget_minutes"]) != budget or int(r["seed"]) not in seeds:
+            continue
+        grouped.setdefault((r["corpus"], r["recipe"]), []).append(r)
+    out: dict[str, dict[str, Cell]] = {}
+    for (c, name), rs in grouped.items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        out.setdefault(c, {})[name] = Cell(
+            mean(r["bits_per_byte"] for r in ok) if ok else None, mean(r["unk_rate"] for r in ok) if ok else None,
+            len(rs) - len(ok))
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    best: str | None  # the grid recipe with the fewest bits per byte among those not flattered by <unk>
+    gap: float | None  # (default - best) / best
+    within: bool | None  # the default within WITHIN of the best
+    beats_old: bool | None
+
+
+def verdict(row: dict[str, Cell]) -> Verdict:
+    default, old = row.get("default", NONE), row.get("old", NONE)
+    fair = {n: c for n, c in row.items() if n in GRID and c.bpb is not None and not c.flattered}
+    best = min(fair, key=lambda n: fair[n].bpb) if fair else None
+    gap = None if best is None or default.bpb is None else (default.bpb - fair[best].bpb) / fair[best].bpb
+    beats = None if default.bpb is None or old.bpb is None else default.bpb < old.bpb
+    return Verdict(best, gap, None if gap is None else gap <= WITHIN + 1e-9, beats)  # 1e-9: 3.0% shown is within
+
+
+def yes(b: bool | None) -> str:
+    return "—" if b is None else ("yes" if b else "no")
+
+
+def tables(records: list[dict], budgets: list[float], corpora: list[str], recipes: list[str],
+           seeds: list[int]) -> str:
+    lines = []
+    for b in budgets:
+        by = cells(records, b, seeds)
+        lines += [f"\n### {minutes(b)} minutes: the default against the old defaults and the best grid recipe "
+                  "(bits per byte on the held-out text, lower is better)\n",
+                  "| corpus | default | old | best grid recipe | default vs best | within 3% of best "
+                  "| better than old |", "|---|---|---|---|---|---|---|"]
+        for c in corpora:
+            row = {r: x for r, x in by.get(c, {}).items() if r in recipes}
+            v = verdict(row)
+            best = "—" if v.best is None else f"{v.best} {row[v.best].show()}"
+            gap = "—" if v.gap is None else f"{100 * v.gap:+.1f}%"
+            d, o = row.get("default", NONE), row.get("old", NONE)
+            lines.append(f"| {c} | {d.show()} | {o.show()} | {best} | {gap} | {yes(v.within)} | {yes(v.beats_old)} |")
+        note = (f"\n\\* more than {100 * UNK_LIMIT:g}% of the held-out tokens are <unk>, which a word model "
+                "predicts cheaply: the number flatters it, and such a recipe is never the best.")
+        starred = {r for c in corpora for r, x in by.get(c, {}).items() if x.flattered}
+        lines += [note] if starred & {"default", "old"} else []
+        lines += [f"\nEvery recipe at {minutes(b)} minutes (bits per byte):\n",
+                  f"| corpus | {' | '.join(recipes)} |", "|---|" + "---|" * len(recipes)]
+        lines += [f"| {c} | {' | '.join(by.get(c, {}).get(r, NONE).show() for r in recipes)} |" for c in corpora]
+        lines += [note] if starred & set(recipes) else []
+    failed = [r for r in current(records) if r["status"] != "ok"
+              and r["corpus"] in corpora and r["recipe"] in recipes and float(r["budget_minutes"]) in budgets
+              and int(r["seed"]) in seeds]
+    if failed:
+        lines.append("\nFailed runs:\n")
+        lines += [f"- {r['corpus']} {minutes(r['budget_minutes'])} min {r['recipe']} seed {r['seed']}: "
+                  f"{r.get('error')} ({r['run']}/train.log)" for r in failed]
+    return "\n".join(lines)
+
+
+# ---- main ----------------------------------------------------------------------------------------
+
+
+def names(text: str, known: dict, what: str) -> list[str]:
+    chosen = [n for n in text.split(",") if n]
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        sys.exit(f"unknown {what}: {', '.join(unknown)}; choose from {', '.join(known)}")
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpora", default=",".join(n for n, c in CORPORA.items() if c.default),
+                    help="comma-separated (default: all but code-large; --list shows them)")
+    ap.add_argument("--budgets", default=BUDGETS, help=f"minutes, comma-separated (default {BUDGETS})")
+    ap.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated (default: all)")
+    ap.add_argument("--seeds", default="1", help="comma-separated seeds (default 1)")
+    ap.add_argument("--resume", action="store_true", help="skip the combinations already in results.jsonl")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing, build nothing")
+    ap.add_argument("--list", action="store_true", help="print the corpora and the recipes")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "recipes"), help="corpora, runs and results.jsonl")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    corpora = names(a.corpora, CORPORA, "corpus")
+    recipes = names(a.recipes, RECIPES, "recipe")
+    budgets = [float(b) for b in a.budgets.split(",") if b]
+    seeds = [int(s) for s in a.seeds.split(",") if s]
+    if any(b <= 0 for b in budgets):
+        sys.exit("--budgets: minutes must be above 0")
+    if a.list:
+        print("corpora (* = in the default list):")
+        for n, c in CORPORA.items():
+            p = corpus_path(n, out)
+            size, files = corpus_size(p) if p.exists() else (0, 0)
+            built = f"{size:,} bytes in {files:,} file{'s' * (files != 1)}" if p.exists() else "not built"
+            print(f"  {n}{'*' * c.default}: {c.what} ({built})")
+        print("recipes (flags after CORPUS --out RUN --force --max-minutes M --seed S):")
+        for n, flags in RECIPES.items():
+            print(f"  {n}: {shlex.join(flags) or '(none: the defaults)'}")
+        return 0
+
+    results = out / "results.jsonl"
+    done = load_results(results)
+    todo = plan(corpora, budgets, recipes, seeds)
+    if a.resume:
+        todo = pending(todo, done)
+    exe = str(Path(sys.executable).with_name("lstmtext"))
+    if a.dry_run:
+        for c in todo:
+            run = out / c["corpus"] / f"{minutes(c['budget_minutes'])}min" / f"{c['recipe']}-seed{c['seed']}"
+            print(shlex.join(train_command(exe, corpus_path(c["corpus"], out), run, c["budget_minutes"],
+                                           c["seed"], c["flags"])))
+            print(shlex.join([exe, "eval", str(run), str(run / "valid.txt"), "--json"]))
+        print(f"{len(todo)} runs, at most {sum(c['budget_minutes'] for c in todo):g} minutes of training")
+        return 0
+
+    paths = {}
+    for n in sorted({c["corpus"] for c in todo}, key=corpora.index):
+        try:
+            paths[n] = ensure_corpus(n, out)
+        except (OSError, subprocess.SubprocessError) as e:
+            sys.exit(f"cannot build corpus {n}: {e}; leave it out with --corpora")
+    version = code_version()
+    print(f"{len(todo)} runs, at most {sum(c['budget_minutes'] for c in todo):g} minutes of training; "
+          f"results to {results}", flush=True)
+    for i, c in enumerate(todo, 1):
+        r = {**run_one(c, paths[c["corpus"]], out, exe), **version}
+        append(results, r)
+        done.append(r)
+        what = (f"{r['bits_per_byte']:.4f} bits/byte, <unk> {100 * r['unk_rate']:.2f}%, {r['tokenizer']} "
+                f"{r['model']['layers']}x{r['model']['hidden']}" if r["status"] == "ok" else f"FAILED: {r['error']}")
+        print(f"[{i}/{len(todo)}] {c['corpus']} {minutes(c['budget_minutes'])} min {c['recipe']} seed {c['seed']}: "
+              f"{what} ({r['train_seconds'] + r.get('eval_seconds', 0):.0f} s)", flush=True)
+    print(tables(done, budgets, corpora, recipes, seeds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The recipe suite of `make recipes` (bench/recipes.py), without training anything: the verdicts on
+hand-made results, --resume, the command a recipe becomes, and the corpus cache."""
+
+import itertools
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import recipes  # noqa: E402
+
+
+def record(corpus, recipe, bpb, unk=0.0, budget=2.0, seed=1, status="ok", flags=None):
+    r = {"format": recipes.FORMAT, "version": recipes.VERSION, "corpus": corpus, "budget_minutes": budget,
+         "recipe": recipe, "seed": seed, "run": f"runs/{corpus}/{recipe}",
+         "flags": recipes.RECIPES[recipe] if flags is None else flags, "status": status}
+    return {**r, "bits_per_byte": bpb, "unk_rate": unk} if status == "ok" else {**r, "error": "boom"}
+
+
+def row(**bpb_unk):
+    return {name.replace("_", "-"): recipes.Cell(b, u, 0) for name, (b, u) in bpb_unk.items()}
+
+
+def test_best_leaves_out_recipes_flattered_by_unk():
+    # word has the fewest bits per byte, but 3% of its tokens are <unk>: bpe is the best.
+    v = recipes.verdict(row(default=(2.0, 0.0), old=(2.1, 0.02), word=(1.5, 0.03), bpe=(1.96, 0.0), char=(2.05, 0.0)))
+    assert v.best == "bpe"
+    assert v.gap == pytest.approx((2.0 - 1.96) / 1.96)
+    assert v.within is True and v.beats_old is True
+
+
+def test_default_outside_3_percent_and_worse_than_old():
+    v = recipes.verdict(row(default=(2.1, 0.0), old=(2.0, 0.0), bpe=(2.0, 0.0), char=(2.2, 0.0)))
+    assert v.best == "bpe" and v.gap == pytest.approx(0.05)
+    assert v.within is False and v.beats_old is False
+    # Exactly 3% above the best is within (the table shows +3.0%).
+    assert recipes.verdict(row(default=(2.06, 0.0), bpe=(2.0, 0.0))).within is True
+    # Default and old are not grid recipes: a better old is not "the best".
+    assert recipes.verdict(row(default=(2.0, 0.0), old=(1.0, 0.0), bpe=(2.02, 0.0))).best == "bpe"
+
+
+def test_no_verdict_without_a_fair_grid_recipe_or_a_default():
+    v = recipes.verdict(row(default=(2.0, 0.0), word=(1.5, 0.01)))
+    assert (v.best, v.gap, v.within, v.beats_old) == (None, None, None, None)
+    v = recipes.verdict({"default": recipes.Cell(None, None, 1), **row(bpe=(2.0, 0.0))})
+    assert v.best == "bpe" and v.within is None
+
+
+def test_tables_from_records():
+    records = [
+        record("prose", "default", 2.0), record("prose", "default", 2.2, seed=2),  # mean 2.1
+        record("prose", "old", 2.3, unk=0.02),
+        record("prose", "bpe", 2.04), record("prose", "word", 1.8, unk=0.01),
+        record("prose", "char", 9.9), record("prose", "char", 0, status="failed"),  # the later record counts
+        record("prose", "bpe", 1.0, budget=10.0),  # another budget
+        record("prose", "wide", 1.0, flags=["--hidden", "64"]),  # measured with flags the recipe no longer has
+    ]
+    out = recipes.tables(records, [2.0], ["prose", "code"], ["default", "old", "bpe", "word", "char", "wide"], [1, 2])
+    assert "| prose | 2.100 | 2.300* | bpe 2.040 | +2.9% | yes | yes |" in out
+    assert "| code | — | — | — | — | — | — |" in out
+    assert "| prose | 2.100 | 2.300* | 2.040 | 1.800* | failed | — |" in out
+    assert out.count("\\* more than 0.5%") == 2
+    assert "- prose 2 min char seed 1: boom (runs/prose/char/train.log)" in out
+
+
+def test_train_command_puts_the_recipe_flags_last_in_order():
+    combo = recipes.plan(["prose-100k"], [0.2], ["old"], [3])[0]
+    cmd = recipes.train_command("lstmtext", Path("c.txt"), Path("r"), combo["budget_minutes"], combo["seed"],
+                                combo["flags"])
+    assert cmd[:10] == ["lstmtext", "train", "c.txt", "--out", "r", "--force", "--max-minutes", "0.2", "--seed", "3"]
+    assert cmd[10:] == shlex.split(recipes.OLD)
+    assert recipes.train_command("x", Path("c"), Path("r"), 60.0, 1, [])[6:8] == ["--max-minutes", "60"]
+    assert recipes.RECIPES["default"] == []
+    adaptive = recipes.plan(["c"], [2.0], ["adaptive"], [1])[0]["flags"]
+    assert adaptive == ["--tokenizer", "word", "--softmax", "adaptive", "--cutoffs", "2000,6000"]
+
+
+def test_resume_skips_what_results_hold(tmp_path, monkeypatch):
+    results = tmp_path / "results.jsonl"
+    done = [record("prose-100k", "default", 2.0, budget=0.2),
+            record("prose-100k", "old", 2.0, budget=0.2, flags=["--lr", "1"]),  # stale flags: run again
+            record("prose-100k", "bpe", 0, budget=0.2, status="failed")]  # failed: skipped too
+    results.write_text("".join(json.dumps(r) + "\n" for r in done) + '{"cut sho', encoding="utf-8")
+    corpus = tmp_path / "c.txt"
+    monkeypatch.setattr(recipes, "ensure_corpus", lambda name, out: corpus)
+    monkeypatch.setattr(recipes, "code_version", lambda: {"commit": "abc", "lstmtext_changed": False})
+    ran = []
+
+    def fake_run(combo, path, out, exe):
+        assert path == corpus and out == tmp_path
+        ran.append((combo["recipe"], combo["budget_minutes"]))
+        return {**record(combo["corpus"], combo["recipe"], 2.5, budget=combo["budget_minutes"]),
+                "tokenizer": "bpe", "model": {"layers": 1, "hidden": 128}, "train_seconds": 1.0}
+
+    monkeypatch.setattr(recipes, "run_one", fake_run)
+    argv = ["--corpora", "prose-100k", "--budgets", "0.2", "--recipes", "default,old,bpe,char", "--out", str(tmp_path)]
+    assert recipes.main([*argv, "--resume"]) == 0
+    assert ran == [("old", 0.2), ("char", 0.2)]
+    lines = results.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(x)["recipe"] for x in lines[-2:]] == ["old", "char"]  # appended after the cut line
+    ran.clear()
+    assert recipes.main(argv) == 0  # without --resume: everything again
+    assert [r for r, _ in ran] == ["default", "old", "bpe", "char"]
+
+
+def test_corpus_is_built_once_and_a_partial_build_is_redone(tmp_path, monkeypatch):
+    builds = []
+
+    def build(dest):
+        builds.append(dest.name)
+        dest.mkdir()
+        (dest / "a.txt").write_text("hello\n", encoding="utf-8")
+
+    monkeypatch.setitem(recipes.CORPORA, "tiny", recipes.Corpus(build, True, False, "test"))
+    (tmp_path / "corpora" / ".tiny.partial").mkdir(parents=True)  # a build cut short
+    path = recipes.ensure_corpus("tiny", tmp_path)
+    assert path == tmp_path / "corpora" / "tiny" and recipes.corpus_size(path) == (6, 1)
+    assert recipes.ensure_corpus("tiny", tmp_path) == path
+    assert builds == [".tiny.partial"]
+
+
+def test_prose_is_cut_at_a_line_end(tmp_path, monkeypatch):
+    (tmp_path / "warandpeace").mkdir()
+    (tmp_path / "warandpeace" / "input.txt").write_text("é" * 30 + "\n" + "word " * 30_000, encoding="utf-8")
+    monkeypatch.setattr(recipes, "DATA", tmp_path)
+    recipes.build_prose(tmp_path / "p.txt")
+    text = (tmp_path / "p.txt").read_text(encoding="utf-8")
+    assert text.endswith("\n") and len(text.encode()) <= 100_000
+
+
+def test_python_code_leaves_out_tests():
+    files = [rel for _, rel in itertools.islice(recipes.python_sources(), 3000)]
+    assert files and all(f.suffix == ".py" for f in files)
+    assert not any(set(f.parts[:-1]) & {"test", "tests", "idle_test", "site-packages"} for f in files)

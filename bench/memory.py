@@ -323,8 +323,11 @@ class TorchLSTM:
     def logits(self, prompt: str) -> np.ndarray:
         import torch
 
+        from lstmtext.sample import read_as_a_line
+
         with torch.no_grad():
-            x = torch.from_numpy(self.tokenizer.encode(prompt).astype(np.int64))[:, None]  # (P, 1)
+            ids = read_as_a_line(self.tokenizer, prompt)  # the ids lstmtext's generate reads
+            x = torch.from_numpy(ids.astype(np.int64))[:, None]  # (P, 1)
             out, _ = self.rnn(self.emb(x))  # (P, 1, H), from a zero state
             return self.head(out[-1, 0]).double().numpy()  # (V,)
 

@@ -37,7 +37,7 @@ from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError
 from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, TrainOptions
-from lstmtext.sample import SampleOptions, text_pieces, unknown_prompt_warning
+from lstmtext.sample import SampleOptions, read_as_a_line, text_pieces, unknown_prompt_warning
 from lstmtext.tokenizer import Tokenizer
 from lstmtext.trainer import (
     Trainer,
@@ -199,9 +199,7 @@ class Model:
         "##ing", one that is not whole UTF-8 "<0xE6>"), so every token keeps its own entry."""
         if n < 1:
             raise ConfigError(f"n must be at least 1, got {n}")
-        ids = self.tokenizer.encode(context) if context else self.tokenizer.encode("\n")
-        if len(ids) == 0:
-            raise ConfigError("the context has no token the model knows")
+        ids = read_as_a_line(self.tokenizer, context)  # as generate reads its prompt
         cfg, params = self.config, self.checkpoint.params
         state = network.init_state(cfg, 1, params["embed.W"].dtype)
         for i in ids:

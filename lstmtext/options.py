@@ -56,7 +56,11 @@ class TrainOptions:
         "with a fresh optimizer.",
     )
     force: bool = opt(False, help="Start over in an --out that already holds a run.")
-    tokenizer: str = opt("word", help="word, char or bpe.")
+    tokenizer: str = opt(
+        "bpe",
+        help="bpe (byte-level: any text, its spacing and layout kept, nothing unknown), char, or word "
+        "(words and punctuation, spaced again by rules; rare words become <unk>).",
+    )
     vocab_size: int = opt(10000, help="Largest vocabulary, special tokens included.")
     min_freq: int = opt(1, help="Words seen fewer times become <unk>.")
     lowercase: bool = opt(False, help="Lowercase the text (word tokenizer).")

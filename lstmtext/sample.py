@@ -478,6 +478,20 @@ class _StreamText:
         return rest
 
 
+def read_as_a_line(tok, prompt: str) -> np.ndarray:
+    """The ids a prompt primes a fresh state with: a line end, then the prompt. A prompt is where a
+    person starts a text, and in training every line starts after a line end: from the zero state
+    alone a model finds itself mid-stream, where it may never have been (a cue read straight from
+    zero was forgotten 40 words on, and remembered after a line end: README "Defaults"). A prompt
+    that starts with a line end, or a vocabulary without one, is read as it is."""
+    line_end = tok.encode("\n")
+    if prompt.startswith("\n") or len(line_end) == 0 or tok.count_unk(line_end):
+        ids = tok.encode(prompt)
+    else:
+        ids = tok.encode("\n" + prompt)
+    return ids if len(ids) else np.zeros(1, dtype=np.int32)  # nothing encodable: start from token 0
+
+
 MAX_NAMED = 10  # unknown prompt words named in the warning
 
 
@@ -503,9 +517,7 @@ def text_pieces(
     stop_at_eos = "<eos>" in stops and tok.eos_id is not None
     # Tokenizers without an <eos> token (char, bpe) keep line ends as text: stop at "\n" instead.
     text_stops = [("\n" if s == "<eos>" else s) for s in stops if s and not (s == "<eos>" and stop_at_eos)]
-    prompt_ids = tok.encode(prompt) if prompt else tok.encode("\n")
-    if len(prompt_ids) == 0:
-        prompt_ids = np.zeros(1, dtype=np.int32)  # nothing encodable: start from token 0
+    prompt_ids = read_as_a_line(tok, prompt)
     # The prompt primes the spacing rules; its text is printed as given.
     texts = [_StreamText(tok.detokenizer(prompt_ids), text_stops) for _ in range(opts.num_samples)]
     if opts.beam > 1:

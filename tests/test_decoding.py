@@ -286,7 +286,7 @@ def test_sampling_options_are_fine_without_a_beam():
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("decoding")
     corpus = make_corpus(tmp / "tiny.txt")
-    tiny = dict(embed=8, hidden=8, layers=1, batch_size=2, bptt=5, log_every=2, threads=1)
+    tiny = dict(tokenizer="word", embed=8, hidden=8, layers=1, batch_size=2, bptt=5, log_every=2, threads=1)
     return lstmtext.train(
         str(corpus), out=str(tmp / "run"), max_steps=12, epochs=0, console=Console(quiet=True), **tiny
     )

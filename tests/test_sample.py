@@ -176,3 +176,18 @@ def test_eos_stop_prints_a_held_apostrophe():
     out = io.StringIO()
     texts = run_generation(ckpt, tok, "the dogs'", SampleOptions(length=5), np.random.default_rng(0), ["<eos>"], out)
     assert texts == ["the dogs'"] and out.getvalue() == "the dogs'\n"
+
+
+def test_a_prompt_is_read_after_a_line_end_as_training_lines_are():
+    from lstmtext.sample import read_as_a_line
+    from lstmtext.tokenizer import Tokenizer
+
+    word = Tokenizer.train("word", "the cat sat\nthe dog ran\n")
+    assert list(read_as_a_line(word, "the cat")) == [word.eos_id, *word.encode("the cat")]
+    assert list(read_as_a_line(word, "\nthe cat")) == list(word.encode("\nthe cat"))  # not a second one
+    assert list(read_as_a_line(word, "")) == list(word.encode("\n"))
+    one_line = Tokenizer.train("char", "abcabc")  # no line end in its vocabulary: the prompt alone
+    assert list(read_as_a_line(one_line, "cab")) == list(one_line.encode("cab"))
+    bpe = Tokenizer.train("bpe", "def f(x):\n    return x\n" * 20, vocab_size=300)
+    ids = read_as_a_line(bpe, "def g")
+    assert bpe.decode(ids) == "\ndef g" and list(ids[1:]) == list(bpe.encode("def g"))

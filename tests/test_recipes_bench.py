@@ -25,40 +25,40 @@ def row(**bpb_unk):
 
 
 def test_best_leaves_out_recipes_flattered_by_unk():
-    # word has the fewest bits per byte, but 3% of its tokens are <unk>: bpe is the best.
-    v = recipes.verdict(row(default=(2.0, 0.0), old=(2.1, 0.02), word=(1.5, 0.03), bpe=(1.96, 0.0), char=(2.05, 0.0)))
-    assert v.best == "bpe"
+    # word has the fewest bits per byte, but 3% of its tokens are <unk>: bpe-4k is the best.
+    v = recipes.verdict(row(default=(2.0, 0.0), old=(2.1, 0.02), word=(1.5, 0.03), bpe_4k=(1.96, 0.0), char=(2.05, 0.0)))
+    assert v.best == "bpe-4k"
     assert v.gap == pytest.approx((2.0 - 1.96) / 1.96)
     assert v.within is True and v.beats_old is True
 
 
 def test_default_outside_3_percent_and_worse_than_old():
-    v = recipes.verdict(row(default=(2.1, 0.0), old=(2.0, 0.0), bpe=(2.0, 0.0), char=(2.2, 0.0)))
-    assert v.best == "bpe" and v.gap == pytest.approx(0.05)
+    v = recipes.verdict(row(default=(2.1, 0.0), old=(2.0, 0.0), bpe_4k=(2.0, 0.0), char=(2.2, 0.0)))
+    assert v.best == "bpe-4k" and v.gap == pytest.approx(0.05)
     assert v.within is False and v.beats_old is False
     # Exactly 3% above the best is within (the table shows +3.0%).
-    assert recipes.verdict(row(default=(2.06, 0.0), bpe=(2.0, 0.0))).within is True
+    assert recipes.verdict(row(default=(2.06, 0.0), bpe_4k=(2.0, 0.0))).within is True
     # Default and old are not grid recipes: a better old is not "the best".
-    assert recipes.verdict(row(default=(2.0, 0.0), old=(1.0, 0.0), bpe=(2.02, 0.0))).best == "bpe"
+    assert recipes.verdict(row(default=(2.0, 0.0), old=(1.0, 0.0), bpe_4k=(2.02, 0.0))).best == "bpe-4k"
 
 
 def test_no_verdict_without_a_fair_grid_recipe_or_a_default():
     v = recipes.verdict(row(default=(2.0, 0.0), word=(1.5, 0.01)))
     assert (v.best, v.gap, v.within, v.beats_old) == (None, None, None, None)
-    v = recipes.verdict({"default": recipes.Cell(None, None, 1), **row(bpe=(2.0, 0.0))})
-    assert v.best == "bpe" and v.within is None
+    v = recipes.verdict({"default": recipes.Cell(None, None, 1), **row(bpe_4k=(2.0, 0.0))})
+    assert v.best == "bpe-4k" and v.within is None
 
 
 def test_tables_from_records():
     records = [
         record("prose", "default", 2.0), record("prose", "default", 2.2, seed=2),  # mean 2.1
         record("prose", "old", 2.3, unk=0.02),
-        record("prose", "bpe", 2.04), record("prose", "word", 1.8, unk=0.01),
+        record("prose", "bpe-4k", 2.04), record("prose", "word", 1.8, unk=0.01),
         record("prose", "char", 9.9), record("prose", "char", 0, status="failed"),  # the later record counts
-        record("prose", "bpe", 1.0, budget=10.0),  # another budget
+        record("prose", "bpe-4k", 1.0, budget=10.0),  # another budget
         record("prose", "wide", 1.0, flags=["--hidden", "64"]),  # measured with flags the recipe no longer has
     ]
-    out = recipes.tables(records, [2.0], ["prose", "code"], ["default", "old", "bpe", "word", "char", "wide"], [1, 2])
+    out = recipes.tables(records, [2.0], ["prose", "code"], ["default", "old", "bpe-4k", "word", "char", "wide"], [1, 2])
     assert "| prose | 2.100 | 2.300* | bpe 2.040 | +2.9% | yes | yes |" in out
     assert "| code | — | — | — | — | — | — |" in out
     assert "| prose | 2.100 | 2.300* | 2.040 | 1.800* | failed | — |" in out
@@ -82,7 +82,7 @@ def test_resume_skips_what_results_hold(tmp_path, monkeypatch):
     results = tmp_path / "results.jsonl"
     done = [record("prose-100k", "default", 2.0, budget=0.2),
             record("prose-100k", "old", 2.0, budget=0.2, flags=["--lr", "1"]),  # stale flags: run again
-            record("prose-100k", "bpe", 0, budget=0.2, status="failed")]  # failed: skipped too
+            record("prose-100k", "bpe-4k", 0, budget=0.2, status="failed")]  # failed: skipped too
     results.write_text("".join(json.dumps(r) + "\n" for r in done) + '{"cut sho', encoding="utf-8")
     corpus = tmp_path / "c.txt"
     monkeypatch.setattr(recipes, "ensure_corpus", lambda name, out: corpus)
@@ -103,7 +103,7 @@ def test_resume_skips_what_results_hold(tmp_path, monkeypatch):
     assert [json.loads(x)["recipe"] for x in lines[-2:]] == ["old", "char"]  # appended after the cut line
     ran.clear()
     assert recipes.main(argv) == 0  # without --resume: everything again
-    assert [r for r, _ in ran] == ["default", "old", "bpe", "char"]
+    assert [r for r, _ in ran] == ["default", "old", "bpe-4k", "char"]
 
 
 def test_corpus_is_built_once_and_a_partial_build_is_redone(tmp_path, monkeypatch):

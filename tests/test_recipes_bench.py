@@ -26,7 +26,9 @@ def row(**bpb_unk):
 
 def test_best_leaves_out_recipes_flattered_by_unk():
     # word has the fewest bits per byte, but 3% of its tokens are <unk>: bpe-4k is the best.
-    v = recipes.verdict(row(default=(2.0, 0.0), old=(2.1, 0.02), word=(1.5, 0.03), bpe_4k=(1.96, 0.0), char=(2.05, 0.0)))
+    v = recipes.verdict(
+        row(default=(2.0, 0.0), old=(2.1, 0.02), word=(1.5, 0.03), bpe_4k=(1.96, 0.0), char=(2.05, 0.0))
+    )
     assert v.best == "bpe-4k"
     assert v.gap == pytest.approx((2.0 - 1.96) / 1.96)
     assert v.within is True and v.beats_old is True
@@ -58,8 +60,9 @@ def test_tables_from_records():
         record("prose", "bpe-4k", 1.0, budget=10.0),  # another budget
         record("prose", "wide", 1.0, flags=["--hidden", "64"]),  # measured with flags the recipe no longer has
     ]
-    out = recipes.tables(records, [2.0], ["prose", "code"], ["default", "old", "bpe-4k", "word", "char", "wide"], [1, 2])
-    assert "| prose | 2.100 | 2.300* | bpe 2.040 | +2.9% | yes | yes |" in out
+    names = ["default", "old", "bpe-4k", "word", "char", "wide"]
+    out = recipes.tables(records, [2.0], ["prose", "code"], names, [1, 2])
+    assert "| prose | 2.100 | 2.300* | bpe-4k 2.040 | +2.9% | yes | yes |" in out
     assert "| code | — | — | — | — | — | — |" in out
     assert "| prose | 2.100 | 2.300* | 2.040 | 1.800* | failed | — |" in out
     assert out.count("\\* more than 0.5%") == 2
@@ -96,7 +99,8 @@ def test_resume_skips_what_results_hold(tmp_path, monkeypatch):
                 "tokenizer": "bpe", "model": {"layers": 1, "hidden": 128}, "train_seconds": 1.0}
 
     monkeypatch.setattr(recipes, "run_one", fake_run)
-    argv = ["--corpora", "prose-100k", "--budgets", "0.2", "--recipes", "default,old,bpe,char", "--out", str(tmp_path)]
+    argv = ["--corpora", "prose-100k", "--budgets", "0.2", "--recipes", "default,old,bpe-4k,char",
+            "--out", str(tmp_path)]
     assert recipes.main([*argv, "--resume"]) == 0
     assert ran == [("old", 0.2), ("char", 0.2)]
     lines = results.read_text(encoding="utf-8").splitlines()

@@ -103,7 +103,7 @@ class TrainConfig:
     bptt: int = 35  # T steps per window; the state carries over, the gradient does not
     optimizer: str = "sgd"  # "sgd", "adam" or "rmsprop"
     lr: float = 20.0  # for the mean-per-token loss; see README "Loss scale"
-    schedule: str = "cosine"  # how lr moves over the budget: cosine, step or constant (lstmtext.schedule)
+    schedule: str = "wsd"  # how lr moves over the budget: wsd, cosine, step or constant (lstmtext.schedule)
     warmup: float = 0.02  # cosine: share of the budget spent warming up from a small lr to lr
     lr_floor: float = 0.1  # cosine, wsd: lr at the end of the budget, as a share of lr
     cooldown: float = 0.2  # wsd: the last share of the budget, where lr falls to the floor

@@ -107,8 +107,9 @@ class TrainOptions:
         None, help="Learning rate (loss is the mean per token).", show_default=_default_lr_text()
     )
     schedule: str = opt(
-        "cosine",
-        help="How lr moves over the budget: cosine (warm up, then down to --lr-floor at the budget's end), "
+        "wsd",
+        help="How lr moves over the budget: wsd (warm up, hold, then down to --lr-floor over the last "
+        "--cooldown of the budget), cosine (warm up, then half a cosine to --lr-floor at the budget's end), "
         "step (×--lr-decay each epoch after --decay-after; implied by those two) or constant.",
     )
     warmup: float = opt(0.02, help="--schedule cosine: share of the budget spent warming up.")

@@ -8,11 +8,12 @@ reads is in the checkpoint, so a resumed run continues the same plan; a resume t
 budget stretches the plan, and the rate rises to where the longer plan stands.
 
 Schedules (`--schedule`):
-- cosine (the default): a linear warm-up over the first `warmup` of the budget, then half a cosine
-  from lr down to `lr_floor`·lr at the end (Loshchilov & Hutter 2017, without restarts; the floor as
-  nanoGPT's min_lr). The last minutes anneal instead of being cut off.
-- wsd (warm-up, stable, decay; Hu et al. 2024, MiniCPM): the same warm-up, lr held until the last
-  `cooldown` of the budget, then a straight line down to `lr_floor`·lr at the end.
+- wsd (warm-up, stable, decay; Hu et al. 2024, MiniCPM; the default): a linear warm-up over the
+  first `warmup` of the budget, lr held until the last `cooldown` of it, then a straight line down
+  to `lr_floor`·lr at the end. The last minutes anneal instead of being cut off, and the long stable
+  part keeps the rate high while a model is still finding long-range structure (README "Defaults").
+- cosine: the same warm-up, then half a cosine from lr down to `lr_floor`·lr at the end (Loshchilov
+  & Hutter 2017, without restarts; the floor as nanoGPT's min_lr).
 - step: Zaremba et al. 2014, full lr for `decay_after` epochs, then times `lr_decay` each epoch (the
   paper reproductions pass it explicitly).
 - constant: lr throughout.

@@ -25,7 +25,7 @@ def lr(cfg: TrainConfig, windows_per_epoch: int = 10, **where) -> float:
 
 
 def test_cosine_by_steps_warms_up_peaks_and_ends_at_the_floor():
-    cfg = TrainConfig(lr=1.0, epochs=0, max_steps=1000, warmup=0.1, lr_floor=0.1)
+    cfg = TrainConfig(lr=1.0, epochs=0, max_steps=1000, schedule="cosine", warmup=0.1, lr_floor=0.1)
     assert lr(cfg, step=0) == pytest.approx(schedule.FIRST_WARMUP_SHARE)  # the first step moves, gently
     assert lr(cfg, step=50) == pytest.approx(0.5)  # half way through the warm-up
     assert lr(cfg, step=100) == pytest.approx(1.0)  # the top, where the decay starts
@@ -36,7 +36,7 @@ def test_cosine_by_steps_warms_up_peaks_and_ends_at_the_floor():
 
 
 def test_cosine_by_time_reads_the_runs_own_clock():
-    cfg = TrainConfig(lr=0.002, epochs=0, max_minutes=2.0, warmup=0.0, lr_floor=0.0)
+    cfg = TrainConfig(lr=0.002, epochs=0, max_minutes=2.0, schedule="cosine", warmup=0.0, lr_floor=0.0)
     assert lr(cfg, elapsed=0.0) == pytest.approx(0.002)
     assert lr(cfg, elapsed=60.0) == pytest.approx(0.001)  # one minute of two: half way down
     assert lr(cfg, elapsed=90.0) == pytest.approx(0.002 * 0.5 * (1 + math.cos(0.75 * math.pi)))
@@ -44,8 +44,17 @@ def test_cosine_by_time_reads_the_runs_own_clock():
     assert lr(cfg, elapsed=500.0) == pytest.approx(0.0, abs=1e-12)  # past the budget: stays at the floor
 
 
+def test_wsd_holds_the_rate_then_falls_in_a_line_to_the_floor():
+    cfg = TrainConfig(lr=1.0, epochs=0, max_steps=1000, warmup=0.1, cooldown=0.2, lr_floor=0.1)
+    assert cfg.schedule == "wsd"  # the default
+    assert lr(cfg, step=50) == pytest.approx(0.5)  # warming up
+    assert [lr(cfg, step=s) for s in (100, 500, 800)] == pytest.approx([1.0, 1.0, 1.0])  # held
+    assert lr(cfg, step=900) == pytest.approx(0.55)  # half way down the cooldown
+    assert lr(cfg, step=1000) == pytest.approx(0.1) == lr(cfg, step=1200)  # the floor, at and past the end
+
+
 def test_cosine_by_epochs_counts_windows_into_the_epoch():
-    cfg = TrainConfig(lr=1.0, epochs=4, warmup=0.0, lr_floor=0.0)
+    cfg = TrainConfig(lr=1.0, epochs=4, schedule="cosine", warmup=0.0, lr_floor=0.0)
     assert schedule.budget_used(cfg, prog(epoch=3, window=5), 10) == pytest.approx(0.625)  # 2.5 of 4 epochs
     assert lr(cfg, epoch=3, window=0) == pytest.approx(0.5)
 
@@ -108,7 +117,7 @@ def test_an_interrupted_and_resumed_run_follows_the_same_plan(tmp_path, monkeypa
     assert r.exit_code == 0, r.output
     whole, split = _rates(tmp_path / "whole"), _rates(tmp_path / "split")
     assert len(whole) == 24 and split == whole  # the same rate at every step, before and after the break
-    assert whole[0] < whole[5] < whole[6] == pytest.approx(0.01) and whole[-1] < 0.002  # warm-up, top, annealed
+    assert whole[0] < whole[5] < whole[6] == pytest.approx(0.01) and whole[-1] < 0.004  # warm-up, top, annealed
     a, b = (checkpoint.load(tmp_path / run / "last.safetensors") for run in ("whole", "split"))
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)

@@ -112,7 +112,7 @@ class TrainOptions:
         "--cooldown of the budget), cosine (warm up, then half a cosine to --lr-floor at the budget's end), "
         "step (×--lr-decay each epoch after --decay-after; implied by those two) or constant.",
     )
-    warmup: float = opt(0.02, help="--schedule cosine: share of the budget spent warming up.")
+    warmup: float = opt(0.02, help="--schedule wsd or cosine: share of the budget spent warming up.")
     lr_floor: float = opt(0.1, help="--schedule cosine or wsd: lr at the budget's end, as a share of --lr.")
     cooldown: float = opt(0.2, help="--schedule wsd: the last share of the budget, where lr falls to the floor.")
     lr_decay: float = opt(0.5, help="--schedule step: multiply lr by this each epoch after --decay-after.")

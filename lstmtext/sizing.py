@@ -141,12 +141,24 @@ MEASURE_BPTT = 16  # short windows keep the measurement quick and its logits sma
 
 def measure(model_cfg, train_cfg, windows: int = 2) -> Speed:
     """Time `windows` training windows (after one to warm up) of a small and a large one-layer shape
-    on this vocabulary and batch, MEASURE_BPTT steps long, and fit Speed to them. A second or a few."""
+    on this vocabulary and batch, MEASURE_BPTT steps long, and fit Speed to them. A second or a few.
+
+    Each shape is timed on one BLAS thread and on all the cores it may use, and the faster counts, as
+    the trainer's thread tuner will choose: on a busy machine all threads can be several times slower
+    than one (README "Threads"), and a size chosen from that would be too small."""
     from dataclasses import replace
 
-    from lstmtext import model, optim  # here: the sizing rules above need none of the network
+    from lstmtext import model, optim, threads  # here: the sizing rules above need none of the network
+
+    counts = sorted({1, train_cfg.threads or threads.allowed_cores()})
+    before = threads.blas_threads()
 
     def seconds(hidden: int) -> tuple[float, float]:
+        timed = [one_count(hidden, n) for n in counts]
+        return min(t for t, _ in timed), timed[0][1]
+
+    def one_count(hidden: int, n: int) -> tuple[float, float]:
+        threads.set_threads(n)
         m = replace(model_cfg, layers=1, hidden=hidden, embed=embed_for("char", hidden), dropout=0.0, tie=False)
         rng = np.random.default_rng(0)
         params = model.init_params(m, rng, np.dtype(train_cfg.dtype))
@@ -163,7 +175,10 @@ def measure(model_cfg, train_cfg, windows: int = 2) -> Speed:
         flops = training_flops(1, hidden, m.embed, m.vocab_size, train_cfg.batch_size, MEASURE_BPTT)
         return float(np.median(times[1:])), flops
 
-    (t_small, f_small), (t_large, f_large) = seconds(128), seconds(512)
+    try:
+        (t_small, f_small), (t_large, f_large) = seconds(128), seconds(512)
+    finally:
+        threads.set_threads(before or threads.allowed_cores())
     T = MEASURE_BPTT
     # Two equations, two unknowns: t = T·step + f / rate for each shape.
     rate = (f_large - f_small) / max(t_large - t_small, 1e-9)

@@ -40,14 +40,17 @@ DROPOUT_BY_PASSES = ((2.0, 0.0), (6.0, 0.1), (15.0, 0.2), (float("inf"), 0.3))
 
 @dataclass(frozen=True)
 class Speed:
-    """Seconds per training window of a shape: bptt·layers·step_s + FLOPs / flops_per_s."""
+    """Seconds per training window of a shape: bptt·layers·step_s + FLOPs / flops_per_s, plus the
+    optimizer's update of every parameter once a window (Adam's is dense, the embedding included)."""
 
     step_s: float  # per time step and layer: Python and elementwise work that does not grow with GEMMs
     flops_per_s: float  # what the GEMMs reach on this machine now
+    update_s: float = 0.0  # the optimizer's seconds per parameter and window
 
     def window_seconds(self, layers: int, hidden: int, embed: int, vocab: int, batch: int, bptt: int) -> float:
         flops = training_flops(layers, hidden, embed, vocab, batch, bptt)
-        return bptt * layers * self.step_s + flops / self.flops_per_s
+        params = trained_params(layers, hidden, embed, vocab) + vocab * embed
+        return bptt * layers * self.step_s + flops / self.flops_per_s + params * self.update_s
 
 
 def trained_params(layers: int, hidden: int, embed: int, vocab: int) -> int:
@@ -153,11 +156,11 @@ def measure(model_cfg, train_cfg, windows: int = 2) -> Speed:
     counts = sorted({1, train_cfg.threads or threads.allowed_cores()})
     before = threads.blas_threads()
 
-    def seconds(hidden: int) -> tuple[float, float]:
-        timed = [one_count(hidden, n) for n in counts]
-        return min(t for t, _ in timed), timed[0][1]
+    def seconds(hidden: int) -> tuple[float, float, float]:
+        """-> (forward and backward s, their FLOPs, the update's s per parameter), the faster count's."""
+        return min(one_count(hidden, n) for n in counts)
 
-    def one_count(hidden: int, n: int) -> tuple[float, float]:
+    def one_count(hidden: int, n: int) -> tuple[float, float, float]:
         threads.set_threads(n)
         m = replace(model_cfg, layers=1, hidden=hidden, embed=embed_for("char", hidden), dropout=0.0, tie=False)
         rng = np.random.default_rng(0)
@@ -165,22 +168,25 @@ def measure(model_cfg, train_cfg, windows: int = 2) -> Speed:
         state = model.init_state(m, train_cfg.batch_size, np.dtype(train_cfg.dtype))
         opt = optim.init_state("adam", params)
         x = rng.integers(0, m.vocab_size, (MEASURE_BPTT, train_cfg.batch_size))  # (T, B)
-        times = []
+        passes, updates = [], []  # a window's update does not grow with its length: timed apart
         for _ in range(windows + 1):
             t0 = time.perf_counter()
             _, _, cache, _ = model.forward(params, m, x, x, state, rng)
             grads, _ = model.backward(params, m, cache)
+            t1 = time.perf_counter()
             optim.step("adam", params, grads, opt, 1e-3)
-            times.append(time.perf_counter() - t0)
+            passes.append(t1 - t0)
+            updates.append(time.perf_counter() - t1)
         flops = training_flops(1, hidden, m.embed, m.vocab_size, train_cfg.batch_size, MEASURE_BPTT)
-        return float(np.median(times[1:])), flops
+        n_params = sum(p.size for p in params.values())
+        return float(np.median(passes[1:])), flops, float(np.median(updates[1:])) / n_params
 
     try:
-        (t_small, f_small), (t_large, f_large) = seconds(128), seconds(512)
+        (t_small, f_small, _), (t_large, f_large, update) = seconds(128), seconds(512)
     finally:
         threads.set_threads(before or threads.allowed_cores())
     T = MEASURE_BPTT
-    # Two equations, two unknowns: t = T·step + f / rate for each shape.
+    # Two equations, two unknowns: t = T·step + f / rate for each shape's forward and backward.
     rate = (f_large - f_small) / max(t_large - t_small, 1e-9)
     step = max((t_small - f_small / rate) / T, 0.0)
-    return Speed(step_s=step, flops_per_s=max(rate, 1e6))
+    return Speed(step_s=step, flops_per_s=max(rate, 1e6), update_s=update)

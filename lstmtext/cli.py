@@ -253,7 +253,7 @@ def info(
 
 def _schedule_text(tr: dict) -> str:
     """How the run's learning rate moves, in a few words."""
-    schedule = tr.get("schedule", "step")
+    schedule = tr["schedule"]  # a checkpoint from before schedules reads as "step" (config.from_dict)
     if schedule == "cosine":
         return f"cosine to ×{tr['lr_floor']:g} at the budget's end, warm-up {tr['warmup']:.0%}"
     if schedule == "wsd":

@@ -115,8 +115,11 @@ def embed_for(kind: str, hidden: int) -> int:
 
 
 def placeholders(shape: dict) -> dict:
-    """shape with the options still to be chosen (None) set to a valid size, to check the others early."""
-    return {k: (0.0 if k == "dropout" else 256) if v is None and k in OPTIONS else v for k, v in shape.items()}
+    """shape with the options still to be chosen (None) set to a valid size, to check the others early.
+    A missing embed or hidden takes the other's size, so that --tie with one of them given passes."""
+    size = shape.get("hidden") or shape.get("embed") or LADDER[0][1]
+    fill = {"layers": 1, "hidden": size, "embed": size, "dropout": 0.0}
+    return {k: fill[k] if v is None and k in fill else v for k, v in shape.items()}
 
 
 def choose(kind: str, vocab: int, budget: Budget, speed: Speed | None, given: dict, tie: bool = False) -> Choice:
@@ -125,8 +128,12 @@ def choose(kind: str, vocab: int, budget: Budget, speed: Speed | None, given: di
     needed only for a budget in minutes."""
     best = None
     for layers, hidden in LADDER:
-        layers, hidden = given.get("layers", layers), given.get("hidden", hidden)
-        embed = hidden if tie else given.get("embed", embed_for(kind, hidden))
+        layers = given.get("layers", layers)
+        if tie:  # one size for both: the one given, if either is
+            hidden = embed = given.get("hidden", given.get("embed", hidden))
+        else:
+            hidden = given.get("hidden", hidden)
+            embed = given.get("embed", embed_for(kind, hidden))
         params = trained_params(layers, hidden, embed, vocab)
         shape = (layers, hidden, embed, vocab, budget.batch, budget.bptt)
         tokens = budget.tokens(0.0 if speed is None else speed.window_seconds(*shape))
@@ -185,8 +192,13 @@ def measure(model_cfg, train_cfg, windows: int = 2) -> Speed:
         (t_small, f_small, _), (t_large, f_large, update) = seconds(128), seconds(512)
     finally:
         threads.set_threads(before or threads.allowed_cores())
-    T = MEASURE_BPTT
-    # Two equations, two unknowns: t = T·step + f / rate for each shape's forward and backward.
-    rate = (f_large - f_small) / max(t_large - t_small, 1e-9)
-    step = max((t_small - f_small / rate) / T, 0.0)
-    return Speed(step_s=step, flops_per_s=max(rate, 1e6), update_s=update)
+    return fit((t_small, f_small), (t_large, f_large), MEASURE_BPTT, update)
+
+
+def fit(small: tuple[float, float], large: tuple[float, float], bptt: int, update_s: float) -> Speed:
+    """Speed from two one-layer shapes' (seconds, FLOPs) of a forward and backward over bptt steps: two
+    equations t = bptt·step + f / rate, two unknowns."""
+    (t_small, f_small), (t_large, f_large) = small, large
+    rate = max((f_large - f_small) / max(t_large - t_small, 1e-9), 1e6)  # a noisy pair cannot make it absurd
+    step = max((t_small - f_small / rate) / bptt, 0.0)
+    return Speed(step_s=step, flops_per_s=rate, update_s=update_s)

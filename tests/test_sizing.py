@@ -70,12 +70,30 @@ def test_a_given_size_option_wins():
     assert tied.embed == tied.hidden
 
 
-def test_measure_fits_a_positive_speed_to_timed_windows():
+def test_the_fit_recovers_the_speed_that_made_the_timings():
+    true = sizing.Speed(step_s=3e-5, flops_per_s=4e10, update_s=2e-9)
+    # what measure() times: a forward and backward, the update apart
+    timed = [(true.window_seconds(1, h, 64, 66, 32, 16) - (sizing.trained_params(1, h, 64, 66) + 66 * 64)
+              * true.update_s, sizing.training_flops(1, h, 64, 66, 32, 16)) for h in (128, 512)]  # fmt: skip
+    got = sizing.fit(timed[0], timed[1], 16, true.update_s)
+    assert got.step_s == pytest.approx(true.step_s) and got.flops_per_s == pytest.approx(true.flops_per_s)
+
+
+def test_measure_leaves_the_blas_thread_count_as_it_found_it():
+    from lstmtext import threads
     from lstmtext.config import ModelConfig, TrainConfig
 
+    before = threads.blas_threads()
     speed = sizing.measure(ModelConfig(vocab_size=50, embed=8, hidden=8, layers=1), TrainConfig(batch_size=4), 1)
-    assert speed.step_s >= 0 and speed.flops_per_s > 0
-    assert speed.window_seconds(1, 512, 64, 50, 4, 64) > speed.window_seconds(1, 128, 64, 50, 4, 64)
+    assert threads.blas_threads() == before and speed.flops_per_s > 0
+
+
+def test_a_tied_model_gives_one_size_to_both_whichever_is_given():
+    for given in ({"hidden": 96}, {"embed": 96}):
+        c = sizing.choose("word", 10_000, budget(minutes=60), FAST, given, tie=True)
+        assert c.hidden == c.embed == 96
+    assert sizing.placeholders({"hidden": None, "embed": 96, "layers": None, "dropout": None, "tie": True}) == {
+        "hidden": 96, "embed": 96, "layers": 1, "dropout": 0.0, "tie": True}
 
 
 def test_train_says_what_it_chose_and_info_shows_it(tmp_path):

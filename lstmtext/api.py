@@ -415,7 +415,10 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
         include=tuple(args["include"]), valid_split=o.valid_split, list_files=o.list_files,
     )
     # What the tokenizer was asked for (resume compares the options typed again with these).
-    data.info["tokenizer_options"] = vars(tok_opts) if source is None else source.info.get("tokenizer_options")
+    # A chosen vocabulary is stored as if typed, so that typing it on --resume is no change.
+    cap = data.info.pop("vocab_cap")
+    data.info["tokenizer_options"] = {**vars(tok_opts), "vocab_size": cap} if source is None else \
+        source.info.get("tokenizer_options")
     if source is not None:
         data.info["init_from"] = {"path": str(source_path.resolve()), "step": source.progress.get("step")}
         _unk_report(tok, data.train_ids, "the training text", say, warn)
@@ -437,6 +440,8 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
         f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
         f"vocabulary {model_cfg.vocab_size:,} ({data.tokenizer.kind})."
     )
+    if data.info.get("vocab_choice"):
+        say(f"Vocabulary (--vocab-size not given): {data.info['vocab_choice']}.", soft_wrap=True)
     if sized:
         model_cfg = _choose_size(model_cfg, cfg, shape, sized, data, say)
     init = None if source is None else source.params

@@ -180,6 +180,10 @@ class TextPart:
     def files(self) -> list[str]:
         return [s.file.name for s in self.segments]
 
+    @property
+    def chars(self) -> int:
+        return sum((s.file.chars if s.stop is None else s.stop) - s.start for s in self.segments)
+
     def pieces(self) -> Iterator[str]:
         """The text in pieces cut at safe line ends (see _safe_cut), as the tokenizer needs them."""
         rest = ""

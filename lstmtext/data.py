@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmtext import sizing
 from lstmtext.corpus import Listing, TextPart, list_corpus
 from lstmtext.errors import ConfigError, CorpusError
 from lstmtext.tokenizer import Tokenizer
@@ -23,7 +24,7 @@ CACHE_VERSION = 1
 @dataclass
 class TokenizerOptions:
     kind: str = "word"
-    vocab_size: int = 10000
+    vocab_size: int | None = None  # None: sizing.vocab_for the training text
     min_freq: int = 1
     lowercase: bool = False
     word_split: str = "punct"
@@ -46,7 +47,7 @@ def check_tokenizer_options(o: TokenizerOptions) -> None:
         raise ConfigError(f"--tokenizer must be one of {', '.join(KINDS)}, got {o.kind!r}")
     if o.word_split not in WORD_SPLITS:
         raise ConfigError(f"--word-split must be one of {', '.join(WORD_SPLITS)}, got {o.word_split!r}")
-    if o.vocab_size < 3:
+    if o.vocab_size is not None and o.vocab_size < 3:
         raise ConfigError(f"--vocab-size must be at least 3, got {o.vocab_size}")
     if o.min_freq < 1:
         raise ConfigError(f"--min-freq must be at least 1, got {o.min_freq}")
@@ -168,12 +169,17 @@ def prepare_data(
     else:
         train_part, valid_part = _heldout(listing, valid_split, say)
     sha: list[str] = []
+    vocab_choice, vocab_size = None, None
     if tokenizer is None:
         assert tok_opts is not None
+        vocab_size = tok_opts.vocab_size
+        if vocab_size is None:
+            vocab_size = sizing.vocab_for(tok_opts.kind, train_part.chars)
+            vocab_choice = sizing.vocab_reason(tok_opts.kind, train_part.chars, vocab_size)
         tokenizer = Tokenizer.train(
             tok_opts.kind,
             _hashed(train_part.pieces(), sha),
-            vocab_size=tok_opts.vocab_size,
+            vocab_size=vocab_size,
             min_freq=tok_opts.min_freq,
             lowercase=tok_opts.lowercase,
             word_split=tok_opts.word_split,
@@ -198,5 +204,7 @@ def prepare_data(
         "valid_sha256": valid_sha[0] if valid_sha else valid_part.sha256(),
         "train_tokens": len(train_ids),
         "valid_tokens": len(valid_ids),
+        "vocab_choice": vocab_choice,
+        "vocab_cap": vocab_size,  # --vocab-size as given or chosen; None for a tokenizer not trained here
     }
     return Data(tokenizer, train_ids, valid_ids, info, valid_part)

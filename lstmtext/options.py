@@ -61,7 +61,10 @@ class TrainOptions:
         help="bpe (byte-level: any text, its spacing and layout kept, nothing unknown), char, or word "
         "(words and punctuation, spaced again by rules; rare words become <unk>).",
     )
-    vocab_size: int = opt(10000, help="Largest vocabulary, special tokens included.")
+    vocab_size: int | None = opt(
+        None, help="Largest vocabulary, special tokens included.",
+        show_default="bpe: 2 × √(training characters); word, char: 10000",
+    )
     min_freq: int = opt(1, help="Words seen fewer times become <unk>.")
     lowercase: bool = opt(False, help="Lowercase the text (word tokenizer).")
     word_split: str = opt(

@@ -3,6 +3,7 @@ hand-made results, --resume, the command a recipe becomes, and the corpus cache.
 
 import itertools
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -13,60 +14,117 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import recipes  # noqa: E402
 
 
-def record(corpus, recipe, bpb, unk=0.0, budget=2.0, seed=1, status="ok", flags=None):
+def record(corpus, recipe, bpb, left_out=0.0, budget=2.0, seed=1, status="ok", flags=None):
     r = {"format": recipes.FORMAT, "version": recipes.VERSION, "corpus": corpus, "budget_minutes": budget,
          "recipe": recipe, "seed": seed, "run": f"runs/{corpus}/{recipe}",
          "flags": recipes.RECIPES[recipe] if flags is None else flags, "status": status}
-    return {**r, "bits_per_byte": bpb, "unk_rate": unk} if status == "ok" else {**r, "error": "boom"}
+    ok = {"bits_per_byte": bpb, "left_out_bpb": left_out, "unk_rate": 0.0}
+    return {**r, **ok} if status == "ok" else {**r, "error": "boom"}
 
 
-def row(**bpb_unk):
-    return {name.replace("_", "-"): recipes.Cell(b, u, 0) for name, (b, u) in bpb_unk.items()}
+def row(**bpb):
+    return {name.replace("_", "-"): recipes.Cell(b, 0) for name, b in bpb.items()}
 
 
-def test_best_leaves_out_recipes_flattered_by_unk():
-    # word has the fewest bits per byte, but 3% of its tokens are <unk>: bpe-4k is the best.
-    v = recipes.verdict(
-        row(default=(2.0, 0.0), old=(2.1, 0.02), word=(1.5, 0.03), bpe_4k=(1.96, 0.0), char=(2.05, 0.0))
-    )
+def test_best_and_the_default_against_it():
+    v = recipes.verdict(row(default=2.0, old=2.1, word=2.3, bpe_4k=1.96, char=2.05))
     assert v.best == "bpe-4k"
     assert v.gap == pytest.approx((2.0 - 1.96) / 1.96)
     assert v.within is True and v.beats_old is True
 
 
 def test_default_outside_3_percent_and_worse_than_old():
-    v = recipes.verdict(row(default=(2.1, 0.0), old=(2.0, 0.0), bpe_4k=(2.0, 0.0), char=(2.2, 0.0)))
+    v = recipes.verdict(row(default=2.1, old=2.0, bpe_4k=2.0, char=2.2))
     assert v.best == "bpe-4k" and v.gap == pytest.approx(0.05)
     assert v.within is False and v.beats_old is False
     # Exactly 3% above the best is within (the table shows +3.0%).
-    assert recipes.verdict(row(default=(2.06, 0.0), bpe_4k=(2.0, 0.0))).within is True
+    assert recipes.verdict(row(default=2.06, bpe_4k=2.0)).within is True
     # Default and old are not grid recipes: a better old is not "the best".
-    assert recipes.verdict(row(default=(2.0, 0.0), old=(1.0, 0.0), bpe_4k=(2.02, 0.0))).best == "bpe-4k"
+    assert recipes.verdict(row(default=2.0, old=1.0, bpe_4k=2.02)).best == "bpe-4k"
 
 
-def test_no_verdict_without_a_fair_grid_recipe_or_a_default():
-    v = recipes.verdict(row(default=(2.0, 0.0), word=(1.5, 0.01)))
+def test_no_verdict_without_a_grid_recipe_or_a_default():
+    v = recipes.verdict(row(default=2.0))
     assert (v.best, v.gap, v.within, v.beats_old) == (None, None, None, None)
-    v = recipes.verdict({"default": recipes.Cell(None, None, 1), **row(bpe_4k=(2.0, 0.0))})
+    v = recipes.verdict({"default": recipes.Cell(None, 1), **row(bpe_4k=2.0)})
     assert v.best == "bpe-4k" and v.within is None
 
 
 def test_tables_from_records():
     records = [
         record("prose", "default", 2.0), record("prose", "default", 2.2, seed=2),  # mean 2.1
-        record("prose", "old", 2.3, unk=0.02),
-        record("prose", "bpe-4k", 2.04), record("prose", "word", 1.8, unk=0.01),
+        record("prose", "old", 1.8, left_out=0.5),  # a word model pays for what it left out: 2.3
+        record("prose", "bpe-4k", 2.04), record("prose", "word", 1.5, left_out=0.4),
         record("prose", "char", 9.9), record("prose", "char", 0, status="failed"),  # the later record counts
         record("prose", "bpe-4k", 1.0, budget=10.0),  # another budget
         record("prose", "wide", 1.0, flags=["--hidden", "64"]),  # measured with flags the recipe no longer has
+        {**record("prose", "deep", 1.0), "version": 1},  # measured before left_out_bpb, not rescored
     ]
-    names = ["default", "old", "bpe-4k", "word", "char", "wide"]
+    for r in records[-1:]:
+        del r["left_out_bpb"]
+    names = ["default", "old", "bpe-4k", "word", "char", "wide", "deep"]
     out = recipes.tables(records, [2.0], ["prose", "code"], names, [1, 2])
-    assert "| prose | 2.100 | 2.300* | bpe-4k 2.040 | +2.9% | yes | yes |" in out
+    assert "| prose | 2.100 | 2.300 | word 1.900 | +10.5% | no | yes |" in out
     assert "| code | — | — | — | — | — | — |" in out
-    assert "| prose | 2.100 | 2.300* | 2.040 | 1.800* | failed | — |" in out
-    assert out.count("\\* more than 0.5%") == 2
+    assert "| prose | 2.100 | 2.300 | 2.040 | 1.900 | failed | — | — |" in out
     assert "- prose 2 min char seed 1: boom (runs/prose/char/train.log)" in out
+
+
+def test_rescore_adds_what_was_left_out(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "valid.txt").write_text("x", encoding="utf-8")
+    monkeypatch.setattr(recipes, "left_out_bpb", lambda r: 0.25)
+    old = {**record("prose", "old", 1.8), "version": 1, "run": str(run)}
+    del old["left_out_bpb"]
+    gone = {**old, "run": str(tmp_path / "gone")}
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (old, gone)), encoding="utf-8")
+    out = recipes.rescore(recipes.load_results(path), path)
+    assert out[0]["left_out_bpb"] == 0.25 and out[0]["version"] == recipes.VERSION
+    assert "left_out_bpb" not in out[1]
+    assert recipes.load_results(path) == out
+
+
+def word_tokenizer(text):
+    from lstmtext.tokenizer import Tokenizer
+
+    return Tokenizer.train("word", text, vocab_size=50)
+
+
+def test_left_out_is_zero_for_tokenizers_that_give_every_byte_back():
+    from lstmtext.tokenizer import Tokenizer
+
+    text = "def f(x):\n    return  x ,y\n"
+    for kind in ("char", "bpe"):
+        assert recipes.left_out_bits(Tokenizer.train(kind, text, vocab_size=300), text) == 0.0
+
+
+def test_left_out_pays_for_layout_and_unknown_spellings():
+    tok = word_tokenizer("the cat sat on the mat .\n" * 20)
+    plain = "the cat sat on the mat .\n" * 5
+    # The same tokens laid out differently: an indentation and a doubled space cost more bits.
+    indented = "    the cat sat on the  mat .\n" * 5
+    assert 0 < recipes.left_out_bits(tok, plain) < recipes.left_out_bits(tok, indented)
+    # An adaptive code learns: a layout repeated costs less each time.
+    assert recipes.left_out_bits(tok, plain * 2) < 2 * recipes.left_out_bits(tok, plain)
+    # A word the vocabulary lacks is <unk>: its spelling is paid, longer spellings more.
+    short, long = plain + "the zq sat .\n", plain + "the zqzqzqzqzqzq sat .\n"
+    assert recipes.left_out_bits(tok, plain) < recipes.left_out_bits(tok, short) < recipes.left_out_bits(tok, long)
+    # A literal "<unk>" in the text is a known token, not a spelling.
+    assert recipes.left_out_bits(tok, plain + "the <unk> sat .\n") < recipes.left_out_bits(tok, short)
+
+
+def test_string_code_is_a_code():
+    # Probabilities of a context sum to 1 at every step: seen strings plus the escape.
+    code = recipes.StringCode()
+    for s in ["a", "b", "a", "a", "c"]:
+        table = code.tables.get("k", {})
+        n, d = sum(table.values()), len(table)
+        if n:
+            assert sum(c / (n + d) for c in table.values()) + d / (n + d) == pytest.approx(1.0)
+        code.bits("k", s)
+    assert code.bits("k", "a") == pytest.approx(-math.log2(3 / (5 + 3)))
 
 
 def test_train_command_puts_the_recipe_flags_last_in_order():

@@ -107,8 +107,26 @@ def test_train_says_what_it_chose_and_info_shows_it(tmp_path):
     assert (ckpt.model_cfg.layers, ckpt.model_cfg.hidden) == sizing.LADDER[0]  # 2 steps: the smallest
     info = json.loads(invoke(["info", out, "--json"]).output)
     assert info["size_choice"].startswith(f"{ckpt.model_cfg.layers}×{ckpt.model_cfg.hidden}")
+    assert "Vocabulary (--vocab-size not given): at most 400 BPE tokens" in r.output  # a tiny text: the floor
+    assert info["vocab_choice"].startswith("at most 400 BPE tokens")
     r = invoke(["train", corpus, "--out", tmp_path / "given", "--max-steps", "2", "--batch-size", "2", "--bptt", "5",
                 "--hidden", "24", "--threads", "1"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "(--layers, --embed, --dropout not given)" in r.output
+    r = invoke(["train", corpus, "--out", tmp_path / "vocab", "--max-steps", "1", "--batch-size", "2", "--bptt", "5",
+                "--vocab-size", "300", "--threads", "1"])  # fmt: skip
+    assert r.exit_code == 0 and "Vocabulary (--vocab-size not given)" not in r.output, r.output
+    assert json.loads(invoke(["info", tmp_path / "vocab", "--json"]).output)["vocab_choice"] is None
     assert checkpoint.load(tmp_path / "given" / "last.safetensors").model_cfg.hidden == 24
+
+
+def test_bpe_vocabulary_grows_with_the_square_root_of_the_text():
+    assert sizing.vocab_for("bpe", 1_000_000) == 2_000
+    assert sizing.vocab_for("bpe", 4_000_000) == 4_000  # 4 × the text, 2 × the vocabulary
+    assert sizing.vocab_for("bpe", 90_000) == 600
+    # Clamped at both ends: a tiny text still gets merges, a huge one a head a laptop can train.
+    assert sizing.vocab_for("bpe", 100) == sizing.BPE_VOCAB_RANGE[0]
+    assert sizing.vocab_for("bpe", 10**12) == sizing.BPE_VOCAB_RANGE[1]
+    # Word and character vocabularies keep their cap whatever the size.
+    assert sizing.vocab_for("word", 90_000) == sizing.vocab_for("char", 10**9) == sizing.WORD_VOCAB
+    assert "2,000 BPE tokens" in sizing.vocab_reason("bpe", 1_000_000, 2_000)

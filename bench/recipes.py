@@ -529,7 +529,8 @@ def tables(records: list[dict], budgets: list[float], corpora: list[str], recipe
         lines += [f"\nEvery recipe at {minutes(b)} minutes (bits per byte):\n",
                   f"| corpus | {' | '.join(recipes)} |", "|---|" + "---|" * len(recipes)]
         lines += [f"| {c} | {' | '.join(by.get(c, {}).get(r, NONE).show() for r in recipes)} |" for c in corpora]
-    lines.append("\nWord recipes pay for the spaces and <unk> spellings they leave out (bench/recipes.py: left_out_bits).")
+    lines.append("\nWord recipes pay for the spaces and <unk> spellings they leave out (bench/recipes.py: "
+                 "left_out_bits).")
     failed = [r for r in current(records) if r["status"] != "ok"
               and r["corpus"] in corpora and r["recipe"] in recipes and float(r["budget_minutes"]) in budgets
               and int(r["seed"]) in seeds]

@@ -199,6 +199,6 @@ def run_info(path: str | Path) -> dict:
         },
         "init_from": info.get("init_from"),
         "embed_init": info.get("embed_init"),
-        "size_choice": info.get("size_choice"),
-        "vocab_choice": info.get("vocab_choice"),  # why this vocabulary, when the person gave no --vocab-size  # why this size, when the person gave none (lstmtext.sizing)
+        "size_choice": info.get("size_choice"),  # why this size, when the person gave none (lstmtext.sizing)
+        "vocab_choice": info.get("vocab_choice"),  # why this vocabulary, when no --vocab-size was given
     }

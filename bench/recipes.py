@@ -44,7 +44,10 @@ from statistics import mean
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
-FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds left_out_bpb
+FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds left_out_bpb and defaults
+# The defaults' generation: a recipe's flags go on top of the defaults, so a result counts only while
+# both are as measured. Raise it when a default changes. 2: the BPE vocabulary chosen from the text.
+DEFAULTS = 2
 
 # The defaults before issue #28, made explicit (Zaremba et al.'s small recipe on words, with dropout
 # 0.2 and a 6-epoch cap, which a budget in minutes did not lift).
@@ -298,7 +301,7 @@ def plan(corpora: list[str], budgets: list[float], recipes: list[str], seeds: li
 
 
 def pending(todo: list[dict], done: list[dict]) -> list[dict]:
-    have = {key(r) for r in done}
+    have = {key(r) for r in current(done)}  # a record that does not count is measured again
     return [c for c in todo if key(c) not in have]
 
 
@@ -353,21 +356,24 @@ def _kind(piece: str) -> str:
 
 def left_out_bits(tok, text: str) -> float:
     """Bits an adaptive code of `text` spends on what `tok` does not give back: the spaces between
-    tokens (in the context of the kinds of token on either side) and the spelling of each <unk>.
-    0 for tokenizers that give every byte back (bpe, char)."""
-    if tok.kind != "word":
+    word tokens (in the context of the kinds of token on either side) and, for each <unk>, whether
+    it was a literal "<unk>" and if not its spelling. 0 for byte-level BPE, which gives every byte
+    back. Not charged: the case a --lowercase tokenizer drops (no recipe lowercases)."""
+    if tok.kind == "bpe":
         return 0.0
     ids, spans = tok.encode_spans(text)  # (N,), (N, 2)
-    gaps, spelled = StringCode(), ByteCode()
+    gaps, spelled, literal = StringCode(), ByteCode(), StringCode()
     total, pos, before = 0.0, 0, "eos"
     for i, (start, end) in zip(ids.tolist(), spans.tolist(), strict=True):
         piece = text[start:end]
         kind = "eos" if i == tok.eos_id else _kind(piece)
-        total += gaps.bits((before, kind), text[pos:start])
-        if i == tok.unk_id and piece.lower() != "<unk>":
-            total += spelled.bits(piece)
+        if tok.kind == "word":  # characters are tokens, spaces included: no gaps
+            total += gaps.bits((before, kind), text[pos:start])
+        if i == tok.unk_id:
+            is_literal = tok.kind == "word" and piece.lower() == "<unk>"
+            total += literal.bits("flag", str(is_literal)) + (0.0 if is_literal else spelled.bits(piece))
         pos, before = end, kind
-    return total + gaps.bits((before, "end"), text[pos:])
+    return total + (gaps.bits((before, "end"), text[pos:]) if tok.kind == "word" else 0.0)
 
 
 def run_one(combo: dict, corpus: Path, out: Path, exe: str) -> dict:
@@ -375,7 +381,7 @@ def run_one(combo: dict, corpus: Path, out: Path, exe: str) -> dict:
     run = out / combo["corpus"] / f"{minutes(combo['budget_minutes'])}min" / f"{combo['recipe']}-seed{combo['seed']}"
     run.mkdir(parents=True, exist_ok=True)
     log = run / "train.log"
-    record = {"format": FORMAT, "version": VERSION, **combo, "run": str(run), "status": "failed"}
+    record = {"format": FORMAT, "version": VERSION, "defaults": DEFAULTS, **combo, "run": str(run), "status": "failed"}
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as f:
         cmd = train_command(exe, corpus, run, combo["budget_minutes"], combo["seed"], combo["flags"])
@@ -400,10 +406,14 @@ def run_one(combo: dict, corpus: Path, out: Path, exe: str) -> dict:
             return {**record, **wall(), "error": f"{what} exited {r.returncode}: {last_line(r.stderr)}"}
     s, i = json.loads(scored.stdout), json.loads(info.stdout)
     m = i["model"]
+    try:
+        left_out = left_out_bpb(run)
+    except Exception as e:  # noqa: BLE001 - one run's failure is its record, not the suite's end
+        return {**record, **wall(), "error": f"left_out_bits: {type(e).__name__}: {e}"}
     return {
         **record, "status": "ok",
         **{k: s[k] for k in ("bits_per_byte", "unk_rate", "perplexity", "tokens")},
-        "left_out_bpb": left_out_bpb(run),
+        "left_out_bpb": left_out,
         "tokenizer": i["tokenizer"]["kind"], "vocab_size": i["tokenizer"]["vocab_size"],
         "model": {k: m.get(k) for k in ("cell", "layers", "hidden", "embed", "parameters")},
         "size_choice": i.get("size_choice"),
@@ -422,11 +432,13 @@ def left_out_bpb(run: Path) -> float:
 
 def rescore(records: list[dict], path: Path) -> list[dict]:
     """Records measured before left_out_bpb, given it from their runs (the runs that are gone stay
-    as they are, and do not count); results.jsonl rewritten whole, through a temporary file."""
+    as they are, and do not count); results.jsonl rewritten whole, through a temporary file. Defaults
+    1 differ from 2 only in the BPE vocabulary: word and character records carry over, BPE ones not."""
     out = []
     for r in records:
         if r["status"] == "ok" and "left_out_bpb" not in r and Path(r["run"], "valid.txt").exists():
-            r = {**r, "left_out_bpb": left_out_bpb(Path(r["run"])), "version": VERSION}
+            carried = {"defaults": DEFAULTS} if r.get("tokenizer") in ("word", "char") else {}
+            r = {**r, "left_out_bpb": left_out_bpb(Path(r["run"])), "version": VERSION, **carried}
             print(f"rescored {r['run']}: +{r['left_out_bpb']:.4f} bits/byte left out", flush=True)
         out.append(r)
     tmp = path.with_name(path.name + ".tmp")
@@ -469,8 +481,9 @@ def paid(r: dict) -> float:
 
 
 def current(records: list[dict]) -> list[dict]:
-    """The latest record of each combination, for the recipes as they are now (same flags)."""
+    """The latest record of each combination, for the recipes and defaults as they are now."""
     latest = {key(r): r for r in records if tuple(r["flags"]) == tuple(RECIPES.get(r["recipe"], [None]))
+              and r.get("defaults", 1) == DEFAULTS
               and (r["status"] != "ok" or "left_out_bpb" in r)}  # version 1 records: --rescore them
     return list(latest.values())
 

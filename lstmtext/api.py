@@ -416,7 +416,7 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
     )
     # What the tokenizer was asked for (resume compares the options typed again with these).
     # A chosen vocabulary is stored as if typed, so that typing it on --resume is no change.
-    cap = data.info.pop("vocab_cap")
+    cap = data.info.pop("vocab_cap", None)
     data.info["tokenizer_options"] = {**vars(tok_opts), "vocab_size": cap} if source is None else \
         source.info.get("tokenizer_options")
     if source is not None:

@@ -204,7 +204,7 @@ def prepare_data(
         "valid_sha256": valid_sha[0] if valid_sha else valid_part.sha256(),
         "train_tokens": len(train_ids),
         "valid_tokens": len(valid_ids),
-        "vocab_choice": vocab_choice,
-        "vocab_cap": vocab_size,  # --vocab-size as given or chosen; None for a tokenizer not trained here
     }
+    if vocab_size is not None:  # a tokenizer trained here; a resumed run keeps the record of its own
+        info |= {"vocab_choice": vocab_choice, "vocab_cap": vocab_size}  # the cap as given or chosen
     return Data(tokenizer, train_ids, valid_ids, info, valid_part)

@@ -63,7 +63,7 @@ class TrainOptions:
     )
     vocab_size: int | None = opt(
         None, help="Largest vocabulary, special tokens included.",
-        show_default="bpe: 2 × √(training characters); word, char: 10000",
+        show_default="bpe: 2 × √(training characters), 400-16000; word, char: 10000",
     )
     min_freq: int = opt(1, help="Words seen fewer times become <unk>.")
     lowercase: bool = opt(False, help="Lowercase the text (word tokenizer).")

@@ -15,7 +15,8 @@ from bench import recipes  # noqa: E402
 
 
 def record(corpus, recipe, bpb, left_out=0.0, budget=2.0, seed=1, status="ok", flags=None):
-    r = {"format": recipes.FORMAT, "version": recipes.VERSION, "corpus": corpus, "budget_minutes": budget,
+    r = {"format": recipes.FORMAT, "version": recipes.VERSION, "defaults": recipes.DEFAULTS, "corpus": corpus,
+         "budget_minutes": budget,
          "recipe": recipe, "seed": seed, "run": f"runs/{corpus}/{recipe}",
          "flags": recipes.RECIPES[recipe] if flags is None else flags, "status": status}
     ok = {"bits_per_byte": bpb, "left_out_bpb": left_out, "unk_rate": 0.0}
@@ -59,14 +60,15 @@ def test_tables_from_records():
         record("prose", "bpe-4k", 1.0, budget=10.0),  # another budget
         record("prose", "wide", 1.0, flags=["--hidden", "64"]),  # measured with flags the recipe no longer has
         {**record("prose", "deep", 1.0), "version": 1},  # measured before left_out_bpb, not rescored
+        {**record("prose", "constant", 1.0), "defaults": 1},  # measured on other defaults
     ]
-    for r in records[-1:]:
+    for r in records[-2:-1]:
         del r["left_out_bpb"]
-    names = ["default", "old", "bpe-4k", "word", "char", "wide", "deep"]
+    names = ["default", "old", "bpe-4k", "word", "char", "wide", "deep", "constant"]
     out = recipes.tables(records, [2.0], ["prose", "code"], names, [1, 2])
     assert "| prose | 2.100 | 2.300 | word 1.900 | +10.5% | no | yes |" in out
     assert "| code | — | — | — | — | — | — |" in out
-    assert "| prose | 2.100 | 2.300 | 2.040 | 1.900 | failed | — | — |" in out
+    assert "| prose | 2.100 | 2.300 | 2.040 | 1.900 | failed | — | — | — |" in out
     assert "- prose 2 min char seed 1: boom (runs/prose/char/train.log)" in out
 
 
@@ -75,15 +77,20 @@ def test_rescore_adds_what_was_left_out(tmp_path, monkeypatch):
     run.mkdir()
     (run / "valid.txt").write_text("x", encoding="utf-8")
     monkeypatch.setattr(recipes, "left_out_bpb", lambda r: 0.25)
-    old = {**record("prose", "old", 1.8), "version": 1, "run": str(run)}
+    old = {**record("prose", "old", 1.8), "version": 1, "defaults": 1, "run": str(run), "tokenizer": "word"}
     del old["left_out_bpb"]
     gone = {**old, "run": str(tmp_path / "gone")}
+    bpe = {**old, "recipe": "default", "flags": [], "tokenizer": "bpe"}
     path = tmp_path / "results.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in (old, gone)), encoding="utf-8")
+    path.write_text("".join(json.dumps(r) + "\n" for r in (old, gone, bpe)), encoding="utf-8")
     out = recipes.rescore(recipes.load_results(path), path)
     assert out[0]["left_out_bpb"] == 0.25 and out[0]["version"] == recipes.VERSION
     assert "left_out_bpb" not in out[1]
     assert recipes.load_results(path) == out
+    # The word record carries over to today's defaults; the BPE one was trained on another vocabulary.
+    assert [r["recipe"] for r in recipes.current(out)] == ["old"]
+    assert [c["recipe"] for c in recipes.pending(recipes.plan(["prose"], [2.0], ["old", "default"], [1]), out)] \
+        == ["default"]
 
 
 def word_tokenizer(text):
@@ -98,6 +105,8 @@ def test_left_out_is_zero_for_tokenizers_that_give_every_byte_back():
     text = "def f(x):\n    return  x ,y\n"
     for kind in ("char", "bpe"):
         assert recipes.left_out_bits(Tokenizer.train(kind, text, vocab_size=300), text) == 0.0
+    # A character the training text lacked is <unk>: its spelling is paid.
+    assert recipes.left_out_bits(Tokenizer.train("char", text, vocab_size=300), text + "é") > 8
 
 
 def test_left_out_pays_for_layout_and_unknown_spellings():

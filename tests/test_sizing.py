@@ -109,6 +109,10 @@ def test_train_says_what_it_chose_and_info_shows_it(tmp_path):
     assert info["size_choice"].startswith(f"{ckpt.model_cfg.layers}×{ckpt.model_cfg.hidden}")
     assert "Vocabulary (--vocab-size not given): at most 400 BPE tokens" in r.output  # a tiny text: the floor
     assert info["vocab_choice"].startswith("at most 400 BPE tokens")
+    r = invoke(["train", corpus, "--out", out, "--max-steps", "3", "--batch-size", "2", "--bptt", "5",
+                "--threads", "1", "--resume", out])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(invoke(["info", out, "--json"]).output)["vocab_choice"] == info["vocab_choice"]
     r = invoke(["train", corpus, "--out", tmp_path / "given", "--max-steps", "2", "--batch-size", "2", "--bptt", "5",
                 "--hidden", "24", "--threads", "1"])  # fmt: skip
     assert r.exit_code == 0, r.output

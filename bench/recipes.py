@@ -46,9 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds left_out_bpb and defaults
 # The defaults' generation: a recipe's flags go on top of the defaults, so a result counts only while
-# both are as measured. Raise it when a default changes. 2: the BPE vocabulary chosen from the text;
-# 3: the size cap counted in characters of text, not tokens.
-DEFAULTS = 3
+# both are as measured. Raise it when a default changes. 2: the BPE vocabulary chosen from the text.
+DEFAULTS = 2
 
 # The defaults before issue #28, made explicit (Zaremba et al.'s small recipe on words, with dropout
 # 0.2 and a 6-epoch cap, which a budget in minutes did not lift).
@@ -434,12 +433,11 @@ def left_out_bpb(run: Path) -> float:
 def rescore(records: list[dict], path: Path) -> list[dict]:
     """Records measured before left_out_bpb, given it from their runs (the runs that are gone stay
     as they are, and do not count); results.jsonl rewritten whole, through a temporary file. Defaults
-    1 differ from 2 only in the BPE vocabulary: word and character records carry over to 2, BPE ones
-    not. (From 2 to 3 character records and `old` carried over too, by hand: their sizes are the same.)"""
+    1 differ from 2 only in the BPE vocabulary: word and character records carry over, BPE ones not."""
     out = []
     for r in records:
         if r["status"] == "ok" and "left_out_bpb" not in r and Path(r["run"], "valid.txt").exists():
-            carried = {"defaults": 2} if r.get("tokenizer") in ("word", "char") else {}
+            carried = {"defaults": DEFAULTS} if r.get("tokenizer") in ("word", "char") else {}
             r = {**r, "left_out_bpb": left_out_bpb(Path(r["run"])), "version": VERSION, **carried}
             print(f"rescored {r['run']}: +{r['left_out_bpb']:.4f} bits/byte left out", flush=True)
         out.append(r)

@@ -518,7 +518,7 @@ def _resume(o: TrainOptions, args: dict, given: set, console: Console, say, grou
 def _choose_size(model_cfg: ModelConfig, cfg: TrainConfig, shape: dict, sized: set, data, say) -> ModelConfig:
     """The size options the person left out, from the budget, the text and this machine's speed."""
     budget = sizing.Budget(cfg.epochs, cfg.max_steps, cfg.max_minutes, len(data.train_ids), cfg.batch_size, cfg.bptt,
-                           cfg.accumulate, data.info["train_chars"])
+                           cfg.accumulate)
     speed = sizing.measure(model_cfg, cfg) if cfg.max_minutes else None  # only minutes need the speed
     given = {k: shape[k] for k in sizing.OPTIONS if k not in sized}
     choice = sizing.choose(data.tokenizer.kind, model_cfg.vocab_size, budget, speed, given, tie=model_cfg.tie)

@@ -203,7 +203,6 @@ def prepare_data(
         "train_sha256": train_sha,
         "valid_sha256": valid_sha[0] if valid_sha else valid_part.sha256(),
         "train_tokens": len(train_ids),
-        "train_chars": train_part.chars,
         "valid_tokens": len(valid_ids),
     }
     if vocab_size is not None:  # a tokenizer trained here; a resumed run keeps the record of its own

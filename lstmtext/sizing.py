@@ -13,10 +13,8 @@ use what it has (and every step is slow). So the size comes from three facts of 
 - the text: a model with many more parameters than the text has tokens learns it by heart.
 
 `choose` walks LADDER from small to large and keeps the largest shape whose run sees at least
-TOKENS_PER_PARAM tokens per trained parameter and has at most PARAMS_PER_CHAR parameters per
-character of text (characters, not tokens: a BPE token carries several characters' worth, so a cap
-per token would shrink the model by the tokenizer's compression).
-Dropout follows the passes the run will make over its text: none when it sees the text
+TOKENS_PER_PARAM tokens per trained parameter and has at most PARAMS_PER_TOKEN parameters per token
+of text. Dropout follows the passes the run will make over its text: none when it sees the text
 about once (nothing to overfit), more as it revisits it. Any size option given on the command line
 wins; `choose` only fills in the rest. The figures behind the constants are in the README
 ("Defaults").
@@ -32,7 +30,7 @@ OPTIONS = ("layers", "hidden", "embed", "dropout")  # what `choose` fills in whe
 # two narrower ones (README "Defaults"), then two layers for the budgets that can afford them.
 LADDER = ((1, 128), (1, 256), (1, 384), (1, 512), (2, 512), (2, 768), (2, 1024))
 TOKENS_PER_PARAM = 0.5  # least tokens seen per trained parameter
-PARAMS_PER_CHAR = 3.0  # most trained parameters per character of training text (set on characters)
+PARAMS_PER_TOKEN = 3.0  # most trained parameters per token of training text
 TRAINING_SHARE = 0.9  # of a --max-minutes budget, the part spent training (the rest: validation, saving)
 CHAR_EMBED = 64  # a character vocabulary is small: a wide embedding buys nothing
 WORD_EMBED = 256  # word and BPE embeddings, at most the hidden size
@@ -82,7 +80,6 @@ class Budget:
     batch: int
     bptt: int
     accumulate: int = 1
-    train_chars: int = 0  # characters of the training text; 0: count its tokens instead
 
     def tokens(self, window_s: float) -> float:
         """Tokens the run sees when a window takes window_s seconds."""
@@ -143,8 +140,7 @@ def choose(kind: str, vocab: int, budget: Budget, speed: Speed | None, given: di
         params = trained_params(layers, hidden, embed, vocab)
         shape = (layers, hidden, embed, vocab, budget.batch, budget.bptt)
         tokens = budget.tokens(0.0 if speed is None else speed.window_seconds(*shape))
-        text = budget.train_chars or budget.train_tokens
-        fits = tokens >= TOKENS_PER_PARAM * params and params <= PARAMS_PER_CHAR * text
+        fits = tokens >= TOKENS_PER_PARAM * params and params <= PARAMS_PER_TOKEN * budget.train_tokens
         if best is None or fits:
             best = (layers, hidden, embed, tokens, params)
     layers, hidden, embed, tokens, params = best

@@ -351,7 +351,7 @@ class StringCode:
 
 
 def _kind(piece: str) -> str:
-    return "eos" if piece == "\n" else "word" if piece[:1].isalnum() else "mark"
+    return "word" if piece[:1].isalnum() else "mark"
 
 
 def left_out_bits(tok, text: str) -> float:
@@ -437,7 +437,7 @@ def rescore(records: list[dict], path: Path) -> list[dict]:
     out = []
     for r in records:
         if r["status"] == "ok" and "left_out_bpb" not in r and Path(r["run"], "valid.txt").exists():
-            carried = {"defaults": DEFAULTS} if r.get("tokenizer") in ("word", "char") else {}
+            carried = {"defaults": 2} if r.get("tokenizer") in ("word", "char") else {}
             r = {**r, "left_out_bpb": left_out_bpb(Path(r["run"])), "version": VERSION, **carried}
             print(f"rescored {r['run']}: +{r['left_out_bpb']:.4f} bits/byte left out", flush=True)
         out.append(r)

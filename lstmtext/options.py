@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from difflib import get_close_matches
 from pathlib import Path
 
+from lstmtext import sizing
 from lstmtext.errors import ConfigError
 
 
@@ -63,7 +64,8 @@ class TrainOptions:
     )
     vocab_size: int | None = opt(
         None, help="Largest vocabulary, special tokens included.",
-        show_default="bpe: 2 × √(training characters), 400-16000; word, char: 10000",
+        show_default=f"bpe: {sizing.BPE_VOCAB_PER_ROOT_CHAR:g} × √(training characters), "
+        f"{sizing.BPE_VOCAB_RANGE[0]}-{sizing.BPE_VOCAB_RANGE[1]}; word, char: {sizing.WORD_VOCAB}",
     )
     min_freq: int = opt(1, help="Words seen fewer times become <unk>.")
     lowercase: bool = opt(False, help="Lowercase the text (word tokenizer).")

@@ -133,8 +133,10 @@ reproduce-wp: $(VENV)/.installed
 # generators (bench/memory.py SPECS: basic, cues20, rich, markov, punct; 5-20 cues, 8-250 filler words,
 # gaps up to 100, some with filler before the cue). The LSTM and the RNN are trained on each through the
 # CLI with three seeds, beside PyTorch's nn.LSTM (its default init) on the same data, and scored by
-# greedy accuracy per gap through lstmtext.load + generate, from a fresh state and in context; PyTorch
-# also reports the first epoch where every gap reaches 0.95. A measurement, not a test: about 1¾ hours
+# greedy accuracy per gap through lstmtext.load + generate, from a fresh state and in context. PyTorch
+# goes first and is scored after every epoch; lstmtext's cells then train for as many epochs as PyTorch's
+# slowest seed needed to reach 0.95 at every gap from a fresh state (the generator's own epochs when a
+# seed never did; --own-epochs always). A measurement, not a test: at most about 1¾ hours
 # on 2 cores, an estimate (2026-12-02 per-run seconds for 8 epochs of 900k words, LSTM 100 s, RNN 29 s,
 # PyTorch 42 s, scaled by each generator's epochs; about 4½ hours with --cells rnn,gru,lstm,peephole,cifg).
 # A shorter run: make memory MEMORY_ARGS="--generators basic --cells lstm --seeds 1 --args '--init uniform'"

@@ -1,7 +1,9 @@
 """`make memory`: does a cell remember across a gap? A family of long-range dependency tasks, each
 cell trained on each through the CLI and scored the way a person asks (`lstmtext.load(run)` then
 `generate(prompt, length=1, greedy=True)`), beside a PyTorch nn.LSTM (its default initialisation)
-trained on the same data in the same run.
+trained on the same data in the same run. With --torch, PyTorch goes first, scored after every
+epoch, and lstmtext trains for as many epochs as PyTorch's slowest seed needed to answer every gap
+from a fresh state (`matched_epochs`), so one run's table says whether lstmtext learns as fast.
 
 Each line: a cue word, then G filler words, then the marker "says", then the answer, a fixed
 function of the cue ("I grew up in India ... I speak fluent ___"). In generators with a prefix,
@@ -435,6 +437,16 @@ def run_lstmtext(spec: Spec, cell: str, train: Path, valid: Path, probes: list[P
     return {"seconds": seconds, "score_seconds": time.perf_counter() - t0 - seconds, "epochs_needed": None, **scores}
 
 
+def matched_epochs(spec: Spec, torch_rows: list[dict], own: bool) -> int:
+    """lstmtext's epochs on `spec`: as many as PyTorch needed to reach PASS from a fresh state in every
+    seed (its slowest seed's first such epoch), so "as fast as PyTorch" is one run's table; the spec's
+    epochs when some seed never reached it, or when `own`."""
+    needed = [r["epochs_needed"] for r in torch_rows]
+    if own or not needed or None in needed:
+        return spec.epochs
+    return max(needed)
+
+
 def print_tables(specs: list[Spec], rows: list[dict]) -> None:
     for spec in specs:
         mine = [r for r in rows if r["generator"] == spec.name]
@@ -442,15 +454,16 @@ def print_tables(specs: list[Spec], rows: list[dict]) -> None:
         for mode, title in (("fresh", "from a fresh state (lstmtext.load, generate)"),
                             ("context", f"in context ({CONTEXT_LINES} lines before the probe)")):
             print(f"\nAccuracy on the answer, {title}:\n")
-            print(f"| model | seed | {' | '.join(f'gap {g}' for g in spec.held_gaps)} | s | epochs to {PASS} |")
-            print("|---|---|" + "---|" * len(spec.held_gaps) + "---|---|")
+            gaps = " | ".join(f"gap {g}" for g in spec.held_gaps)
+            print(f"| model | seed | {gaps} | epochs | s | epochs to {PASS} |")
+            print("|---|---|" + "---|" * len(spec.held_gaps) + "---|---|---|")
             for r in mine:
                 needed = (r["epochs_needed"] or "not reached") if r["model"] == TORCH else "–"
                 accs = " | ".join(f"{r[mode][g]:.2f}" for g in spec.held_gaps)
-                print(f"| {r['model']} | {r['seed']} | {accs} | {r['seconds']:.0f} | {needed} |")
+                print(f"| {r['model']} | {r['seed']} | {accs} | {r['epochs']} | {r['seconds']:.0f} | {needed} |")
     print("\n## Summary: accuracy from a fresh state; min over gaps and seeds, gap 60 as mean (worst seed)\n")
-    print(f"| generator | model | seeds | min | gap 60 | min in context | PyTorch: epochs to {PASS} |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"| generator | model | epochs | seeds | min | gap 60 | min in context | PyTorch: epochs to {PASS} |")
+    print("|---|---|---|---|---|---|---|---|")
     for spec in specs:
         models = dict.fromkeys(r["model"] for r in rows if r["generator"] == spec.name)
         for model in models:
@@ -458,7 +471,9 @@ def print_tables(specs: list[Spec], rows: list[dict]) -> None:
             at60 = [r["fresh"][60] for r in rs if 60 in r["fresh"]]
             gap60 = f"{np.mean(at60):.2f} ({min(at60):.2f})" if at60 else "–"
             needed = ", ".join(str(r["epochs_needed"] or "not reached") for r in rs) if model == TORCH else "–"
-            print(f"| {spec.name} | {model} | {len(rs)} | {min(min(r['fresh'].values()) for r in rs):.2f} | {gap60} "
+            epochs = ", ".join(str(e) for e in dict.fromkeys(r["epochs"] for r in rs))
+            worst = min(min(r["fresh"].values()) for r in rs)
+            print(f"| {spec.name} | {model} | {epochs} | {len(rs)} | {worst:.2f} | {gap60} "
                   f"| {min(min(r['context'].values()) for r in rs):.2f} | {needed} |")
 
 
@@ -478,6 +493,8 @@ def main() -> int:
     ap.add_argument("--torch", action="store_true", help="also train PyTorch's nn.LSTM (needs torch)")
     ap.add_argument("--words", type=int, default=None, help="training words for every generator (default: its spec's)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs for every generator (default: its spec's)")
+    ap.add_argument("--own-epochs", action="store_true",
+                    help="with --torch, train lstmtext for the generator's epochs, not PyTorch's epochs to PASS")
     ap.add_argument("--out", default=str(ROOT / "runs" / "memory"))
     a = ap.parse_args()
     unknown = [g for g in a.generators.split(",") if g and g not in SPEC]
@@ -496,16 +513,22 @@ def main() -> int:
               f"{row['seconds']:.0f} s", flush=True)
         save(out / "results.json", specs, rows)
 
+    seeds = [int(s) for s in a.seeds.split(",")]
     for spec in specs:
         train, valid, probes = make_data(spec, out / spec.name / "data")
-        for seed in [int(s) for s in a.seeds.split(",")]:
-            for c in [c for c in a.cells.split(",") if c]:
-                r = run_lstmtext(spec, c, train, valid, probes, out / spec.name / f"{c}-seed{seed}", seed, a.args)
-                model = f"lstmtext {c}" + (f" {a.args}" if a.args else "")
-                add({"generator": spec.name, "model": model, "seed": seed, "epochs": spec.epochs, **r})
-            if a.torch:
+        epochs = spec.epochs
+        if a.torch:
+            for seed in seeds:
                 r = run_torch(spec, train, probes, seed)
                 add({"generator": spec.name, "model": TORCH, "seed": seed, "epochs": spec.epochs, **r})
+            epochs = matched_epochs(spec, [r for r in rows if r["generator"] == spec.name and r["model"] == TORCH],
+                                    a.own_epochs)
+        for seed in seeds:
+            for c in [c for c in a.cells.split(",") if c]:
+                run = out / spec.name / f"{c}-seed{seed}"
+                r = run_lstmtext(replace(spec, epochs=epochs), c, train, valid, probes, run, seed, a.args)
+                model = f"lstmtext {c}" + (f" {a.args}" if a.args else "")
+                add({"generator": spec.name, "model": model, "seed": seed, "epochs": epochs, **r})
     print_tables(specs, rows)
     return 0
 

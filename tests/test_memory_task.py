@@ -129,3 +129,13 @@ def test_score_counts_the_written_word_after_the_prompt():
     assert model.prompts[:2] == [probes[0].prefix, context + probes[0].prefix]
     p = memory.score(HalfRight(), probes, answers=["ans_0", "ans_1"])["p_fresh"]
     assert p == pytest.approx({5: (0.75 + 0.25) / 4, 60: (0.75 + 0.25) / 4})  # ans_0, ans_1, then none
+
+
+def test_lstmtext_gets_the_epochs_pytorch_needed_in_its_slowest_seed():
+    spec = memory.SPEC["punct"]
+    rows = [{"epochs_needed": 7}, {"epochs_needed": 11}, {"epochs_needed": 4}]
+    assert memory.matched_epochs(spec, rows, own=False) == 11
+    # a seed that never got there: no count to match, so the generator's own
+    assert memory.matched_epochs(spec, [*rows, {"epochs_needed": None}], own=False) == spec.epochs
+    assert memory.matched_epochs(spec, rows, own=True) == spec.epochs
+    assert memory.matched_epochs(spec, [], own=False) == spec.epochs

@@ -492,7 +492,9 @@ def main() -> int:
     ap.add_argument("--seeds", default="1", help="comma-separated seeds")
     ap.add_argument("--torch", action="store_true", help="also train PyTorch's nn.LSTM (needs torch)")
     ap.add_argument("--words", type=int, default=None, help="training words for every generator (default: its spec's)")
-    ap.add_argument("--epochs", type=int, default=None, help="epochs for every generator (default: its spec's)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="epochs for every generator (default: its spec's); with --torch, PyTorch's, "
+                    "and lstmtext's at most these")
     ap.add_argument("--own-epochs", action="store_true",
                     help="with --torch, train lstmtext for the generator's epochs, not PyTorch's epochs to PASS")
     ap.add_argument("--out", default=str(ROOT / "runs" / "memory"))

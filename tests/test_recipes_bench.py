@@ -206,3 +206,17 @@ def test_python_code_leaves_out_tests():
     files = [rel for _, rel in itertools.islice(recipes.python_sources(), 3000)]
     assert files and all(f.suffix == ".py" for f in files)
     assert not any(set(f.parts[:-1]) & {"test", "tests", "idle_test", "site-packages"} for f in files)
+
+
+def test_an_older_generation_counts_only_for_recipes_that_pin_what_changed_since(monkeypatch):
+    monkeypatch.setattr(recipes, "DEFAULTS", 4)  # 4 changed the size cap, 2 the BPE vocabulary
+    older = [{**record("prose", name, 2.0), "defaults": 2} for name in ("default", "wide", "old", "char")]
+    # wide and old give --hidden and --layers, so the size cap never acted on them; default and char
+    # left the size to it, so their records say nothing about today's choice.
+    assert sorted(r["recipe"] for r in recipes.current(older)) == ["old", "wide"]
+    # Before 2 the BPE vocabulary changed too: a BPE recipe that pins the size still moved.
+    first = [{**record("prose", name, 2.0), "defaults": 1} for name in ("wide", "old")]
+    assert [r["recipe"] for r in recipes.current(first)] == ["old"]
+    # 3 (the per-character cap, reverted) moved only sizes the chooser picks.
+    third = [{**record("prose", name, 2.0), "defaults": 3} for name in ("default", "deep")]
+    assert [r["recipe"] for r in recipes.current(third)] == ["deep"]

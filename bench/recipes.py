@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -47,8 +48,9 @@ DATA = ROOT.parent / "shared" / "data"
 FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds left_out_bpb and defaults
 # The defaults' generation: a recipe's flags go on top of the defaults, so a result counts only while
 # both are as measured. Raise it when a default changes. 2: the BPE vocabulary chosen from the text;
-# 3: the size cap per character of text (reverted); 4: at most 4 parameters per token, not 3.
-DEFAULTS = 4
+# 3: the size cap per character of text (reverted); 4: at most 4 parameters per token, not 3;
+# 5: dropout 0.5 past 100 passes over the text.
+DEFAULTS = 5
 
 # The defaults before issue #28, made explicit (Zaremba et al.'s small recipe on words, with dropout
 # 0.2 and a 6-epoch cap, which a budget in minutes did not lift).
@@ -489,25 +491,32 @@ def _pins_size(flags: list[str]) -> bool:
     return "--hidden" in flags and "--layers" in flags  # the size cap acts only on the ladder walk
 
 
-# What each generation of the defaults changed, as a test of a recipe's flags: True when the recipe
-# pins what changed, so that its record of an older generation measured what it would measure now.
+def _passes(r: dict) -> float:
+    """The passes over the text the size chooser planned for a record's run (inf when unknown)."""
+    found = re.search(r"\(([\d,.]+) passes over the text\)", r.get("size_choice") or "")
+    return float(found.group(1).replace(",", "")) if found else math.inf
+
+
+# What each generation of the defaults changed, as a test of a record: True when its recipe pins
+# what changed, or its run was not touched by it, so that it measured what it would measure now.
 PINNED_BY = {
-    2: lambda f: "--vocab-size" in f or _value(f, "--tokenizer") in ("word", "char"),  # the BPE vocabulary
-    3: _pins_size,  # the size cap per character (reverted)
-    4: _pins_size,  # the size cap at 4 parameters per token
+    2: lambda r: "--vocab-size" in r["flags"] or _value(r["flags"], "--tokenizer") in ("word", "char"),  # BPE vocab
+    3: lambda r: _pins_size(r["flags"]),  # the size cap per character (reverted)
+    4: lambda r: _pins_size(r["flags"]),  # the size cap at 4 parameters per token
+    5: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100,  # dropout 0.5 past 100 passes
 }
 
 
-def untouched(flags: list[str], generation: int) -> bool:
-    """Whether a record of that generation of the defaults still counts for a recipe with these flags."""
-    return all(PINNED_BY[g](flags) for g in range(generation + 1, DEFAULTS + 1))
+def untouched(r: dict) -> bool:
+    """Whether a record, of whatever generation of the defaults, still counts."""
+    return all(PINNED_BY[g](r) for g in range(r.get("defaults", 1) + 1, DEFAULTS + 1))
 
 
 def current(records: list[dict]) -> list[dict]:
     """The latest record of each combination, for the recipes and defaults as they are now: a record
     of an older generation of the defaults counts when its recipe pins every change since."""
     latest = {key(r): r for r in records if tuple(r["flags"]) == tuple(RECIPES.get(r["recipe"], [None]))
-              and untouched(r["flags"], r.get("defaults", 1))
+              and untouched(r)
               and (r["status"] != "ok" or "left_out_bpb" in r)}  # version 1 records: --rescore them
     return list(latest.values())
 

@@ -220,3 +220,13 @@ def test_an_older_generation_counts_only_for_recipes_that_pin_what_changed_since
     # 3 (the per-character cap, reverted) moved only sizes the chooser picks.
     third = [{**record("prose", name, 2.0), "defaults": 3} for name in ("default", "deep")]
     assert [r["recipe"] for r in recipes.current(third)] == ["deep"]
+
+
+def test_a_dropout_change_past_100_passes_leaves_the_runs_below_it_standing(monkeypatch):
+    monkeypatch.setattr(recipes, "DEFAULTS", 5)
+    def at(name, passes, flags=None):
+        choice = f"1×128, embed 128, dropout 0.3: about 6.7M tokens ({passes} passes over the text) for 0.21M"
+        return {**record("prose", name, 2.0, flags=flags), "defaults": 4, "size_choice": choice}
+    kept = [at("default", "49.4"), at("old", "171.8"), at("char", "1,250.0")]
+    assert [r["recipe"] for r in recipes.current(kept)] == ["default", "old"]
+    assert recipes.current([{**at("default", "20"), "size_choice": None}]) == []  # unknown passes: re-measure

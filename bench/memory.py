@@ -520,11 +520,10 @@ def main() -> int:
         train, valid, probes = make_data(spec, out / spec.name / "data")
         epochs = spec.epochs
         if a.torch:
-            for seed in seeds:
-                r = run_torch(spec, train, probes, seed)
+            torch_rows = [run_torch(spec, train, probes, seed) for seed in seeds]
+            for seed, r in zip(seeds, torch_rows, strict=True):
                 add({"generator": spec.name, "model": TORCH, "seed": seed, "epochs": spec.epochs, **r})
-            epochs = matched_epochs(spec, [r for r in rows if r["generator"] == spec.name and r["model"] == TORCH],
-                                    a.own_epochs)
+            epochs = matched_epochs(spec, torch_rows, a.own_epochs)
         for seed in seeds:
             for c in [c for c in a.cells.split(",") if c]:
                 run = out / spec.name / f"{c}-seed{seed}"

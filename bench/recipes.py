@@ -487,12 +487,13 @@ def _value(flags: list[str], name: str) -> str | None:
     return flags[flags.index(name) + 1] if name in flags[:-1] else None
 
 
-def _pins_size(flags: list[str]) -> bool:
-    return "--hidden" in flags and "--layers" in flags  # the size cap acts only on the ladder walk
+def _pins_size(r: dict) -> bool:
+    return "--hidden" in r["flags"] and "--layers" in r["flags"]  # the size cap acts only on the ladder walk
 
 
 def _passes(r: dict) -> float:
-    """The passes over the text the size chooser planned for a record's run (inf when unknown)."""
+    """The passes over the text the size chooser planned for a record's run, read back from
+    sizing.Choice.reason() (the only place a run keeps them); inf when unknown."""
     found = re.search(r"\(([\d,.]+) passes over the text\)", r.get("size_choice") or "")
     return float(found.group(1).replace(",", "")) if found else math.inf
 
@@ -501,8 +502,8 @@ def _passes(r: dict) -> float:
 # what changed, or its run was not touched by it, so that it measured what it would measure now.
 PINNED_BY = {
     2: lambda r: "--vocab-size" in r["flags"] or _value(r["flags"], "--tokenizer") in ("word", "char"),  # BPE vocab
-    3: lambda r: _pins_size(r["flags"]),  # the size cap per character (reverted)
-    4: lambda r: _pins_size(r["flags"]),  # the size cap at 4 parameters per token
+    3: _pins_size,  # the size cap per character (reverted)
+    4: _pins_size,  # the size cap at 4 parameters per token
     5: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100,  # dropout 0.5 past 100 passes
 }
 

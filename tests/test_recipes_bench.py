@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import recipes  # noqa: E402
+from lstmtext import sizing  # noqa: E402
 
 
 def record(corpus, recipe, bpb, left_out=0.0, budget=2.0, seed=1, status="ok", flags=None):
@@ -224,9 +225,10 @@ def test_an_older_generation_counts_only_for_recipes_that_pin_what_changed_since
 
 def test_a_dropout_change_past_100_passes_leaves_the_runs_below_it_standing(monkeypatch):
     monkeypatch.setattr(recipes, "DEFAULTS", 5)
-    def at(name, passes, flags=None):
-        choice = f"1×128, embed 128, dropout 0.3: about 6.7M tokens ({passes} passes over the text) for 0.21M"
-        return {**record("prose", name, 2.0, flags=flags), "defaults": 4, "size_choice": choice}
-    kept = [at("default", "49.4"), at("old", "171.8"), at("char", "1,250.0")]
+    def at(name, passes):
+        # the line a run's info keeps, as the size chooser writes it
+        choice = sizing.Choice(1, 128, 128, 0.3, 6.7e6 * passes / 171.8, passes, 210_000).reason()
+        return {**record("prose", name, 2.0), "defaults": 4, "size_choice": choice}
+    kept = [at("default", 49.4), at("old", 171.8), at("char", 1250.0)]
     assert [r["recipe"] for r in recipes.current(kept)] == ["default", "old"]
-    assert recipes.current([{**at("default", "20"), "size_choice": None}]) == []  # unknown passes: re-measure
+    assert recipes.current([{**at("default", 20), "size_choice": None}]) == []  # unknown passes: re-measure

@@ -188,13 +188,17 @@ class Group:
 
     # -- once per step -------------------------------------------------------------------------
 
-    def agree(self, finished: bool, signum: int | None, elapsed: float) -> tuple[bool, int | None, float]:
-        """Rank 0's verdict on the budget and its clock (elapsed seconds: the learning rate's plan reads
-        it, and must read the same on every rank), and any rank's signal: the same answer on every rank."""
+    def agree(
+        self, finished: bool, signum: int | None, elapsed: float, valid_seconds: float = 0.0
+    ) -> tuple[bool, int | None, float, float]:
+        """Rank 0's verdict on the budget and its clock (elapsed seconds, and the seconds it keeps for the
+        final validation: the learning rate's plan reads both, and must read the same on every rank),
+        and any rank's signal: the same answer on every rank."""
         lead = self.rank == 0
-        flags = np.array([int(finished and lead), signum or 0, round(elapsed * 1e6) if lead else 0], dtype=np.int64)
+        clock = [round(elapsed * 1e6), round(valid_seconds * 1e6)] if lead else [0, 0]
+        flags = np.array([int(finished and lead), signum or 0, *clock], dtype=np.int64)
         self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, flags, op=self.MPI.MAX))  # while rank 0 validates
-        return bool(flags[0]), int(flags[1]) or None, int(flags[2]) / 1e6
+        return bool(flags[0]), int(flags[1]) or None, int(flags[2]) / 1e6, int(flags[3]) / 1e6
 
     def all(self, flag: bool) -> bool:
         """True on every rank if it is true on every rank."""

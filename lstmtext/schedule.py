@@ -3,9 +3,11 @@
 A budget (`--epochs`, `--max-steps`, `--max-minutes`, whichever comes first) is not only a stop: the
 learning rate knows where the run is in it. `budget_used` is the share of the budget spent so far,
 the largest of the three shares in use, measured on the run's own progress (windows, steps, and the
-run's clock, validation included), so it is the share at which the run will stop. Everything it
-reads is in the checkpoint, so a resumed run continues the same plan; a resume that raises the
-budget stretches the plan, and the rate rises to where the longer plan stands.
+run's clock, validations included; `clock` counts the final validation's time as spent from the
+start, so a run asked for M minutes ends, validated and saved, at M minutes), so it is the share at
+which the run will stop. Everything it reads is in the checkpoint, so a resumed run continues the
+same plan; a resume that raises the budget stretches the plan, and the rate rises to where the
+longer plan stands.
 
 Schedules (`--schedule`):
 - wsd (warm-up, stable, decay; Hu et al. 2024, MiniCPM; the default): a linear warm-up over the
@@ -35,8 +37,24 @@ def budget_used(cfg, prog: dict, windows_per_epoch: int) -> float:
     if cfg.max_steps:
         shares.append(prog["step"] / cfg.max_steps)
     if cfg.max_minutes:
-        shares.append(prog["elapsed"] / (60.0 * cfg.max_minutes))
+        shares.append(clock(prog) / (60.0 * cfg.max_minutes))
     return min(1.0, max(shares, default=0.0))
+
+
+def clock(prog: dict) -> float:
+    """Seconds of a --max-minutes budget spent as the plan counts them: the run's clock plus the time
+    the validation that ends the run will take (`valid_seconds`, kept by the trainer), so the rate
+    reaches its floor, and the run stops, with that validation still inside the budget."""
+    return prog["elapsed"] + prog.get("valid_seconds", 0.0)
+
+
+def time_spent(cfg, prog: dict, validated: bool = False) -> bool:
+    """Whether a --max-minutes budget leaves no time to train and then validate. validated: the run
+    has just validated, so going on costs another validation at the end, and is worth it only if it
+    leaves more time to train than that validation takes (otherwise the last minute would be two
+    validations a step apart)."""
+    again = prog.get("valid_seconds", 0.0) if validated else 0.0
+    return bool(cfg.max_minutes and clock(prog) + again >= 60.0 * cfg.max_minutes)
 
 
 def learning_rate(cfg, prog: dict, windows_per_epoch: int) -> float:

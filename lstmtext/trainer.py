@@ -56,6 +56,11 @@ def healthy(loss: float, norm: float, vocab_size: int) -> bool:
     return math.isfinite(loss) and math.isfinite(norm) and loss < bound
 
 
+# Windows of the held-out text timed at the start of a --max-minutes run (after one untimed), to foresee
+# the final validation's time before a validation has measured it.
+VALIDATION_PROBE_WINDOWS = 8
+VALIDATION_WARN_SHARE = 0.25  # of a --max-minutes budget: a final validation taking more is said at the start
+
 # --sample-every: short, a little conservative, the same each time so that samples compare.
 SAMPLE_OPTIONS = sample.SampleOptions(length=30, temperature=0.8)
 
@@ -277,6 +282,15 @@ class Trainer:
             self.opt_state = {k: v for k, v in extra.items() if not k.startswith("state.")}
             self.state = {k[len("state.") :]: v for k, v in extra.items() if k.startswith("state.")}
             self.rng.bit_generator.state = self.prog["rng"]
+        if self.lead and cfg.max_minutes and not self.prog.get("valid_seconds"):
+            self.prog["valid_seconds"] = self.time_validation()  # before MPI's start: every rank plans alike
+            if self.prog["valid_seconds"] > VALIDATION_WARN_SHARE * 60 * cfg.max_minutes:
+                console.print(
+                    f"  [yellow]note[/]: validating the {len(data.valid_ids):,} held-out tokens takes about "
+                    f"{self.prog['valid_seconds']:.0f} s of the {cfg.max_minutes:g}-minute budget, which keeps that "
+                    f"time for the last one; give more --max-minutes, or --valid a shorter held-out text",
+                    soft_wrap=True,
+                )
         self.exchange = None
         if group is not None:
             if self.lead:
@@ -335,7 +349,10 @@ class Trainer:
         Under MPI every rank takes rank 0's clock, so the plan's learning rate is the same everywhere."""
         if self.group is None:
             return finished, signum
-        finished, signum, self.prog["elapsed"] = self.group.agree(finished, signum, self.prog["elapsed"])
+        prog = self.prog
+        finished, signum, prog["elapsed"], prog["valid_seconds"] = self.group.agree(
+            finished, signum, prog["elapsed"], prog.get("valid_seconds", 0.0)
+        )
         return finished, signum
 
     # -- checkpoints and validation ------------------------------------------------------------
@@ -377,6 +394,7 @@ class Trainer:
         prog["last_valid_step"], prog["last_valid_ppl"] = prog["step"], ppl
         self.metrics.write(kind="valid", step=prog["step"], epoch=prog["epoch"], loss=total / n, ppl=ppl, best=improved)
         self.console.print(f"  valid ppl {ppl:9.2f}  at step {prog['step']:,}" + ("  (best)" if improved else ""))
+        prog["valid_seconds"] = time.perf_counter() - t0  # what the plan keeps for the final validation
         if best is not None and not ppl <= 2 * best:  # a nan counts as a jump too
             self.console.print(
                 f"  [yellow]warning[/]: validation perplexity {ppl:.1f} is more than twice the best so far "
@@ -387,6 +405,17 @@ class Trainer:
         if self.cfg.sample_every and self.last_sample_step != prog["step"]:
             self.show_sample()
         return ppl
+
+    def time_validation(self) -> float:
+        """Seconds a validation of the whole held-out text will take, extrapolated from a timed slice of
+        it: what a --max-minutes plan keeps for the final validation until a validation measures it."""
+        ids, batch, bptt = self.data.valid_ids, self.cfg.eval_batch_size, self.cfg.bptt
+        n = min(len(ids), batch * bptt * VALIDATION_PROBE_WINDOWS + 1)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            evaluate.score(self.params, self.model_cfg, ids[: batch * bptt + 1], batch, bptt)  # first-call set-up
+            t0 = time.perf_counter()
+            evaluate.score(self.params, self.model_cfg, ids[:n], batch, bptt)
+        return (time.perf_counter() - t0) * len(ids) / max(n, 1)
 
     def show_sample(self) -> None:
         """A short sample from the same prompt and seed each time, so the runs' samples compare."""
@@ -415,7 +444,7 @@ class Trainer:
     def budget_spent(self) -> bool:
         cfg, prog = self.cfg, self.prog
         steps_spent = bool(cfg.max_steps and prog["step"] >= cfg.max_steps)
-        return steps_spent or bool(cfg.max_minutes and prog["elapsed"] >= 60 * cfg.max_minutes)
+        return steps_spent or schedule.time_spent(cfg, prog, validated=prog["last_valid_step"] == prog["step"])
 
     def out_of_patience(self) -> bool:
         return bool(self.cfg.patience and self.prog["bad_evals"] >= self.cfg.patience)
@@ -540,6 +569,7 @@ class Trainer:
                         raise Interrupted(signum, self.out / "last.safetensors")
             if prog["last_valid_step"] != prog["step"]:
                 self.validate()
+            prog["elapsed"] = elapsed0 + time.perf_counter() - t_start  # the final validation is in the budget
             self.save_last()
         if self.group is not None and not self.group.same_weights(self.params) and self.lead:
             self.console.print("[yellow]warning[/]: the MPI ranks ended with different weights; please report this")
@@ -612,7 +642,7 @@ def finished_reason(cfg: TrainConfig, prog: dict) -> str | None:
         return f"it completed its {cfg.epochs} epochs (--epochs {cfg.epochs})"
     if cfg.max_steps and prog["step"] >= cfg.max_steps:
         return f"it reached --max-steps {cfg.max_steps}"
-    if cfg.max_minutes and prog["elapsed"] >= 60 * cfg.max_minutes:
+    if schedule.time_spent(cfg, prog, validated=prog["last_valid_step"] == prog["step"]):
         return f"it used its --max-minutes {cfg.max_minutes:g}"
     if cfg.patience and prog["bad_evals"] >= cfg.patience:
         return f"it ran out of patience (--patience {cfg.patience}: {prog['bad_evals']} validations without a new best)"

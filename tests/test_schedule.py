@@ -121,3 +121,32 @@ def test_an_interrupted_and_resumed_run_follows_the_same_plan(tmp_path, monkeypa
     a, b = (checkpoint.load(tmp_path / run / "last.safetensors") for run in ("whole", "split"))
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+
+
+def test_the_time_plan_keeps_the_final_validation_inside_the_budget():
+    cfg = TrainConfig(lr=1.0, epochs=0, max_minutes=1.0, schedule="cosine", warmup=0.0, lr_floor=0.0)
+    where = {**prog(elapsed=40.0), "valid_seconds": 20.0}  # 40 s spent, the last validation will take 20
+    assert schedule.budget_used(cfg, where, 10) == 1.0 and schedule.learning_rate(cfg, where, 10) == 0.0
+    assert schedule.time_spent(cfg, where) and not schedule.time_spent(cfg, {**where, "elapsed": 39.0})
+    assert not schedule.time_spent(cfg, prog(elapsed=40.0))  # nothing kept: the clock alone
+    # Just validated, 15 s left to train: less than a second validation would cost, so stop here.
+    where = {**prog(elapsed=25.0), "valid_seconds": 20.0}
+    assert not schedule.time_spent(cfg, where) and schedule.time_spent(cfg, where, validated=True)
+    assert not schedule.time_spent(cfg, {**where, "elapsed": 19.0}, validated=True)  # 21 s left: train on
+
+
+def test_a_run_keeps_time_for_its_last_validation(tmp_path, monkeypatch):
+    corpus = make_corpus(tmp_path / "c.txt", lines=120)
+    common = [corpus, *TINY, "--epochs", "0", "--max-minutes", "1"]
+    r = invoke(["train", *common, "--out", tmp_path / "a", "--max-steps", "3"])
+    assert r.exit_code == 0, r.output
+    p = checkpoint.load(tmp_path / "a" / "last.safetensors").progress
+    assert 0 < p["valid_seconds"] <= p["elapsed"]  # measured, and inside the run's clock
+    # A held-out text that takes longer to score than the budget: said at the start, and the run
+    # stops before its first step, with the one validation it must make.
+    monkeypatch.setattr(Trainer, "time_validation", lambda self: 1e6)
+    r = invoke(["train", *common, "--out", tmp_path / "b"])
+    assert r.exit_code == 0, r.output
+    assert "validating the" in r.output and "of the 1-minute budget" in r.output, r.output
+    lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["kind"] for x in lines] == ["valid", "end"] and lines[-1]["steps"] == 0

@@ -487,7 +487,7 @@ def _resume(o: TrainOptions, args: dict, given: set, console: Console, say, grou
         console.print(  # soft_wrap: one line, whatever the terminal's width
             f"{path.parent} is already finished: {done}, at epoch {ckpt.progress['epoch']}, step "
             f"{ckpt.progress['step']:,}. To train it further, resume with a larger --epochs, --max-steps, "
-            "--max-minutes or --patience (0 lifts a limit).",
+            "--max-minutes (by more than one validation takes) or --patience (0 lifts a limit).",
             markup=False, highlight=False, soft_wrap=True,
         )
         return Run(path.parent, None)

@@ -20,8 +20,8 @@ How one run is shared (N ranks, global batch B, README "Many machines"):
 - Rank 0 alone reads and tokenizes the text (and sends each rank only its columns of the streams),
   validates, prints, and writes metrics and checkpoints (the carried state is gathered to it for
   `last.safetensors`, which holds the whole batch: a run resumes on any N). The decisions only
-  rank 0 can make (time budget, patience) and the signals any rank may get are agreed on once per
-  step with a two-number Allreduce(MAX).
+  rank 0 can make (time budget, patience), its clock, and the signals any rank may get are agreed
+  on once per step with one small Allreduce(MAX) (`Group.agree`).
 """
 
 import hashlib

@@ -30,7 +30,8 @@ FIRST_WARMUP_SHARE = 0.05
 
 def budget_used(cfg, prog: dict, windows_per_epoch: int) -> float:
     """The share of the budget spent, in [0, 1]: the largest of the epoch, step and time shares.
-    cfg: a TrainConfig; prog: the trainer's progress (epoch from 1, window within it, step, elapsed s)."""
+    cfg: a TrainConfig; prog: the trainer's progress (epoch from 1, window within it, step, elapsed s,
+    and valid_seconds, the time set aside for the final validation, once the trainer has it)."""
     shares = []
     if cfg.epochs:
         shares.append((prog["epoch"] - 1 + prog["window"] / max(windows_per_epoch, 1)) / cfg.epochs)
@@ -51,7 +52,7 @@ def clock(prog: dict) -> float:
 def time_spent(cfg, prog: dict, validated: bool = False) -> bool:
     """Whether a --max-minutes budget leaves no time to train and then validate. validated: the run
     has just validated, so going on costs another validation at the end, and is worth it only if it
-    leaves more time to train than that validation takes (otherwise the last minute would be two
+    leaves more time to train than that validation takes (otherwise the run could end with two
     validations a step apart)."""
     again = prog.get("valid_seconds", 0.0) if validated else 0.0
     return bool(cfg.max_minutes and clock(prog) + again >= 60.0 * cfg.max_minutes)

@@ -282,15 +282,6 @@ class Trainer:
             self.opt_state = {k: v for k, v in extra.items() if not k.startswith("state.")}
             self.state = {k[len("state.") :]: v for k, v in extra.items() if k.startswith("state.")}
             self.rng.bit_generator.state = self.prog["rng"]
-        if self.lead and cfg.max_minutes and not self.prog.get("valid_seconds"):
-            self.prog["valid_seconds"] = self.time_validation()  # before MPI's start: every rank plans alike
-            if self.prog["valid_seconds"] > VALIDATION_WARN_SHARE * 60 * cfg.max_minutes:
-                console.print(
-                    f"  [yellow]note[/]: validating the {len(data.valid_ids):,} held-out tokens takes about "
-                    f"{self.prog['valid_seconds']:.0f} s of the {cfg.max_minutes:g}-minute budget, which keeps that "
-                    f"time for the last one; give more --max-minutes, or --valid a shorter held-out text",
-                    soft_wrap=True,
-                )
         self.exchange = None
         if group is not None:
             if self.lead:
@@ -346,7 +337,8 @@ class Trainer:
 
     def agree(self, finished: bool, signum: int | None) -> tuple[bool, int | None]:
         """Whether to stop, and on which signal: rank 0 decides the budget, any rank may be signalled.
-        Under MPI every rank takes rank 0's clock, so the plan's learning rate is the same everywhere."""
+        Under MPI every rank takes rank 0's clock and the seconds it sets aside for the final validation,
+        so the plan's learning rate is the same everywhere."""
         if self.group is None:
             return finished, signum
         prog = self.prog
@@ -406,9 +398,25 @@ class Trainer:
             self.show_sample()
         return ppl
 
+    def foresee_validation(self) -> None:
+        """--max-minutes: before any validation has been timed, set aside the time the final one will
+        take. Called by rank 0 after the first step, once the thread count validations run with is set;
+        `agree` hands the figure to the other ranks before their second step, so every rank plans alike."""
+        cfg, prog = self.cfg, self.prog
+        prog["valid_seconds"] = seconds = self.time_validation()
+        budget = 60 * cfg.max_minutes
+        if seconds > VALIDATION_WARN_SHARE * budget:
+            left = "no time is left to train" if seconds >= budget else "the plan sets that time aside for it"
+            self.console.print(
+                f"  [yellow]note[/]: validating the {len(self.data.valid_ids):,} held-out tokens will take about "
+                f"{seconds:.3g} s of the {cfg.max_minutes:g}-minute budget, and the run ends with one validation: "
+                f"{left}; give more --max-minutes, or --valid a shorter held-out text",
+                soft_wrap=True,
+            )
+
     def time_validation(self) -> float:
         """Seconds a validation of the whole held-out text will take, extrapolated from a timed slice of
-        it: what a --max-minutes plan keeps for the final validation until a validation measures it."""
+        it."""
         ids, batch, bptt = self.data.valid_ids, self.cfg.eval_batch_size, self.cfg.bptt
         n = min(len(ids), batch * bptt * VALIDATION_PROBE_WINDOWS + 1)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -550,6 +558,9 @@ class Trainer:
                         self.show_sample()
                     if cfg.save_every and prog["step"] % cfg.save_every == 0:
                         self.save_last()
+                    if self.lead and cfg.max_minutes and "valid_seconds" not in prog:
+                        self.foresee_validation()
+                    prog["elapsed"] = elapsed0 + time.perf_counter() - t_start  # a validation may just have run
                     stop, signum = self.agree(self.budget_spent() or self.out_of_patience(), signals.signum)
                     if stop:
                         finished = True
@@ -564,9 +575,13 @@ class Trainer:
                     if prog["last_valid_step"] != prog["step"]:
                         self.validate()
                     self.save_last()
+                    prog["elapsed"] = elapsed0 + time.perf_counter() - t_start
                     finished, signum = self.agree(self.budget_spent() or self.out_of_patience(), signals.signum)
                     if signum is not None:
                         raise Interrupted(signum, self.out / "last.safetensors")
+            if finished and cfg.max_minutes and schedule.time_spent(cfg, prog, prog["last_valid_step"] == prog["step"]):
+                # Kept, because the final validation may take less time than was set aside for it.
+                prog["minutes_used"] = cfg.max_minutes
             if prog["last_valid_step"] != prog["step"]:
                 self.validate()
             prog["elapsed"] = elapsed0 + time.perf_counter() - t_start  # the final validation is in the budget
@@ -642,7 +657,8 @@ def finished_reason(cfg: TrainConfig, prog: dict) -> str | None:
         return f"it completed its {cfg.epochs} epochs (--epochs {cfg.epochs})"
     if cfg.max_steps and prog["step"] >= cfg.max_steps:
         return f"it reached --max-steps {cfg.max_steps}"
-    if schedule.time_spent(cfg, prog, validated=prog["last_valid_step"] == prog["step"]):
+    time_up = schedule.time_spent(cfg, prog, validated=prog["last_valid_step"] == prog["step"])
+    if cfg.max_minutes and (time_up or prog.get("minutes_used", 0) >= cfg.max_minutes):
         return f"it used its --max-minutes {cfg.max_minutes:g}"
     if cfg.patience and prog["bad_evals"] >= cfg.patience:
         return f"it ran out of patience (--patience {cfg.patience}: {prog['bad_evals']} validations without a new best)"

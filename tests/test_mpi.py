@@ -100,6 +100,21 @@ def test_two_ranks_train_the_one_process_run(tmp_path, dtype, rtol, batch, token
 
 
 @needs_mpi
+def test_two_ranks_follow_one_time_plan(tmp_path):
+    # Only rank 0 validates, so only it knows the time set aside for the final validation, which the
+    # learning rate reads on a --max-minutes budget: shared, or the ranks' weights part.
+    args = [wide_corpus(tmp_path / "c.txt"), *tiny("float64", 4, "word"), "--max-minutes", "0.04", "--log-every", "1"]
+    r = mpi_train(2, [*args, "--out", tmp_path / "two"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "different weights" not in r.stdout
+    p = checkpoint.load(tmp_path / "two" / "last.safetensors").progress
+    assert p["valid_seconds"] > 0 and p["minutes_used"] == 0.04 and p["step"] > 10
+    lines = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    rates = [x["lr"] for x in lines if x["kind"] == "train"]
+    assert rates[-1] < 0.5 * max(rates)  # the time plan's cooldown ran: the rate fell with the clock
+
+
+@needs_mpi
 def test_two_ranks_across_epochs_and_a_finished_run(tmp_path):
     corpus = tmp_path / "c.txt"  # 40 lines: 16 windows an epoch at batch 4, bptt 5
     corpus.write_text("".join(wide_corpus(tmp_path / "w.txt").read_text().splitlines(keepends=True)[:40]))

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import signal
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from test_cli import TINY, invoke, make_corpus
 from lstmtext import checkpoint, schedule
 from lstmtext.config import TrainConfig
 from lstmtext.errors import ConfigError
-from lstmtext.trainer import Trainer
+from lstmtext.trainer import Trainer, finished_reason
 
 
 def prog(epoch=1, window=0, step=0, elapsed=0.0) -> dict:
@@ -137,16 +138,37 @@ def test_the_time_plan_keeps_the_final_validation_inside_the_budget():
 
 def test_a_run_keeps_time_for_its_last_validation(tmp_path, monkeypatch):
     corpus = make_corpus(tmp_path / "c.txt", lines=120)
-    common = [corpus, *TINY, "--epochs", "0", "--max-minutes", "1"]
-    r = invoke(["train", *common, "--out", tmp_path / "a", "--max-steps", "3"])
+    common = [corpus, *TINY, "--epochs", "0"]
+
+    def refuse(self):
+        raise AssertionError("no --max-minutes: nothing to foresee")
+
+    monkeypatch.setattr(Trainer, "time_validation", refuse)
+    assert invoke(["train", *common, "--out", tmp_path / "steps", "--max-steps", "3"]).exit_code == 0
+    # The estimate stands until a validation measures the real time, which replaces it.
+    monkeypatch.setattr(Trainer, "time_validation", lambda self: 5.0)
+    r = invoke(["train", *common, "--out", tmp_path / "a", "--max-minutes", "10", "--max-steps", "3"])
     assert r.exit_code == 0, r.output
     p = checkpoint.load(tmp_path / "a" / "last.safetensors").progress
-    assert 0 < p["valid_seconds"] <= p["elapsed"]  # measured, and inside the run's clock
-    # A held-out text that takes longer to score than the budget: said at the start, and the run
-    # stops before its first step, with the one validation it must make.
+    assert p["valid_seconds"] != 5.0 and 0 < p["valid_seconds"] <= p["elapsed"]  # measured, inside the clock
+    # A held-out text that takes longer to score than the budget: said, and the run stops after its
+    # first step (the one that times the validation), with the one validation it must make.
     monkeypatch.setattr(Trainer, "time_validation", lambda self: 1e6)
-    r = invoke(["train", *common, "--out", tmp_path / "b"])
+    r = invoke(["train", *common, "--out", tmp_path / "b", "--max-minutes", "1"])
     assert r.exit_code == 0, r.output
-    assert "validating the" in r.output and "of the 1-minute budget" in r.output, r.output
+    assert "no time is left to train" in r.output, r.output
     lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
-    assert [x["kind"] for x in lines] == ["valid", "end"] and lines[-1]["steps"] == 0
+    assert [x["kind"] for x in lines] == ["valid", "end"] and lines[-1]["steps"] == 1
+    # Stopped on its time, though the validation took far less than set aside: finished all the same.
+    monkeypatch.undo()
+    r = invoke(["train", "--resume", tmp_path / "b"])
+    assert r.exit_code == 0 and "already finished: it used its --max-minutes 1" in r.output, r.output
+
+
+def test_a_finished_time_budget_after_a_validation():
+    cfg = TrainConfig(max_minutes=1.0, epochs=0)
+    just = {**prog(step=7, elapsed=25.0), "valid_seconds": 20.0, "last_valid_step": 7, "bad_evals": 0}
+    assert "--max-minutes 1" in finished_reason(cfg, just)  # 15 s to train would cost a 20 s validation
+    assert finished_reason(cfg, {**just, "step": 8}) is None  # not validated at this step: 15 s to train
+    assert finished_reason(replace(cfg, max_minutes=2.0), just) is None
+    assert "--max-minutes 1" in finished_reason(cfg, {**just, "step": 8, "minutes_used": 1.0})

@@ -37,7 +37,7 @@ from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError
 from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, TrainOptions
-from lstmtext.sample import SampleOptions, read_as_a_line, text_pieces, unknown_prompt_warning
+from lstmtext.sample import SampleOptions, read_as_a_line, shown_prompt, text_pieces, unknown_prompt_warning
 from lstmtext.tokenizer import Tokenizer
 from lstmtext.trainer import (
     Trainer,
@@ -117,6 +117,7 @@ class Model:
             length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, allow_unk=allow_unk,
             repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, beam=beam,
         )
+        prompt = shown_prompt(prompt)
         self._check_prompt(prompt)
         pieces = text_pieces(self.checkpoint, self.tokenizer, prompt, opts, np.random.default_rng(seed), list(stop))
         return itertools.chain([prompt], (p[0] for p in pieces if p[0]))
@@ -170,6 +171,7 @@ class Model:
             length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, num_samples=n,
             allow_unk=allow_unk, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, beam=beam,
         )
+        prompt = shown_prompt(prompt)
         self._check_prompt(prompt)
         outs = [prompt] * n
         rng = np.random.default_rng(seed)

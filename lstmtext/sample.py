@@ -478,6 +478,15 @@ class _StreamText:
         return rest
 
 
+def shown_prompt(prompt: str) -> str:
+    """The prompt as a sample starts from and shows it: spaces and tabs that end a line of text are
+    dropped, because the continuation brings its own (a word's space comes with the word, so "The
+    module " would print as "The module  set"). Indentation alone on the last line stays: code needs it."""
+    last = prompt.rsplit("\n", 1)[-1]
+    trailing = len(last) - len(last.rstrip(" \t"))
+    return prompt if trailing == len(last) else prompt[: len(prompt) - trailing]
+
+
 def read_as_a_line(tok, prompt: str) -> np.ndarray:
     """The ids a prompt primes a fresh state with: a line end, then the prompt. A prompt is where a
     person starts a text, and in training every line starts after a line end: from the zero state
@@ -551,6 +560,7 @@ def run_generation(
 ) -> list[str]:
     """Sample and write text to `stream`: one sample streams as produced; several are printed one
     after another when the batch is done. warn(line) hears about prompt words the model never saw."""
+    prompt = shown_prompt(prompt)
     warning = unknown_prompt_warning(tok, prompt)
     if warning and warn is not None:
         warn(warning)

@@ -53,6 +53,9 @@ def test_generate_is_the_joined_stream_and_reproducible(run):
     assert m.generate("the", length=10, greedy=True) == m.generate("the", length=10, greedy=True, seed=9)
     three = m.samples(3, "the", length=6, seed=1, top_k=3)
     assert len(three) == 3 and all(s.startswith("the") for s in three)
+    # A trailing space is the continuation's to give (sample.shown_prompt): as from "the".
+    assert m.generate("the ", length=10, greedy=True) == m.generate("the", length=10, greedy=True)
+    assert m.samples(2, "the ", length=4, seed=1) == m.samples(2, "the", length=4, seed=1)
     with pytest.raises(ConfigError, match="--temperature must be positive"):
         m.stream("the", temperature=-1)  # checked at the call, not at the first piece
 

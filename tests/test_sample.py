@@ -191,3 +191,18 @@ def test_a_prompt_is_read_after_a_line_end_as_training_lines_are():
     bpe = Tokenizer.train("bpe", "def f(x):\n    return x\n" * 20, vocab_size=300)
     ids = read_as_a_line(bpe, "def g")
     assert bpe.decode(ids) == "\ndef g" and list(ids[1:]) == list(bpe.encode("def g"))
+
+
+def test_a_prompt_ending_in_a_space_is_not_followed_by_a_second_one():
+    from lstmtext.sample import shown_prompt
+
+    assert shown_prompt("The module ") == "The module" and shown_prompt("x =\t ") == "x ="
+    assert shown_prompt("def f():\n    ") == "def f():\n    "  # indentation alone on its line: kept
+    assert shown_prompt("a\n") == "a\n" and shown_prompt("") == "" and shown_prompt("  ") == "  "
+    for kind, text in (("word", "the module set again\n"), ("bpe", "the module set again\n" * 30)):
+        tok = Tokenizer.train(kind, text, **({"vocab_size": 280} if kind == "bpe" else {}))
+        ckpt = _model_for(tok)
+        ckpt.params["head.b"][tok.encode(" set" if kind == "bpe" else "set")[-1]] = 100.0  # " set" comes next
+        out = io.StringIO()
+        texts = run_generation(ckpt, tok, "the module ", SampleOptions(length=1), np.random.default_rng(0), [], out)
+        assert texts == ["the module set"] and out.getvalue() == "the module set\n", (kind, texts)

@@ -482,7 +482,8 @@ def plot_command(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="One or more run directories.")],
     out: Annotated[Path, typer.Option(help="The picture to write: a .png or .svg file.")] = Path("curves.png"),
 ) -> None:
-    """Training and validation perplexity of runs against step and wall time, overlaid (needs lstmtext[plot])."""
+    # The backslash: Rich, which draws the help, reads a bare [plot] as markup and drops it.
+    """Training and validation perplexity of runs against step and wall time, overlaid (needs lstmtext\\[plot])."""
     from lstmtext import plot  # imports matplotlib, which only this command needs
 
     curves = plot.plot(run_dirs, out)

@@ -322,3 +322,23 @@ def test_float64_runs_resume_and_match_float32(tmp_path, corpus):
     assert r.exit_code == 0 and json.loads(r.output)["perplexity"] > 1, r.output
     r = invoke(["train", *common, "--out", tmp_path / "d", "--max-steps", "2", "--dtype", "float16"])
     assert r.exit_code == 1 and "--dtype must be float32 or float64" in r.output
+
+
+def test_help_keeps_square_brackets(monkeypatch):
+    import re
+
+    from typer.main import get_command
+
+    from lstmtext.cli import app
+
+    monkeypatch.setenv("COLUMNS", "400")  # one line per help text: nothing wraps mid-word
+    commands = get_command(app).commands
+    found = 0
+    for name, command in commands.items():
+        texts = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+        brackets = {b.replace("\\", "") for t in texts for b in re.findall(r"\w*\\?\[\w+\]", t)}
+        out = invoke([name, "--help"]).output
+        for b in brackets:
+            assert b in out, (name, b)
+        found += len(brackets)
+    assert found and "lstmtext[plot]" in invoke(["--help"]).output  # the overview keeps it too

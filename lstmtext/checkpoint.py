@@ -104,11 +104,24 @@ def resolve(path: str | Path, default_name: str) -> Path:
     return p
 
 
+TEXT_PROBE_BYTES = 512  # read to tell a text file given where a checkpoint belongs
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """No control bytes but tab and line ends: UTF-8 text (its multi-byte characters are all >= 0x80)."""
+    return all(b >= 32 or b in (9, 10, 13) for b in head)
+
+
 def _read_header(path: Path, data: bytes) -> dict:
     if len(data) < 8:
         raise CheckpointError(f"{path} is truncated or not a safetensors file")
     (n,) = struct.unpack("<Q", data[:8])
     if n > MAX_HEADER_BYTES or 8 + n > len(data):
+        if _looks_like_text(data[:TEXT_PROBE_BYTES]):  # a checkpoint's first bytes are a small length: zeros
+            raise CheckpointError(
+                f"{path} is a text file, not a checkpoint; give a run folder or its .safetensors file there "
+                f"(`lstmtext eval RUN TEXT` takes the run first: were the two swapped?)"
+            )
         raise CheckpointError(
             f"{path} has an impossible header size ({n} bytes); the file is damaged or not a checkpoint"
         )

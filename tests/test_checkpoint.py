@@ -258,6 +258,11 @@ def test_cli_refuses_damaged_checkpoints_in_one_line(tmp_path):
         assert "Traceback" not in r.output and r.stdout == "", r.output
         err = r.stderr.strip()
         assert err.startswith("error: ") and "\n" not in err and str(bad) in err, err
+    # The arguments swapped: a text where the run belongs is named as text, with the order to use.
+    r = CliRunner().invoke(app, ["eval", str(text), str(path)])
+    err = r.stderr.strip()
+    assert r.exit_code == 1 and f"{text} is a text file, not a checkpoint" in err and "RUN TEXT" in err, err
+    assert "header size" not in err and "\n" not in err
 
 
 def test_forged_extra_arrays_and_configs_are_refused(tmp_path):

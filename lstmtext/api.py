@@ -17,6 +17,7 @@ are a thin layer over these functions.
 Mistakes raise `lstmtext.errors.LstmTextError` subclasses with the one-line message the CLI prints.
 """
 
+import contextlib
 import functools
 import inspect
 import itertools
@@ -45,7 +46,7 @@ from lstmtext.trainer import (
     finished_reason,
     handling_signals,
     initial_params,
-    prepare_out,
+    new_out,
     resume_config,
 )
 
@@ -411,50 +412,51 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
     if tok is not None:
         tok_opts = TokenizerOptions(tok.kind, tok.vocab_size, o.min_freq, tok.lowercase, tok.word_split)
     check_tokenizer_options(tok_opts)  # before the slow tokenization
-    prepare_out(run_dir, o.force)
-    data = prepare_data(
-        corpus, o.valid, tok_opts, o.encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
-        include=tuple(args["include"]), valid_split=o.valid_split, list_files=o.list_files,
-    )
-    # What the tokenizer was asked for (resume compares the options typed again with these).
-    # A chosen vocabulary is stored as if typed, so that typing it on --resume is no change.
-    cap = data.info.pop("vocab_cap", None)
-    data.info["tokenizer_options"] = {**vars(tok_opts), "vocab_size": cap} if source is None else \
-        source.info.get("tokenizer_options")
-    if source is not None:
-        data.info["init_from"] = {"path": str(source_path.resolve()), "step": source.progress.get("step")}
-        _unk_report(tok, data.train_ids, "the training text", say, warn)
-    elif "vocab_size" in given and data.tokenizer.vocab_size < o.vocab_size:
-        say(
-            f"--vocab-size {o.vocab_size:,} is more than the text has: the vocabulary has "
-            f"{data.tokenizer.vocab_size:,} tokens."
+    with new_out(run_dir, o.force):  # a refusal from here until training leaves no folder behind
+        data = prepare_data(
+            corpus, o.valid, tok_opts, o.encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
+            include=tuple(args["include"]), valid_split=o.valid_split, list_files=o.list_files,
         )
-    if o.valid is None:
-        try:
-            with open(run_dir / "valid.txt", "w", encoding="utf-8") as f:
-                for piece in data.valid_part.pieces():
-                    f.write(piece)
-        except OSError as e:
-            raise ConfigError(f"cannot write {run_dir / 'valid.txt'}: {e.strerror or e}") from None
-        say(f"The held-out text is saved as {run_dir / 'valid.txt'} for `lstmtext eval`.")
-    model_cfg = replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
-    say(
-        f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
-        f"vocabulary {model_cfg.vocab_size:,} ({data.tokenizer.kind})."
-    )
-    if data.info.get("vocab_choice"):
-        say(f"Vocabulary (--vocab-size not given): {data.info['vocab_choice']}.", soft_wrap=True)
-    if sized:
-        model_cfg = _choose_size(model_cfg, cfg, shape, sized, data, say)
-    init = None if source is None else source.params
-    if source is not None:
-        say(f"Fine-tuning from {source_path} (step {source.progress.get('step', 0):,}) with a fresh optimizer.")
-    if o.embed_init is not None:
-        init = initial_params(model_cfg, cfg)
-        data.info["embed_init"] = _embed_from(o.embed_init, data, init, say)
-    if o.force:
-        clear_old_run(run_dir)
-    summary = Trainer(data, model_cfg, cfg, run_dir, console, init_params=init, group=group).run()
+        # What the tokenizer was asked for (resume compares the options typed again with these).
+        # A chosen vocabulary is stored as if typed, so that typing it on --resume is no change.
+        cap = data.info.pop("vocab_cap", None)
+        data.info["tokenizer_options"] = {**vars(tok_opts), "vocab_size": cap} if source is None else \
+            source.info.get("tokenizer_options")
+        if source is not None:
+            data.info["init_from"] = {"path": str(source_path.resolve()), "step": source.progress.get("step")}
+            _unk_report(tok, data.train_ids, "the training text", say, warn)
+        elif "vocab_size" in given and data.tokenizer.vocab_size < o.vocab_size:
+            say(
+                f"--vocab-size {o.vocab_size:,} is more than the text has: the vocabulary has "
+                f"{data.tokenizer.vocab_size:,} tokens."
+            )
+        if o.valid is None:
+            try:
+                with open(run_dir / "valid.txt", "w", encoding="utf-8") as f:
+                    for piece in data.valid_part.pieces():
+                        f.write(piece)
+            except OSError as e:
+                raise ConfigError(f"cannot write {run_dir / 'valid.txt'}: {e.strerror or e}") from None
+            say(f"The held-out text is saved as {run_dir / 'valid.txt'} for `lstmtext eval`.")
+        model_cfg = replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
+        say(
+            f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
+            f"vocabulary {model_cfg.vocab_size:,} ({data.tokenizer.kind})."
+        )
+        if data.info.get("vocab_choice"):
+            say(f"Vocabulary (--vocab-size not given): {data.info['vocab_choice']}.", soft_wrap=True)
+        if sized:
+            model_cfg = _choose_size(model_cfg, cfg, shape, sized, data, say)
+        init = None if source is None else source.params
+        if source is not None:
+            say(f"Fine-tuning from {source_path} (step {source.progress.get('step', 0):,}) with a fresh optimizer.")
+        if o.embed_init is not None:
+            init = initial_params(model_cfg, cfg)
+            data.info["embed_init"] = _embed_from(o.embed_init, data, init, say)
+        if o.force:
+            clear_old_run(run_dir)
+        trainer = Trainer(data, model_cfg, cfg, run_dir, console, init_params=init, group=group)
+    summary = trainer.run()
     return Run(run_dir, summary)
 
 
@@ -497,23 +499,25 @@ def _resume(o: TrainOptions, args: dict, given: set, console: Console, say, grou
     corpus_path = o.corpus if o.corpus is not None else Path(info["corpus"])
     valid_path = o.valid if o.valid is not None else (None if info["valid"] is None else Path(info["valid"]))
     run_dir = o.out if o.out is not None else path.parent
-    if run_dir.resolve() != path.parent.resolve():
-        prepare_out(run_dir, force=False)  # a new home for the run: writable, and not another run's
-    # Runs from before folders were read recursively took the top-level *.txt files only.
-    old_folder = "files" not in info and Path(corpus_path).is_dir()
-    data = prepare_data(
-        corpus_path, valid_path, None, o.encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
-        include=tuple(info.get("include", ("/*.txt",) if old_folder else ())),
-        valid_split=info.get("valid_split", "end"),
-        list_files=o.list_files,
-    )
-    if (data.info["train_sha256"], data.info["valid_sha256"]) != (info["train_sha256"], info["valid_sha256"]):
-        raise ConfigError(
-            f"{corpus_path} is not the text this run was trained on (it changed since); resume needs the same corpus"
+    moved = run_dir.resolve() != path.parent.resolve()  # a new home for the run: writable, not another run's
+    with new_out(run_dir, force=False) if moved else contextlib.nullcontext():
+        # Runs from before folders were read recursively took the top-level *.txt files only.
+        old_folder = "files" not in info and Path(corpus_path).is_dir()
+        data = prepare_data(
+            corpus_path, valid_path, None, o.encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
+            include=tuple(info.get("include", ("/*.txt",) if old_folder else ())),
+            valid_split=info.get("valid_split", "end"),
+            list_files=o.list_files,
         )
-    data.info = {**info, **data.info}  # the text's new location, if it moved; the run's other records
-    console.print(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
-    summary = Trainer(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt, group=group).run()
+        if (data.info["train_sha256"], data.info["valid_sha256"]) != (info["train_sha256"], info["valid_sha256"]):
+            raise ConfigError(
+                f"{corpus_path} is not the text this run was trained on (it changed since); "
+                "resume needs the same corpus"
+            )
+        data.info = {**info, **data.info}  # the text's new location, if it moved; the run's other records
+        console.print(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
+        trainer = Trainer(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt, group=group)
+    summary = trainer.run()
     return Run(run_dir, summary)
 
 

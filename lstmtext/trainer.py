@@ -18,6 +18,7 @@ validates, logs and writes, and the ranks agree once per step on whether to stop
 
 import json
 import math
+import shutil
 import signal
 import threading
 import time
@@ -640,6 +641,21 @@ def prepare_out(out: Path, force: bool) -> None:
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"cannot write to --out {out}: {e.strerror or e}") from None
+
+
+@contextmanager
+def new_out(out: Path, force: bool) -> Iterator[None]:
+    """`prepare_out`, then the body; if the body fails (a refusal while reading the text, an option
+    found wrong, Ctrl-C), the folders made for the run are removed again: a train that never started
+    leaves nothing behind. Folders that were there before are left as they were."""
+    made = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
+    try:
+        prepare_out(out, force)
+        yield
+    except BaseException:
+        if made:
+            shutil.rmtree(made[-1], ignore_errors=True)  # the topmost new folder, and all under it
+        raise
 
 
 def clear_old_run(out: Path) -> None:

@@ -342,3 +342,19 @@ def test_help_keeps_square_brackets(monkeypatch):
             assert b in out, (name, b)
         found += len(brackets)
     assert found and "lstmtext[plot]" in invoke(["--help"]).output  # the overview keeps it too
+
+
+def test_a_refused_train_leaves_no_folder(tmp_path, corpus):
+    binary = tmp_path / "image.txt"
+    binary.write_bytes(bytes(range(256)) * 40)
+    for args in (["train", tmp_path / "missing", "--out", tmp_path / "runs" / "a"],  # and its new parent
+                 ["train", binary, "--out", tmp_path / "b"],
+                 ["train", corpus, *TINY, "--out", tmp_path / "c", "--embed-init", tmp_path / "none.vec"]):  # fmt: skip
+        r = invoke(args)
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.txt", "tiny.txt"]
+    kept = tmp_path / "kept"  # a folder that was there before stays, with what it held
+    kept.mkdir()
+    (kept / "notes.md").write_text("mine")
+    assert invoke(["train", binary, "--out", kept]).exit_code == 1
+    assert [p.name for p in kept.iterdir()] == ["notes.md"]

@@ -491,7 +491,8 @@ def _resume(o: TrainOptions, args: dict, given: set, console: Console, say, grou
         console.print(  # soft_wrap: one line, whatever the terminal's width
             f"{path.parent} is already finished: {done}, at epoch {ckpt.progress['epoch']}, step "
             f"{ckpt.progress['step']:,}. To train it further, resume with a larger --epochs, --max-steps, "
-            "--max-minutes (by more than one validation takes) or --patience (0 lifts a limit).",
+            "--max-minutes (by more than one validation takes) or --patience (0 lifts a limit)"
+            + _more_hint(cfg, done) + ".",
             markup=False, highlight=False, soft_wrap=True,
         )
         return Run(path.parent, None)
@@ -519,6 +520,16 @@ def _resume(o: TrainOptions, args: dict, given: set, console: Console, say, grou
         trainer = Trainer(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt, group=group)
     summary = trainer.run()
     return Run(run_dir, summary)
+
+
+def _more_hint(cfg: TrainConfig, done: str) -> str:
+    """The finished-run line's example, in the limit that ended the run (`done` names its flag):
+    budgets are totals, not increments."""
+    for flag, n, unit in (("--max-minutes", cfg.max_minutes, "minute"), ("--epochs", cfg.epochs, "epoch"),
+                          ("--max-steps", cfg.max_steps, "step")):  # fmt: skip
+        if n and flag in done:
+            return f"; each counts the whole run: {n:g} {unit}{'' if n == 1 else 's'} more is {flag} {2 * n:g}"
+    return ""
 
 
 def _choose_size(model_cfg: ModelConfig, cfg: TrainConfig, shape: dict, sized: set, data, say) -> ModelConfig:

@@ -180,8 +180,8 @@ def eval_(
         t = Table(title=f"{file}", show_header=False)
         t.add_row("tokens evaluated", f"{r['tokens']:,}")
         t.add_row("loss (nats/token)", f"{r['loss']:.4f}")
-        t.add_row("perplexity per token", f"{r['perplexity']:.2f}")
-        t.add_row("perplexity per word", f"{r['word_perplexity']:.2f}  ({r['words']:,} words incl. line ends)")
+        t.add_row("perplexity per token", f"{r['perplexity']:,.2f}")
+        t.add_row("perplexity per word", f"{r['word_perplexity']:,.2f}  ({r['words']:,} words incl. line ends)")
         t.add_row("bits per byte", f"{r['bits_per_byte']:.4f}")
         t.add_row("<unk> rate", f"{100 * r['unk_rate']:.2f}%")
         Console().print(t)
@@ -231,15 +231,14 @@ def info(
         table.add_row("budget", ", ".join(budget) or "none")
     if p["step"] is not None:
         into = f" and {p['windows_into_epoch']:,} windows of the next" if p["windows_into_epoch"] else ""
-        table.add_row("progress", f"{p['epochs_done']} epochs done{into}; step {p['step']:,}, "
+        table.add_row("progress", f"{count(p['epochs_done'], 'epoch')} done{into}; step {p['step']:,}, "
                       f"{p['tokens'] or 0:,} tokens, {p['elapsed_s'] or 0:.0f} s")
     table.add_row("valid perplexity", f"best {ppl(p['best_valid_ppl'])}, last {ppl(p['last_valid_ppl'])}")
     if c["path"]:
         files = c["files"]
-        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-        table.add_row("corpus", c["path"] + (f" ({len(files)} files: {shown})" if len(files) > 1 else ""))
+        table.add_row("corpus", c["path"] + (f" ({len(files):,} files: {_some(files)})" if len(files) > 1 else ""))
         held = c["valid"] or ("the last 10% of each file" if c["valid_split"] == "per-file" else "the last 10%")
-        table.add_row("validation", held + (f" ({', '.join(c['valid_files'])})" if c["valid_files"] else ""))
+        table.add_row("validation", held + (f" ({_some(c['valid_files'])})" if c["valid_files"] else ""))
         if c["include"]:
             table.add_row("include", " ".join(c["include"]))
         if c["train_tokens"] is not None:
@@ -251,6 +250,17 @@ def info(
         table.add_row("embedding from", f"{e['path']} ({e['kind']}: {e['matched']:,} of {t['vocab_size']:,} tokens)")
     table.add_row("checkpoints", ", ".join(r["checkpoints"]))
     Console().print(table)
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """The first few names and how many more: a folder of hundreds of files stays one line."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more:,} more" if more > 0 else "")
+
+
+def count(n: int, word: str) -> str:
+    """ "1 epoch", "2 epochs": a number with its noun."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _schedule_text(tr: dict) -> str:

@@ -670,7 +670,7 @@ def finished_reason(cfg: TrainConfig, prog: dict) -> str | None:
     """Why a run with this budget has nothing left to do, or None. Resuming a finished run must
     say so instead of starting the loop (and printing the summary of zero new steps)."""
     if cfg.epochs and prog["epoch"] > cfg.epochs:
-        return f"it completed its {cfg.epochs} epochs (--epochs {cfg.epochs})"
+        return f"it completed its {cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'} (--epochs {cfg.epochs})"
     if cfg.max_steps and prog["step"] >= cfg.max_steps:
         return f"it reached --max-steps {cfg.max_steps}"
     time_up = schedule.time_spent(cfg, prog, validated=prog["last_valid_step"] == prog["step"])

@@ -156,6 +156,13 @@ def test_per_file_split_holds_out_the_end_of_every_file(tmp_path, notes):
     info = checkpoint.load(out / "last.safetensors").info
     assert info["valid_split"] == "per-file"
     assert info["valid_files"] == sorted(TEXT_FILES)
+    # `info` names a few of the held-out files and counts the rest, as it does the corpus's.
+    shown = invoke(["info", out]).flat
+    assert "(a.txt, b.md, sub/c.py, sub/deeper/d.txt, sub/deeper/e.md)" in shown  # five: all named
+    (notes / "f.txt").write_text(lines("foxtrot", 20), encoding="utf-8")
+    assert invoke(["train", notes, "--valid-split", "per-file", "--out", out, "--force", *TINY]).exit_code == 0
+    shown = invoke(["info", out]).flat
+    assert "the last 10% of each file (a.txt, b.md, f.txt, sub/c.py, sub/deeper/d.txt and 1 more)" in shown
 
 
 def test_per_file_train_text_is_the_first_90_percent_of_each_file(notes):

@@ -49,6 +49,7 @@ def test_resuming_a_finished_run_says_so_and_how_to_extend(tmp_path, corpus):
     r = invoke(["train", "--resume", out])
     assert r.exit_code == 0, r.output
     assert "already finished" in r.output and "--max-steps 4" in r.output and "--epochs" in r.output
+    assert "4 steps more is --max-steps 8" in r.output  # a budget is the whole run's
     assert len(r.output.strip().splitlines()) == 1
     assert "nan" not in r.output and "tokens/s" not in r.output
     assert (out / "metrics.jsonl").read_text() == before  # nothing ran
@@ -196,3 +197,13 @@ def test_bpe_samples_through_the_cli_are_valid_utf8_without_unk(tmp_path):
         assert r.exit_code == 0, r.output
         assert "\ufffd" not in r.stdout and "<unk>" not in r.stdout
         assert len(r.stdout) > 300  # a real sample, not an empty one
+
+
+def test_counts_read_as_words():
+    from lstmtext.cli import count
+    from lstmtext.config import TrainConfig
+    from lstmtext.trainer import finished_reason
+
+    assert (count(1, "epoch"), count(2, "epoch"), count(1234, "file")) == ("1 epoch", "2 epochs", "1,234 files")
+    one = {"epoch": 2, "step": 9, "last_valid_step": 9, "bad_evals": 0, "elapsed": 1.0}
+    assert finished_reason(TrainConfig(epochs=1), one) == "it completed its 1 epoch (--epochs 1)"

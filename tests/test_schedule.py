@@ -163,6 +163,7 @@ def test_a_run_keeps_time_for_its_last_validation(tmp_path, monkeypatch):
     monkeypatch.undo()
     r = invoke(["train", "--resume", tmp_path / "b"])
     assert r.exit_code == 0 and "already finished: it used its --max-minutes 1" in r.output, r.output
+    assert "1 minute more is --max-minutes 2" in r.output
 
 
 def test_a_finished_time_budget_after_a_validation():

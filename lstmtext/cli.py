@@ -17,7 +17,7 @@ from rich.table import Table
 from lstmtext import __version__, api, checkpoint, malloc, mpi, runs
 from lstmtext.cells import get_cell
 from lstmtext.config import ModelConfig
-from lstmtext.corpus import read_text
+from lstmtext.corpus import REPLACEMENT, read_text
 from lstmtext.errors import ConfigError, LstmTextError
 from lstmtext.export import FORMATS
 from lstmtext.options import TrainOptions
@@ -173,7 +173,11 @@ def eval_(
 ) -> None:
     """Score FILE with a trained model: loss, perplexity per token and per word, bits per byte."""
     model = api.load(checkpoint_path, note=_note)
-    r = model.score(read_text(file, encoding_errors), batch_size, bptt, name=str(file))
+    text = read_text(file, encoding_errors)
+    if encoding_errors == "replace" and REPLACEMENT in text:
+        n = text.count(REPLACEMENT)
+        typer.echo(f"--encoding-errors replace read {n:,} invalid UTF-8 sequence{'s' * (n != 1)} as U+FFFD.", err=True)
+    r = model.score(text, batch_size, bptt, name=str(file))
     if as_json:
         typer.echo(json.dumps({"file": str(file), **r}))
     else:

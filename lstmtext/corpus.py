@@ -25,6 +25,7 @@ from pathlib import Path
 from lstmtext.errors import ConfigError, CorpusError
 
 ENCODING_ERRORS = ("strict", "replace")
+REPLACEMENT = "\ufffd"  # what --encoding-errors replace reads an invalid UTF-8 sequence as
 CHUNK_BYTES = 1 << 22  # read 4 MiB at a time: memory stays flat however large the corpus
 RUN_MARK = "last.safetensors"  # a folder holding one is a run of ours, not text to learn (`train .`)
 
@@ -135,6 +136,7 @@ class CorpusFile:
     size: int  # bytes on disk
     chars: int  # characters of its clean text, with the "\n" a folder adds to a file that lacks one
     add_newline: bool = False  # in a folder, files must not run together
+    replaced: int = 0  # U+FFFD in its clean text: with --encoding-errors replace, the invalid UTF-8 read as it
 
     def chars_stream(self, encoding_errors: str) -> Iterator[str]:
         yield from _file_text(self.path, encoding_errors)
@@ -266,7 +268,16 @@ class Listing:
         if self.skipped:
             line += f"; skipped {len(self.skipped):,} ({self.reasons_text()})"
             line += "" if listed else "; --list-files shows them all"
-        return line + "."
+        return line + "." + self.replaced_text()
+
+    def replaced_text(self) -> str:
+        """What --encoding-errors replace did, in a sentence ("" when it did nothing)."""
+        hit = [f for f in self.files if f.replaced]
+        if not hit or self.encoding_errors != "replace":  # strict: a U+FFFD is the file's own
+            return ""
+        n, names = sum(f.replaced for f in hit), ", ".join(f.name for f in hit[:3])
+        where = f" in {len(hit):,} files ({names}{' and more' if len(hit) > 3 else ''})" if self.is_dir else ""
+        return f" --encoding-errors replace read {n:,} invalid UTF-8 sequence{'' if n == 1 else 's'} as U+FFFD{where}."
 
     def lines(self) -> list[str]:
         """One line per file taken (with its size) and per file skipped (with the reason), in path order."""
@@ -327,15 +338,17 @@ class Listing:
         return TextPart(tuple(train), self.encoding_errors), TextPart(tuple(valid), self.encoding_errors), small
 
 
-def _classify(path: Path, encoding_errors: str) -> tuple[int, str, bool]:
-    """(characters, last character, blank) of a file's clean text; UnusableFile if it is not text."""
-    chars, last, blank = 0, "", True
+def _classify(path: Path, encoding_errors: str) -> tuple[int, str, bool, int]:
+    """(characters, last character, blank, U+FFFD count) of a file's clean text; UnusableFile if it
+    is not text."""
+    chars, last, blank, replaced = 0, "", True, 0
     for text in _file_text(path, encoding_errors):
         if text:
             chars += len(text)
             last = text[-1]
             blank = blank and text.isspace()
-    return chars, last, blank
+            replaced += text.count(REPLACEMENT)
+    return chars, last, blank, replaced
 
 
 def _walk(folder: Path, rel: str, skip: set[Path], found: list, skipped: list) -> None:
@@ -394,10 +407,11 @@ def list_corpus(
     if not path.is_dir():
         if include:
             raise ConfigError(f"--include chooses files in a folder, but {path} is a file; pass its folder instead")
-        chars, _, blank = _classify(path, encoding_errors)
+        chars, _, blank, replaced = _classify(path, encoding_errors)
         if blank:
             raise CorpusError(f"{path}: the corpus is empty or only whitespace; give it some text")
-        return Listing(path, False, (CorpusFile(path, path.name, path.stat().st_size, chars),), (), encoding_errors)
+        one = CorpusFile(path, path.name, path.stat().st_size, chars, replaced=replaced)
+        return Listing(path, False, (one,), (), encoding_errors)
     found: list[tuple[str, Path]] = []
     skipped: list[tuple[str, str]] = []
     _walk(path, "", {Path(d).resolve() for d in skip_dirs}, found, skipped)
@@ -408,7 +422,7 @@ def list_corpus(
             continue
         try:
             size = file.stat().st_size
-            chars, last, blank = _classify(file, encoding_errors)
+            chars, last, blank, replaced = _classify(file, encoding_errors)
         except UnusableFile as e:
             skipped.append((name, e.reason))
             continue
@@ -418,7 +432,7 @@ def list_corpus(
         if blank:
             skipped.append((name, "empty"))
             continue
-        taken.append(CorpusFile(file, name, size, chars + (last != "\n"), last != "\n"))
+        taken.append(CorpusFile(file, name, size, chars + (last != "\n"), last != "\n", replaced))
     listing = Listing(path, True, tuple(taken), tuple(sorted(skipped)), encoding_errors)
     if not taken:
         what = f"; skipped {len(skipped):,} ({listing.reasons_text()})" if skipped else ""

@@ -223,8 +223,14 @@ def test_invalid_utf8_can_be_replaced_and_crlf_is_lf(tmp_path):
     assert r.exit_code == 1 and "--encoding-errors replace" in r.stderr and "byte offset" in r.stderr
     r = invoke(["train", bad, *TINY, "--out", tmp_path / "r", "--max-steps", "2", "--encoding-errors", "replace"])
     assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())  # how much it replaced, once: b"\xff\xfe" is two invalid sequences
+    assert said.count("--encoding-errors replace read 2 invalid UTF-8 sequences as U+FFFD.") == 1, r.output
     valid = (tmp_path / "r" / "valid.txt").read_text()
     assert "\r" not in valid
+    r = invoke(["eval", tmp_path / "r", bad, "--encoding-errors", "replace"])
+    assert r.exit_code == 0 and "read 2 invalid UTF-8 sequences as U+FFFD" in r.stderr, r.output
+    r = invoke(["eval", tmp_path / "r", tmp_path / "c.txt", "--encoding-errors", "replace"])
+    assert r.exit_code == 0 and "U+FFFD" not in r.stderr, r.output
 
 
 def test_failed_checkpoint_write_keeps_the_old_one(tmp_path, monkeypatch):

@@ -62,8 +62,11 @@ def healthy(loss: float, norm: float, vocab_size: int) -> bool:
 VALIDATION_PROBE_WINDOWS = 8
 VALIDATION_WARN_SHARE = 0.25  # of a --max-minutes budget: a final validation taking more is said at the start
 
-# --sample-every: short, a little conservative, the same each time so that samples compare.
+# --sample-every: a line or two of text whatever the tokenizer (30 characters said nothing), a little
+# conservative, the same each time so that samples compare.
 SAMPLE_OPTIONS = sample.SampleOptions(length=30, temperature=0.8)
+SAMPLE_TOKENS = {"word": 30, "bpe": 40, "char": 150}
+LINE_END_SHOWN = " ↵ "  # a sample's line ends, on the one line it is printed on ("/" is common in text)
 
 
 class Interrupted(Exception):
@@ -437,13 +440,13 @@ class Trainer:
             self.params,
             self.model_cfg,
             start,
-            SAMPLE_OPTIONS,
+            replace(SAMPLE_OPTIONS, length=SAMPLE_TOKENS.get(tok.kind, SAMPLE_OPTIONS.length)),
             np.random.default_rng(self.cfg.seed),
             token_filter=sample.TokenFilter(tok, 1, start),
         )[0]
         detok = tok.detokenizer(start)
         text = "".join(detok.push(int(i)) for i in ids) + detok.flush(drop_unfinished=True)
-        text = text.strip().replace("\n", " / ")
+        text = text.strip().replace("\n", LINE_END_SHOWN)
         self.last_sample_step = self.prog["step"]
         self.metrics.write(kind="sample", step=self.prog["step"], text=text)
         line = f"  sample at step {self.prog['step']:,}: {text}"

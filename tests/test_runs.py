@@ -153,6 +153,12 @@ def test_sample_every_prints_samples_while_training(tmp_path, corpus):
     assert all("<unk>" not in ln for ln in shown)
     logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in logged if x["kind"] == "sample"] == [4, 6, 8]
+    # Characters: a line or two of text, not 30 characters; line ends shown as ↵, not as a "/" of the text.
+    r = _train(corpus, tmp_path / "char", "--max-steps", "2", "--epochs", "0", "--sample-every", "2",
+               "--tokenizer", "char")  # fmt: skip
+    logged = [json.loads(x) for x in (tmp_path / "char" / "metrics.jsonl").read_text().splitlines()]
+    text = next(x["text"] for x in logged if x["kind"] == "sample")
+    assert len(text.replace(" ↵ ", "\n")) > 100 and "\n" not in text and " / " not in text
 
 
 def test_a_jump_in_validation_perplexity_warns(tmp_path, corpus, monkeypatch):

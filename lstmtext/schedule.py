@@ -26,6 +26,7 @@ import math
 SCHEDULES = ("cosine", "wsd", "step", "constant")
 # The warm-up's first step: a share of the warm-up's length, so that step 0 moves the weights.
 FIRST_WARMUP_SHARE = 0.05
+PACE_FROM = 0.005  # of an epoch or step budget done before its pace foretells the time left
 
 
 def budget_used(cfg, prog: dict, windows_per_epoch: int) -> float:
@@ -56,6 +57,22 @@ def time_spent(cfg, prog: dict, validated: bool = False) -> bool:
     validations a step apart)."""
     again = prog.get("valid_seconds", 0.0) if validated else 0.0
     return bool(cfg.max_minutes and clock(prog) + again >= 60.0 * cfg.max_minutes)
+
+
+def seconds_left(cfg, prog: dict, windows_per_epoch: int) -> float | None:
+    """The whole run's time left, as the plan sees it: a --max-minutes budget counts down its own clock
+    (the final validation inside it); epochs and steps go at the pace of the run so far. Whichever
+    ends first. None while an epoch or step budget is too little done to extrapolate from."""
+    left = [60.0 * cfg.max_minutes - prog["elapsed"]] if cfg.max_minutes else []
+    shares = []
+    if cfg.epochs:
+        shares.append((prog["epoch"] - 1 + prog["window"] / max(windows_per_epoch, 1)) / cfg.epochs)
+    if cfg.max_steps:
+        shares.append(prog["step"] / cfg.max_steps)
+    share = max(shares, default=0.0)
+    if share >= PACE_FROM:
+        left.append(prog["elapsed"] * (1.0 - min(share, 1.0)) / share)
+    return max(0.0, min(left)) if left else None
 
 
 def learning_rate(cfg, prog: dict, windows_per_epoch: int) -> float:

@@ -34,8 +34,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -145,20 +143,32 @@ class _StopSignals:
 
 
 def _progress_bar(console: Console) -> Progress:
+    """One line that fits 80 columns: the epoch's bar, the loss, the speed, the run's clock and the
+    time the whole run has left (perplexity is on the validation lines)."""
     return Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"),
-        BarColumn(bar_width=16),
+        BarColumn(bar_width=8),
         MofNCompleteColumn(),
         TextColumn(
-            "loss {task.fields[loss]:.3f} ppl {task.fields[ppl]:.1f} {task.fields[tps]:,.0f} tok/s "
-            "{task.fields[threads]} thr"
+            "loss {task.fields[loss]:.3f} {task.fields[tps]} tok/s {task.fields[threads]} thr "
+            "{task.fields[clock]}, {task.fields[left]} left"
         ),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(compact=True),
         console=console,
         transient=False,
     )
+
+
+def _hms(seconds: float | None) -> str:
+    """1:02:03, 2:03: a clock's reading; "?" when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _speed(tokens_per_s: float) -> str:
+    return f"{tokens_per_s / 1000:.1f}k" if tokens_per_s >= 10_000 else f"{tokens_per_s:,.0f}"
 
 
 def train_step(
@@ -518,9 +528,10 @@ class Trainer:
                     completed=prog["window"],
                     epoch=prog["epoch"],
                     loss=last_loss,
-                    ppl=evaluate.perplexity(last_loss),
-                    tps=tps,
+                    tps=_speed(tps),
                     threads=self.tuner.label,
+                    clock=_hms(prog["elapsed"]),
+                    left=_hms(schedule.seconds_left(cfg, prog, self.n_windows)),
                 )
                 todo = batching.windows(self.streams, cfg.bptt, prog["window"])
                 for windows in batching.groups(todo, cfg.accumulate):
@@ -549,8 +560,8 @@ class Trainer:
                         )
                         log_loss, log_steps, log_tokens, t_log, log_valid = 0.0, 0, 0, now, self.valid_time
                     bar.update(
-                        task, advance=len(windows), loss=loss, ppl=evaluate.perplexity(loss), tps=tps,
-                        threads=self.tuner.label,
+                        task, advance=len(windows), loss=loss, tps=_speed(tps), threads=self.tuner.label,
+                        clock=_hms(prog["elapsed"]), left=_hms(schedule.seconds_left(cfg, prog, self.n_windows)),
                     )
                     # Everything this step owes (validation, save, budget) happens before a signal
                     # is honoured, so an interrupted-and-resumed run does exactly what an

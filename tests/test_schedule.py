@@ -173,3 +173,34 @@ def test_a_finished_time_budget_after_a_validation():
     assert finished_reason(cfg, {**just, "step": 8}) is None  # not validated at this step: 15 s to train
     assert finished_reason(replace(cfg, max_minutes=2.0), just) is None
     assert "--max-minutes 1" in finished_reason(cfg, {**just, "step": 8, "minutes_used": 1.0})
+
+
+def test_the_whole_runs_time_left():
+    minutes = TrainConfig(max_minutes=2.0, epochs=0)
+    assert schedule.seconds_left(minutes, prog(elapsed=30.0), 10) == 90.0  # the budget's own clock
+    epochs = TrainConfig(epochs=4, max_minutes=0.0)
+    assert schedule.seconds_left(epochs, prog(epoch=2, window=0, elapsed=50.0), 10) == pytest.approx(150.0)
+    assert schedule.seconds_left(epochs, prog(), 10) is None  # nothing done yet: no pace to go by
+    both = TrainConfig(epochs=4, max_minutes=2.0)  # the epochs would take 150 s more, the clock ends sooner
+    assert schedule.seconds_left(both, prog(epoch=2, window=0, elapsed=50.0), 10) == pytest.approx(70.0)
+    assert schedule.seconds_left(minutes, prog(elapsed=500.0), 10) == 0.0
+
+
+def test_the_progress_line_fits_80_columns():
+    import io
+    import re
+
+    from rich.console import Console
+
+    from lstmtext.trainer import _hms, _progress_bar, _speed
+
+    out = io.StringIO()
+    with _progress_bar(Console(file=out, width=80, force_terminal=True)) as bar:
+        bar.add_task("", total=23_770, completed=8_130, epoch=12, loss=4.079, tps=_speed(12_718.0), threads="2",
+                     clock=_hms(3738.4), left=_hms(3461.0))  # fmt: skip
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())  # the terminal's control codes out
+    line = [ln for ln in text.splitlines() if "epoch" in ln][-1]
+    for part in ("epoch 12", "8130/23770", "loss 4.079", "12.7k tok/s", "2 thr", "1:02:18, 57:41 left"):
+        assert part in line, (part, line)
+    assert "…" not in line and len(line.rstrip()) <= 78  # room for a 2-digit thread count
+    assert _hms(None) == "?" and _hms(62.9) == "1:02" and _speed(950.4) == "950"

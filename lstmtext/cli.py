@@ -75,6 +75,15 @@ def _note(message: str) -> None:
 CHECKPOINT_HELP = "A run directory (best.safetensors, or last.safetensors before the first validation) or a file."
 
 
+def _metavar(kind) -> str:
+    """What an option's value is, in a word."""
+    text = str(kind)
+    for part, name in (("Path", "PATH"), ("list", "GLOB"), ("float", "X"), ("int", "N")):
+        if part in text:
+            return name
+    return "TEXT"
+
+
 def _options_signature(options) -> inspect.Signature:
     """The train command's parameters, built from the API's options (lstmtext.options): one list of
     names, defaults and help texts for both."""
@@ -82,7 +91,12 @@ def _options_signature(options) -> inspect.Signature:
     params = [inspect.Parameter("ctx", kind, annotation=typer.Context)]
     for f in fields(options):
         m = f.metadata
-        info = (typer.Argument if m["argument"] else typer.Option)(help=m["help"], show_default=m["show_default"])
+        if m["argument"]:
+            info = typer.Argument(help=m["help"], show_default=m["show_default"])
+        elif f.type is bool:  # a flag alone: a --no-… twin would give every option an empty column
+            info = typer.Option(f"--{f.name.replace('_', '-')}", help=m["help"], show_default=False, metavar="")
+        else:  # short metavars leave the help text room at 80 columns ("<list[str]>" took 13 of them)
+            info = typer.Option(help=m["help"], show_default=m["show_default"], metavar=_metavar(f.type))
         params.append(inspect.Parameter(f.name, kind, default=f.default, annotation=Annotated[f.type, info]))
     return inspect.Signature(params)
 

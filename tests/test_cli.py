@@ -364,3 +364,13 @@ def test_a_refused_train_leaves_no_folder(tmp_path, corpus):
     (kept / "notes.md").write_text("mine")
     assert invoke(["train", binary, "--out", kept]).exit_code == 1
     assert [p.name for p in kept.iterdir()] == ["notes.md"]
+
+
+def test_train_help_reads_at_80_columns(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    out = invoke(["train", "--help"]).output
+    lines = out.splitlines()
+    assert all(len(ln) <= 80 for ln in lines) and "--force" in out and "GLOB" in out
+    # A flag is one name (no empty --no-… column), and the value column is a word wide.
+    assert "--no-" not in out and "<bool>" not in out and "<list[str]>" not in out
+    assert len(lines) < 200  # 298 with both

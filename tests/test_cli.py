@@ -371,6 +371,8 @@ def test_train_help_reads_at_80_columns(monkeypatch):
     out = invoke(["train", "--help"]).output
     lines = out.splitlines()
     assert all(len(ln) <= 80 for ln in lines) and "--force" in out and "GLOB" in out
-    # A flag is one name (no empty --no-… column), and the value column is a word wide.
-    assert "--no-" not in out and "<bool>" not in out and "<list[str]>" not in out
+    # A flag is one name (no empty --no-… column), and the value column is a word wide (typer's own
+    # --help keeps its "<bool>").
+    ours = "\n".join(ln for ln in lines if "--help" not in ln)
+    assert "--no-" not in ours and "<bool>" not in ours and "<list[str]>" not in ours
     assert len(lines) < 200  # 298 with both

@@ -1,22 +1,26 @@
 # Two commands on a fresh clone: `make demo` and `make test`. Both are idempotent:
 # `make demo` trains for at most 2.5 minutes (--max-minutes, the hard cap) and takes about 3 in all.
-# the venv is made once, and reinstalled only when pyproject.toml changes.
+# the venv is made once, and reinstalled only when pyproject.toml or this Makefile changes.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := runs/demo
+# An editable install that puts the clone itself on the path (a .pth file): the default one finds
+# lstmtext through an import hook that runs after the current folder, so from the folder that holds
+# a clone named lstmtext/, that clone was imported as an empty namespace package instead.
+EDITABLE := --config-settings editable_mode=compat
 
 .PHONY: demo test dev lint clean compare-cells parity reproduce-ptb reproduce-ptb-stretch reproduce-wp memory see-inside ptb-cell recipes
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/pip install --quiet $(EDITABLE) -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/pip install --quiet $(EDITABLE) -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -35,7 +39,7 @@ test: $(VENV)/.installed-dev
 
 # The README's five-cell table (about 10 minutes on 2 cores).
 compare-cells: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[plot]'
+	$(BIN)/pip install --quiet $(EDITABLE) -e '.[plot]'
 	mkdir -p runs
 	bench/compare_cells.sh 2
 
@@ -181,7 +185,7 @@ ptb-cell: $(VENV)/.installed
 INSIDE_RUN ?= runs/inside
 INSIDE_EPOCHS ?= 3
 see-inside: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[plot]'
+	$(BIN)/pip install --quiet $(EDITABLE) -e '.[plot]'
 	@for cell in rnn gru lstm; do \
 		$(BIN)/lstmtext train corpora/tinyshakespeare.txt --out $(INSIDE_RUN)/$$cell --force --tokenizer char \
 			--cell $$cell --embed 64 --hidden 256 --layers 2 --dropout 0 --init torch --optimizer adam --lr 0.002 --clip 1 \

@@ -376,3 +376,22 @@ def test_train_help_reads_at_80_columns(monkeypatch):
     ours = "\n".join(ln for ln in lines if "--help" not in ln)
     assert "--no-" not in ours and "<bool>" not in ours and "<list[str]>" not in ours
     assert len(lines) < 200  # 298 with both
+
+
+def test_the_folder_holding_a_clone_named_lstmtext_cannot_shadow_it(tmp_path):
+    # A notebook in ~ with the clone at ~/lstmtext: the current folder comes first on the path, and
+    # its lstmtext/ (no __init__.py at its top) must not stand in for the package (Makefile EDITABLE).
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import lstmtext
+
+    root = Path(lstmtext.__file__).resolve().parent.parent
+    (tmp_path / "lstmtext").symlink_to(root, target_is_directory=True)
+    code = "import lstmtext; print(lstmtext.__file__); print(lstmtext.train.__name__)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.split() == [str(root / "lstmtext" / "__init__.py"), "train"], r.stderr
+    r = subprocess.run([sys.executable, "-m", "lstmtext", "--version"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip() == f"lstmtext {lstmtext.__version__}", r.stdout + r.stderr

@@ -416,7 +416,10 @@ def inspect(
     if html_out is not None:
         if html_out.suffix.lower() not in (".html", ".htm"):
             raise ConfigError(f"--html must end in .html, got {html_out.name}")
-        plot.pyplot("lstmtext inspect --html")  # before the work: without matplotlib, say so first
+        if pictures is not None:
+            plot.pyplot("lstmtext inspect --pictures")  # before the work: without matplotlib, say so first
+        elif not plot.available():
+            _note(f"Without matplotlib the page leaves out its three pictures ({plot.INSTALL} draws them).")
     extra = dict(inside.parse_feature(f) for f in feature or [])
     found_path = runs.find_checkpoint(checkpoint_path, _note)
     ckpt, tok = checkpoint.load_model(found_path)

@@ -215,22 +215,31 @@ def make_page(
     N = len(reading.ids)
     pictures: dict[str, bytes | None] = {"saturation": None, "gradient": None, "curves": None}
     notes = {}
+    draw = plot.available()  # without the [plot] extra the page is whole but for its pictures
+    no_picture = f"This picture needs matplotlib: {plot.INSTALL}."
     sat = inside.saturation(reading)
-    if sat:
+    if not sat:
+        notes["saturation"] = f"The {cfg.cell} cell has no gates."
+    elif draw:
         pictures["saturation"] = plot.png(plot.saturation_figure(sat, f"{cfg.cell}: gate saturation on {N:,} tokens"))
     else:
-        notes["saturation"] = f"The {cfg.cell} cell has no gates."
+        notes["saturation"] = no_picture
     gradient = None
     K = min(max_distance, N - 2)
-    if K >= 1:
-        gradient = inside.gradient_norms(params, cfg, reading.ids, K, positions)
-        pictures["gradient"] = plot.png(plot.gradient_figure([(info.run, gradient)]))
-    else:
+    if K < 1:
         notes["gradient"] = "The text is too short to measure the gradient."
-    if (run_dir / "metrics.jsonl").is_file():
+    else:
+        gradient = inside.gradient_norms(params, cfg, reading.ids, K, positions)  # its table needs no picture
+        if draw:
+            pictures["gradient"] = plot.png(plot.gradient_figure([(info.run, gradient)]))
+        else:
+            notes["gradient"] = no_picture
+    if not (run_dir / "metrics.jsonl").is_file():
+        notes["curves"] = "No metrics.jsonl beside the checkpoint: the training curves are not known."
+    elif draw:
         pictures["curves"] = plot.png(plot.curves_figure([plot.load_curves(run_dir)]))
     else:
-        notes["curves"] = "No metrics.jsonl beside the checkpoint: the training curves are not known."
+        notes["curves"] = no_picture
     return build(info, units, pictures, gradient, notes), pictures
 
 

@@ -63,6 +63,15 @@ def names_for(runs: list[Path]) -> list[str]:
     return names
 
 
+def available() -> bool:
+    """Whether matplotlib can be imported (the [plot] extra)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def pyplot(command: str = "lstmtext plot"):
     """matplotlib.pyplot on the Agg backend (no display: pictures go to files), or one clear line on
     how to install it."""

@@ -1,6 +1,7 @@
 """`lstmtext inspect --html`: one self-contained page, parsed here as a browser would read it."""
 
 import base64
+import html
 import json
 import re
 import sys
@@ -145,8 +146,14 @@ def test_inspect_units_and_errors_are_one_line(tmp_path, monkeypatch):
         r = invoke(["inspect", run, corpus, *args])
         assert r.exit_code == 1 and message in r.stderr and "Traceback" not in r.output, (args, r.output)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the extra were not installed
-    r = invoke(["inspect", run, corpus, "--html", tmp_path / "p.html"])
-    assert r.exit_code == 1 and "pip install 'lstmtext[plot]'" in r.stderr and not (tmp_path / "p.html").exists()
+    r = invoke(["inspect", run, corpus, "--html", tmp_path / "p.html"])  # the page, without its pictures
+    assert r.exit_code == 0 and r.stderr.count("Without matplotlib the page leaves out its three pictures") == 1
+    source = (tmp_path / "p.html").read_text(encoding="utf-8")
+    note = html.escape("This picture needs matplotlib: pip install 'lstmtext[plot]'")
+    assert "data:image/png" not in source and source.count(note) == 3
+    assert "units-text" in source and "surprise-text" in source  # the rest of the page is all there
+    r = invoke(["inspect", run, corpus, "--html", tmp_path / "q.html", "--pictures", tmp_path / "pics"])
+    assert r.exit_code == 1 and "pip install 'lstmtext[plot]'" in r.stderr and not (tmp_path / "q.html").exists()
 
 
 def test_inspect_gradient_of_several_runs_in_one_picture(tmp_path):

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from lstmtext import checkpoint, evaluate, export, mpi, runs, sizing, vectors
+from lstmtext import checkpoint, evaluate, export, mpi, runs, sizing, threads, vectors
 from lstmtext import model as network
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
@@ -70,10 +70,18 @@ class Model:
     """A trained model, loaded from a run directory or a checkpoint file (`load`)."""
 
     def __init__(
-        self, path: Path, ckpt: checkpoint.Checkpoint, tok: Tokenizer, warn: Callable[[str], None], file: Path
+        self,
+        path: Path,
+        ckpt: checkpoint.Checkpoint,
+        tok: Tokenizer,
+        warn: Callable[[str], None],
+        file: Path,
+        threads: int | None = None,
     ) -> None:
-        """path: what was asked for (a run directory or a file); file: the checkpoint loaded from it."""
+        """path: what was asked for (a run directory or a file); file: the checkpoint loaded from it;
+        threads: the BLAS threads of every method (None: chosen by timing the work, as training does)."""
         self.path, self.checkpoint, self.tokenizer, self._warn, self.file = path, ckpt, tok, warn, file
+        self.threads = threads
 
     @property
     def config(self) -> ModelConfig:
@@ -120,7 +128,8 @@ class Model:
         )
         prompt = shown_prompt(prompt)
         self._check_prompt(prompt)
-        pieces = text_pieces(self.checkpoint, self.tokenizer, prompt, opts, np.random.default_rng(seed), list(stop))
+        rng = np.random.default_rng(seed)
+        pieces = text_pieces(self.checkpoint, self.tokenizer, prompt, opts, rng, list(stop), self.threads)
         return itertools.chain([prompt], (p[0] for p in pieces if p[0]))
 
     def generate(
@@ -176,7 +185,7 @@ class Model:
         self._check_prompt(prompt)
         outs = [prompt] * n
         rng = np.random.default_rng(seed)
-        for pieces in text_pieces(self.checkpoint, self.tokenizer, prompt, opts, rng, list(stop)):
+        for pieces in text_pieces(self.checkpoint, self.tokenizer, prompt, opts, rng, list(stop), self.threads):
             outs = [out + piece for out, piece in zip(outs, pieces, strict=True)]
         return outs
 
@@ -193,7 +202,8 @@ class Model:
         ids = self.tokenizer.encode(text)
         if len(ids) < 2:
             raise ConfigError(f"{name} has fewer than 2 tokens; nothing to score")
-        total, n = evaluate.score(self.checkpoint.params, self.config, ids, batch_size, bptt)
+        with threads.choosing(self.threads) as tuner:
+            total, n = evaluate.score(self.checkpoint.params, self.config, ids, batch_size, bptt, tuner)
         return evaluate.report(total, n, text, self.tokenizer.count_unk(ids[1:]))
 
     def next_token_probs(self, context: str = "", n: int = 10) -> dict[str, float]:
@@ -205,8 +215,11 @@ class Model:
         ids = read_as_a_line(self.tokenizer, context)  # as generate reads its prompt
         cfg, params = self.config, self.checkpoint.params
         state = network.init_state(cfg, 1, params["embed.W"].dtype)
-        for i in ids:
-            logits, state = network.step_logits(params, cfg, np.array([i]), state)  # (1, V)
+        with threads.choosing(self.threads) as tuner:
+            for i in ids:
+                tuner.begin()
+                logits, state = network.step_logits(params, cfg, np.array([i]), state)  # (1, V)
+                tuner.end(1)
         z = logits[0].astype(np.float64)  # (V,)
         p = np.exp(z - z.max())  # (V,)
         p /= p.sum()
@@ -219,19 +232,25 @@ class Model:
 
     def neighbors(self, word: str, n: int = 10) -> list[tuple[str, float]]:
         """The n tokens nearest to `word` by cosine in the learned input embedding."""
-        names = vectors.token_words(self.tokenizer)
-        return [(names[i], c) for i, c in vectors.neighbors(self.checkpoint.params["embed.W"], self._ids([word])[0], n)]
+        names, W = vectors.token_words(self.tokenizer), self.checkpoint.params["embed.W"]
+        with threads.choosing(self.threads):  # one product over the vocabulary: nothing to time, a count to keep
+            return [(names[i], c) for i, c in vectors.neighbors(W, self._ids([word])[0], n)]
 
     def analogy(self, a: str, b: str, c: str, n: int = 10) -> list[tuple[str, float]]:
         """The n tokens nearest to a − b + c: analogy("king", "man", "woman") ≈ queen."""
         names = vectors.token_words(self.tokenizer)
-        found = vectors.analogy(self.checkpoint.params["embed.W"], *self._ids([a, b, c]), n)
+        with threads.choosing(self.threads):
+            found = vectors.analogy(self.checkpoint.params["embed.W"], *self._ids([a, b, c]), n)
         return [(names[i], cos) for i, cos in found]
 
     def export(self, format: str, out: str | Path) -> "Exported":
         """Write the model for other tools: "torch" (a folder), "onnx" or "word2vec" (a file)."""
         export.check(format, self.config)
         out = Path(out)
+        with threads.choosing(self.threads):
+            return self._export(format, out)
+
+    def _export(self, format: str, out: Path) -> "Exported":
         if format == "torch":
             return Exported(export.to_torch(self.config, self.checkpoint.params, self.tokenizer, out), [])
         if format == "onnx":
@@ -249,14 +268,19 @@ class Exported:
     left_out: list[str]
 
 
-def load(path: str | Path, *, note: Callable[[str], None] | None = None, warn=None) -> Model:
+def load(
+    path: str | Path, *, note: Callable[[str], None] | None = None, warn=None, threads: int | None = None
+) -> Model:
     """A run directory (its best.safetensors, or last.safetensors before the first validation) or a
     checkpoint file. note(line) hears which file was taken; warn(line) gets warnings (default:
-    Python's warnings)."""
+    Python's warnings); threads: a fixed BLAS thread count for the model's work (default: chosen by
+    timing it, as training does; `Model.threads` may be changed later)."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
     p = Path(path)
     file = runs.find_checkpoint(p, note)
     ckpt, tok = checkpoint.load_model(file)
-    return Model(p, ckpt, tok, warn or _python_warning, file)
+    return Model(p, ckpt, tok, warn or _python_warning, file, threads)
 
 
 # -- training ------------------------------------------------------------------------------------------

@@ -72,6 +72,11 @@ def _note(message: str) -> None:
     typer.echo(message, err=True)
 
 
+# --threads on every command that runs the model: a fixed count, or (by default) chosen as train does.
+Threads = Annotated[
+    int | None, typer.Option(help="BLAS threads (default: chosen by timing the work, as train does).", metavar="N")
+]
+
 CHECKPOINT_HELP = "A run directory (best.safetensors, or last.safetensors before the first validation) or a file."
 
 
@@ -153,6 +158,7 @@ def generate(
             "prints when the search ends. 1 is off."
         ),
     ] = SampleOptions.beam,
+    threads: Threads = None,
 ) -> None:
     """Generate text from a trained model; it streams to stdout as it is produced."""
     opts = SampleOptions(
@@ -167,9 +173,9 @@ def generate(
         no_repeat_ngram=no_repeat_ngram,
         beam=beam,
     )
-    model = api.load(checkpoint_path, note=_note)
+    model = api.load(checkpoint_path, note=_note, threads=threads)
     rng = np.random.default_rng(seed)
-    run_generation(model.checkpoint, model.tokenizer, prompt, opts, rng, stop or [], sys.stdout, warn=_warn)
+    run_generation(model.checkpoint, model.tokenizer, prompt, opts, rng, stop or [], sys.stdout, _warn, threads)
 
 
 @app.command(name="eval")
@@ -184,9 +190,10 @@ def eval_(
     bptt: Annotated[int, typer.Option(help="Window length while scoring.")] = 35,
     encoding_errors: Annotated[str, typer.Option(help="strict or replace.")] = "strict",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    threads: Threads = None,
 ) -> None:
     """Score FILE with a trained model: loss, perplexity per token and per word, bits per byte."""
-    model = api.load(checkpoint_path, note=_note)
+    model = api.load(checkpoint_path, note=_note, threads=threads)
     text = read_text(file, encoding_errors)
     if encoding_errors == "replace" and REPLACEMENT in text:
         n = text.count(REPLACEMENT)
@@ -306,13 +313,14 @@ def neighbors(
         typer.Option(help="A B C: the words nearest to A − B + C, e.g. --analogy king man woman.", show_default=False),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    threads: Threads = None,
 ) -> None:
     """The words nearest to WORD (or to an analogy) by cosine in the model's learned input embedding."""
     if (word is None) == (analogy is None):
         raise ConfigError("give a WORD, or --analogy A B C (not both)")
     if n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
-    model = api.load(checkpoint_path, note=_note)
+    model = api.load(checkpoint_path, note=_note, threads=threads)
     if analogy is None:
         found, title = model.neighbors(word, n), f"nearest to {word}"
     else:
@@ -344,11 +352,12 @@ def export(
         ),
     ],
     out: Annotated[Path, typer.Option(help="The folder (torch) or file (onnx, word2vec) to write.")],
+    threads: Threads = None,
 ) -> None:
     """Write a trained model (or its embedding) in a format other tools read."""
     if to not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {to!r}")
-    model = api.load(checkpoint_path, note=_note)
+    model = api.load(checkpoint_path, note=_note, threads=threads)
     cfg = model.config
     done = model.export(to, out)
     if to == "torch":
@@ -394,10 +403,12 @@ def inspect(
     out: Annotated[Path | None, typer.Option(help="--gradient: also draw the curves into this .png or .svg.")] = None,
     encoding_errors: Annotated[str, typer.Option(help="strict or replace.")] = "strict",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    threads: Threads = None,
 ) -> None:
     """Look inside a trained model on TEXT: an HTML page of its units and gates (--html), the units that
     track features of the text (--units), how far back its gradient reaches (--gradient)."""
     from lstmtext import inside, page, plot
+    from lstmtext.threads import ThreadTuner
 
     if not (html_out or units or gradient):
         raise ConfigError("say what to inspect: --html PAGE.html, --units or --gradient")
@@ -421,15 +432,20 @@ def inspect(
         elif not plot.available():
             _note(f"Without matplotlib the page leaves out its three pictures ({plot.INSTALL} draws them).")
     extra = dict(inside.parse_feature(f) for f in feature or [])
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    tuner = ThreadTuner(fixed=threads)  # the process ends with the command: nothing to put back
     found_path = runs.find_checkpoint(checkpoint_path, _note)
     ckpt, tok = checkpoint.load_model(found_path)
     cfg = ckpt.model_cfg
     text = read_text(file, encoding_errors)
     if html_out or units:
-        found = inside.find_units(ckpt.params, cfg, tok, text, extra, max_tokens)
+        found = inside.find_units(ckpt.params, cfg, tok, text, extra, max_tokens, tuner)
     if html_out is not None:
         info = page.PageInfo(str(checkpoint_path), str(file), tok.kind, cfg.cell, cfg.layers, cfg.hidden)
-        html_text, pics = page.make_page(ckpt.params, cfg, found, info, max_distance, positions, found_path.parent)
+        html_text, pics = page.make_page(
+            ckpt.params, cfg, found, info, max_distance, positions, found_path.parent, tuner
+        )
         html_out.parent.mkdir(parents=True, exist_ok=True)
         html_out.write_text(html_text, encoding="utf-8")
         n = len(found.reading.ids)
@@ -447,7 +463,7 @@ def inspect(
         else:
             _print_units(found.found, n, found.total)
     if gradient:
-        _gradient(checkpoint_path, ckpt, tok, text, file, vs or [], out, max_distance, positions, as_json)
+        _gradient(checkpoint_path, ckpt, tok, text, file, vs or [], out, max_distance, positions, as_json, tuner)
 
 
 def _print_units(found: dict, n: int, total: int) -> None:
@@ -464,7 +480,7 @@ def _print_units(found: dict, n: int, total: int) -> None:
     Console().print(t)
 
 
-def _gradient(run, ckpt, tok, text, file, vs, out, max_distance, positions, as_json) -> None:
+def _gradient(run, ckpt, tok, text, file, vs, out, max_distance, positions, as_json, tuner) -> None:
     """inspect --gradient: the table (or JSON) for RUN and each --vs run, and their picture."""
     from lstmtext import inside, plot
 
@@ -472,7 +488,7 @@ def _gradient(run, ckpt, tok, text, file, vs, out, max_distance, positions, as_j
     for name, (c, t) in [(str(run), (ckpt, tok))] + [
         (str(v), checkpoint.load_model(runs.find_checkpoint(v, _note))) for v in vs
     ]:
-        r = inside.gradient_norms(c.params, c.model_cfg, t.encode(text), max_distance, positions)
+        r = inside.gradient_norms(c.params, c.model_cfg, t.encode(text), max_distance, positions, tuner)
         results.append((name, c.model_cfg, r))
     if as_json:
         objs = [{"run": name, "file": str(file), "cell": cfg.cell, **r} for name, cfg, r in results]

@@ -15,8 +15,11 @@ from lstmtext import batching, model
 from lstmtext.config import ModelConfig
 
 
-def score(params: dict, cfg: ModelConfig, ids: np.ndarray, batch_size: int = 10, bptt: int = 35) -> tuple[float, int]:
-    """-> (total loss in nats, number of predicted tokens) over ids (N,)."""
+def score(
+    params: dict, cfg: ModelConfig, ids: np.ndarray, batch_size: int = 10, bptt: int = 35, tuner=None
+) -> tuple[float, int]:
+    """-> (total loss in nats, number of predicted tokens) over ids (N,). tuner: a threads.ThreadTuner
+    that times each window and chooses the BLAS threads of the next (None: leave them)."""
     if len(ids) < 2:
         return 0.0, 0
     batch_size = min(batch_size, len(ids) - 1)
@@ -26,8 +29,12 @@ def score(params: dict, cfg: ModelConfig, ids: np.ndarray, batch_size: int = 10,
     total = 0.0
     for i in range(0, x.shape[0], bptt):
         m = mask[i : i + bptt]  # (T, B)
+        if tuner is not None:
+            tuner.begin()
         _, nll, _, state = model.forward(params, cfg, x[i : i + bptt], y[i : i + bptt], state, None, m)
         total += float((nll.astype(np.float64) * m).sum())
+        if tuner is not None:
+            tuner.end(m.size)
     return total, int(mask.sum())
 
 

@@ -49,10 +49,12 @@ def states_along(params: dict, cfg: ModelConfig, ids: np.ndarray, wanted: set[in
     return out
 
 
-def gradient_norms(params: dict, cfg: ModelConfig, ids: np.ndarray, max_distance: int = 100, positions: int = 20):
+def gradient_norms(
+    params: dict, cfg: ModelConfig, ids: np.ndarray, max_distance: int = 100, positions: int = 20, tuner=None
+):
     """ids (N,) -> {"distance": [1..K], "positions": P, "at": the P positions t, "norm": {state name:
     [K]}} with state names like "layers.0.h": the mean over the positions of ‖∂ log p(x_{t+1}) / ∂
-    state_{t-k}‖, for k = 1..K."""
+    state_{t-k}‖, for k = 1..K. tuner: a threads.ThreadTuner timing each distance's pass (None: none)."""
     K = max_distance
     if len(ids) < K + 2:
         raise CorpusError(f"the text has {len(ids)} tokens; --max-distance {K} needs at least {K + 2}")
@@ -68,8 +70,12 @@ def gradient_norms(params: dict, cfg: ModelConfig, ids: np.ndarray, max_distance
         mask = np.zeros((k, P))
         mask[-1] = 1.0  # only the prediction of x_{t+1} counts
         start = {name: np.concatenate([states[t - k][name] for t in ts]) for name in names}  # (P, H) each
+        if tuner is not None:
+            tuner.begin()
         _, _, cache, _ = model.forward(params, cfg, x, y, start, None, mask)
         _, dstate = model.backward(params, cfg, cache)
+        if tuner is not None:
+            tuner.end(k * P)
         for name in names:
             # The loss is the mean over the P positions, so each row of dstate is 1/P of its own gradient.
             g = np.linalg.norm(dstate[name].astype(np.float64) * P, axis=1)  # (P,)
@@ -87,9 +93,9 @@ class Reading:
     gates: list[str]  # the keys of values that are σ gates
 
 
-def read_along(params: dict, cfg: ModelConfig, ids: np.ndarray, bptt: int = 100) -> Reading:
+def read_along(params: dict, cfg: ModelConfig, ids: np.ndarray, bptt: int = 100, tuner=None) -> Reading:
     """Run the model over ids (N,) as one stream from a zero state, windows of `bptt` with the state
-    carried, keeping every cell's quantities and each token's -log p."""
+    carried, keeping every cell's quantities and each token's -log p. tuner: as gradient_norms'."""
     cell = get_cell(cfg.cell)
     N = len(ids)
     state = model.init_state(cfg, 1, params["embed.W"].dtype)
@@ -103,7 +109,11 @@ def read_along(params: dict, cfg: ModelConfig, ids: np.ndarray, bptt: int = 100)
         mask[: len(y)] = 1.0
         targets = np.zeros((T, 1), dtype=ids.dtype)
         targets[: len(y), 0] = y
+        if tuner is not None:
+            tuner.begin()
         _, window_nll, cache, state = model.forward(params, cfg, x[:, None], targets, state, None, mask)
+        if tuner is not None:
+            tuner.end(T)
         nll[i + 1 : i + 1 + len(y)] = window_nll[: len(y), 0]  # the prediction of token j is made at j-1
         for layer, cell_cache in enumerate(cache.cells):
             for name, value in cell.quantities(cell_cache).items():
@@ -204,13 +214,14 @@ class Units:
 
 
 def find_units(
-    params: dict, cfg: ModelConfig, tok: Tokenizer, text: str, extra: dict[str, re.Pattern], max_tokens: int
+    params: dict, cfg: ModelConfig, tok: Tokenizer, text: str, extra: dict[str, re.Pattern], max_tokens: int,
+    tuner=None,
 ) -> Units:
     """Read the first max_tokens tokens of text and search the units for every feature."""
     ids, spans, total = read_prefix(tok, text, max_tokens)
     if len(ids) < 2:
         raise CorpusError(f"the text has {len(ids)} token(s); inspect needs at least 2")
-    reading = read_along(params, cfg, ids)
+    reading = read_along(params, cfg, ids, tuner=tuner)
     found = unit_search(reading, text_features(text, spans, extra))
     descriptions = {**FEATURES, **{name: f"matches /{p.pattern}/" for name, p in extra.items()}}
     return Units(text, spans, total, reading, found, descriptions)

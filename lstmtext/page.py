@@ -207,7 +207,8 @@ def build(
 
 
 def make_page(
-    params: dict, cfg: ModelConfig, units: Units, info: PageInfo, max_distance: int, positions: int, run_dir: Path
+    params: dict, cfg: ModelConfig, units: Units, info: PageInfo, max_distance: int, positions: int, run_dir: Path,
+    tuner=None,
 ) -> tuple[str, dict[str, bytes | None]]:
     """Draw the pictures for a text the model has read and build the page: -> the page, its pictures
     (PNG bytes, None where there is nothing to draw)."""
@@ -229,7 +230,7 @@ def make_page(
     if K < 1:
         notes["gradient"] = "The text is too short to measure the gradient."
     else:
-        gradient = inside.gradient_norms(params, cfg, reading.ids, K, positions)  # its table needs no picture
+        gradient = inside.gradient_norms(params, cfg, reading.ids, K, positions, tuner)  # its table needs no picture
         if draw:
             pictures["gradient"] = plot.png(plot.gradient_figure([(info.run, gradient)]))
         else:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstmtext import model
+from lstmtext import threads as tuning
 from lstmtext.config import ModelConfig
 from lstmtext.errors import ConfigError
 
@@ -317,10 +318,12 @@ def token_steps(
     opts: SampleOptions,
     rng: np.random.Generator,
     token_filter: TokenFilter | None = None,
+    tuner=None,
 ) -> Iterator[np.ndarray]:
     """Yields the sampled ids (B,) of each step, up to opts.length steps. The next step is computed
     only when asked for, so a caller that stops early pays for nothing more. The repetition penalty
-    and n-gram bans come before temperature, top-k, top-p and greedy."""
+    and n-gram bans come before temperature, top-k, top-p and greedy. tuner: a threads.ThreadTuner
+    timing each step (the prompt's too) to choose the BLAS threads (None: leave them)."""
     assert opts.beam == 1, "beam search is beam_search"
     B = opts.num_samples
     dtype = params["embed.W"].dtype
@@ -328,7 +331,11 @@ def token_steps(
     history = History(prompt_ids, B, opts, cfg.vocab_size) if look_back(opts) else None
     logits = None
     for tok in prompt_ids:
+        if tuner is not None:
+            tuner.begin()
         logits, state = model.step_logits(params, cfg, np.full(B, tok, dtype=np.int64), state)
+        if tuner is not None:
+            tuner.end(B)
     for t in range(opts.length):
         _restrict(logits, token_filter, history)
         ids = logits.argmax(axis=1) if opts.greedy else draw(next_token_weights(logits, opts), rng)  # (B,)
@@ -338,7 +345,11 @@ def token_steps(
             history.advance(ids)
         yield ids
         if t + 1 < opts.length:
+            if tuner is not None:
+                tuner.begin()
             logits, state = model.step_logits(params, cfg, ids, state)
+            if tuner is not None:
+                tuner.end(B)
 
 
 def _restrict(logits: np.ndarray, token_filter: TokenFilter | None, history: History | None) -> None:
@@ -517,12 +528,19 @@ def unknown_prompt_warning(tok, prompt: str) -> str | None:
 
 
 def text_pieces(
-    ckpt, tok, prompt: str, opts: SampleOptions, rng: np.random.Generator, stops: list[str]
+    ckpt, tok, prompt: str, opts: SampleOptions, rng: np.random.Generator, stops: list[str],
+    threads: int | None = None,
 ) -> Iterator[list[str]]:
     """Yields, after every step, each sample's new text (B strings, "" where nothing new or the
     sample is done), and last the rest of each. '<eos>' among stops ends a sample at the line-end
     token. The prompt itself is not yielded: the caller shows it as written. With opts.beam > 1 the
-    samples are the best beams, and nothing comes until the search ends."""
+    samples are the best beams, and nothing comes until the search ends. threads: a fixed BLAS
+    thread count; None chooses by timing the steps, as training does (threads.ThreadTuner)."""
+    with tuning.choosing(threads) as tuner:
+        yield from _text_pieces(ckpt, tok, prompt, opts, rng, stops, tuner)
+
+
+def _text_pieces(ckpt, tok, prompt, opts, rng, stops, tuner) -> Iterator[list[str]]:
     stop_at_eos = "<eos>" in stops and tok.eos_id is not None
     # Tokenizers without an <eos> token (char, bpe) keep line ends as text: stop at "\n" instead.
     text_stops = [("\n" if s == "<eos>" else s) for s in stops if s and not (s == "<eos>" and stop_at_eos)]
@@ -536,7 +554,7 @@ def text_pieces(
         steps = iter(found.ids.T)  # (k,) per step, as token_steps yields them
     else:
         token_filter = TokenFilter(tok, opts.num_samples, prompt_ids, allow_unk=opts.allow_unk)
-        steps = token_steps(ckpt.params, ckpt.model_cfg, prompt_ids, opts, rng, token_filter)
+        steps = token_steps(ckpt.params, ckpt.model_cfg, prompt_ids, opts, rng, token_filter, tuner)
     for ids in steps:
         pieces = []
         for st, t in zip(texts, ids, strict=True):
@@ -557,6 +575,7 @@ def run_generation(
     stops: list[str],
     stream,
     warn: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> list[str]:
     """Sample and write text to `stream`: one sample streams as produced; several are printed one
     after another when the batch is done. warn(line) hears about prompt words the model never saw."""
@@ -569,7 +588,7 @@ def run_generation(
     if live:
         stream.write(prompt)
         stream.flush()
-    for pieces in text_pieces(ckpt, tok, prompt, opts, rng, stops):
+    for pieces in text_pieces(ckpt, tok, prompt, opts, rng, stops, threads):
         outs = [out + piece for out, piece in zip(outs, pieces, strict=True)]
         if live and pieces[0]:
             stream.write(pieces[0])

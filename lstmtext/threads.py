@@ -52,7 +52,8 @@ import glob
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np  # loads the BLAS before we look for it
@@ -206,6 +207,18 @@ class LoadMeter:
 
 
 # -- the tuner ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def choosing(fixed: int | None = None) -> Iterator["ThreadTuner"]:
+    """A tuner for one piece of work outside training (scoring a text, sampling): the same policy,
+    driven by the work's own windows or steps; the counts found before are put back after, since a
+    library call must not leave the process's BLAS changed."""
+    tuner = ThreadTuner(fixed=fixed)
+    try:
+        yield tuner
+    finally:
+        tuner.restore()
 
 
 def _cost(per_token: list[float]) -> float:

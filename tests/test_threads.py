@@ -151,3 +151,77 @@ def test_a_far_slower_probe_ends_early():
     runs_at_1 = [len(r) for r in "".join(map(str, used)).split("2") if r]
     assert tuner.probes >= 3 and tuner.switches == 0
     assert runs_at_1 and max(runs_at_1) <= threads.SETTLE_WINDOWS + 1  # one timed window tells
+
+
+def test_every_command_that_runs_the_model_honours_threads(tmp_path, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    needs_openblas()
+    from test_cli import TINY, invoke, make_corpus
+
+    from lstmtext import export, model, vectors
+
+    corpus = make_corpus(tmp_path / "c.txt")
+    run = tmp_path / "run"
+    assert invoke(["train", corpus, *TINY, "--out", run, "--max-steps", "4", "--epochs", "0"]).exit_code == 0
+    seen: list[int] = []
+
+    def counting(fn):
+        def wrapper(*args, **kwargs):
+            seen.append(next(d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"))
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    for module, name in ((model, "forward"), (model, "step_logits"), (vectors, "neighbors"), (export, "to_torch")):
+        monkeypatch.setattr(module, name, counting(getattr(module, name)))
+    commands = {
+        "eval": ["eval", run, corpus],
+        "generate": ["generate", run, "--prompt", "the cat", "--length", "5"],
+        "inspect": ["inspect", run, corpus, "--units", "--gradient", "--max-distance", "3", "--positions", "2"],
+        "neighbors": ["neighbors", run, "cat"],
+        "export": ["export", run, "--format", "torch", "--out", tmp_path / "torch"],
+    }
+    for n in sorted({1, threads.allowed_cores()}):
+        threads.set_threads(3 - n if threads.allowed_cores() > 1 else 1)  # start from the other count
+        for name, args in commands.items():
+            seen.clear()
+            r = invoke([*args, "--threads", n])
+            assert r.exit_code == 0, (name, r.output)
+            assert seen and set(seen) == {n}, (name, n, seen)
+    assert invoke(["eval", run, corpus, "--threads", "0"]).exit_code == 1
+
+
+def test_scoring_and_sampling_time_each_window_and_put_the_counts_back(tmp_path):
+    needs_openblas()
+    from test_cli import TINY, invoke, make_corpus
+
+    import lstmtext
+    from lstmtext import evaluate, sample
+
+    corpus = make_corpus(tmp_path / "c.txt")
+    run = tmp_path / "run"
+    assert invoke(["train", corpus, *TINY, "--out", run, "--max-steps", "4", "--epochs", "0"]).exit_code == 0
+    m = lstmtext.load(run)
+
+    class Counting:
+        begun = ended = tokens = 0
+
+        def begin(self):
+            self.begun += 1
+
+        def end(self, tokens):
+            self.ended, self.tokens = self.ended + 1, self.tokens + tokens
+
+    ids = m.tokenizer.encode(corpus.read_text())
+    t = Counting()
+    evaluate.score(m.checkpoint.params, m.config, ids, 4, 5, t)
+    assert t.begun == t.ended == -(-((len(ids) - 1) // 4) // 5) and t.tokens >= len(ids) - 1  # every window
+    t = Counting()
+    opts = sample.SampleOptions(length=6)
+    steps = list(sample.token_steps(m.checkpoint.params, m.config, np.array([1, 2, 3]), opts, np.random.default_rng(0),
+                                     None, t))  # fmt: skip
+    assert len(steps) == 6 and t.begun == t.ended == 3 + 5  # the prompt's three steps, then five more
+    threads.set_threads(1)
+    m.score(corpus.read_text())  # chooses for itself, then leaves the process as it found it
+    m.generate("the", length=5)
+    assert threads.blas_threads() == 1

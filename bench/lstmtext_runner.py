@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bench.rows import Row, eval_ids, token_windows
+from bench.rows import EVAL_THREADS_TOKENS, Row, eval_ids, token_windows
 
 
 def blas_info() -> list[dict]:
@@ -31,7 +31,7 @@ def make_runner(row: Row, threads: str, evaluate_only: bool = False) -> Callable
     tuner = None
     if row.task == "threads":
         tuner = lt_threads.ThreadTuner(fixed=None if threads == "auto" else int(threads))
-    else:
+    elif row.task != "eval-threads":  # those make a tuner per eval, as the command does
         threadpool_limits(limits=int(threads), user_api="blas")
     malloc.keep_freed_memory()  # as `lstmtext`'s entry point does
     cfg = ModelConfig(
@@ -51,6 +51,19 @@ def make_runner(row: Row, threads: str, evaluate_only: bool = False) -> Callable
 
         run_sample.stats = no_stats
         return run_sample
+
+    if evaluate_only and row.task == "eval-threads":
+        long_text = eval_ids(row, n=EVAL_THREADS_TOKENS)
+        fixed = None if threads == "auto" else int(threads)
+
+        def run_command(k: int) -> float:
+            for _ in range(k):
+                with lt_threads.choosing(fixed) as each:  # as `lstmtext eval` and Model.score
+                    total, n = evaluate.score(params, cfg, long_text, tuner=each)
+            return total / n
+
+        run_command.stats = no_stats
+        return run_command
 
     if evaluate_only:
         text = eval_ids(row)

@@ -20,7 +20,8 @@ TORCH_CELL = {"lstm": "lstm", "gru": "gru", "rnn": "rnn"}  # for the cells PyTor
 class Row:
     name: str
     # "train" (tokens/s = T·B per window), "sample" (batch 1, sampled tokens/s), "threads" (train,
-    # several thread choices under the same load) or "eval" (evaluate.score against train)
+    # several thread choices under the same load), "eval" (evaluate.score against train) or
+    # "eval-threads" (one `lstmtext eval` per unit, its own thread choice against fixed counts)
     task: str
     cell: str  # one of GATES ("rnn" is tanh)
     V: int  # vocabulary
@@ -56,8 +57,9 @@ class Row:
             shape += f" (PyTorch: {self.torch_cell})"
         if self.cutoffs:
             shape += f", adaptive softmax {self.cutoffs}, Zipf ids (PyTorch: full softmax)"
-        if self.task == "threads":
-            return shape + (f", {self.busy} core{'s' * (self.busy > 1)} busy" if self.busy else ", quiet")
+        if self.task in ("threads", "eval-threads"):
+            what = f", one eval of {EVAL_THREADS_TOKENS:,} tokens" if self.task == "eval-threads" else ""
+            return shape + what + (f", {self.busy} core{'s' * (self.busy > 1)} busy" if self.busy else ", quiet")
         if self.task == "eval":
             return shape + ", evaluate.score at its defaults"
         return shape
@@ -99,6 +101,10 @@ ROWS = {
         replace(_small("small-busy", "lstm", 2.5, None), task="threads", busy=1, share_target=0.90),
         # Scoring has no backward: it must be at least twice as fast per token as training.
         replace(_small("eval-small", "lstm", 2.0, None), task="eval"),
+        # `lstmtext eval` fair to a busy laptop (#29): its own thread choice within 15% of the better
+        # fixed count with a core busy, and no slower than every core when quiet.
+        replace(_small("eval-quiet", "lstm", None, None), task="eval-threads", share_target=0.95),
+        replace(_small("eval-busy", "lstm", None, None), task="eval-threads", busy=1, share_target=1 / 1.15),
     ]
 }
 
@@ -122,8 +128,11 @@ def token_windows(row: Row, n: int = 16, seed: int = 0) -> np.ndarray:
 
 
 EVAL_TOKENS = 4000  # the text one evaluate.score call of the eval row scores (a unit of that row)
+# An eval-threads row's unit: one `lstmtext eval` of a held-out text this long (issue #29 timed 28k
+# tokens), with a tuner of its own, as the command and Model.score make.
+EVAL_THREADS_TOKENS = 28_000
 
 
-def eval_ids(row: Row, seed: int = 2) -> np.ndarray:
-    """-> ids (EVAL_TOKENS,) int64, random from a fixed seed: the eval row's held-out text."""
-    return np.random.default_rng(seed).integers(0, row.V, size=EVAL_TOKENS, dtype=np.int64)
+def eval_ids(row: Row, seed: int = 2, n: int = EVAL_TOKENS) -> np.ndarray:
+    """-> ids (n,) int64, random from a fixed seed: the eval row's held-out text."""
+    return np.random.default_rng(seed).integers(0, row.V, size=n, dtype=np.int64)

@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.rows import EVAL_TOKENS, ROWS, Row
+from bench.rows import EVAL_THREADS_TOKENS, EVAL_TOKENS, ROWS, Row
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMAT_VERSION = 2  # 2: threads and eval rows, with their "contestants"
@@ -164,6 +164,8 @@ def measure_row(row: Row, env: dict, threads: int, seconds: float, repeats: int,
         return _under_load(row, lambda workers: measure_threads(row, env, threads, seconds, repeats, workers))
     if row.task == "eval":
         return _under_load(row, lambda workers: measure_eval(row, env, threads, seconds, repeats, workers))
+    if row.task == "eval-threads":
+        return _under_load(row, lambda workers: measure_eval_threads(row, env, threads, seconds, repeats, workers))
 
     def body(workers: dict) -> dict:
         out = _time_frameworks(row, env, threads, seconds, repeats, workers)
@@ -217,6 +219,23 @@ def measure_threads(row: Row, env: dict, threads: int, seconds: float, repeats: 
     return out
 
 
+def measure_eval_threads(row: Row, env: dict, threads: int, seconds: float, repeats: int, workers: dict) -> dict:
+    """`lstmtext eval`'s own thread choice (a tuner per eval) against fixed counts, under the same load."""
+    n, tpu = str(threads), EVAL_THREADS_TOKENS - 1  # every token after the first is scored
+    specs = {"lstmtext 1": ("lstmtext-eval", "1", tpu), AUTO: ("lstmtext-eval", "auto", tpu),
+             f"lstmtext {n}": ("lstmtext-eval", n, tpu)}
+    timed = _time_workers(row, env, specs, max(seconds, THREADS_SECONDS), max(repeats, THREADS_REPEATS), workers)
+    tps = {name: r["tokens_per_s"] for name, r in timed.items()}
+    against = max(("lstmtext 1", f"lstmtext {n}"), key=tps.get) if row.busy else f"lstmtext {n}"
+    share = statistics.median(a["tokens_per_s"] / b["tokens_per_s"]
+                              for a, b in zip(timed[AUTO]["runs"], timed[against]["runs"], strict=True))
+    met = None if row.share_target is None else share >= row.share_target
+    return {"row": row.name, "task": row.task, "config": row.describe, "busy_cores": row.busy,
+            "tokens_per_unit": tpu, "contestants": timed,
+            "share": {"value": share, "target": row.share_target, "against": against, "met": met},
+            "met": met is not False}
+
+
 def measure_eval(row: Row, env: dict, threads: int, seconds: float, repeats: int, workers: dict) -> dict:
     """evaluate.score at its defaults against the training step of the same model, per token."""
     n = str(threads)
@@ -268,7 +287,7 @@ def blas_line(r: dict) -> str:
 
 def summary_line(r: dict) -> str:
     """One line per row as it finishes."""
-    if r["task"] in ("threads", "eval"):
+    if r["task"] in ("threads", "eval", "eval-threads"):
         tps = ", ".join(f"{name} {c['tokens_per_s']:,.0f}" for name, c in r["contestants"].items())
         return f"{tps} tok/s; " + ", ".join(
             f"÷ {r[k]['against']} {r[k]['value']:.2f}" for k in ("share", "ratio") if k in r)
@@ -308,6 +327,9 @@ def print_table(console: Console, results: list[dict], header: dict) -> None:
     evals = [r for r in results if r["task"] == "eval"]
     if evals:
         _print_eval(console, evals)
+    eval_threads = [r for r in results if r["task"] == "eval-threads"]
+    if eval_threads:
+        _print_eval_threads(console, eval_threads, header["threads"])
     for r in results:
         if not all(x["finite"] for c in contestants(r).values() for x in c["runs"]):
             console.print(f"[yellow]warning[/]: {r['row']} ({r['mode']}) reached a non-finite loss; "
@@ -380,6 +402,21 @@ def _print_threads(console: Console, results: list[dict], threads: int) -> None:
     console.print(table)
     console.print("[dim]busy rows keep cores busy with `python -c \"while True: pass\"` processes of their own "
                   "(not counted in others' load) · auto ÷ fixed: busy, the faster fixed count; quiet, all cores[/]")
+
+
+def _print_eval_threads(console: Console, results: list[dict], threads: int) -> None:
+    table = Table(title=f"eval: `lstmtext eval` of {EVAL_THREADS_TOKENS:,} tokens, its own thread choice (auto) "
+                  "against fixed counts, under the same load")
+    for col in ("row", "mode", "auto\ntok/s", "1 thread\ntok/s", f"{threads} threads\ntok/s",
+                "auto ÷ the better\nfixed (target)", "met", "others'\nload"):
+        table.add_column(col, justify="right" if "tok" in col else "left")
+    for r in results:
+        c = r["contestants"]
+        table.add_row(f"{r['row']}\n[dim]{r['config']}[/]", r["mode"], f"{c[AUTO]['tokens_per_s']:,.0f}",
+                      f"{c['lstmtext 1']['tokens_per_s']:,.0f}", f"{c[f'lstmtext {threads}']['tokens_per_s']:,.0f}",
+                      _check_cell(r["share"], percent=True) + f"\n[dim]÷ {r['share']['against']}[/]",
+                      "[green]yes[/]" if r["met"] else "[red]no[/]", _load_cell(r))
+    console.print(table)
 
 
 def _print_eval(console: Console, results: list[dict]) -> None:

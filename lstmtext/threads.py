@@ -206,6 +206,8 @@ class LoadMeter:
         return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
 
 
+_SINCE_LAST = LoadMeter()  # `choosing`'s reading of others' load, from this module's import on
+
 # -- the tuner ---------------------------------------------------------------------------------
 
 
@@ -214,7 +216,15 @@ def choosing(fixed: int | None = None) -> Iterator["ThreadTuner"]:
     """A tuner for one piece of work outside training (scoring a text, sampling): the same policy,
     driven by the work's own windows or steps; the counts found before are put back after, since a
     library call must not leave the process's BLAS changed."""
-    tuner = ThreadTuner(fixed=fixed)
+    start = None
+    if fixed is None:
+        # Others' load since the last such call (or since import: reading the model and the text
+        # came between): a short job cannot afford to find a busy core by probing from all cores,
+        # so it starts at the cores left free, and the probes correct a wrong guess as in training.
+        others = _SINCE_LAST.read()
+        if others is not None:
+            start = max(1, round(allowed_cores() - others))
+    tuner = ThreadTuner(fixed=fixed, start=start)
     try:
         yield tuner
     finally:
@@ -231,7 +241,8 @@ def _cost(per_token: list[float]) -> float:
 class ThreadTuner:
     """Chooses the thread count window by window; see the module docstring for the policy.
 
-    fixed: a count to set once and keep (`--threads N`; capped at the allowed cores); None chooses.
+    fixed: a count to set once and keep (`--threads N`; capped at the allowed cores); None chooses,
+    from `start` (default: every allowed core).
     max_threads: the most to use (default: allowed_cores()). clock and load_meter are for tests:
     a clock in seconds, and an object whose read() gives others' load in cores (or None)."""
 
@@ -240,13 +251,14 @@ class ThreadTuner:
         fixed: int | None = None,
         max_threads: int | None = None,
         *,
+        start: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
         load_meter: LoadMeter | None = None,
     ):
         self.max_threads = max(1, max_threads or allowed_cores())
         self.fixed = None if fixed is None else max(1, min(fixed, self.max_threads))
         self.known = bool(find_blas())  # False: the BLAS is not one we can set
-        self.threads = self.fixed or self.max_threads  # the count in use now
+        self.threads = self.fixed or max(1, min(start or self.max_threads, self.max_threads))  # the count in use now
         self.probes = self.switches = 0  # for benchmarks and curious people
         self._saved = (blas_threads(), parallel.THREADS)
         set_threads(self.threads)

@@ -225,3 +225,18 @@ def test_scoring_and_sampling_time_each_window_and_put_the_counts_back(tmp_path)
     m.score(corpus.read_text())  # chooses for itself, then leaves the process as it found it
     m.generate("the", length=5)
     assert threads.blas_threads() == 1
+
+
+def test_a_short_job_starts_at_the_cores_others_leave_free(monkeypatch):
+    needs_openblas()
+    monkeypatch.setattr(threads, "allowed_cores", lambda: 2)
+    for others, start in ((1.1, 1), (2.0, 1), (0.2, 2), (None, 2)):
+        monkeypatch.setattr(threads, "_SINCE_LAST", FakeLoad(others))
+        with threads.choosing() as tuner:
+            assert tuner.threads == start, (others, tuner.threads)
+    with threads.choosing(2) as tuner:  # a fixed count is kept whatever the load
+        assert tuner.threads == 2
+    clock = FakeClock()  # started at 1 where 2 is faster: the probes find it, as in training
+    tuner = threads.ThreadTuner(max_threads=2, start=1, clock=clock, load_meter=FakeLoad())
+    used = drive(tuner, clock, lambda n: 0.01 if n == 2 else 0.02, until=20.0)
+    assert used[0] == 1 and tuner.threads == 2

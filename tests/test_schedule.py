@@ -204,3 +204,46 @@ def test_the_progress_line_fits_80_columns():
         assert part in line, (part, line)
     assert "…" not in line and len(line.rstrip()) <= 78  # room for a 2-digit thread count
     assert _hms(None) == "?" and _hms(62.9) == "1:02" and _speed(950.4) == "950"
+
+
+class _SlowValidation:
+    """A clock for the trainer: each reading moves it 1 ms, and scoring n tokens moves it n × 10 ms,
+    so that a validation takes far longer than a step, as on a large held-out text."""
+
+    def __init__(self, monkeypatch):
+        import types
+
+        from lstmtext import evaluate
+        from lstmtext import trainer as trainer_module
+
+        self.now = 0.0
+        monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=self.read))
+        real = evaluate.score
+
+        def slow(params, cfg, ids, *args, **kwargs):
+            self.now += 0.01 * len(ids)
+            return real(params, cfg, ids, *args, **kwargs)
+
+        monkeypatch.setattr(trainer_module.evaluate, "score", slow)
+
+    def read(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+def test_no_second_validation_a_step_after_the_epochs(tmp_path, monkeypatch):
+    _SlowValidation(monkeypatch)
+    corpus = make_corpus(tmp_path / "c.txt", lines=120)
+    common = [corpus, *TINY, "--log-every", "1"]
+    assert invoke(["train", *common, "--out", tmp_path / "one", "--epochs", "1", "--max-minutes", "100"]).exit_code == 0
+    p = checkpoint.load(tmp_path / "one" / "last.safetensors").progress
+    epoch_end, validation = p["elapsed"], p["valid_seconds"]  # on the fake clock
+    for f in (0.3, 0.9, 1.05, 1.2, 1.6, 1.95):  # the budget ends this many validations after the epoch's
+        out = tmp_path / f"f{f}"
+        minutes = (epoch_end + f * validation) / 60
+        r = invoke(["train", *common, "--out", out, "--epochs", "3", "--max-minutes", f"{minutes:.6f}"])
+        assert r.exit_code == 0, r.output
+        lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        valid = [x["step"] for x in lines if x["kind"] == "valid"]
+        # Less than two validations' time left after the epoch's: it stops there, one validation in all.
+        assert valid == [p["step"]], (f, valid)

@@ -114,8 +114,10 @@ class Model:
         beam: int = SampleOptions.beam,
     ) -> Iterator[str]:
         """The prompt, then the sampled text piece by piece as it is produced; "".join of it is
-        `generate` with the same arguments. stop: end at any of these strings ("<eos>": a line end).
-        The options are checked here, before the first piece is asked for.
+        `generate` with the same arguments. Spaces and tabs ending the prompt's last line of text are
+        left to the continuation, which brings its own (word and BPE models: sample.shown_prompt).
+        stop: end at any of these strings ("<eos>": a line end). The options are checked here, before
+        the first piece is asked for.
 
         repetition_penalty (>= 1, 1: off): a token already in the prompt or the text has its logit
         divided by it (multiplied if negative). no_repeat_ngram (0: off): never complete an n-gram
@@ -126,7 +128,7 @@ class Model:
             length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, allow_unk=allow_unk,
             repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, beam=beam,
         )
-        prompt = shown_prompt(prompt)
+        prompt = shown_prompt(prompt, self.tokenizer)
         self._check_prompt(prompt)
         rng = np.random.default_rng(seed)
         pieces = text_pieces(self.checkpoint, self.tokenizer, prompt, opts, rng, list(stop), self.threads)
@@ -181,7 +183,7 @@ class Model:
             length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, num_samples=n,
             allow_unk=allow_unk, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, beam=beam,
         )
-        prompt = shown_prompt(prompt)
+        prompt = shown_prompt(prompt, self.tokenizer)
         self._check_prompt(prompt)
         outs = [prompt] * n
         rng = np.random.default_rng(seed)
@@ -552,7 +554,8 @@ def _more_hint(cfg: TrainConfig, done: str) -> str:
     for flag, n, unit in (("--max-minutes", cfg.max_minutes, "minute"), ("--epochs", cfg.epochs, "epoch"),
                           ("--max-steps", cfg.max_steps, "step")):  # fmt: skip
         if n and flag in done:
-            return f"; each counts the whole run: {n:g} {unit}{'' if n == 1 else 's'} more is {flag} {2 * n:g}"
+            more, total = (f"{n:g}", f"{2 * n:g}") if unit == "minute" else (f"{n:,}", f"{2 * n}")
+            return f"; each counts the whole run: {more} {unit}{'' if n == 1 else 's'} more is {flag} {total}"
     return ""
 
 

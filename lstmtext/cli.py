@@ -29,6 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
+    rich_markup_mode="rich",  # said, not left to typer's default: help texts escape their brackets for it
 )
 
 UNK_WARN = api.UNK_WARN
@@ -132,14 +133,16 @@ def generate(
     top_p: Annotated[
         float, typer.Option(help="Sample among the most likely tokens holding this much probability.")
     ] = 1.0,
-    greedy: Annotated[bool, typer.Option(help="Always take the most likely token.")] = False,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely token.")] = False,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible samples.")] = None,
     num_samples: Annotated[int, typer.Option(help="Samples to draw, together as one batch.")] = 1,
     stop: Annotated[
         list[str] | None,
         typer.Option(help="End a sample at this text; '<eos>' ends it at a line end token. Repeatable."),
     ] = None,
-    allow_unk: Annotated[bool, typer.Option(help="Let samples contain <unk> (left out by default).")] = False,
+    allow_unk: Annotated[
+        bool, typer.Option("--allow-unk", help="Let samples contain <unk> (left out by default).")
+    ] = False,
     repetition_penalty: Annotated[
         float,
         typer.Option(
@@ -232,7 +235,7 @@ def info(
     m, p, c, t = r["model"], r["progress"], r["corpus"], r["tokenizer"]
 
     def ppl(x):
-        return "—" if x is None else f"{x:.2f}"
+        return "—" if x is None else f"{x:,.2f}"
 
     table = Table(title=str(checkpoint_path), show_header=False, title_justify="left")
     table.add_row("model", f"{m['cell']} {m['layers']}×{m['hidden']}, embed {m['embed']}"
@@ -255,7 +258,7 @@ def info(
         budget = [f"{k.replace('_', ' ')} {tr[k]:g}" for k in ("epochs", "max_steps", "max_minutes") if tr[k]]
         table.add_row("budget", ", ".join(budget) or "none")
     if p["step"] is not None:
-        into = f" and {p['windows_into_epoch']:,} windows of the next" if p["windows_into_epoch"] else ""
+        into = f" and {count(p['windows_into_epoch'], 'window')} of the next" if p["windows_into_epoch"] else ""
         table.add_row("progress", f"{count(p['epochs_done'], 'epoch')} done{into}; step {p['step']:,}, "
                       f"{p['tokens'] or 0:,} tokens, {p['elapsed_s'] or 0:.0f} s")
     table.add_row("valid perplexity", f"best {ppl(p['best_valid_ppl'])}, last {ppl(p['last_valid_ppl'])}")
@@ -407,8 +410,8 @@ def inspect(
 ) -> None:
     """Look inside a trained model on TEXT: an HTML page of its units and gates (--html), the units that
     track features of the text (--units), how far back its gradient reaches (--gradient)."""
-    from lstmtext import inside, page, plot
-    from lstmtext.threads import ThreadTuner
+    from lstmtext import inside, plot
+    from lstmtext.threads import choosing
 
     if not (html_out or units or gradient):
         raise ConfigError("say what to inspect: --html PAGE.html, --units or --gradient")
@@ -434,11 +437,20 @@ def inspect(
     extra = dict(inside.parse_feature(f) for f in feature or [])
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
-    tuner = ThreadTuner(fixed=threads)  # the process ends with the command: nothing to put back
     found_path = runs.find_checkpoint(checkpoint_path, _note)
     ckpt, tok = checkpoint.load_model(found_path)
-    cfg = ckpt.model_cfg
     text = read_text(file, encoding_errors)
+    with choosing(threads) as tuner:
+        _inspect(ckpt, tok, found_path, checkpoint_path, file, text, html_out, units, gradient, extra, max_tokens,
+                 pictures, max_distance, positions, vs, out, as_json, tuner)  # fmt: skip
+
+
+def _inspect(ckpt, tok, found_path, checkpoint_path, file, text, html_out, units, gradient, extra, max_tokens,
+             pictures, max_distance, positions, vs, out, as_json, tuner) -> None:  # fmt: skip
+    """inspect's work once its options are checked and the model and the text are read."""
+    from lstmtext import inside, page
+
+    cfg = ckpt.model_cfg
     if html_out or units:
         found = inside.find_units(ckpt.params, cfg, tok, text, extra, max_tokens, tuner)
     if html_out is not None:

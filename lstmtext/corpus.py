@@ -276,7 +276,8 @@ class Listing:
         if not hit or self.encoding_errors != "replace":  # strict: a U+FFFD is the file's own
             return ""
         n, names = sum(f.replaced for f in hit), ", ".join(f.name for f in hit[:3])
-        where = f" in {len(hit):,} files ({names}{' and more' if len(hit) > 3 else ''})" if self.is_dir else ""
+        files = f"{len(hit):,} file{'s' * (len(hit) != 1)}"
+        where = f" in {files} ({names}{' and more' if len(hit) > 3 else ''})" if self.is_dir else ""
         return f" --encoding-errors replace read {n:,} invalid UTF-8 sequence{'' if n == 1 else 's'} as U+FFFD{where}."
 
     def lines(self) -> list[str]:

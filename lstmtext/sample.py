@@ -489,10 +489,13 @@ class _StreamText:
         return rest
 
 
-def shown_prompt(prompt: str) -> str:
-    """The prompt as a sample starts from and shows it: spaces and tabs that end a line of text are
-    dropped, because the continuation brings its own (a word's space comes with the word, so "The
-    module " would print as "The module  set"). Indentation alone on the last line stays: code needs it."""
+def shown_prompt(prompt: str, tok) -> str:
+    """The prompt as a sample starts from and shows it: for word and BPE models, spaces and tabs that
+    end a line of text are dropped, because the continuation brings its own (a word's space comes
+    with the word, so "The module " would print as "The module  set"). Indentation alone on the last
+    line stays: code needs it. A character model reads a space as any other character: kept."""
+    if tok.kind == "char":
+        return prompt
     last = prompt.rsplit("\n", 1)[-1]
     trailing = len(last) - len(last.rstrip(" \t"))
     return prompt if trailing == len(last) else prompt[: len(prompt) - trailing]
@@ -579,7 +582,7 @@ def run_generation(
 ) -> list[str]:
     """Sample and write text to `stream`: one sample streams as produced; several are printed one
     after another when the batch is done. warn(line) hears about prompt words the model never saw."""
-    prompt = shown_prompt(prompt)
+    prompt = shown_prompt(prompt, tok)
     warning = unknown_prompt_warning(tok, prompt)
     if warning and warn is not None:
         warn(warning)

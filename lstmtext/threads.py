@@ -198,11 +198,15 @@ class LoadMeter:
         return None if busy is None else (time.monotonic(), busy, time.process_time())
 
     def read(self) -> float | None:
-        """Others' load in cores since the last read, or None if unknown."""
+        """Others' load in cores since the last read, or None if unknown. Under 50 ms (a few clock
+        ticks) the reading would be noise: None, and the next read spans from the same start."""
         now = self._sample()
-        last, self.last = self.last, now
-        if now is None or last is None or now[0] - last[0] < 0.05:
+        if now is None or self.last is None:
+            self.last = now
             return None
+        if now[0] - self.last[0] < 0.05:
+            return None
+        last, self.last = self.last, now
         return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
 
 
@@ -220,10 +224,11 @@ def choosing(fixed: int | None = None) -> Iterator["ThreadTuner"]:
     if fixed is None:
         # Others' load since the last such call (or since import: reading the model and the text
         # came between): a short job cannot afford to find a busy core by probing from all cores,
-        # so it starts at the cores left free, and the probes correct a wrong guess as in training.
+        # so it starts at the cores left free; a job longer than the first probe (FIRST_PROBE) is
+        # then corrected by the probes, as training is.
         others = _SINCE_LAST.read()
         if others is not None:
-            start = max(1, round(allowed_cores() - others))
+            start = max(1, min(allowed_cores(), int(len(_SINCE_LAST.cpus) - others + 0.5)))
     tuner = ThreadTuner(fixed=fixed, start=start)
     try:
         yield tuner

@@ -29,12 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-)
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from lstmtext import batching, checkpoint, evaluate, model, mpi, optim, sample, schedule, threads
@@ -147,8 +142,7 @@ def _progress_bar(console: Console) -> Progress:
     time the whole run has left (perplexity is on the validation lines)."""
     return Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"),
-        BarColumn(bar_width=8),
-        MofNCompleteColumn(),
+        BarColumn(bar_width=12),  # the epoch's progress; its window count would not fit 80 columns
         TextColumn(
             "loss {task.fields[loss]:.3f} {task.fields[tps]} tok/s {task.fields[threads]} thr "
             "{task.fields[clock]}, {task.fields[left]} left"
@@ -399,7 +393,7 @@ class Trainer:
             prog["bad_evals"] += 1
         prog["last_valid_step"], prog["last_valid_ppl"] = prog["step"], ppl
         self.metrics.write(kind="valid", step=prog["step"], epoch=prog["epoch"], loss=total / n, ppl=ppl, best=improved)
-        self.console.print(f"  valid ppl {ppl:9.2f}  at step {prog['step']:,}" + ("  (best)" if improved else ""))
+        self.console.print(f"  valid ppl {ppl:9,.2f}  at step {prog['step']:,}" + ("  (best)" if improved else ""))
         prog["valid_seconds"] = time.perf_counter() - t0  # what the plan keeps for the final validation
         if best is not None and not ppl <= 2 * best:  # a nan counts as a jump too
             self.console.print(
@@ -632,7 +626,7 @@ def print_summary(console: Console, s: dict, cfg: ModelConfig, out: Path) -> Non
     t.add_row("time", f"{s['elapsed']:.1f} s")
     t.add_row("training tokens/s", f"{s['tokens_per_s']:,.0f}  (validation time excluded)")
     t.add_row("last train loss", f"{s['last_train_loss']:.3f}")
-    t.add_row("best valid perplexity", f"{s['best_valid_ppl']:.2f}")
+    t.add_row("best valid perplexity", f"{s['best_valid_ppl']:,.2f}")
     t.add_row("checkpoints", f"{out}/best.safetensors, last.safetensors")
     console.print(t)
 
@@ -667,8 +661,13 @@ def new_out(out: Path, force: bool) -> Iterator[None]:
         prepare_out(out, force)
         yield
     except BaseException:
-        if made:
-            shutil.rmtree(made[-1], ignore_errors=True)  # the topmost new folder, and all under it
+        if out in made:
+            shutil.rmtree(out, ignore_errors=True)  # made by this command: all in it is this run's
+        for parent in made[1:]:  # new parents only if still empty: another run may have begun in one
+            try:
+                parent.rmdir()
+            except OSError:
+                break
         raise
 
 
@@ -691,7 +690,9 @@ def finished_reason(cfg: TrainConfig, prog: dict) -> str | None:
     if cfg.max_minutes and (time_up or prog.get("minutes_used", 0) >= cfg.max_minutes):
         return f"it used its --max-minutes {cfg.max_minutes:g}"
     if cfg.patience and prog["bad_evals"] >= cfg.patience:
-        return f"it ran out of patience (--patience {cfg.patience}: {prog['bad_evals']} validations without a new best)"
+        bad = prog["bad_evals"]
+        return (f"it ran out of patience (--patience {cfg.patience}: {bad} validation{'s' * (bad != 1)} "
+                "without a new best)")
     return None
 
 

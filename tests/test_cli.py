@@ -338,6 +338,7 @@ def test_help_keeps_square_brackets(monkeypatch):
     from lstmtext.cli import app
 
     monkeypatch.setenv("COLUMNS", "400")  # one line per help text: nothing wraps mid-word
+    monkeypatch.setattr("typer.rich_utils.MAX_WIDTH", None)  # typer's TERMINAL_WIDTH, read at import, would win
     commands = get_command(app).commands
     found = 0
     for name, command in commands.items():
@@ -368,6 +369,7 @@ def test_a_refused_train_leaves_no_folder(tmp_path, corpus):
 
 def test_train_help_reads_at_80_columns(monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr("typer.rich_utils.MAX_WIDTH", None)
     out = invoke(["train", "--help"]).output
     lines = out.splitlines()
     assert all(len(ln) <= 80 for ln in lines) and "--force" in out and "GLOB" in out
@@ -389,7 +391,7 @@ def test_the_folder_holding_a_clone_named_lstmtext_cannot_shadow_it(tmp_path):
 
     root = Path(lstmtext.__file__).resolve().parent.parent
     (tmp_path / "lstmtext").symlink_to(root, target_is_directory=True)
-    code = "import lstmtext; print(lstmtext.__file__); print(lstmtext.train.__name__)"
+    code = "import pathlib, lstmtext; print(pathlib.Path(lstmtext.__file__).resolve()); print(lstmtext.train.__name__)"
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.split() == [str(root / "lstmtext" / "__init__.py"), "train"], r.stderr
     r = subprocess.run([sys.executable, "-m", "lstmtext", "--version"], cwd=tmp_path, capture_output=True,

@@ -196,9 +196,11 @@ def test_a_prompt_is_read_after_a_line_end_as_training_lines_are():
 def test_a_prompt_ending_in_a_space_is_not_followed_by_a_second_one():
     from lstmtext.sample import shown_prompt
 
-    assert shown_prompt("The module ") == "The module" and shown_prompt("x =\t ") == "x ="
-    assert shown_prompt("def f():\n    ") == "def f():\n    "  # indentation alone on its line: kept
-    assert shown_prompt("a\n") == "a\n" and shown_prompt("") == "" and shown_prompt("  ") == "  "
+    word, char = types.SimpleNamespace(kind="word"), types.SimpleNamespace(kind="char")
+    assert shown_prompt("The module ", word) == "The module" and shown_prompt("x =\t ", word) == "x ="
+    assert shown_prompt("def f():\n    ", word) == "def f():\n    "  # indentation alone on its line: kept
+    assert shown_prompt("a\n", word) == "a\n" and shown_prompt("", word) == "" and shown_prompt("  ", word) == "  "
+    assert shown_prompt("The module ", char) == "The module "  # a character like any other: no double space
     for kind, text in (("word", "the module set again\n"), ("bpe", "the module set again\n" * 30)):
         tok = Tokenizer.train(kind, text, **({"vocab_size": 280} if kind == "bpe" else {}))
         ckpt = _model_for(tok)

@@ -196,13 +196,14 @@ def test_the_progress_line_fits_80_columns():
 
     out = io.StringIO()
     with _progress_bar(Console(file=out, width=80, force_terminal=True)) as bar:
-        bar.add_task("", total=23_770, completed=8_130, epoch=12, loss=4.079, tps=_speed(12_718.0), threads="2",
-                     clock=_hms(3738.4), left=_hms(3461.0))  # fmt: skip
+        # Wide values: a second-digit epoch and loss, a 12-core count, two-digit hours on both clocks.
+        bar.add_task("", total=237_700, completed=81_300, epoch=12, loss=10.079, tps=_speed(112_718.0),
+                     threads="12", clock=_hms(45296.0), left=_hms(36000.0))  # fmt: skip
     text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())  # the terminal's control codes out
     line = [ln for ln in text.splitlines() if "epoch" in ln][-1]
-    for part in ("epoch 12", "8130/23770", "loss 4.079", "12.7k tok/s", "2 thr", "1:02:18, 57:41 left"):
+    for part in ("epoch 12", "loss 10.079", "112.7k tok/s", "12 thr", "12:34:56, 10:00:00 left"):
         assert part in line, (part, line)
-    assert "…" not in line and len(line.rstrip()) <= 78  # room for a 2-digit thread count
+    assert "…" not in line and len(line.rstrip()) <= 80
     assert _hms(None) == "?" and _hms(62.9) == "1:02" and _speed(950.4) == "950"
 
 

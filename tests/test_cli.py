@@ -397,3 +397,19 @@ def test_the_folder_holding_a_clone_named_lstmtext_cannot_shadow_it(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lstmtext", "--version"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0 and r.stdout.strip() == f"lstmtext {lstmtext.__version__}", r.stdout + r.stderr
+
+
+def test_a_refused_train_leaves_another_runs_folder_alone(tmp_path, corpus, monkeypatch):
+    from lstmtext import api
+    from lstmtext.errors import CorpusError
+
+    def another_run_begins_meanwhile(*args, **kwargs):  # in the runs/ this train just made
+        (tmp_path / "runs" / "other").mkdir()
+        (tmp_path / "runs" / "other" / "last.safetensors").write_bytes(b"theirs")
+        raise CorpusError("refused while reading")
+
+    monkeypatch.setattr(api, "prepare_data", another_run_begins_meanwhile)
+    r = invoke(["train", corpus, *TINY, "--out", tmp_path / "runs" / "mine"])
+    assert r.exit_code == 1 and "refused while reading" in r.output
+    assert not (tmp_path / "runs" / "mine").exists()
+    assert (tmp_path / "runs" / "other" / "last.safetensors").read_bytes() == b"theirs"

@@ -1,11 +1,15 @@
 """lstmtext's side of a row, through its public API only: a callable that runs k training windows
 (or samples k tokens, or scores the eval text k times) and returns the last loss."""
 
+import time
 from collections.abc import Callable
 
 import numpy as np
 
 from bench.rows import EVAL_THREADS_TOKENS, Row, eval_ids, token_windows
+
+# s of `lstmtext eval` before it scores: import, checkpoint, text (all of an eval of 200 bytes: 0.4 s)
+COMMAND_START = 0.3
 
 
 def blas_info() -> list[dict]:
@@ -62,7 +66,15 @@ def make_runner(row: Row, threads: str, evaluate_only: bool = False) -> Callable
                     total, n = evaluate.score(params, cfg, long_text, tuner=each)
             return total / n
 
+        def loading() -> None:
+            # `lstmtext eval` reads others' load over its start (import, checkpoint, text) and starts
+            # at the cores left free. Here the worker's last reading would span the other
+            # contestants' turns, so it is taken afresh over a pause as long as that start.
+            lt_threads._SINCE_LAST = lt_threads.LoadMeter()
+            time.sleep(COMMAND_START)
+
         run_command.stats = no_stats
+        run_command.prepare = loading
         return run_command
 
     if evaluate_only:

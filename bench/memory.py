@@ -363,10 +363,30 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
-def run_torch(spec: Spec, train: Path, probes: list[Probe], seed: int) -> dict:
+@dataclass(frozen=True)
+class Shape:
+    """PyTorch's model and windows: the pinned configuration's (TRAIN_ARGS), or the size lstmtext's
+    defaults choose for the text (`chosen_shape`)."""
+
+    layers: int = 1
+    hidden: int = 128
+    embed: int = 64
+    batch: int = 20
+    bptt: int = 100
+
+    def describe(self) -> str:
+        return f"{self.layers}×{self.hidden}, embed {self.embed}, batch {self.batch}, bptt {self.bptt}"
+
+
+PINNED = Shape()  # TRAIN_ARGS's size, batch and bptt
+
+
+def run_torch(spec: Spec, train: Path, probes: list[Probe], seed: int, shape: Shape = PINNED,
+              stop_at_pass: bool = False) -> dict:
     """PyTorch's nn.LSTM at its default initialisation (forget bias +1, as lstmtext's cells), the same
     tokenizer, streams, windows, optimizer (Adam 2e-3, constant) and clipping; its probes scored from a
-    fresh state after every epoch, for the first epoch at which every gap reaches PASS."""
+    fresh state after every epoch, for the first epoch at which every gap reaches PASS; stop_at_pass:
+    stop there (the epochs after it only say how its accuracy swings)."""
     import torch
     from torch import nn
 
@@ -377,10 +397,11 @@ def run_torch(spec: Spec, train: Path, probes: list[Probe], seed: int) -> dict:
     text = train.read_text(encoding="utf-8")
     tok = Tokenizer.train("word", text, vocab_size=10000, word_split="whitespace")
     ids = tok.encode(text)
-    V, E, H, B, T = tok.vocab_size, 64, 128, 20, 100
-    emb, rnn, head = nn.Embedding(V, E), nn.LSTM(E, H), nn.Linear(H, V)
+    V, E, H, B, T = tok.vocab_size, shape.embed, shape.hidden, shape.batch, shape.bptt
+    emb, rnn, head = nn.Embedding(V, E), nn.LSTM(E, H, num_layers=shape.layers), nn.Linear(H, V)
     with torch.no_grad():
-        rnn.bias_ih_l0[H : 2 * H] += 1.0
+        for layer in range(shape.layers):
+            getattr(rnn, f"bias_ih_l{layer}")[H : 2 * H] += 1.0
     model = TorchLSTM(emb, rnn, head, tok)
     ps = [*emb.parameters(), *rnn.parameters(), *head.parameters()]
     opt = torch.optim.Adam(ps, lr=0.002)
@@ -404,6 +425,8 @@ def run_torch(spec: Spec, train: Path, probes: list[Probe], seed: int) -> dict:
             by_epoch.append(score(model, probes, answers_of(spec), modes=("fresh",), probs=False)["fresh"])
         print(f"  PyTorch epoch {epoch + 1}: train loss {total / max(n, 1):.3f}, fresh-state accuracy "
               f"{min(by_epoch[-1].values()):.2f} at the worst gap", file=sys.stderr, flush=True)
+        if stop_at_pass and min(by_epoch[-1].values()) >= PASS:
+            break
     needed = next((e + 1 for e, accs in enumerate(by_epoch) if min(accs.values()) >= PASS), None)
     t0 = time.perf_counter()
     with one_thread():
@@ -422,19 +445,45 @@ TRAIN_ARGS = [
 ]
 
 
+# --defaults: only what the text needs (its words are whitespace-separated tokens); the size, optimizer,
+# learning rate, dropout, batch and bptt are lstmtext's defaults for this text and these epochs.
+DEFAULT_ARGS = ["--tokenizer", "word", "--word-split", "whitespace"]
+
+
+def chosen_shape(spec: Spec, train: Path) -> Shape:
+    """The size `lstmtext train` chooses for this text and the spec's epochs with no size flag
+    (lstmtext.sizing; the words' count as the CLI reads them), with the default batch and bptt."""
+    from lstmtext import sizing
+    from lstmtext.options import TrainOptions
+    from lstmtext.tokenizer import Tokenizer
+
+    o = TrainOptions()
+    text = train.read_text(encoding="utf-8")
+    tok = Tokenizer.train("word", text, vocab_size=sizing.vocab_for("word", len(text)), word_split="whitespace")
+    budget = sizing.Budget(epochs=spec.epochs, max_steps=0, max_minutes=0.0, train_tokens=len(tok.encode(text)),
+                           batch=o.batch_size, bptt=o.bptt)
+    c = sizing.choose("word", tok.vocab_size, budget, None, {})
+    return Shape(c.layers, c.hidden, c.embed, o.batch_size, o.bptt)
+
+
 def run_lstmtext(spec: Spec, cell: str, train: Path, valid: Path, probes: list[Probe], run: Path, seed: int,
-                 args: str) -> dict:
-    """Train through the CLI, then score the best checkpoint as a user loads it."""
+                 args: str, defaults: bool = False) -> dict:
+    """Train through the CLI, then score the best checkpoint as a user loads it. defaults: with
+    DEFAULT_ARGS instead of the pinned TRAIN_ARGS."""
     import lstmtext
 
     exe = str(Path(sys.executable).with_name("lstmtext"))
     cmd = [exe, "train", str(train), "--valid", str(valid), "--out", str(run), "--force", "--cell", cell,
-           *TRAIN_ARGS, "--epochs", str(spec.epochs), "--seed", str(seed), *shlex.split(args)]
+           *(DEFAULT_ARGS if defaults else TRAIN_ARGS), "--epochs", str(spec.epochs), "--seed", str(seed),
+           *shlex.split(args)]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - t0
-    scores = score(lstmtext.load(run), probes, answers_of(spec))
-    return {"seconds": seconds, "score_seconds": time.perf_counter() - t0 - seconds, "epochs_needed": None, **scores}
+    model = lstmtext.load(run)
+    scores = score(model, probes, answers_of(spec))
+    c = model.config
+    return {"seconds": seconds, "score_seconds": time.perf_counter() - t0 - seconds, "epochs_needed": None,
+            "shape": f"{c.layers}×{c.hidden}, embed {c.embed}, dropout {c.dropout:g}", **scores}
 
 
 def matched_epochs(spec: Spec, torch_rows: list[dict], own: bool) -> int:
@@ -479,8 +528,8 @@ def print_tables(specs: list[Spec], rows: list[dict]) -> None:
 
 def save(path: Path, specs: list[Spec], rows: list[dict]) -> None:
     """After every run, so a long measurement that stops keeps what it measured."""
-    doc = {"version": RESULTS_VERSION, "train_args": TRAIN_ARGS, "specs": {s.name: asdict(s) for s in specs},
-           "rows": rows}
+    doc = {"version": RESULTS_VERSION, "train_args": TRAIN_ARGS, "default_args": DEFAULT_ARGS,
+           "specs": {s.name: asdict(s) for s in specs}, "rows": rows}
     path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
@@ -497,6 +546,9 @@ def main() -> int:
                     "and lstmtext's at most these")
     ap.add_argument("--own-epochs", action="store_true",
                     help="with --torch, train lstmtext for the generator's epochs, not PyTorch's epochs to PASS")
+    ap.add_argument("--defaults", action="store_true",
+                    help="lstmtext with no size or training flags (its defaults choose them for the text), "
+                    "and PyTorch at the size they choose, stopped at its first epoch at PASS")
     ap.add_argument("--out", default=str(ROOT / "runs" / "memory"))
     a = ap.parse_args()
     unknown = [g for g in a.generators.split(",") if g and g not in SPEC]
@@ -519,16 +571,18 @@ def main() -> int:
     for spec in specs:
         train, valid, probes = make_data(spec, out / spec.name / "data")
         epochs = spec.epochs
+        shape = chosen_shape(spec, train) if a.defaults else PINNED
         if a.torch:
-            torch_rows = [run_torch(spec, train, probes, seed) for seed in seeds]
+            torch_rows = [run_torch(spec, train, probes, seed, shape, stop_at_pass=a.defaults) for seed in seeds]
             for seed, r in zip(seeds, torch_rows, strict=True):
-                add({"generator": spec.name, "model": TORCH, "seed": seed, "epochs": spec.epochs, **r})
+                add({"generator": spec.name, "model": TORCH, "seed": seed, "epochs": len(r["by_epoch"]),
+                     "shape": shape.describe(), **r})
             epochs = matched_epochs(spec, torch_rows, a.own_epochs)
         for seed in seeds:
             for c in [c for c in a.cells.split(",") if c]:
                 run = out / spec.name / f"{c}-seed{seed}"
-                r = run_lstmtext(replace(spec, epochs=epochs), c, train, valid, probes, run, seed, a.args)
-                model = f"lstmtext {c}" + (f" {a.args}" if a.args else "")
+                r = run_lstmtext(replace(spec, epochs=epochs), c, train, valid, probes, run, seed, a.args, a.defaults)
+                model = f"lstmtext {c}" + (" defaults" if a.defaults else "") + (f" {a.args}" if a.args else "")
                 add({"generator": spec.name, "model": model, "seed": seed, "epochs": epochs, **r})
     print_tables(specs, rows)
     return 0

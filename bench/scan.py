@@ -1,5 +1,5 @@
 """The two ways to run minGRU/minLSTM's scan h_t = a_t ⊙ h_{t-1} + b_t in NumPy, timed side by side:
-lstmtext's step-by-step loop (cells/common.linear_scan) and the log-space parallel form of Heinsen
+lstmtext's step-by-step loop (cells/linear_scan.py) and the log-space parallel form of Heinsen
 (2023), log h = a* + logcumsumexp(log b − a*) with a* = cumsum(log a), which the minGRU paper uses on
 GPUs. Both give the same h; the loop is kept because it is faster here.
 
@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from lstmtext.cells.common import linear_scan
+from lstmtext.cells.linear_scan import linear_scan
 
 
 def log_space_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:

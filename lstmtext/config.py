@@ -58,19 +58,19 @@ class ModelConfig:
         if self.chrono != 0 and self.chrono < 3:
             raise ConfigError(f"--chrono is the longest gap to remember, at least 3 (or 0 for off), got {self.chrono}")
         # What each option needs, read off the cells' declarations rather than a list of names here.
-        if self.chrono and not hasattr(cell, "CHRONO"):
-            able = [name for name, c in CELLS.items() if hasattr(c, "CHRONO")]
+        if self.chrono and cell.CHRONO is None:
+            able = [name for name, c in CELLS.items() if c.CHRONO is not None]
             raise ConfigError(f"--chrono is not defined for the {self.cell} cell: use {_one_of(able)}")
         # orthogonal shapes W_h: pointless without one, or where the cell sets its own start (the sLSTM's zeros)
-        if self.init == "orthogonal" and (not getattr(cell, "RECURRENT", True) or hasattr(cell, "init_params")):
+        if self.init == "orthogonal" and (not cell.RECURRENT or cell.own_init is not None):
             raise ConfigError(
                 f"--init orthogonal shapes the recurrent matrix W_h, which the {self.cell} cell does not have"
                 " (or, for slstm, starts at zero as its authors recommend): use uniform or torch"
             )
         if self.heads < 1 or self.hidden % self.heads:
             raise ConfigError(f"--heads must divide --hidden {self.hidden}, got {self.heads}")
-        if self.heads > 1 and "heads" not in getattr(cell, "OPTIONS", ()):
-            able = [name for name, c in CELLS.items() if "heads" in getattr(c, "OPTIONS", ())]
+        if self.heads > 1 and "heads" not in cell.OPTIONS:
+            able = [name for name, c in CELLS.items() if "heads" in c.OPTIONS]
             raise ConfigError(f"--heads belongs to --cell {_one_of(able)}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ConfigError(f"--nonlinearity must be tanh or relu, got {self.nonlinearity!r}")

@@ -63,7 +63,7 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
       weight and bias U(±1/√H); the adaptive head's layers U(±1/√fan_in) each (a tail's output layer
       reads its inner width H/4^k). The forget bias 1 is added on top, as the other schemes have it. A cell
       without W_h (minGRU, minLSTM) is one nn.Linear per layer: its bias is one draw.
-    A cell may add its own start on top of any scheme (`cell.init_params`): the sLSTM sets W_h to zero
+    A cell may add its own start on top of any scheme (`cell.own_init`): the sLSTM sets W_h to zero
     and its forget biases to its authors' power law, on which the torch scheme's bias draws then sit.
     - orthogonal: as uniform, but each H×H gate block of W_h a random orthogonal matrix (Saxe et al.
       2014): the recurrence neither shrinks nor grows a state at the start, so gradients last longer.
@@ -83,12 +83,12 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, dtype=np.float32) ->
     for layer in range(cfg.layers):
         D = cfg.embed if layer == 0 else H
         layer_params = common.init_params(cell, rng, D, H, s, dtype)
-        if hasattr(cell, "init_params"):  # a cell's own recommended start (the sLSTM's), on top of the draws
-            layer_params = cell.init_params(layer_params, H, layer, cfg.layers, **cell_options(cell, cfg))
+        if cell.own_init is not None:  # a cell's own recommended start (the sLSTM's), on top of the draws
+            layer_params = cell.own_init(layer_params, H, layer, cfg.layers, **cell_options(cell, cfg))
         for name, value in layer_params.items():
             if cfg.init == "torch" and value.ndim == 1:
                 # b stands for b_ih + b_hh; b_hn, peepholes and a cell without W_h have one bias
-                draws = 2 if name == "b" and getattr(cell, "RECURRENT", True) else 1
+                draws = 2 if name == "b" and cell.RECURRENT else 1
                 value = value + sum(uniform(rng, value.shape, s, dtype) for _ in range(draws))
             if cfg.init == "orthogonal" and name == "W_h":
                 value = np.concatenate([orthogonal(rng, H, dtype) for _ in range(value.shape[1] // H)], axis=1)

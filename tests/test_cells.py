@@ -154,3 +154,17 @@ def test_slstm_from_an_empty_cell_with_a_shut_input_gate_stays_finite():
         assert cache.n[1].min() >= 1.0  # i = 1 at the first step
         assert all(np.isfinite(a).all() for a in (h, dx, *grads.values(), *dstate.values()))
         assert h.dtype == dtype
+
+
+def test_every_cell_module_declares_the_whole_interface():
+    from lstmtext.cells import Cell
+
+    for name, cell in CELLS.items():
+        assert isinstance(cell, Cell), name  # every attribute and function of the Protocol is present
+        assert cell.NAME == name and cell.STATE[0] == "h"
+        assert all(o in ModelConfig.__dataclass_fields__ for o in cell.OPTIONS)
+    import types
+
+    partial = types.ModuleType("partial")
+    partial.__dict__.update({k: v for k, v in vars(lstm).items() if k != "own_init"})
+    assert not isinstance(partial, Cell)  # one missing declaration is caught

@@ -103,7 +103,7 @@ def test_min_cells_match_a_pytorch_autograd_reference(name):
 
 def test_linear_scan_is_the_recurrence_across_windows():
     """The scan over a window, carried into the next, is the step-by-step recurrence (float64)."""
-    from lstmtext.cells.common import linear_scan
+    from lstmtext.cells.linear_scan import linear_scan
 
     rng = np.random.default_rng(5)
     a, b, h0 = rng.uniform(0, 1, (12, 2, 3)), rng.normal(size=(12, 2, 3)), rng.normal(size=(2, 3))

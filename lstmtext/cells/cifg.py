@@ -10,21 +10,14 @@ Row vectors, gates fused along one 3H axis in the order f|g|o:
     h_t = o_t ⊙ tanh(c_t)
 
 A quarter fewer parameters than the LSTM, and the cell state is a convex mix of old and new.
-The window's loops are the LSTM's (common.cell_state_forward/backward); this module holds its write of c_t
-and its local derivatives.
+The window's loops are the LSTM's (cells/lstm.py); this module holds its write of c_t and that
+write's derivatives.
 """
 
 import numpy as np
 
-from lstmtext.cells.common import (
-    CellStateCache,
-    CellStateRule,
-    cell_state_backward,
-    cell_state_final,
-    cell_state_forward,
-    cell_state_quantities,
-    window_step,
-)
+from lstmtext.cells import lstm
+from lstmtext.cells.common import window_step
 
 NAME = "cifg"
 STATE = ("h", "c")
@@ -35,36 +28,40 @@ EXTRA: dict[str, str] = {}
 # is 1 - f, so it follows.
 CHRONO = (0, None)
 GATES = ("f", "o")  # the σ gates, whose saturation `lstmtext inspect` measures
+OPTIONS: tuple[str, ...] = ()
+RECURRENT = True
+own_init = None
 
 
 def write(a: np.ndarray, c_prev: np.ndarray, c_next: np.ndarray, tmp: np.ndarray) -> None:
     """c_t = f ⊙ c_{t-1} + (1 - f) ⊙ g = g + f ⊙ (c_{t-1} - g), from the activated gates a (3H, B)."""
     H = c_prev.shape[0]
     f, g = a[:H], a[H : 2 * H]
-    np.subtract(c_prev, g, out=c_next)
-    c_next *= f
-    c_next += g
+    np.subtract(c_prev, g, out=c_next)  # (H, B)
+    c_next *= f  # (H, B)
+    c_next += g  # (H, B)
 
 
-def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, CellStateCache]:
-    """x (T,B,D), state {"h", "c": (B,H)} -> h (T,B,H), a view of the cache (read-only)."""
-    return cell_state_forward(p, x, state, RULE)
-
-
-def local_derivatives(k: np.ndarray, cache: CellStateCache) -> None:
-    """k (T, 3H, B) of σ'/tanh' -> ∂c_t/∂a for f and g, in place (o: common.cell_state_backward):
+def local_derivatives(k: np.ndarray, cache: lstm.Cache) -> None:
+    """k (T, 3H, B) of σ'/tanh' -> ∂c_t/∂a for f and g, in place (o: lstm.backward):
     da_f = dc ⊙ (c_{t-1} - g) ⊙ σ'   da_g = dc ⊙ (1 - f) ⊙ tanh'"""
     gates, c = cache.gates, cache.c
     H = c.shape[1]
     f, g = gates[:, :H], gates[:, H : 2 * H]  # (T, H, B)
-    k[:, :H] *= c[:-1] - g  # f moves c toward c_{t-1}, away from g
-    k[:, H : 2 * H] *= 1.0 - f
+    k[:, :H] *= c[:-1] - g  # (T, H, B) f moves c toward c_{t-1}, away from g
+    k[:, H : 2 * H] *= 1.0 - f  # (T, H, B)
 
 
-RULE = CellStateRule(BLOCKS, "sts", FORGET, write, local_derivatives)  # f: σ; g: tanh; o: σ
-backward = cell_state_backward  # dh (T,B,H) -> dx (T,B,D), grads, dstate
-quantities = cell_state_quantities  # h, c and the gates, for `lstmtext inspect`
-final_state = cell_state_final
+RULE = lstm.Rule(BLOCKS, "sts", FORGET, write, local_derivatives)  # f: σ; g: tanh; o: σ
 
 
+def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, lstm.Cache]:
+    """x (T,B,D), state {"h", "c": (B,H)} -> h (T,B,H), a view of the cache (read-only): the
+    LSTM's loop with CIFG's write."""
+    return lstm.forward(p, x, state, RULE)
+
+
+backward = lstm.backward  # dh (T,B,H) -> dx (T,B,D), grads, dstate; the rule travels in the cache
+quantities = lstm.quantities  # h, c and the gates, for `lstmtext inspect`
+final_state = lstm.final_state
 step = window_step(forward, final_state)

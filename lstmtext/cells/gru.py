@@ -28,6 +28,9 @@ EXTRA = {"b_hn": "zero"}  # the bias inside r ⊙ (h W_hn + b_hn)
 # --chrono (Tallec & Ollivier 2018): the H-block of b holding the keep gate z (h = (1-z) n + z h);
 # the write gate is 1 - z, so it follows.
 CHRONO = (1, None)
+OPTIONS: tuple[str, ...] = ()
+RECURRENT = True
+own_init = None
 
 
 @dataclass

@@ -8,7 +8,7 @@ Row vectors, fused along one 2H axis in the order z|n:
 
 No gate looks at h_{t−1}, so there is no W_h: every matrix product of a window is one GEMM over all
 its steps, and what is left is the linear scan h_t = a_t ⊙ h_{t−1} + b_t (a = 1 − z, b = z ⊙ n),
-elementwise (common.linear_scan, step by step: faster in NumPy than the log-space form). g keeps the
+elementwise (cells/linear_scan.py, step by step: faster in NumPy than the log-space form). g keeps the
 candidate positive, which the log-space form needs (Feng et al., appendix B.3); the paper uses it in
 both modes. The state h is carried across windows like every cell's.
 """
@@ -17,15 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import (
-    input_projection,
-    linear_scan,
-    linear_scan_backward,
-    positive,
-    sigmoid,
-    window_grads,
-    window_step,
-)
+from lstmtext.cells.common import input_projection, sigmoid, window_grads, window_step
+from lstmtext.cells.linear_scan import linear_scan, linear_scan_backward, positive
 
 NAME = "mingru"
 STATE = ("h",)
@@ -33,6 +26,9 @@ BLOCKS = "zn"  # the blocks along the fused 2H axis (parameters: cells/common.py
 FORGET = None
 EXTRA: dict[str, str] = {}
 RECURRENT = False  # no W_h: the gates see x_t only
+CHRONO = None
+OPTIONS: tuple[str, ...] = ()
+own_init = None
 GATES = ("z",)  # the σ gate, whose saturation `lstmtext inspect` measures
 
 

@@ -13,22 +13,15 @@ scale does not grow with the length of the text (the paper's "length independenc
 separate cell state and no output gate. f' is computed in log space, as the paper does:
 f' = σ(log f − log i) with log σ(v) = −softplus(−v), because f / (f + i) is 0/0 once both gates
 round to 0 (v ≲ −20 in float32). As in the minGRU, nothing looks at h_{t−1} but the scan
-h_t = a_t ⊙ h_{t−1} + b_t (a = f', b = i' ⊙ n), run step by step (common.linear_scan).
+h_t = a_t ⊙ h_{t−1} + b_t (a = f', b = i' ⊙ n), run step by step (cells/linear_scan.py).
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import (
-    input_projection,
-    linear_scan,
-    linear_scan_backward,
-    positive,
-    sigmoid,
-    window_grads,
-    window_step,
-)
+from lstmtext.cells.common import input_projection, sigmoid, window_grads, window_step
+from lstmtext.cells.linear_scan import linear_scan, linear_scan_backward, positive
 
 NAME = "minlstm"
 STATE = ("h",)
@@ -36,6 +29,9 @@ BLOCKS = "fin"  # the blocks along the fused 3H axis (parameters: cells/common.p
 FORGET = None  # the paper starts both gates alike
 EXTRA: dict[str, str] = {}
 RECURRENT = False  # no W_h: the gates see x_t only
+CHRONO = None
+OPTIONS: tuple[str, ...] = ()
+own_init = None
 GATES = ("f", "i")  # the σ gates, whose saturation `lstmtext inspect` measures
 
 

@@ -19,6 +19,9 @@ NONLINEARITIES = ("tanh", "relu")
 BLOCKS = "h"  # one block: the pre-activation of h itself (parameters: cells/common.py)
 FORGET = None
 EXTRA: dict[str, str] = {}
+CHRONO = None  # no gate to set a time scale with
+RECURRENT = True
+own_init = None
 
 
 @dataclass

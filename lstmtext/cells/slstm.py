@@ -46,6 +46,8 @@ BLOCKS = "ifzo"  # the gate blocks along the fused 4H axis (parameters: cells/co
 FORGET = None  # the forget biases follow the power law below, not FORGET_BIAS
 EXTRA: dict[str, str] = {}
 OPTIONS = ("heads",)  # ModelConfig fields this cell reads
+CHRONO = None  # its forget biases have their own start (own_init)
+RECURRENT = True
 GATES = ("o",)  # its one σ gate: i is an exponential and f is normalised by m
 
 
@@ -62,7 +64,7 @@ def head_mask(H: int, heads: int, dtype) -> np.ndarray:
     return _masks[key]
 
 
-def init_params(p: dict, H: int, layer: int, layers: int, heads: int) -> dict:
+def own_init(p: dict, H: int, layer: int, layers: int, heads: int) -> dict:
     """The official initialisation on top of the scheme's draws: W_h zero, the power-law forget bias."""
     d = H // heads
     r = layer / (layers - 1) if layers > 1 else 0.0

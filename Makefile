@@ -37,6 +37,12 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check lstmtext tests
 	$(BIN)/python -m pytest
 
+# While developing: every test but those that start lstmtext in processes of their own (MPI,
+# faults, memory use: marked slow). `make test` runs them all.
+.PHONY: test-fast
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not slow"
+
 # The README's five-cell table (about 10 minutes on 2 cores).
 compare-cells: $(VENV)/.installed
 	$(BIN)/pip install --quiet $(EDITABLE) -e '.[plot]'

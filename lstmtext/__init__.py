@@ -4,7 +4,7 @@ The Python API (README "Python API"): lstmtext.train(...) -> Run, lstmtext.load(
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from lstmtext.version import __version__
 
 if TYPE_CHECKING:  # what __getattr__ hands out, for type checkers and editors
     from lstmtext.api import Exported as Exported

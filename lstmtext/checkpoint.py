@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import struct
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,15 +21,14 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from lstmtext import __version__, files, model
+from lstmtext import files, model
 from lstmtext.config import ModelConfig, TrainConfig, from_dict
 from lstmtext.errors import CheckpointError, LstmTextError
+from lstmtext.version import __version__
 
 FORMAT = "lstmtext-checkpoint"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024 * 1024  # a tokenizer of a few MB fits; a hostile 4 GB header does not
-# Seconds to pause halfway through writing a checkpoint; only the fault-injection tests set it.
-WRITE_DELAY = float(os.environ.get("LSTMTEXT_TEST_WRITE_DELAY", "0") or 0)
 
 
 @dataclass
@@ -72,12 +70,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     data = st_save(arrays, metadata={"lstmtext": json.dumps(header)})
     try:
         with files.replaced_when_whole(path) as tmp, open(tmp, "wb") as f:
-            half = len(data) // 2
-            f.write(data[:half])
-            if WRITE_DELAY:  # test hook: a slow disk, so a test can kill us in mid-write
-                f.flush()
-                time.sleep(WRITE_DELAY)
-            f.write(data[half:])
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lstmtext import __version__, api, checkpoint, malloc, mpi, runs
+from lstmtext import api, checkpoint, malloc, mpi, runs
 from lstmtext.cells import get_cell
 from lstmtext.config import ModelConfig
 from lstmtext.corpus import REPLACEMENT, read_text
@@ -23,6 +23,7 @@ from lstmtext.export import FORMATS
 from lstmtext.options import TrainOptions
 from lstmtext.sample import SampleOptions, run_generation
 from lstmtext.trainer import Interrupted
+from lstmtext.version import __version__
 
 app = typer.Typer(
     help="Train a NumPy LSTM language model on your text, sample from it, and measure it.",

@@ -290,7 +290,9 @@ class Listing:
         return TextPart(tuple(Segment(f, 0, None) for f in self.files), self.encoding_errors)
 
     def heldout_end(self, fraction: float = 0.1) -> tuple[TextPart, TextPart]:
-        """(train, valid): the last `fraction` of the whole text held out, cut as split_heldout cuts."""
+        """(train, valid): the last `fraction` of the whole text held out. The cut moves forward to the
+        next line start, so that no line is split; with no line start after the cut point (one long
+        last line), it falls inside that line (tests/oracles.py writes the same cut on a string)."""
         _check_fraction(fraction)
         total = sum(f.chars for f in self.files)
         cut, line, off = int(total * (1.0 - fraction)), 1, 0
@@ -467,25 +469,6 @@ def read_text(path: str | Path, encoding_errors: str = "strict") -> str:
 def heldout_parts(
     path: str | Path, encoding_errors: str = "strict", fraction: float = 0.1
 ) -> tuple[TextPart, TextPart]:
-    """(train, valid): the corpus split as split_heldout would split it, found by streaming."""
+    """(train, valid): the corpus split by Listing.heldout_end, found by streaming."""
     _check_fraction(fraction)
     return list_corpus(path, (), encoding_errors).heldout_end(fraction)
-
-
-def split_heldout(text: str, fraction: float = 0.1) -> tuple[str, str]:
-    """Split off the last `fraction` of `text` as validation text: `(train, valid)`, in order.
-
-    The cut moves forward to the next line start so no line is split; with no line start after
-    the cut point (one long last line), the cut falls inside that line.
-    """
-    _check_fraction(fraction)
-    cut = int(len(text) * (1.0 - fraction))
-    if cut > 0 and text[cut - 1] != "\n":
-        newline = text.find("\n", cut)
-        # A "\n" that ends the text starts no line; then cut at the character instead.
-        if newline != -1 and newline + 1 < len(text):
-            cut = newline + 1
-    train, valid = text[:cut], text[cut:]
-    if not train or not valid:
-        raise _too_small("the corpus", len(text), fraction)
-    return train, valid

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracles import split_heldout
 
-from lstmtext.corpus import read_text, split_heldout
+from lstmtext.corpus import read_text
 from lstmtext.errors import ConfigError, CorpusError
 
 

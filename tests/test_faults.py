@@ -8,11 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lstmtext import checkpoint
+
+pytestmark = pytest.mark.slow  # processes of their own: `make test-fast` leaves these out
 
 TINY = [
     "--embed",
@@ -48,9 +51,12 @@ def corpus(tmp_path):
     return path
 
 
-def start(args, env=None):
+def start(args, env=None, slow_disk: float = 0.0):
+    """`lstmtext train ARGS` in a process of its own; slow_disk: seconds each checkpoint write
+    pauses before it is made durable (tests/slow_disk.py)."""
+    cli = [str(Path(__file__).with_name("slow_disk.py")), str(slow_disk)] if slow_disk else ["-m", "lstmtext"]
     return subprocess.Popen(
-        [sys.executable, "-m", "lstmtext", "train", *map(str, args)],
+        [sys.executable, *cli, "train", *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -124,8 +130,7 @@ def test_kill9_during_checkpoint_write_keeps_previous(tmp_path, reference):
     c, ref = reference
     run = tmp_path / "run"
     p = start(
-        [c, *TINY, "--max-steps", STEPS, "--out", run, "--save-every", "100"], env={"LSTMTEXT_TEST_WRITE_DELAY": "1.0"}
-    )
+[c, *TINY, "--max-steps", STEPS, "--out", run, "--save-every", "100"], slow_disk=1.0)
     # Wait until one checkpoint exists and the next one is being written.
     wait_for(lambda: (run / "last.safetensors").exists() and any(run.glob(".last.safetensors.tmp-*")), 120)
     p.kill()
@@ -134,7 +139,7 @@ def test_kill9_during_checkpoint_write_keeps_previous(tmp_path, reference):
     before = checkpoint.load(run / "last.safetensors")  # whole and verified, not half-written
     assert before.progress["step"] % 100 == 0
     run_to_end(["--resume", run])
-    assert not any(run.glob(".*.tmp-*"))  # the half-written temp file is cleaned up
+    assert not any(run.glob(".*.tmp-*"))  # the unfinished temp file is cleaned up
     assert_same_weights(run, ref)
 
 

@@ -4,6 +4,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # processes of their own: `make test-fast` leaves these out
 
 # Measured 186 MB for this run (interpreter, NumPy, tokenizers, 9.4M ids twice); the bound leaves
 # room for noise but not for holding the text as Python strings (several times its 50 MB). Word

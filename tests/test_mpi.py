@@ -17,6 +17,8 @@ from test_cli import invoke, make_corpus
 
 from lstmtext import checkpoint
 
+pytestmark = pytest.mark.slow  # processes of their own: `make test-fast` leaves these out
+
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 try:
     import mpi4py  # noqa: F401

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracles import split_heldout
 
 from lstmtext import corpus
-from lstmtext.corpus import heldout_parts, iter_text, read_text, split_heldout
+from lstmtext.corpus import heldout_parts, iter_text, read_text
 from lstmtext.data import TokenizerOptions, prepare_data
 from lstmtext.errors import CorpusError
 from lstmtext.tokenizer import Tokenizer

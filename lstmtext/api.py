@@ -38,6 +38,7 @@ from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError
 from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, TrainOptions
+from lstmtext.progress import Progress
 from lstmtext.sample import SampleOptions, read_as_a_line, shown_prompt, text_pieces, unknown_prompt_warning
 from lstmtext.tokenizer import Tokenizer
 from lstmtext.trainer import (
@@ -512,7 +513,7 @@ def _resume(o: TrainOptions, args: dict, given: set, console: Console, say, grou
         raise ConfigError(f"{path} holds weights only; resume from a run directory's last.safetensors")
     runs.check_resume_options(ckpt, tok, {k: args[k] for k in given - RESUMABLE - LOCATIONS})
     cfg = resume_config(ckpt.train_cfg, {k: args[k] for k in RESUMABLE if k in given})
-    done = finished_reason(cfg, ckpt.progress)
+    done = finished_reason(cfg, Progress.from_dict(ckpt.progress))
     if done is not None:
         console.print(  # soft_wrap: one line, whatever the terminal's width
             f"{path.parent} is already finished: {done}, at epoch {ckpt.progress['epoch']}, step "

@@ -23,64 +23,66 @@ Schedules (`--schedule`):
 
 import math
 
+from lstmtext.progress import Progress
+
 SCHEDULES = ("cosine", "wsd", "step", "constant")
 # The warm-up's first step: a share of the warm-up's length, so that step 0 moves the weights.
 FIRST_WARMUP_SHARE = 0.05
 PACE_FROM = 0.005  # of an epoch or step budget done before its pace foretells the time left
 
 
-def budget_used(cfg, prog: dict, windows_per_epoch: int) -> float:
+def budget_used(cfg, prog: Progress, windows_per_epoch: int) -> float:
     """The share of the budget spent, in [0, 1]: the largest of the epoch, step and time shares.
     cfg: a TrainConfig; prog: the trainer's progress (epoch from 1, window within it, step, elapsed s,
     and valid_seconds, the time set aside for the final validation, once the trainer has it)."""
     shares = []
     if cfg.epochs:
-        shares.append((prog["epoch"] - 1 + prog["window"] / max(windows_per_epoch, 1)) / cfg.epochs)
+        shares.append((prog.epoch - 1 + prog.window / max(windows_per_epoch, 1)) / cfg.epochs)
     if cfg.max_steps:
-        shares.append(prog["step"] / cfg.max_steps)
+        shares.append(prog.step / cfg.max_steps)
     if cfg.max_minutes:
         shares.append(clock(prog) / (60.0 * cfg.max_minutes))
     return min(1.0, max(shares, default=0.0))
 
 
-def clock(prog: dict) -> float:
+def clock(prog: Progress) -> float:
     """Seconds of a --max-minutes budget spent as the plan counts them: the run's clock plus the time
     the validation that ends the run will take (`valid_seconds`, kept by the trainer), so the rate
     reaches its floor, and the run stops, with that validation still inside the budget."""
-    return prog["elapsed"] + prog.get("valid_seconds", 0.0)
+    return prog.elapsed + (prog.valid_seconds or 0.0)
 
 
-def time_spent(cfg, prog: dict, validated: bool = False) -> bool:
+def time_spent(cfg, prog: Progress, validated: bool = False) -> bool:
     """Whether a --max-minutes budget leaves no time to train and then validate. validated: the run
     has just validated, so going on costs another validation at the end, and is worth it only if it
     leaves more time to train than that validation takes (otherwise the run could end with two
     validations a step apart)."""
-    again = prog.get("valid_seconds", 0.0) if validated else 0.0
+    again = (prog.valid_seconds or 0.0) if validated else 0.0
     return bool(cfg.max_minutes and clock(prog) + again >= 60.0 * cfg.max_minutes)
 
 
-def seconds_left(cfg, prog: dict, windows_per_epoch: int) -> float | None:
+def seconds_left(cfg, prog: Progress, windows_per_epoch: int) -> float | None:
     """The whole run's time left, as the plan sees it: a --max-minutes budget counts down its own clock
     (the final validation inside it); epochs and steps go at the pace of the run so far. Whichever
     ends first. None while an epoch or step budget is too little done to extrapolate from."""
-    left = [60.0 * cfg.max_minutes - prog["elapsed"]] if cfg.max_minutes else []
+    left = [60.0 * cfg.max_minutes - prog.elapsed] if cfg.max_minutes else []
     shares = []
     if cfg.epochs:
-        shares.append((prog["epoch"] - 1 + prog["window"] / max(windows_per_epoch, 1)) / cfg.epochs)
+        shares.append((prog.epoch - 1 + prog.window / max(windows_per_epoch, 1)) / cfg.epochs)
     if cfg.max_steps:
-        shares.append(prog["step"] / cfg.max_steps)
+        shares.append(prog.step / cfg.max_steps)
     share = max(shares, default=0.0)
     if share >= PACE_FROM:
-        left.append(prog["elapsed"] * (1.0 - min(share, 1.0)) / share)
+        left.append(prog.elapsed * (1.0 - min(share, 1.0)) / share)
     return max(0.0, min(left)) if left else None
 
 
-def learning_rate(cfg, prog: dict, windows_per_epoch: int) -> float:
+def learning_rate(cfg, prog: Progress, windows_per_epoch: int) -> float:
     """The rate of the next step, by cfg.schedule."""
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule == "step":
-        return by_epoch(cfg.lr, cfg.lr_decay, cfg.decay_after, prog["epoch"])
+        return by_epoch(cfg.lr, cfg.lr_decay, cfg.decay_after, prog.epoch)
     used = budget_used(cfg, prog, windows_per_epoch)
     if cfg.schedule == "wsd":
         return wsd(cfg.lr, used, cfg.warmup, cfg.cooldown, cfg.lr_floor)

@@ -28,14 +28,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+from rich import progress as bars
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from lstmtext import batching, checkpoint, evaluate, model, mpi, optim, sample, schedule, threads
 from lstmtext.config import ModelConfig, TrainConfig, from_dict
 from lstmtext.data import Data
 from lstmtext.errors import ConfigError, Diverged, TrainingError
+from lstmtext.progress import Progress
 
 METRICS_VERSION = 1
 # A window whose mean loss is this many times that of guessing uniformly (log V) has diverged, even
@@ -137,13 +138,13 @@ class _StopSignals:
         self.signum = signum
 
 
-def _progress_bar(console: Console) -> Progress:
+def _progress_bar(console: Console) -> bars.Progress:
     """One line that fits 80 columns: the epoch's bar, the loss, the speed, the run's clock and the
     time the whole run has left (perplexity is on the validation lines)."""
-    return Progress(
-        TextColumn("[bold]epoch {task.fields[epoch]}"),
-        BarColumn(bar_width=12),  # the epoch's progress; its window count would not fit 80 columns
-        TextColumn(
+    return bars.Progress(
+        bars.TextColumn("[bold]epoch {task.fields[epoch]}"),
+        bars.BarColumn(bar_width=12),  # the epoch's progress; its window count would not fit 80 columns
+        bars.TextColumn(
             "loss {task.fields[loss]:.3f} {task.fields[tps]} tok/s {task.fields[threads]} thr "
             "{task.fields[clock]}, {task.fields[left]} left"
         ),
@@ -264,7 +265,7 @@ class Trainer:
         self.dtype = np.dtype(cfg.dtype)
         if start is not None:
             self.params, self.opt_state, self.state, self.prog = start[:4]
-            self.rng.bit_generator.state = self.prog["rng"]
+            self.rng.bit_generator.state = self.prog.rng
         elif resume_from is None:
             if init_params is None:
                 self.params = initial_params(model_cfg, cfg)
@@ -272,24 +273,13 @@ class Trainer:
                 self.params = {k: np.array(v, dtype=self.dtype) for k, v in init_params.items()}  # own copies
             self.opt_state = optim.init_state(cfg.optimizer, optim.trainable(self.params, cfg.freeze_embed))
             self.state = model.init_state(model_cfg, cfg.batch_size, self.dtype)
-            self.prog = {
-                "epoch": 1,
-                "window": 0,
-                "step": 0,
-                "best_valid_ppl": None,
-                "bad_evals": 0,
-                "elapsed": 0.0,
-                "tokens": 0,
-                "last_valid_step": -1,
-                "skipped": 0,
-                "last_valid_ppl": None,
-            }
+            self.prog = Progress()
         else:
             extra = resume_from.extra
-            self.params, self.prog = resume_from.params, dict(resume_from.progress)
+            self.params, self.prog = resume_from.params, Progress.from_dict(resume_from.progress)
             self.opt_state = {k: v for k, v in extra.items() if not k.startswith("state.")}
             self.state = {k[len("state.") :]: v for k, v in extra.items() if k.startswith("state.")}
-            self.rng.bit_generator.state = self.prog["rng"]
+            self.rng.bit_generator.state = self.prog.rng
         self.exchange = None
         if group is not None:
             if self.lead:
@@ -304,7 +294,7 @@ class Trainer:
                 stale.unlink(missing_ok=True)  # temp files of a writer killed mid-write
             self.metrics: MetricsLog | _NoMetrics = MetricsLog(out / "metrics.jsonl")
             if resume_from is not None:
-                self.metrics.drop_after(self.prog["step"])
+                self.metrics.drop_after(self.prog.step)
         else:
             self.metrics = _NoMetrics()
         self.tok_json = data.tokenizer.to_json() if self.lead else ""
@@ -320,9 +310,9 @@ class Trainer:
         """streams: the whole batch's (n, B); each rank gets only its own columns."""
         group = self.group
         group.started = True  # from here a failure on rank 0 must abort the others (mpi.leading)
-        self.prog["rng"] = self.rng.bit_generator.state
-        head = {"model": asdict(self.model_cfg), "train": asdict(self.cfg), "out": str(self.out), "prog": self.prog,
-                "streams": [streams.shape[0], streams.dtype.str]}  # fmt: skip
+        self.prog.rng = self.rng.bit_generator.state
+        head = {"model": asdict(self.model_cfg), "train": asdict(self.cfg), "out": str(self.out),
+                "prog": self.prog.to_dict(), "streams": [streams.shape[0], streams.dtype.str]}  # fmt: skip
         group.bcast_json(head)
         group.scatter_columns(streams, self.cfg.batch_size)
         for d in (self.params, self.opt_state, self.state):
@@ -340,7 +330,7 @@ class Trainer:
         streams = group.scatter_columns(None, cfg.batch_size, n, np.dtype(dtype))  # (n, B_r)
         params, opt_state, state = group.bcast_arrays(), group.bcast_arrays(), group.bcast_arrays()
         data = Data(None, np.zeros(0, np.int32), np.zeros(0, np.int32), {}, None)  # type: ignore[arg-type]
-        start = (params, opt_state, state, head["prog"], streams)
+        start = (params, opt_state, state, Progress.from_dict(head["prog"]), streams)
         return cls(data, model_cfg, cfg, Path(head["out"]), console, group=group, start=start).run()
 
     def agree(self, finished: bool, signum: int | None) -> tuple[bool, int | None]:
@@ -350,8 +340,8 @@ class Trainer:
         if self.group is None:
             return finished, signum
         prog = self.prog
-        finished, signum, prog["elapsed"], prog["valid_seconds"] = self.group.agree(
-            finished, signum, prog["elapsed"], prog.get("valid_seconds", 0.0)
+        finished, signum, prog.elapsed, prog.valid_seconds = self.group.agree(
+            finished, signum, prog.elapsed, prog.valid_seconds or 0.0
         )
         return finished, signum
 
@@ -359,11 +349,11 @@ class Trainer:
 
     def snapshot(self, best: bool = False, state: dict | None = None) -> checkpoint.Checkpoint:
         """state: the whole batch's carried state (under MPI, gathered from the ranks); default ours."""
-        self.prog["rng"] = self.rng.bit_generator.state
+        self.prog.rng = self.rng.bit_generator.state
         state = self.state if state is None else state
         extra = {} if best else {**self.opt_state, **{f"state.{k}": v for k, v in state.items()}}
         return checkpoint.Checkpoint(
-            self.model_cfg, self.params, self.tok_json, self.cfg, dict(self.prog), extra, self.data.info
+            self.model_cfg, self.params, self.tok_json, self.cfg, self.prog.to_dict(), extra, self.data.info
         )
 
     def save_last(self) -> Path:
@@ -384,17 +374,17 @@ class Trainer:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             total, n = evaluate.score(self.params, self.model_cfg, self.data.valid_ids, cfg.eval_batch_size, cfg.bptt)
         ppl = evaluate.perplexity(total / n)
-        best = prog["best_valid_ppl"]
+        best = prog.best_valid_ppl
         improved = best is None or ppl < best
         if improved:
-            prog["best_valid_ppl"], prog["bad_evals"] = ppl, 0
+            prog.best_valid_ppl, prog.bad_evals = ppl, 0
             checkpoint.save(self.out / "best.safetensors", self.snapshot(best=True))
         else:
-            prog["bad_evals"] += 1
-        prog["last_valid_step"], prog["last_valid_ppl"] = prog["step"], ppl
-        self.metrics.write(kind="valid", step=prog["step"], epoch=prog["epoch"], loss=total / n, ppl=ppl, best=improved)
-        self.console.print(f"  valid ppl {ppl:9,.2f}  at step {prog['step']:,}" + ("  (best)" if improved else ""))
-        prog["valid_seconds"] = time.perf_counter() - t0  # what the plan keeps for the final validation
+            prog.bad_evals += 1
+        prog.last_valid_step, prog.last_valid_ppl = prog.step, ppl
+        self.metrics.write(kind="valid", step=prog.step, epoch=prog.epoch, loss=total / n, ppl=ppl, best=improved)
+        self.console.print(f"  valid ppl {ppl:9,.2f}  at step {prog.step:,}" + ("  (best)" if improved else ""))
+        prog.valid_seconds = time.perf_counter() - t0  # what the plan keeps for the final validation
         if best is not None and not ppl <= 2 * best:  # a nan counts as a jump too
             self.console.print(
                 f"  [yellow]warning[/]: validation perplexity {ppl:.1f} is more than twice the best so far "
@@ -402,7 +392,7 @@ class Trainer:
                 soft_wrap=True,
             )
         self.valid_time += time.perf_counter() - t0
-        if self.cfg.sample_every and self.last_sample_step != prog["step"]:
+        if self.cfg.sample_every and self.last_sample_step != prog.step:
             self.show_sample()
         return ppl
 
@@ -411,7 +401,7 @@ class Trainer:
         take. Called by rank 0 after the first step, once the thread count validations run with is set;
         `agree` hands the figure to the other ranks before their second step, so every rank plans alike."""
         cfg, prog = self.cfg, self.prog
-        prog["valid_seconds"] = seconds = self.time_validation()
+        prog.valid_seconds = seconds = self.time_validation()
         budget = 60 * cfg.max_minutes
         if seconds > VALIDATION_WARN_SHARE * budget:
             left = "no time is left to train" if seconds >= budget else "the plan sets that time aside for it"
@@ -451,19 +441,19 @@ class Trainer:
         detok = tok.detokenizer(start)
         text = "".join(detok.push(int(i)) for i in ids) + detok.flush(drop_unfinished=True)
         text = text.strip().replace("\n", LINE_END_SHOWN)
-        self.last_sample_step = self.prog["step"]
-        self.metrics.write(kind="sample", step=self.prog["step"], text=text)
-        line = f"  sample at step {self.prog['step']:,}: {text}"
+        self.last_sample_step = self.prog.step
+        self.metrics.write(kind="sample", step=self.prog.step, text=text)
+        line = f"  sample at step {self.prog.step:,}: {text}"
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)
         self.valid_time += time.perf_counter() - t0
 
     def budget_spent(self) -> bool:
         cfg, prog = self.cfg, self.prog
-        steps_spent = bool(cfg.max_steps and prog["step"] >= cfg.max_steps)
-        return steps_spent or schedule.time_spent(cfg, prog, validated=prog["last_valid_step"] == prog["step"])
+        steps_spent = bool(cfg.max_steps and prog.step >= cfg.max_steps)
+        return steps_spent or schedule.time_spent(cfg, prog, validated=prog.last_valid_step == prog.step)
 
     def out_of_patience(self) -> bool:
-        return bool(self.cfg.patience and self.prog["bad_evals"] >= self.cfg.patience)
+        return bool(self.cfg.patience and self.prog.bad_evals >= self.cfg.patience)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -483,16 +473,16 @@ class Trainer:
         if not ok:
             if self.cfg.on_nan == "stop":
                 raise Diverged(
-                    f"training diverged at step {prog['step'] + 1} (loss {loss}, gradient norm {norm}); "
+                    f"training diverged at step {prog.step + 1} (loss {loss}, gradient norm {norm}); "
                     f"the checkpoints in {self.out} hold the last good weights; start a new run (--force or "
                     f"another --out) with a lower --lr or --clip, or use --on-nan skip"
                 )
-            prog["skipped"] += 1  # the weights are untouched; the state carries on from before
+            prog.skipped += 1  # the weights are untouched; the state carries on from before
         else:
             self.state = new_state
-        prog["window"] += len(windows)
-        prog["step"] += 1
-        prog["tokens"] += rows * self.cfg.batch_size  # the whole batch's, on every rank
+        prog.window += len(windows)
+        prog.step += 1
+        prog.tokens += rows * self.cfg.batch_size  # the whole batch's, on every rank
         return loss, norm
 
     def fresh_starts(self, state: dict) -> dict:
@@ -507,113 +497,149 @@ class Trainer:
 
     def run(self) -> dict:
         """Train until the budget or patience ends; -> summary. Raises Interrupted after saving."""
-        cfg, prog = self.cfg, self.prog
-        log_loss, log_steps, log_tokens, t_log, log_valid = 0.0, 0, 0, time.perf_counter(), 0.0
-        last_loss, tps, finished = float("nan"), 0.0, False
-        t_start, elapsed0, tokens0 = time.perf_counter(), prog["elapsed"], prog["tokens"]
+        self.meter = Meter(self.prog)
         signals = _StopSignals()
         with handling_signals(signals), _progress_bar(self.console) as bar:
             # The budget is checked first too: resuming a finished run must not take one more step.
             finished = self.budget_spent() or self.out_of_patience()
-            while not finished and not (cfg.epochs and prog["epoch"] > cfg.epochs):
-                task = bar.add_task(
-                    "",
-                    total=self.n_windows,
-                    completed=prog["window"],
-                    epoch=prog["epoch"],
-                    loss=last_loss,
-                    tps=_speed(tps),
-                    threads=self.tuner.label,
-                    clock=_hms(prog["elapsed"]),
-                    left=_hms(schedule.seconds_left(cfg, prog, self.n_windows)),
-                )
-                todo = batching.windows(self.streams, cfg.bptt, prog["window"])
-                for windows in batching.groups(todo, cfg.accumulate):
-                    lr = schedule.learning_rate(cfg, prog, self.n_windows)  # the plan moves every step
-                    tokens_before = prog["tokens"]
-                    loss, norm = self.step(windows, lr)
-                    prog["elapsed"] = elapsed0 + time.perf_counter() - t_start
-                    last_loss = loss
-                    log_loss, log_steps = log_loss + loss, log_steps + 1
-                    log_tokens += prog["tokens"] - tokens_before
-                    now = time.perf_counter()
-                    tps = log_tokens / max(now - t_log - (self.valid_time - log_valid), 1e-9)
-                    if prog["step"] % cfg.log_every == 0:
-                        mean = log_loss / log_steps
-                        self.metrics.write(
-                            kind="train",
-                            step=prog["step"],
-                            epoch=prog["epoch"],
-                            loss=mean,
-                            ppl=evaluate.perplexity(mean),
-                            lr=lr,
-                            grad_norm=norm,
-                            tokens_per_s=tps,
-                            skipped=prog["skipped"],
-                            elapsed=prog["elapsed"],
-                        )
-                        log_loss, log_steps, log_tokens, t_log, log_valid = 0.0, 0, 0, now, self.valid_time
-                    bar.update(
-                        task, advance=len(windows), loss=loss, tps=_speed(tps), threads=self.tuner.label,
-                        clock=_hms(prog["elapsed"]), left=_hms(schedule.seconds_left(cfg, prog, self.n_windows)),
-                    )
-                    # Everything this step owes (validation, save, budget) happens before a signal
-                    # is honoured, so an interrupted-and-resumed run does exactly what an
-                    # undisturbed one does.
-                    if cfg.eval_every and prog["step"] % cfg.eval_every == 0:
-                        self.validate()
-                    sample_due = cfg.sample_every and prog["step"] % cfg.sample_every == 0
-                    if sample_due and self.last_sample_step != prog["step"]:
-                        self.show_sample()
-                    if cfg.save_every and prog["step"] % cfg.save_every == 0:
-                        self.save_last()
-                    if self.lead and cfg.max_minutes and "valid_seconds" not in prog:
-                        self.foresee_validation()
-                    prog["elapsed"] = elapsed0 + time.perf_counter() - t_start  # a validation may just have run
-                    stop, signum = self.agree(self.budget_spent() or self.out_of_patience(), signals.signum)
-                    if stop:
-                        finished = True
-                        break
-                    if signum is not None:
-                        raise Interrupted(signum, self.save_last())
-                else:
-                    # The epoch is complete: validate, then start the next one from a zero state.
-                    prog["epoch"] += 1
-                    prog["window"] = 0
-                    self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
-                    if prog["last_valid_step"] != prog["step"]:
-                        self.validate()
-                    self.save_last()
-                    prog["elapsed"] = elapsed0 + time.perf_counter() - t_start
-                    finished, signum = self.agree(self.budget_spent() or self.out_of_patience(), signals.signum)
-                    if signum is not None:
-                        raise Interrupted(signum, self.out / "last.safetensors")
-            if finished and cfg.max_minutes and schedule.time_spent(cfg, prog, prog["last_valid_step"] == prog["step"]):
-                # Kept, because the final validation may take less time than was set aside for it.
-                prog["minutes_used"] = cfg.max_minutes
-            if prog["last_valid_step"] != prog["step"]:
-                self.validate()
-            prog["elapsed"] = elapsed0 + time.perf_counter() - t_start  # the final validation is in the budget
+            while not finished and not (self.cfg.epochs and self.prog.epoch > self.cfg.epochs):
+                finished = self.run_epoch(bar, signals)
+            self.finish(finished)
+        return self.summarize(finished)
+
+    def run_epoch(self, bar: bars.Progress, signals: "_StopSignals") -> bool:
+        """The rest of the epoch under way, then its end. -> whether the run is finished."""
+        cfg, prog = self.cfg, self.prog
+        task = bar.add_task("", total=self.n_windows, completed=prog.window, epoch=prog.epoch, **self.bar_fields())
+        for windows in batching.groups(batching.windows(self.streams, cfg.bptt, prog.window), cfg.accumulate):
+            lr = schedule.learning_rate(cfg, prog, self.n_windows)  # the plan moves every step
+            tokens_before = prog.tokens
+            loss, norm = self.step(windows, lr)
+            self.meter.count(loss, prog.tokens - tokens_before, self.valid_time)
+            if prog.step % cfg.log_every == 0:
+                self.log_train(lr, norm)
+            bar.update(task, advance=len(windows), **self.bar_fields())
+            # Everything this step owes (validation, save, budget) happens before a signal is
+            # honoured, so an interrupted-and-resumed run does exactly what an undisturbed one does.
+            self.after_step()
+            if self.stop_here(signals, saved=None):
+                return True
+        return self.end_epoch(signals)
+
+    def bar_fields(self) -> dict:
+        """The progress line's numbers after a step."""
+        m, left = self.meter, schedule.seconds_left(self.cfg, self.prog, self.n_windows)
+        return {"loss": m.last_loss, "tps": _speed(m.tokens_per_s), "threads": self.tuner.label,
+                "clock": _hms(self.prog.elapsed), "left": _hms(left)}  # fmt: skip
+
+    def log_train(self, lr: float, norm: float) -> None:
+        """One line of metrics.jsonl: the mean loss since the last one, and the speed."""
+        prog, mean = self.prog, self.meter.mean_loss()
+        self.metrics.write(kind="train", step=prog.step, epoch=prog.epoch, loss=mean, ppl=evaluate.perplexity(mean),
+                           lr=lr, grad_norm=norm, tokens_per_s=self.meter.tokens_per_s, skipped=prog.skipped,
+                           elapsed=prog.elapsed)  # fmt: skip
+        self.meter.new_line(self.valid_time)
+
+    def after_step(self) -> None:
+        """What is due at this step: --eval-every, --sample-every, --save-every, and (once, with
+        --max-minutes) the estimate of the final validation's time."""
+        cfg, prog = self.cfg, self.prog
+        if cfg.eval_every and prog.step % cfg.eval_every == 0:
+            self.validate()
+        if cfg.sample_every and prog.step % cfg.sample_every == 0 and self.last_sample_step != prog.step:
+            self.show_sample()
+        if cfg.save_every and prog.step % cfg.save_every == 0:
             self.save_last()
+        if self.lead and cfg.max_minutes and prog.valid_seconds is None:
+            self.foresee_validation()
+
+    def end_epoch(self, signals: "_StopSignals") -> bool:
+        """The epoch is complete: validate, save, then start the next one from a zero state."""
+        prog = self.prog
+        prog.epoch += 1
+        prog.window = 0
+        self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
+        if prog.last_valid_step != prog.step:
+            self.validate()
+        return self.stop_here(signals, saved=self.save_last())
+
+    def stop_here(self, signals: "_StopSignals", saved: Path | None) -> bool:
+        """After a step or an epoch: whether the budget or patience ends the run here (all MPI ranks
+        agreeing); else, on a signal, save (unless `saved` already holds this step) and raise."""
+        self.meter.tick()  # a validation may just have run
+        stop, signum = self.agree(self.budget_spent() or self.out_of_patience(), signals.signum)
+        if stop:
+            return True
+        if signum is not None:
+            raise Interrupted(signum, saved or self.save_last())
+        return False
+
+    def finish(self, finished: bool) -> None:
+        """The run's last validation and save, the validation inside the budget's time."""
+        cfg, prog = self.cfg, self.prog
+        if finished and cfg.max_minutes and schedule.time_spent(cfg, prog, prog.last_valid_step == prog.step):
+            # Kept, because the final validation may take less time than was set aside for it.
+            prog.minutes_used = cfg.max_minutes
+        if prog.last_valid_step != prog.step:
+            self.validate()
+        self.meter.tick()
+        self.save_last()
+
+    def summarize(self, finished: bool) -> dict:
         if self.group is not None and not self.group.same_weights(self.params) and self.lead:
             self.console.print("[yellow]warning[/]: the MPI ranks ended with different weights; please report this")
-        wall = time.perf_counter() - t_start
+        prog, m = self.prog, self.meter
         summary = {
             "stop": "patience" if self.out_of_patience() else "budget",
-            "stop_reason": finished_reason(cfg, prog) or "",
-            "epoch": prog["epoch"],
-            "steps": prog["step"],
-            "tokens": prog["tokens"],
-            "skipped": prog["skipped"],
-            "elapsed": prog["elapsed"],
-            "tokens_per_s": (prog["tokens"] - tokens0) / max(wall - self.valid_time, 1e-9),
-            "best_valid_ppl": prog["best_valid_ppl"],
-            "last_train_loss": last_loss,
+            "stop_reason": finished_reason(self.cfg, prog) or "",
+            "epoch": prog.epoch,
+            "steps": prog.step,
+            "tokens": prog.tokens,
+            "skipped": prog.skipped,
+            "elapsed": prog.elapsed,
+            "tokens_per_s": (prog.tokens - m.tokens0) / max(m.wall() - self.valid_time, 1e-9),
+            "best_valid_ppl": prog.best_valid_ppl,
+            "last_train_loss": m.last_loss,
         }
         self.metrics.write(kind="end", **summary)
         if self.lead:  # the others never validated: they have no perplexity to show
             print_summary(self.console, summary, self.model_cfg, self.out)
         return summary
+
+
+class Meter:
+    """The run's clock (prog.elapsed, carried across resumes) and, between two lines of
+    metrics.jsonl, the mean loss and the training speed, validation and sampling time left out."""
+
+    def __init__(self, prog: Progress):
+        self.prog = prog
+        self.t_start = time.perf_counter()
+        self.elapsed0, self.tokens0 = prog.elapsed, prog.tokens  # where this process began
+        self.last_loss, self.tokens_per_s = float("nan"), 0.0
+        self.new_line(0.0)
+
+    def wall(self) -> float:
+        """Seconds since this process began training."""
+        return time.perf_counter() - self.t_start
+
+    def tick(self) -> None:
+        self.prog.elapsed = self.elapsed0 + self.wall()
+
+    def count(self, loss: float, tokens: int, valid_time: float) -> None:
+        """After a step: its loss and tokens; valid_time: the trainer's validation seconds so far."""
+        self.tick()
+        self.last_loss = loss
+        self.loss_sum, self.steps, self.tokens = self.loss_sum + loss, self.steps + 1, self.tokens + tokens
+        training = time.perf_counter() - self.t_line - (valid_time - self.valid_at_line)
+        self.tokens_per_s = self.tokens / max(training, 1e-9)
+
+    def mean_loss(self) -> float:
+        return self.loss_sum / max(self.steps, 1)
+
+    def new_line(self, valid_time: float) -> None:
+        """Start the next line's sums."""
+        self.loss_sum, self.steps, self.tokens = 0.0, 0, 0
+        self.t_line, self.valid_at_line = time.perf_counter(), valid_time
 
 
 def print_summary(console: Console, s: dict, cfg: ModelConfig, out: Path) -> None:
@@ -679,18 +705,18 @@ def clear_old_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def finished_reason(cfg: TrainConfig, prog: dict) -> str | None:
+def finished_reason(cfg: TrainConfig, prog: Progress) -> str | None:
     """Why a run with this budget has nothing left to do, or None. Resuming a finished run must
     say so instead of starting the loop (and printing the summary of zero new steps)."""
-    if cfg.epochs and prog["epoch"] > cfg.epochs:
+    if cfg.epochs and prog.epoch > cfg.epochs:
         return f"it completed its {cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'} (--epochs {cfg.epochs})"
-    if cfg.max_steps and prog["step"] >= cfg.max_steps:
+    if cfg.max_steps and prog.step >= cfg.max_steps:
         return f"it reached --max-steps {cfg.max_steps}"
-    time_up = schedule.time_spent(cfg, prog, validated=prog["last_valid_step"] == prog["step"])
-    if cfg.max_minutes and (time_up or prog.get("minutes_used", 0) >= cfg.max_minutes):
+    time_up = schedule.time_spent(cfg, prog, validated=prog.last_valid_step == prog.step)
+    if cfg.max_minutes and (time_up or (prog.minutes_used or 0) >= cfg.max_minutes):
         return f"it used its --max-minutes {cfg.max_minutes:g}"
-    if cfg.patience and prog["bad_evals"] >= cfg.patience:
-        bad = prog["bad_evals"]
+    if cfg.patience and prog.bad_evals >= cfg.patience:
+        bad = prog.bad_evals
         return (f"it ran out of patience (--patience {cfg.patience}: {bad} validation{'s' * (bad != 1)} "
                 "without a new best)")
     return None

@@ -208,8 +208,9 @@ def test_bpe_samples_through_the_cli_are_valid_utf8_without_unk(tmp_path):
 def test_counts_read_as_words():
     from lstmtext.cli import count
     from lstmtext.config import TrainConfig
+    from lstmtext.progress import Progress
     from lstmtext.trainer import finished_reason
 
     assert (count(1, "epoch"), count(2, "epoch"), count(1234, "file")) == ("1 epoch", "2 epochs", "1,234 files")
-    one = {"epoch": 2, "step": 9, "last_valid_step": 9, "bad_evals": 0, "elapsed": 1.0}
+    one = Progress(epoch=2, step=9, last_valid_step=9, elapsed=1.0)
     assert finished_reason(TrainConfig(epochs=1), one) == "it completed its 1 epoch (--epochs 1)"

@@ -14,11 +14,12 @@ from test_cli import TINY, invoke, make_corpus
 from lstmtext import checkpoint, schedule
 from lstmtext.config import TrainConfig
 from lstmtext.errors import ConfigError
+from lstmtext.progress import Progress
 from lstmtext.trainer import Trainer, finished_reason
 
 
-def prog(epoch=1, window=0, step=0, elapsed=0.0) -> dict:
-    return {"epoch": epoch, "window": window, "step": step, "elapsed": elapsed}
+def prog(epoch=1, window=0, step=0, elapsed=0.0, **more) -> Progress:
+    return Progress(epoch=epoch, window=window, step=step, elapsed=elapsed, **more)
 
 
 def lr(cfg: TrainConfig, windows_per_epoch: int = 10, **where) -> float:
@@ -93,7 +94,7 @@ def _interrupt_at(monkeypatch, step: int) -> None:
 
     def stepping(self, windows, lr):
         out = real(self, windows, lr)
-        if self.prog["step"] == step:
+        if self.prog.step == step:
             os.kill(os.getpid(), signal.SIGINT)
         return out
 
@@ -126,14 +127,14 @@ def test_an_interrupted_and_resumed_run_follows_the_same_plan(tmp_path, monkeypa
 
 def test_the_time_plan_keeps_the_final_validation_inside_the_budget():
     cfg = TrainConfig(lr=1.0, epochs=0, max_minutes=1.0, schedule="cosine", warmup=0.0, lr_floor=0.0)
-    where = {**prog(elapsed=40.0), "valid_seconds": 20.0}  # 40 s spent, the last validation will take 20
+    where = prog(elapsed=40.0, valid_seconds=20.0)  # 40 s spent, the last validation will take 20
     assert schedule.budget_used(cfg, where, 10) == 1.0 and schedule.learning_rate(cfg, where, 10) == 0.0
-    assert schedule.time_spent(cfg, where) and not schedule.time_spent(cfg, {**where, "elapsed": 39.0})
+    assert schedule.time_spent(cfg, where) and not schedule.time_spent(cfg, replace(where, elapsed=39.0))
     assert not schedule.time_spent(cfg, prog(elapsed=40.0))  # nothing kept: the clock alone
     # Just validated, 15 s left to train: less than a second validation would cost, so stop here.
-    where = {**prog(elapsed=25.0), "valid_seconds": 20.0}
+    where = prog(elapsed=25.0, valid_seconds=20.0)
     assert not schedule.time_spent(cfg, where) and schedule.time_spent(cfg, where, validated=True)
-    assert not schedule.time_spent(cfg, {**where, "elapsed": 19.0}, validated=True)  # 21 s left: train on
+    assert not schedule.time_spent(cfg, replace(where, elapsed=19.0), validated=True)  # 21 s left: train on
 
 
 def test_a_run_keeps_time_for_its_last_validation(tmp_path, monkeypatch):
@@ -168,11 +169,11 @@ def test_a_run_keeps_time_for_its_last_validation(tmp_path, monkeypatch):
 
 def test_a_finished_time_budget_after_a_validation():
     cfg = TrainConfig(max_minutes=1.0, epochs=0)
-    just = {**prog(step=7, elapsed=25.0), "valid_seconds": 20.0, "last_valid_step": 7, "bad_evals": 0}
+    just = prog(step=7, elapsed=25.0, valid_seconds=20.0, last_valid_step=7)
     assert "--max-minutes 1" in finished_reason(cfg, just)  # 15 s to train would cost a 20 s validation
-    assert finished_reason(cfg, {**just, "step": 8}) is None  # not validated at this step: 15 s to train
+    assert finished_reason(cfg, replace(just, step=8)) is None  # not validated at this step: 15 s to train
     assert finished_reason(replace(cfg, max_minutes=2.0), just) is None
-    assert "--max-minutes 1" in finished_reason(cfg, {**just, "step": 8, "minutes_used": 1.0})
+    assert "--max-minutes 1" in finished_reason(cfg, replace(just, step=8, minutes_used=1.0))
 
 
 def test_the_whole_runs_time_left():

@@ -43,13 +43,13 @@ test: $(VENV)/.installed-dev
 test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m "not slow"
 
-# The README's five-cell table (about 10 minutes on 2 cores).
+# The five-cell table of docs/results.md (about 10 minutes on 2 cores).
 compare-cells: $(VENV)/.installed
 	$(BIN)/pip install --quiet $(EDITABLE) -e '.[plot]'
 	mkdir -p runs
 	bench/compare_cells.sh 2
 
-# Speed against PyTorch, the README's speed table (bench/README.md; several minutes on 2 cores).
+# Speed against PyTorch, the table of docs/speed.md (bench/README.md; several minutes on 2 cores).
 # A short rerun of some rows: make bench BENCH_ARGS="--quick --rows small,medium" BENCH_MPI_ARGS="--repeats 1"
 # Then the MPI rows (bench/mpi.py): one process against `mpiexec -n 2`, the same run (about 7 minutes).
 .PHONY: bench
@@ -67,7 +67,7 @@ profile: $(VENV)/.installed-dev
 # Issue #6: one PTB epoch through lstmtext and through PyTorch from the same initial weights.
 # The LSTM at Zaremba's lr 20 and the GRU at lr 10 must match. The GRU at lr 20 only reports: its
 # runs spread so widely that PyTorch does not match itself across thread counts in float32, and in
-# float64 lstmtext and PyTorch still part by step 70 (README, "Same training as PyTorch").
+# float64 lstmtext and PyTorch still part by step 70 (docs/results.md, "Same training as PyTorch").
 PTB ?= ../shared/data/ptb
 parity: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0
@@ -76,7 +76,7 @@ parity: $(VENV)/.installed-dev
 	-$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB)
 
 # Issue #6: Zaremba et al. 2014, small config (their lr 1 / clip 5 on a summed loss = our lr 20 /
-# clip 0.25 on a per-token mean; see README "Loss scale"). Not in CI: about 40 minutes on 2 cores.
+# clip 0.25 on a per-token mean; see docs/training.md "Loss scale"). Not in CI: about 40 minutes on 2 cores.
 # --threads 2: a fixed count makes the run repeatable to the bit (the tuner's choice changes float32 sums).
 PTB_RUN ?= runs/ptb-small
 reproduce-ptb: $(VENV)/.installed
@@ -91,7 +91,7 @@ reproduce-ptb: $(VENV)/.installed
 # Issue #6, stretch: the best PTB model within a wall-clock budget (at most 2 hours), with the
 # options users have: a tied 2-layer LSTM, dropout, bptt 35, full lr for a few epochs and then a
 # steady decay, with the epoch count chosen so that the schedule ends inside the budget
-# (--max-minutes is only the safety stop). README, "Penn Treebank". The 22-minute run of
+# (--max-minutes is only the safety stop). docs/results.md, "Penn Treebank". The 22-minute run of
 # 2026-11-24 was PTB_SIZE=256 PTB_DROPOUT=0.3 PTB_DECAY=0.5 PTB_DECAY_AFTER=4 PTB_EPOCHS=0 PTB_MINUTES=22.
 PTB_STRETCH_RUN ?= runs/ptb-stretch
 PTB_SIZE ?= 512
@@ -119,7 +119,7 @@ WP_RUN ?= runs/warandpeace
 # cell:hidden:init-scale:optimizer:lr:epochs-before-halving:minutes. The plain RNN needs a smaller
 # start (PyTorch's 1/√H: at ±0.1 its 1040×1040 recurrent matrix has a spectral radius of 1.9) and
 # Adam's small, bias-corrected first steps: RMSProp's running average starts at zero, so its first
-# steps move every weight by several times lr, all in step, and the recurrence saturates (README).
+# steps move every weight by several times lr, all in step, and the recurrence saturates (docs/results.md).
 WP_CELLS ?= lstm:512:0.1:rmsprop:0.004:3:60 gru:592:0.1:rmsprop:0.002:2:35 rnn:1040:0.031:adam:0.0003:2:35
 # Issue #16's cells, each alone with the LSTM's budget: WP_CELLS="mingru:1228:0.1:rmsprop:0.004:3:60" (2 x 1228
 # has the LSTM's parameter count; 2 x 996 for minlstm; slstm 2 x 512 has exactly the LSTM's shapes).
@@ -184,7 +184,7 @@ ptb-cell: $(VENV)/.installed
 	$(BIN)/lstmtext eval $(PTB_CELL_RUN) $(PTB)/test.txt --batch-size 1 --bptt 20 && \
 	echo "wall time: $$(( $$(date +%s) - start )) s"
 
-# Issue #15: README "See inside". An RNN, a GRU and an LSTM trained the same way (characters of the
+# Issue #15: docs/see-inside.md "See inside". An RNN, a GRU and an LSTM trained the same way (characters of the
 # bundled corpus, 2 x 256, PyTorch's init, Adam, the same number of epochs), then: how far back each
 # one's gradient reaches (one picture), the LSTM's inspect page with its pictures, and the three runs'
 # curves. About 10 minutes on 2 cores. INSIDE_EPOCHS=1 for a quicker look. With the default init

@@ -3,7 +3,7 @@
     python -m bench.celltime CELL H B T D REPS
     PYTHONPATH=OLD_CHECKOUT python -m bench.celltime …   (the same with another commit's lstmtext)
 
-Used to compare the cells before and after a change of their code (README "Speed")."""
+Used to compare the cells before and after a change of their code (docs/speed.md "Speed")."""
 
 import sys
 import time

@@ -8,7 +8,7 @@ number of steps; tokens/s is the trainer's own "training tokens/s" (validation e
 metrics.jsonl's end record). One process runs with 2 BLAS threads (--threads 2); under MPI each
 rank takes 1 (the default: the machine's cores shared among its ranks). The two alternate, pair
 by pair, and the table gives medians and the median of the pairs' ratios. It also prints what
-one step sends (mpi.GradientSum's buffer), for README "Many machines"."""
+one step sends (mpi.GradientSum's buffer), for docs/many-machines.md "Many machines"."""
 
 import json
 import statistics

@@ -1,6 +1,6 @@
 """lstmtext: a command-line next-word text trainer, a NumPy LSTM language model you can read.
 
-The Python API (README "Python API"): lstmtext.train(...) -> Run, lstmtext.load(path) -> Model."""
+The Python API (docs/api.md "Python API"): lstmtext.train(...) -> Run, lstmtext.load(path) -> Model."""
 
 from typing import TYPE_CHECKING
 

@@ -102,7 +102,7 @@ class TrainConfig:
     batch_size: int = 20  # B parallel streams of the token sequence
     bptt: int = 35  # T steps per window; the state carries over, the gradient does not
     optimizer: str = "sgd"  # "sgd", "adam" or "rmsprop"
-    lr: float = 20.0  # for the mean-per-token loss; see README "Loss scale"
+    lr: float = 20.0  # for the mean-per-token loss; see docs/training.md "Loss scale"
     schedule: str = "wsd"  # how lr moves over the budget: wsd, cosine, step or constant (lstmtext.schedule)
     warmup: float = 0.02  # cosine: share of the budget spent warming up from a small lr to lr
     lr_floor: float = 0.1  # cosine, wsd: lr at the end of the budget, as a share of lr

@@ -4,7 +4,7 @@ A window's caches and gradients are a handful of arrays of tens of MB each, free
 ends and allocated again, with the same sizes, by the next one. glibc serves blocks that large with
 fresh mmap'd pages and unmaps them on free, so every window pays one page fault per 4 KB page
 again: ~9,500 faults per window on the char benchmark row, 10% of its step time on this
-machine's VM (README "Speed"). Raising the mmap threshold puts those blocks in the heap, and
+machine's VM (docs/speed.md "Speed"). Raising the mmap threshold puts those blocks in the heap, and
 raising the trim threshold stops free() from handing the heap's top back to the kernel, so after
 the first window there are no faults at all. The price is that the process keeps its peak heap
 until it exits, which for a trainer is what it would use again a moment later anyway.

@@ -4,7 +4,7 @@ Why MPI: it is the engine of every cluster, and mpi4py hands it NumPy buffers di
 pickling). `pip install 'lstmtext[mpi]'` brings mpi4py and MPICH, so a laptop runs the same
 `mpiexec -n 2 lstmtext train ...` as a cluster. A plain `lstmtext train` never imports it.
 
-How one run is shared (N ranks, global batch B, README "Many machines"):
+How one run is shared (N ranks, global batch B, docs/many-machines.md "Many machines"):
 - Rank r trains the columns [r·B//N, (r+1)·B//N) of the one-process run's (n, B) stream array and
   carries their state. Its loss is the mean over its T·B_r tokens, so the run's loss is
   Σ_r (B_r/B)·loss_r and its gradient Σ_r (B_r/B)·g_r: each rank scales by its share while it

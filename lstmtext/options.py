@@ -19,7 +19,7 @@ CHOSEN = "chosen for the budget and the text"  # the size options lstmtext.sizin
 DEFAULT_MINUTES = 10.0  # the budget when none of --epochs, --max-steps and --max-minutes is given
 
 # The learning rate when --lr is not given, by optimizer: the mean-loss equivalent of Zaremba's SGD
-# lr 1 (README "Loss scale"); for Adam, the best of a sweep on short budgets (README "Defaults").
+# lr 1 (docs/training.md "Loss scale"); for Adam, the best of a sweep on short budgets (docs/training.md "Defaults").
 DEFAULT_LR = {"sgd": 20.0, "adam": 0.006, "rmsprop": 0.002}
 
 

@@ -505,7 +505,7 @@ def read_as_a_line(tok, prompt: str) -> np.ndarray:
     """The ids a prompt primes a fresh state with: a line end, then the prompt. A prompt is where a
     person starts a text, and in training every line starts after a line end: from the zero state
     alone a model finds itself mid-stream, where it may never have been (a cue read straight from
-    zero was forgotten 40 words on, and remembered after a line end: README "Defaults"). A prompt
+    zero was forgotten 40 words on, and remembered after a line end: docs/training.md "Defaults"). A prompt
     that starts with a line end, or a vocabulary without one, is read as it is."""
     line_end = tok.encode("\n")
     if prompt.startswith("\n") or len(line_end) == 0 or tok.count_unk(line_end):

@@ -13,7 +13,7 @@ Schedules (`--schedule`):
 - wsd (warm-up, stable, decay; Hu et al. 2024, MiniCPM; the default): a linear warm-up over the
   first `warmup` of the budget, lr held until the last `cooldown` of it, then a straight line down
   to `lr_floor`·lr at the end. The last minutes anneal instead of being cut off, and the long stable
-  part keeps the rate high while a model is still finding long-range structure (README "Defaults").
+  part keeps the rate high while a model is still finding long-range structure (docs/training.md "Defaults").
 - cosine: the same warm-up, then half a cosine from lr down to `lr_floor`·lr at the end (Loshchilov
   & Hutter 2017, without restarts; the floor as nanoGPT's min_lr).
 - step: Zaremba et al. 2014, full lr for `decay_after` epochs, then times `lr_decay` each epoch (the

@@ -16,7 +16,7 @@ use what it has (and every step is slow). So the size comes from three facts of 
 TOKENS_PER_PARAM tokens per trained parameter and has at most PARAMS_PER_TOKEN parameters per token
 of text. Dropout follows the passes the run will make over its text: none when it sees the text
 about once (nothing to overfit), more as it revisits it. Any size option given on the command line
-wins; `choose` only fills in the rest. The figures behind the constants are in the README
+wins; `choose` only fills in the rest. The figures behind the constants are in docs/training.md
 ("Defaults").
 """
 
@@ -27,10 +27,10 @@ import numpy as np
 
 OPTIONS = ("layers", "hidden", "embed", "dropout")  # what `choose` fills in when not given
 # (layers, hidden) from small to large: one layer first, since on a short budget a wider layer beat
-# two narrower ones (README "Defaults"), then two layers for the budgets that can afford them.
+# two narrower ones (docs/training.md "Defaults"), then two layers for the budgets that can afford them.
 LADDER = ((1, 128), (1, 256), (1, 384), (1, 512), (2, 512), (2, 768), (2, 1024))
 TOKENS_PER_PARAM = 0.5  # least tokens seen per trained parameter
-PARAMS_PER_TOKEN = 4.0  # most trained parameters per token of training text (README "Defaults": at 3,
+PARAMS_PER_TOKEN = 4.0  # most trained parameters per token of training text (docs/training.md "Defaults": at 3,
 # 1×256 on a 1 MB text sat on the line, kept on Tiny Shakespeare and refused on Debian changelogs)
 TRAINING_SHARE = 0.9  # of a --max-minutes budget, the part spent training (the rest: validation, saving)
 CHAR_EMBED = 64  # a character vocabulary is small: a wide embedding buys nothing
@@ -39,7 +39,7 @@ WORD_VOCAB = 10_000  # most words (and characters) kept; the rest are <unk>
 BPE_VOCAB_PER_ROOT_CHAR = 2.0  # BPE vocabulary per square root of training characters: 1 MB gives 2,000
 BPE_VOCAB_RANGE = (400, 16_000)  # the 256 bytes, some merges, and a head a laptop can train
 # (passes over the text, dropout): the first row whose pass count the run does not exceed. 100 KB of
-# prose or changelogs in 2 minutes (README "Defaults"): at 170 passes 0.5 beat 0.3, at 50 passes 0.3 beat 0.5.
+# prose or changelogs in 2 minutes (docs/training.md "Defaults"): at 170 passes 0.5 beat 0.3, at 50 passes 0.3 beat 0.5.
 DROPOUT_BY_PASSES = ((2.0, 0.0), (6.0, 0.1), (15.0, 0.2), (100.0, 0.3), (float("inf"), 0.5))
 
 
@@ -155,7 +155,7 @@ def vocab_for(kind: str, chars: int) -> int:
     """The vocabulary when --vocab-size is not given. BPE's grows as the square root of the training
     text: a large vocabulary on a small text leaves most tokens too rare to learn and spends the
     run's time in the head (on Tiny Shakespeare in 2 minutes, 1,000-2,000 tokens beat 10,000 by 5%
-    in bits per byte; README "Defaults"). Word and character vocabularies keep the old cap."""
+    in bits per byte; docs/training.md "Defaults"). Word and character vocabularies keep the old cap."""
     if kind != "bpe":
         return WORD_VOCAB
     size = BPE_VOCAB_PER_ROOT_CHAR * chars**0.5
@@ -179,7 +179,7 @@ def measure(model_cfg, train_cfg, windows: int = 2) -> Speed:
 
     Each shape is timed on one BLAS thread and on all the cores it may use, and the faster counts, as
     the trainer's thread tuner will choose: on a busy machine all threads can be several times slower
-    than one (README "Threads"), and a size chosen from that would be too small."""
+    than one (docs/speed.md "Threads"), and a size chosen from that would be too small."""
     from dataclasses import replace
 
     from lstmtext import model, optim, threads  # here: the sizing rules above need none of the network

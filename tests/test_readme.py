@@ -1,5 +1,5 @@
-"""The README's Python blocks run as they stand, on the install they name: the base install (the
-five runtime packages), so the optional extras are hidden from them here."""
+"""The Python blocks of the README and of docs/ run as they stand, on the install they name: the
+base install (the five runtime packages), so the optional extras are hidden from them here."""
 
 import re
 import sys
@@ -7,20 +7,24 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXTRAS = ("matplotlib", "onnx", "onnxruntime", "mpi4py", "torch")  # what the base install does not have
 
 
-def python_blocks() -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.S | re.M)
+def python_blocks(page: Path) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"), flags=re.S | re.M)
 
 
-def test_the_readme_has_python_blocks():
-    assert len(python_blocks()) >= 1
+BLOCKS = [pytest.param(b, id=f"{page.name}-{i}") for page in PAGES for i, b in enumerate(python_blocks(page))]
 
 
-@pytest.mark.parametrize("block", python_blocks())
-def test_a_readme_python_block_runs_on_the_base_install(block, tmp_path, monkeypatch):
+def test_the_readme_and_the_api_page_have_python_blocks():
+    assert python_blocks(ROOT / "README.md") and python_blocks(ROOT / "docs" / "api.md")
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_a_python_block_runs_on_the_base_install(block, tmp_path, monkeypatch):
     for name in EXTRAS:
         monkeypatch.setitem(sys.modules, name, None)  # importing it raises ImportError, as if not installed
     monkeypatch.chdir(tmp_path)
@@ -30,5 +34,5 @@ def test_a_readme_python_block_runs_on_the_base_install(block, tmp_path, monkeyp
     text = "\n".join(lines[i % 3] + f" line {i % 7} of the play." for i in range(600)) + "\n"
     (corpora / "tinyshakespeare.txt").write_text(text, encoding="utf-8")
     scope: dict = {}
-    exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 (our own README, the point of the test)
-    assert (tmp_path / "model-torch" / "model.safetensors").is_file()  # it ran to its last lines
+    exec(compile(block + "\nran_to_the_end = True\n", "README.md", "exec"), scope)  # noqa: S102 (our own docs: the point)
+    assert scope.get("ran_to_the_end")

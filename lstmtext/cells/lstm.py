@@ -12,7 +12,7 @@ candidate g_t to write, and the output gate how much of the squashed cell to sho
 
 The window's layout (shared by every cell with a per-step matrix product): time-major; each step's
 gates and cell state feature-major, (4H, B) and (H, B), because OpenBLAS runs these small-batch
-products much faster as W_h^T h^T (README "Speed"); h batch-major, (T+1, B, H), its step-t row
+products much faster as W_h^T h^T (docs/speed.md "Speed"); h batch-major, (T+1, B, H), its step-t row
 written through a transposed view, so that the output and the weight gradients are plain GEMMs on
 contiguous memory. The input part x_t W_x + b of every step is one GEMM before the loop
 (common.input_projection), and the weight gradients one GEMM each after the backward loop

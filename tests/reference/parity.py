@@ -205,7 +205,7 @@ def main() -> int:
         type=float,
         default=SMALL["lr"],
         help="Zaremba's lr (20 on our mean loss) unless given; at lr 10 the GRU's runs spread less "
-        "and its parity passes (README)",
+        "and its parity passes (docs/results.md)",
     )
     a = ap.parse_args()
     out = a.out or Path("runs") / (f"parity-{a.cell}" + ("" if a.lr == SMALL["lr"] else f"-lr{a.lr:g}"))

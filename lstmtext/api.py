@@ -34,7 +34,7 @@ from rich.console import Console
 
 from lstmtext import checkpoint, evaluate, export, mpi, runs, sizing, threads, vectors
 from lstmtext import model as network
-from lstmtext.config import ModelConfig, TrainConfig
+from lstmtext.config import EvalOptions, ModelConfig, TrainConfig, options_of
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError
 from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, TrainOptions
@@ -98,92 +98,38 @@ class Model:
         m = self.config
         return f"<lstmtext.Model {m.cell} {m.layers}×{m.hidden}, {self.tokenizer.kind} vocabulary {m.vocab_size:,}>"
 
-    def stream(
-        self,
-        prompt: str = "",
-        *,
-        length: int = 100,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        greedy: bool = False,
-        seed: int | None = None,
-        stop: list[str] | tuple[str, ...] = (),
-        allow_unk: bool = False,
-        repetition_penalty: float = SampleOptions.repetition_penalty,
-        no_repeat_ngram: int = SampleOptions.no_repeat_ngram,
-        beam: int = SampleOptions.beam,
-    ) -> Iterator[str]:
+    def stream(self, prompt: str = "", *, seed: int | None = None, stop: list[str] | tuple[str, ...] = (),
+               **options) -> Iterator[str]:  # fmt: skip
         """The prompt, then the sampled text piece by piece as it is produced; "".join of it is
         `generate` with the same arguments. Spaces and tabs ending the prompt's last line of text are
         left to the continuation, which brings its own (word and BPE models: sample.shown_prompt).
-        stop: end at any of these strings ("<eos>": a line end). The options are checked here, before
-        the first piece is asked for.
+        stop: end at any of these strings ("<eos>": a line end). options: SampleOptions's fields
+        (length, temperature, top_k, top_p, greedy, allow_unk, repetition_penalty, no_repeat_ngram,
+        beam), checked here, before the first piece is asked for.
 
         repetition_penalty (>= 1, 1: off): a token already in the prompt or the text has its logit
         divided by it (multiplied if negative). no_repeat_ngram (0: off): never complete an n-gram
         of tokens already there. beam (1: off): beam search keeping that many continuations, the
         most likely one returned; it is deterministic (no temperature, top_k, top_p or greedy), and
         its text comes in one piece when the search ends (sample.beam_search says how it scores)."""
-        opts = SampleOptions(
-            length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, allow_unk=allow_unk,
-            repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, beam=beam,
-        )
+        opts = _sample_options(options, 1)
         prompt = shown_prompt(prompt, self.tokenizer)
         self._check_prompt(prompt)
         rng = np.random.default_rng(seed)
         pieces = text_pieces(self.checkpoint, self.tokenizer, prompt, opts, rng, list(stop), self.threads)
         return itertools.chain([prompt], (p[0] for p in pieces if p[0]))
 
-    def generate(
-        self,
-        prompt: str = "",
-        *,
-        length: int = 100,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        greedy: bool = False,
-        seed: int | None = None,
-        stop: list[str] | tuple[str, ...] = (),
-        allow_unk: bool = False,
-        repetition_penalty: float = SampleOptions.repetition_penalty,
-        no_repeat_ngram: int = SampleOptions.no_repeat_ngram,
-        beam: int = SampleOptions.beam,
-    ) -> str:
+    def generate(self, prompt: str = "", *, seed: int | None = None, stop: list[str] | tuple[str, ...] = (),
+                 **options) -> str:  # fmt: skip
         """The prompt and a sample that follows it: `lstmtext generate`'s text. The options are
         `stream`'s."""
-        return "".join(
-            self.stream(
-                prompt, length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed,
-                stop=stop, allow_unk=allow_unk, repetition_penalty=repetition_penalty,
-                no_repeat_ngram=no_repeat_ngram, beam=beam,
-            )
-        )
+        return "".join(self.stream(prompt, seed=seed, stop=stop, **options))
 
-    def samples(
-        self,
-        n: int,
-        prompt: str = "",
-        *,
-        length: int = 100,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        greedy: bool = False,
-        seed: int | None = None,
-        stop: list[str] | tuple[str, ...] = (),
-        allow_unk: bool = False,
-        repetition_penalty: float = SampleOptions.repetition_penalty,
-        no_repeat_ngram: int = SampleOptions.no_repeat_ngram,
-        beam: int = SampleOptions.beam,
-    ) -> list[str]:
+    def samples(self, n: int, prompt: str = "", *, seed: int | None = None, stop: list[str] | tuple[str, ...] = (),
+                **options) -> list[str]:  # fmt: skip
         """n samples drawn together as one batch (what `generate --num-samples n` prints); with
         beam > 1, the n best beams, best first (n <= beam). The options are `stream`'s."""
-        opts = SampleOptions(
-            length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, num_samples=n,
-            allow_unk=allow_unk, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, beam=beam,
-        )
+        opts = _sample_options(options, n)
         prompt = shown_prompt(prompt, self.tokenizer)
         self._check_prompt(prompt)
         outs = [prompt] * n
@@ -197,7 +143,8 @@ class Model:
         if warning:
             self._warn(warning)
 
-    def score(self, text: str, batch_size: int = 10, bptt: int = 35, *, name: str = "the text") -> dict:
+    def score(self, text: str, batch_size: int = EvalOptions.batch_size, bptt: int = EvalOptions.bptt, *,
+              name: str = "the text") -> dict:  # fmt: skip
         """How well the model predicts `text`: the fields `lstmtext eval --json` prints (tokens, loss,
         perplexity, words, word_perplexity, bits_per_byte, unk_rate). name: the text in messages."""
         if batch_size < 1 or bptt < 1:
@@ -269,6 +216,27 @@ class Exported:
 
     files: list[Path]
     left_out: list[str]
+
+
+def _sample_options(options: dict, n: int) -> SampleOptions:
+    """SampleOptions from a generation method's keywords; the count comes from the method."""
+    if "num_samples" in options:
+        raise ConfigError("num_samples is samples(n, ...)'s first argument")
+    return options_of(SampleOptions, {**options, "num_samples": n}, "sampling")
+
+
+def _with_sample_options(method) -> inspect.Signature:
+    """method's signature with SampleOptions's fields spelt out as keywords, for help() and completion."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    sig = inspect.signature(method)
+    fixed = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    options = [inspect.Parameter(f.name, kw, default=f.default, annotation=f.type)
+               for f in fields(SampleOptions) if f.name != "num_samples"]  # fmt: skip
+    return sig.replace(parameters=[*fixed, *options])
+
+
+for _method in (Model.stream, Model.generate, Model.samples):
+    _method.__signature__ = _with_sample_options(_method)
 
 
 def load(

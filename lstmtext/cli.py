@@ -16,7 +16,7 @@ from rich.table import Table
 
 from lstmtext import api, checkpoint, malloc, mpi, runs
 from lstmtext.cells import get_cell
-from lstmtext.config import ModelConfig
+from lstmtext.config import EvalOptions, ModelConfig
 from lstmtext.corpus import REPLACEMENT, read_text
 from lstmtext.errors import ConfigError, LstmTextError
 from lstmtext.export import FORMATS
@@ -91,11 +91,11 @@ def _metavar(kind) -> str:
     return "TEXT"
 
 
-def _options_signature(options) -> inspect.Signature:
-    """The train command's parameters, built from the API's options (lstmtext.options): one list of
-    names, defaults and help texts for both."""
+def options_parameters(options) -> list[inspect.Parameter]:
+    """A command's parameters built from an options dataclass (TrainOptions, SampleOptions,
+    EvalOptions): one list of names, defaults and help texts for the command and the API."""
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    params = [inspect.Parameter("ctx", kind, annotation=typer.Context)]
+    params = []
     for f in fields(options):
         m = f.metadata
         if m["argument"]:
@@ -105,6 +105,21 @@ def _options_signature(options) -> inspect.Signature:
         else:  # short metavars leave the help text room at 80 columns ("<list[str]>" took 13 of them)
             info = typer.Option(help=m["help"], show_default=m["show_default"], metavar=_metavar(f.type))
         params.append(inspect.Parameter(f.name, kind, default=f.default, annotation=Annotated[f.type, info]))
+    return params
+
+
+def _signature(*groups) -> inspect.Signature:
+    """A command's signature from groups of parameters: (name, annotation[, default]) tuples, or
+    options_parameters(...) lists."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = []
+    for group in groups:
+        for p in group:
+            if isinstance(p, tuple):
+                name, annotation, *default = p
+                p = inspect.Parameter(name, kind, annotation=annotation, default=default[0] if default else
+                                      inspect.Parameter.empty)  # fmt: skip
+            params.append(p)
     return inspect.Signature(params)
 
 
@@ -116,93 +131,48 @@ def train(ctx: typer.Context, **options) -> None:
     api.run_training(TrainOptions(**options), given, Console(), _warn)
 
 
-train.__signature__ = _options_signature(TrainOptions)
+train.__signature__ = _signature([("ctx", typer.Context)], options_parameters(TrainOptions))
 app.command()(train)
 
 
-@app.command()
+CHECKPOINT = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=CHECKPOINT_HELP)]
+
+
 @user_errors
-def generate(
-    checkpoint_path: Annotated[
-        Path,
-        typer.Argument(metavar="CHECKPOINT", help=CHECKPOINT_HELP),
-    ],
-    prompt: Annotated[str, typer.Option(help="Text to start from.")] = "",
-    length: Annotated[int, typer.Option(help="Tokens to generate.")] = 100,
-    temperature: Annotated[float, typer.Option(help="Below 1: safer text; above 1: wilder.")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="Sample among the k most likely tokens (0: all).")] = 0,
-    top_p: Annotated[
-        float, typer.Option(help="Sample among the most likely tokens holding this much probability.")
-    ] = 1.0,
-    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely token.")] = False,
-    seed: Annotated[int | None, typer.Option(help="Seed for reproducible samples.")] = None,
-    num_samples: Annotated[int, typer.Option(help="Samples to draw, together as one batch.")] = 1,
-    stop: Annotated[
-        list[str] | None,
-        typer.Option(help="End a sample at this text; '<eos>' ends it at a line end token. Repeatable."),
-    ] = None,
-    allow_unk: Annotated[
-        bool, typer.Option("--allow-unk", help="Let samples contain <unk> (left out by default).")
-    ] = False,
-    repetition_penalty: Annotated[
-        float,
-        typer.Option(
-            help="Make tokens already in the prompt or the text less likely: their logit is divided by this "
-            "(multiplied if negative). At least 1; 1 is off, 1.2 a usual choice."
-        ),
-    ] = SampleOptions.repetition_penalty,
-    no_repeat_ngram: Annotated[
-        int, typer.Option(help="Never repeat a run of this many tokens already in the prompt or the text (0: off).")
-    ] = SampleOptions.no_repeat_ngram,
-    beam: Annotated[
-        int,
-        typer.Option(
-            help="Beam search: keep the N most likely continuations and print the best (--num-samples k: the k "
-            "best, k <= N). Deterministic, so not with --temperature, --top-k, --top-p or --greedy; the text "
-            "prints when the search ends. 1 is off."
-        ),
-    ] = SampleOptions.beam,
-    threads: Threads = None,
-) -> None:
+def generate(checkpoint_path: Path, prompt: str, seed: int | None, stop: list[str] | None, threads: int | None,
+             **options) -> None:  # fmt: skip
     """Generate text from a trained model; it streams to stdout as it is produced."""
-    opts = SampleOptions(
-        length=length,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        greedy=greedy,
-        num_samples=num_samples,
-        allow_unk=allow_unk,
-        repetition_penalty=repetition_penalty,
-        no_repeat_ngram=no_repeat_ngram,
-        beam=beam,
-    )
+    opts = SampleOptions(**options)
     model = api.load(checkpoint_path, note=_note, threads=threads)
     rng = np.random.default_rng(seed)
     run_generation(model.checkpoint, model.tokenizer, prompt, opts, rng, stop or [], sys.stdout, _warn, threads)
 
 
-@app.command(name="eval")
-@user_errors
-def eval_(
-    checkpoint_path: Annotated[
-        Path,
-        typer.Argument(metavar="CHECKPOINT", help=CHECKPOINT_HELP),
+generate.__signature__ = _signature(
+    [("checkpoint_path", CHECKPOINT),
+     ("prompt", Annotated[str, typer.Option(help="Text to start from.", metavar="TEXT")], "")],
+    options_parameters(SampleOptions),
+    [
+        ("seed", Annotated[int | None, typer.Option(help="Seed for reproducible samples.", metavar="N")], None),
+        ("stop", Annotated[list[str] | None, typer.Option(
+            help="End a sample at this text; '<eos>' ends it at a line end token. Repeatable.", metavar="TEXT")], None),
+        ("threads", Threads, None),
     ],
-    file: Annotated[Path, typer.Argument(help="Held-out text to score.")],
-    batch_size: Annotated[int, typer.Option(help="Parallel streams while scoring.")] = 10,
-    bptt: Annotated[int, typer.Option(help="Window length while scoring.")] = 35,
-    encoding_errors: Annotated[str, typer.Option(help="strict or replace.")] = "strict",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
-    threads: Threads = None,
-) -> None:
+)
+app.command()(generate)
+
+
+@user_errors
+def eval_(checkpoint_path: Path, file: Path, encoding_errors: str, as_json: bool, threads: int | None,
+          **options) -> None:  # fmt: skip
     """Score FILE with a trained model: loss, perplexity per token and per word, bits per byte."""
+    opts = EvalOptions(**options)
     model = api.load(checkpoint_path, note=_note, threads=threads)
     text = read_text(file, encoding_errors)
     if encoding_errors == "replace" and REPLACEMENT in text:
         n = text.count(REPLACEMENT)
         typer.echo(f"--encoding-errors replace read {n:,} invalid UTF-8 sequence{'s' * (n != 1)} as U+FFFD.", err=True)
-    r = model.score(text, batch_size, bptt, name=str(file))
+    r = model.score(text, opts.batch_size, opts.bptt, name=str(file))
     if as_json:
         typer.echo(json.dumps({"file": str(file), **r}))
     else:
@@ -220,6 +190,19 @@ def eval_(
             f"the perplexity flatters the model on this text",
             err=True,
         )
+
+
+eval_.__signature__ = _signature(
+    [("checkpoint_path", CHECKPOINT), ("file", Annotated[Path, typer.Argument(help="Held-out text to score.")])],
+    options_parameters(EvalOptions),
+    [
+        ("encoding_errors", Annotated[str, typer.Option(help="strict or replace.", metavar="TEXT")], "strict"),
+        ("as_json", Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.",
+                                                 metavar="")], False),
+        ("threads", Threads, None),
+    ],
+)
+app.command(name="eval")(eval_)
 
 
 @app.command()

@@ -1,13 +1,41 @@
 """The two configurations a run is made of. Both live in every checkpoint's header, so a checkpoint
 rebuilds its model and resumes its training with no flags."""
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from difflib import get_close_matches
 
 from lstmtext.errors import ConfigError
 from lstmtext.schedule import SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 INIT_SCHEMES = ("uniform", "torch", "orthogonal")
+
+
+def opt(default, help: str, show_default: bool | str = True, argument: bool = False):
+    """A field of an options dataclass with its command-line help: the command's flags and the API's
+    keywords are built from these fields (cli.options_parameters, api), so each default and help
+    text is written once. argument: positional on the command line."""
+    return field(default=default, metadata={"help": help, "show_default": show_default, "argument": argument})
+
+
+def options_of(cls, values: dict, what: str):
+    """cls(**values); an unknown name is one line with the closest names of cls's fields."""
+    names = [f.name for f in fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        close = get_close_matches(unknown[0], names, n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown {what} option {unknown[0]!r}{hint}")
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How `eval` (the command and Model.score) reads a text; the defaults live here."""
+
+    # 35: the window of Zaremba et al.'s evaluation; the score barely depends on it, as the state carries
+    batch_size: int = opt(10, help="Parallel streams while scoring.")
+    bptt: int = opt(35, help="Window length while scoring.")
 
 
 def _one_of(names: list[str]) -> str:
@@ -121,7 +149,7 @@ class TrainConfig:
     sample_every: int = 0  # print a short sample every this many steps and at each validation (0: never)
     threads: int = 0  # BLAS threads; 0: chosen while training from what the machine can give now
     on_nan: str = "stop"  # a diverged window (train.healthy): "stop" training, or "skip" that window
-    eval_batch_size: int = 10  # streams used by validation
+    eval_batch_size: int = EvalOptions.batch_size  # streams used by validation, as `eval` scores
     seed: int = 1234
     dtype: str = "float32"  # float64 is slower; it is for comparing runs with a reference trainer
     freeze_embed: bool = False  # the embedding is not trained (e.g. vectors from --embed-init kept as they are)

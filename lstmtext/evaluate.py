@@ -12,11 +12,12 @@ import math
 import numpy as np
 
 from lstmtext import batching, model
-from lstmtext.config import ModelConfig
+from lstmtext.config import EvalOptions, ModelConfig
 
 
 def score(
-    params: dict, cfg: ModelConfig, ids: np.ndarray, batch_size: int = 10, bptt: int = 35, tuner=None
+    params: dict, cfg: ModelConfig, ids: np.ndarray, batch_size: int = EvalOptions.batch_size,
+    bptt: int = EvalOptions.bptt, tuner=None,
 ) -> tuple[float, int]:
     """-> (total loss in nats, number of predicted tokens) over ids (N,). tuner: a threads.ThreadTuner
     that times each window and chooses the BLAS threads of the next (None: leave them)."""

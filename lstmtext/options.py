@@ -2,18 +2,11 @@
 and the command line builds its flags from them (cli.py), so a default or a help text cannot differ
 between the two. An option's flag is its name with dashes: `vocab_size` is `--vocab-size`."""
 
-from dataclasses import dataclass, field, fields
-from difflib import get_close_matches
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from lstmtext import sizing
-from lstmtext.errors import ConfigError
-
-
-def opt(default, help: str, show_default: bool | str = True, argument: bool = False):
-    """A field with its command-line help; `argument`: positional on the command line."""
-    return field(default=default, metadata={"help": help, "show_default": show_default, "argument": argument})
-
+from lstmtext.config import opt, options_of
 
 CHOSEN = "chosen for the budget and the text"  # the size options lstmtext.sizing fills in
 DEFAULT_MINUTES = 10.0  # the budget when none of --epochs, --max-steps and --max-minutes is given
@@ -152,10 +145,4 @@ class TrainOptions:
     @classmethod
     def of(cls, options: dict) -> "TrainOptions":
         """From keyword arguments; an unknown name is one line with the closest option names."""
-        names = [f.name for f in fields(cls)]
-        unknown = [k for k in options if k not in names]
-        if unknown:
-            close = get_close_matches(unknown[0], names, n=3)
-            hint = f"; did you mean {' or '.join(close)}?" if close else ""
-            raise ConfigError(f"unknown training option {unknown[0]!r}{hint}")
-        return cls(**options)
+        return options_of(cls, options, "training")

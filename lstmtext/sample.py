@@ -17,24 +17,36 @@ import numpy as np
 
 from lstmtext import model
 from lstmtext import threads as tuning
-from lstmtext.config import ModelConfig
+from lstmtext.config import ModelConfig, opt
 from lstmtext.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class SampleOptions:
-    length: int = 100  # tokens to generate per sample
-    temperature: float = 1.0  # < 1 sharper, > 1 flatter
-    top_k: int = 0  # keep the k most likely tokens (0: all)
-    top_p: float = 1.0  # keep the smallest set whose probability reaches p (1: all)
-    greedy: bool = False  # always the most likely token
-    num_samples: int = 1
-    allow_unk: bool = False  # let samples contain "<unk>" (left out by default: it is a hole in the text)
-    # A token the stream already holds has its logit divided by this if positive, multiplied if
-    # negative (CTRL's penalty; 1: off). Below 1 it would reward repetition, so it is refused.
-    repetition_penalty: float = 1.0
-    no_repeat_ngram: int = 0  # never complete an n-gram of token ids the stream already holds (0: off)
-    beam: int = 1  # beam search keeping this many continuations (1: off, a draw or --greedy as asked)
+    """How `generate` (the command and the API) draws text; every default and help text lives here."""
+
+    length: int = opt(100, help="Tokens to generate.")
+    temperature: float = opt(1.0, help="Below 1: safer text; above 1: wilder.")
+    top_k: int = opt(0, help="Sample among the k most likely tokens (0: all).")
+    top_p: float = opt(1.0, help="Sample among the most likely tokens holding this much probability (1: all).")
+    greedy: bool = opt(False, help="Always take the most likely token.")
+    num_samples: int = opt(1, help="Samples to draw, together as one batch.")
+    allow_unk: bool = opt(False, help="Let samples contain <unk> (left out by default: it is a hole in the text).")
+    # CTRL's penalty; below 1 it would reward repetition, so it is refused.
+    repetition_penalty: float = opt(
+        1.0,
+        help="Make tokens already in the prompt or the text less likely: their logit is divided by this "
+        "(multiplied if negative). At least 1; 1 is off, 1.2 a usual choice.",
+    )
+    no_repeat_ngram: int = opt(
+        0, help="Never repeat a run of this many tokens already in the prompt or the text (0: off)."
+    )
+    beam: int = opt(
+        1,
+        help="Beam search: keep the N most likely continuations and print the best (--num-samples k: the k "
+        "best, k <= N). Deterministic, so not with --temperature, --top-k, --top-p or --greedy; the text "
+        "prints when the search ends. 1 is off.",
+    )
 
     def __post_init__(self) -> None:
         if self.length < 1:

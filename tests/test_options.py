@@ -1,0 +1,62 @@
+"""Every default lives once: the command line's flags and the API's keywords are built from the
+options dataclasses, and this walks both to check that they agree with them."""
+
+import inspect
+from dataclasses import MISSING, fields
+
+import pytest
+import typer
+
+from lstmtext import api, cli
+from lstmtext.config import EvalOptions, TrainConfig
+from lstmtext.errors import ConfigError
+from lstmtext.options import TrainOptions
+from lstmtext.sample import SampleOptions
+
+
+def cli_defaults(name: str) -> dict:
+    command = typer.main.get_command(cli.app).commands[name]
+    return {p.name: p.default for p in command.params}
+
+
+def api_defaults(fn) -> dict:
+    params = inspect.signature(fn).parameters.items()
+    return {k: p.default for k, p in params if p.default is not inspect.Parameter.empty}
+
+
+def owned(options, leave_out=()) -> dict:
+    return {f.name: f.default for f in fields(options) if f.default is not MISSING and f.name not in leave_out}
+
+
+def agree(found: dict, expected: dict, where: str) -> None:
+    for name, default in expected.items():
+        assert name in found, f"{where} has no {name}"
+        got = found[name]
+        # click keeps a list option's default as None or (); a dataclass says None
+        assert got == default or (default is None and got in ((), [])), f"{where}: {name} {got!r} != {default!r}"
+
+
+def test_train_flags_and_keywords_are_train_options():
+    agree(cli_defaults("train"), owned(TrainOptions, leave_out=("corpus",)), "lstmtext train")
+    agree(api_defaults(api.train), owned(TrainOptions), "lstmtext.train")
+    assert set(api_defaults(api.train)) - {"console", "warn"} == set(owned(TrainOptions))
+
+
+def test_generate_flags_and_keywords_are_sample_options():
+    agree(cli_defaults("generate"), owned(SampleOptions), "lstmtext generate")
+    per_call = owned(SampleOptions, leave_out=("num_samples",))  # the API's count is samples(n, ...)
+    for method in (api.Model.stream, api.Model.generate, api.Model.samples):
+        agree(api_defaults(method), per_call, method.__qualname__)
+
+
+def test_eval_flags_and_keywords_are_eval_options():
+    agree(cli_defaults("eval"), owned(EvalOptions), "lstmtext eval")
+    agree(api_defaults(api.Model.score), owned(EvalOptions), "Model.score")
+    assert TrainConfig().eval_batch_size == EvalOptions().batch_size  # validation scores as eval does
+
+
+def test_a_misspelt_sampling_keyword_names_the_nearest():
+    with pytest.raises(ConfigError, match="did you mean temperature"):
+        api._sample_options({"temprature": 0.5}, 1)
+    with pytest.raises(ConfigError, match="samples"):
+        api._sample_options({"num_samples": 2}, 1)

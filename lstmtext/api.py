@@ -154,7 +154,11 @@ class Model:
             raise ConfigError(f"{name} has fewer than 2 tokens; nothing to score")
         with threads.choosing(self.threads) as tuner:
             total, n = evaluate.score(self.checkpoint.params, self.config, ids, batch_size, bptt, tuner)
-        return evaluate.report(total, n, text, self.tokenizer.count_unk(ids[1:]))
+        r = evaluate.report(total, n, text, self.tokenizer.count_unk(ids[1:]))
+        if r["unk_rate"] > UNK_WARN:
+            self._warn(f"{100 * r['unk_rate']:.1f}% of the tokens are <unk>; the perplexity flatters the model on "
+                       "this text")  # fmt: skip
+        return r
 
     def next_token_probs(self, context: str = "", n: int = 10) -> dict[str, float]:
         """The n most likely next tokens after `context` with their probabilities, most likely first.

@@ -33,7 +33,6 @@ app = typer.Typer(
     rich_markup_mode="rich",  # said, not left to typer's default: help texts escape their brackets for it
 )
 
-UNK_WARN = api.UNK_WARN
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -167,7 +166,7 @@ def eval_(checkpoint_path: Path, file: Path, encoding_errors: str, as_json: bool
           **options) -> None:  # fmt: skip
     """Score FILE with a trained model: loss, perplexity per token and per word, bits per byte."""
     opts = EvalOptions(**options)
-    model = api.load(checkpoint_path, note=_note, threads=threads)
+    model = api.load(checkpoint_path, note=_note, warn=_warn, threads=threads)
     text = read_text(file, encoding_errors)
     if encoding_errors == "replace" and REPLACEMENT in text:
         n = text.count(REPLACEMENT)
@@ -184,12 +183,6 @@ def eval_(checkpoint_path: Path, file: Path, encoding_errors: str, as_json: bool
         t.add_row("bits per byte", f"{r['bits_per_byte']:.4f}")
         t.add_row("<unk> rate", f"{100 * r['unk_rate']:.2f}%")
         Console().print(t)
-    if r["unk_rate"] > UNK_WARN:
-        typer.echo(
-            f"warning: {100 * r['unk_rate']:.1f}% of the tokens are <unk>; "
-            f"the perplexity flatters the model on this text",
-            err=True,
-        )
 
 
 eval_.__signature__ = _signature(

@@ -182,8 +182,8 @@ if __name__ == "__main__":
 # -- ONNX -------------------------------------------------------------------------------------------
 
 # Our gate blocks -> ONNX's order. ONNX's LSTM is i|o|f|c (c: our g), its GRU z|r|h (h: our n).
+# Our own order is each cell's declaration (cells/*.py BLOCKS).
 ONNX_ORDER = {"lstm": "iofg", "peephole": "iofg", "cifg": "iofg", "gru": "zrn", "rnn": "h"}
-OURS = {"lstm": "ifgo", "peephole": "ifgo", "cifg": "fgo", "gru": "rzn", "rnn": "h"}
 
 
 def _onnx_blocks(cell: str, a: np.ndarray, H: int) -> np.ndarray:
@@ -192,7 +192,7 @@ def _onnx_blocks(cell: str, a: np.ndarray, H: int) -> np.ndarray:
     CIFG has no i block: ONNX's input_forget=1 couples the two gates, and the spec does not say which
     of them it computes from which. So i gets the f block negated, σ(−a_f) = 1 − σ(a_f): the gates
     are coupled correctly whichever block the runtime reads."""
-    ours = OURS[cell]
+    ours = get_cell(cell).BLOCKS
 
     def block(g):
         if g == "i" and cell == "cifg":

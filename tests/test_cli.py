@@ -413,3 +413,17 @@ def test_a_refused_train_leaves_another_runs_folder_alone(tmp_path, corpus, monk
     assert r.exit_code == 1 and "refused while reading" in r.output
     assert not (tmp_path / "runs" / "mine").exists()
     assert (tmp_path / "runs" / "other" / "last.safetensors").read_bytes() == b"theirs"
+
+
+def test_eval_warns_when_unk_flatters_the_perplexity(tmp_path, corpus):
+    import lstmtext
+
+    run = tmp_path / "run"
+    assert invoke(["train", corpus, *TINY, "--out", run, "--max-steps", "2", "--epochs", "0"]).exit_code == 0
+    strange = tmp_path / "strange.txt"
+    strange.write_text("zebra quartz the cat vortex lumen\n" * 20, encoding="utf-8")  # 4 of 7 tokens unseen
+    r = invoke(["eval", run, strange])
+    assert r.exit_code == 0 and "% of the tokens are <unk>; the perplexity flatters" in r.stderr, r.stderr
+    assert "flatters" not in invoke(["eval", run, corpus]).stderr  # the training text: every word known
+    with pytest.warns(UserWarning, match="flatters"):
+        lstmtext.load(run).score(strange.read_text(encoding="utf-8"))

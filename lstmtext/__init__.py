@@ -8,12 +8,14 @@ from lstmtext.version import __version__
 
 if TYPE_CHECKING:  # what __getattr__ hands out, for type checkers and editors
     from lstmtext.api import Exported as Exported
+    from lstmtext.api import Inspection as Inspection
     from lstmtext.api import Model as Model
     from lstmtext.api import Run as Run
+    from lstmtext.api import inspect as inspect
     from lstmtext.api import load as load
     from lstmtext.api import train as train
 
-API = ("Exported", "Model", "Run", "load", "train")
+API = ("Exported", "Inspection", "Model", "Run", "inspect", "load", "train")
 __all__ = [*API, "__version__"]
 
 

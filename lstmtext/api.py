@@ -19,7 +19,6 @@ Mistakes raise `lstmtext.errors.LstmTextError` subclasses with the one-line mess
 
 import contextlib
 import functools
-import inspect
 import itertools
 import os
 import signal
@@ -27,12 +26,13 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
+from inspect import Parameter, Signature, signature
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from lstmtext import checkpoint, evaluate, export, mpi, runs, sizing, threads, vectors
+from lstmtext import checkpoint, evaluate, export, inside, mpi, runs, sizing, threads, vectors
 from lstmtext import model as network
 from lstmtext.config import EvalOptions, ModelConfig, TrainConfig, options_of
 from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
@@ -229,12 +229,12 @@ def _sample_options(options: dict, n: int) -> SampleOptions:
     return options_of(SampleOptions, {**options, "num_samples": n}, "sampling")
 
 
-def _with_sample_options(method) -> inspect.Signature:
+def _with_sample_options(method) -> Signature:
     """method's signature with SampleOptions's fields spelt out as keywords, for help() and completion."""
-    kw = inspect.Parameter.KEYWORD_ONLY
-    sig = inspect.signature(method)
-    fixed = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-    options = [inspect.Parameter(f.name, kw, default=f.default, annotation=f.type)
+    kw = Parameter.KEYWORD_ONLY
+    sig = signature(method)
+    fixed = [p for p in sig.parameters.values() if p.kind != Parameter.VAR_KEYWORD]
+    options = [Parameter(f.name, kw, default=f.default, annotation=f.type)
                for f in fields(SampleOptions) if f.name != "num_samples"]  # fmt: skip
     return sig.replace(parameters=[*fixed, *options])
 
@@ -256,6 +256,76 @@ def load(
     file = runs.find_checkpoint(p, note)
     ckpt, tok = checkpoint.load_model(file)
     return Model(p, ckpt, tok, warn or _python_warning, file, threads)
+
+
+# -- looking inside ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Inspection:
+    """What `inspect` found: the units (with --units or --html), the gradient by distance of the run and
+    each --vs run (name, its ModelConfig, inside.gradient_norms's result), and the files it wrote."""
+
+    units: inside.Units | None
+    gradients: list[tuple[str, ModelConfig, dict]]
+    wrote: list[Path]
+
+
+def inspect(
+    run: str | Path, text_file: str | Path, *, note: Callable[[str], None] | None = None, threads: int | None = None,
+    **options,
+) -> Inspection:
+    """`lstmtext inspect RUN TEXT` without the printing: options are inside.InspectOptions's fields
+    (html=, units=, gradient=, feature=, ...). Writes the page, its pictures and the --out picture it
+    is asked for; note(line) hears what was written."""
+    from lstmtext import page, plot
+    from lstmtext.corpus import read_text
+    from lstmtext.threads import choosing
+
+    say = note or (lambda line: None)
+    o = options_of(inside.InspectOptions, options, "inspect")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    if o.out is not None:
+        plot.check_format(o.out)
+    if o.pictures is not None:
+        plot.pyplot("lstmtext inspect --pictures")  # before the work: without matplotlib, say so first
+    elif o.html is not None and not plot.available():
+        say(f"Without matplotlib the page leaves out its three pictures ({plot.INSTALL} draws them).")
+    model = load(run, note=note, threads=threads)
+    ckpt, tok, cfg = model.checkpoint, model.tokenizer, model.config
+    text = read_text(Path(text_file), o.encoding_errors)
+    found, gradients, wrote = None, [], []
+    with choosing(threads) as tuner:
+        if o.html or o.units:
+            found = inside.find_units(ckpt.params, cfg, tok, text, o.features(), o.max_tokens, tuner)
+        if o.html is not None:
+            info = page.PageInfo(str(run), str(text_file), tok.kind, cfg.cell, cfg.layers, cfg.hidden)
+            html, pics = page.make_page(ckpt.params, cfg, found, info, o.max_distance, o.positions,
+                                        model.file.parent, tuner)  # fmt: skip
+            o.html.parent.mkdir(parents=True, exist_ok=True)
+            o.html.write_text(html, encoding="utf-8")
+            wrote.append(o.html)
+            say(f"Wrote {o.html} ({len(html.encode()) / 1e6:.1f} MB, {len(found.reading.ids):,} of {found.total:,} "
+                f"tokens of {text_file}).")  # fmt: skip
+            if o.pictures is not None:
+                o.pictures.mkdir(parents=True, exist_ok=True)
+                for name, png in pics.items():
+                    if png is not None:
+                        (o.pictures / f"{name}.png").write_bytes(png)
+                        wrote.append(o.pictures / f"{name}.png")
+                        say(f"Wrote {o.pictures / name}.png.")
+        if o.gradient:
+            for name, m in [(str(run), model), *((str(v), load(v, note=note)) for v in o.vs or [])]:
+                g = inside.gradient_norms(m.checkpoint.params, m.config, m.tokenizer.encode(text), o.max_distance,
+                                          o.positions, tuner)  # fmt: skip
+                gradients.append((name, m.config, g))
+    if o.out is not None:
+        names = plot.names_for([Path(name) for name, _, _ in gradients])  # "lstm", not "runs/inside/lstm"
+        plot.save(plot.gradient_figure([(n, g) for n, (_, _, g) in zip(names, gradients, strict=True)]), o.out)
+        wrote.append(o.out)
+        say(f"Wrote {o.out}.")
+    return Inspection(found, gradients, wrote)
 
 
 # -- training ------------------------------------------------------------------------------------------
@@ -296,16 +366,16 @@ def train(corpus: str | Path | None = None, *, console: Console | None = None, w
     return run_training(opts, given, console or Console(), warn or _python_warning)
 
 
-def _train_signature() -> inspect.Signature:
+def _train_signature() -> Signature:
     """train's signature with every option spelt out, for help() and notebooks' completion."""
-    kw = inspect.Parameter.KEYWORD_ONLY
-    params = [inspect.Parameter("corpus", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+    kw = Parameter.KEYWORD_ONLY
+    params = [Parameter("corpus", Parameter.POSITIONAL_OR_KEYWORD, default=None,
                                 annotation=str | Path | None)]
-    params += [inspect.Parameter(f.name, kw, default=f.default, annotation=f.type)
+    params += [Parameter(f.name, kw, default=f.default, annotation=f.type)
                for f in fields(TrainOptions) if f.name != "corpus"]
-    params += [inspect.Parameter("console", kw, default=None, annotation=Console | None),
-               inspect.Parameter("warn", kw, default=None, annotation=Callable[[str], None] | None)]
-    return inspect.Signature(params, return_annotation=Run)
+    params += [Parameter("console", kw, default=None, annotation=Console | None),
+               Parameter("warn", kw, default=None, annotation=Callable[[str], None] | None)]
+    return Signature(params, return_annotation=Run)
 
 
 train.__signature__ = _train_signature()

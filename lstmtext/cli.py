@@ -1,11 +1,11 @@
 """The command line: parse options, call the library, turn LstmTextError into one line + exit 1."""
 
 import functools
-import inspect
 import json
 import signal
 import sys
 from dataclasses import fields
+from inspect import Parameter, Signature
 from pathlib import Path
 from typing import Annotated
 
@@ -14,12 +14,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lstmtext import api, checkpoint, malloc, mpi, runs
+from lstmtext import api, malloc, mpi, runs
 from lstmtext.cells import get_cell
 from lstmtext.config import EvalOptions, ModelConfig
 from lstmtext.corpus import REPLACEMENT, read_text
 from lstmtext.errors import ConfigError, LstmTextError
 from lstmtext.export import FORMATS
+from lstmtext.inside import InspectOptions
 from lstmtext.options import TrainOptions
 from lstmtext.sample import SampleOptions, run_generation
 from lstmtext.trainer import Interrupted
@@ -90,10 +91,10 @@ def _metavar(kind) -> str:
     return "TEXT"
 
 
-def options_parameters(options) -> list[inspect.Parameter]:
+def options_parameters(options) -> list[Parameter]:
     """A command's parameters built from an options dataclass (TrainOptions, SampleOptions,
     EvalOptions): one list of names, defaults and help texts for the command and the API."""
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    kind = Parameter.POSITIONAL_OR_KEYWORD
     params = []
     for f in fields(options):
         m = f.metadata
@@ -102,24 +103,25 @@ def options_parameters(options) -> list[inspect.Parameter]:
         elif f.type is bool:  # a flag alone: a --no-… twin would give every option an empty column
             info = typer.Option(f"--{f.name.replace('_', '-')}", help=m["help"], show_default=False, metavar="")
         else:  # short metavars leave the help text room at 80 columns ("<list[str]>" took 13 of them)
-            info = typer.Option(help=m["help"], show_default=m["show_default"], metavar=_metavar(f.type))
-        params.append(inspect.Parameter(f.name, kind, default=f.default, annotation=Annotated[f.type, info]))
+            metavar = m["metavar"] or _metavar(f.type)
+            info = typer.Option(help=m["help"], show_default=m["show_default"], metavar=metavar)
+        params.append(Parameter(f.name, kind, default=f.default, annotation=Annotated[f.type, info]))
     return params
 
 
-def _signature(*groups) -> inspect.Signature:
+def _signature(*groups) -> Signature:
     """A command's signature from groups of parameters: (name, annotation[, default]) tuples, or
     options_parameters(...) lists."""
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    kind = Parameter.POSITIONAL_OR_KEYWORD
     params = []
     for group in groups:
         for p in group:
             if isinstance(p, tuple):
                 name, annotation, *default = p
-                p = inspect.Parameter(name, kind, annotation=annotation, default=default[0] if default else
-                                      inspect.Parameter.empty)  # fmt: skip
+                p = Parameter(name, kind, annotation=annotation, default=default[0] if default else
+                                      Parameter.empty)  # fmt: skip
             params.append(p)
-    return inspect.Signature(params)
+    return Signature(params)
 
 
 @user_errors
@@ -351,108 +353,38 @@ def export(
         _note(f"wrote {written:,} vectors of {cfg.embed} dimensions to {out}" + (left if skipped else ""))
 
 
-@app.command()
 @user_errors
-def inspect(
-    checkpoint_path: Annotated[Path, typer.Argument(metavar="RUN", help=CHECKPOINT_HELP)],
-    file: Annotated[Path, typer.Argument(metavar="TEXT", help="Text to read the model on.")],
-    html_out: Annotated[
-        Path | None,
-        typer.Option("--html", help="Write one self-contained HTML page: units, saturation, surprise, gradient."),
-    ] = None,
-    units: Annotated[bool, typer.Option("--units", help="Print the units that track features of the text.")] = False,
-    gradient: Annotated[
-        bool, typer.Option("--gradient", help="Measure ‖∂ log p(next token) / ∂ state k steps back‖ by k.")
-    ] = False,
-    feature: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Another feature to find units for, NAME=REGEX (1 on tokens inside a match); repeatable. "
-            "Built in: quotes, brackets, line position, word start, line end."
-        ),
-    ] = None,
-    max_tokens: Annotated[int, typer.Option(help="--html/--units: read only the first N tokens of TEXT.")] = 2000,
-    pictures: Annotated[
-        Path | None, typer.Option(help="--html: also save its pictures as PNG files in this folder.")
-    ] = None,
-    max_distance: Annotated[int, typer.Option(help="--gradient and --html: the largest k.")] = 100,
-    positions: Annotated[int, typer.Option(help="--gradient and --html: positions of the text averaged over.")] = 20,
-    vs: Annotated[
-        list[Path] | None, typer.Option(help="--gradient: also measure this run on TEXT, for comparison; repeatable.")
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="--gradient: also draw the curves into this .png or .svg.")] = None,
-    encoding_errors: Annotated[str, typer.Option(help="strict or replace.")] = "strict",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
-    threads: Threads = None,
-) -> None:
+def inspect_command(checkpoint_path: Path, file: Path, as_json: bool, threads: int | None, **options) -> None:
     """Look inside a trained model on TEXT: an HTML page of its units and gates (--html), the units that
     track features of the text (--units), how far back its gradient reaches (--gradient)."""
-    from lstmtext import inside, plot
-    from lstmtext.threads import choosing
-
-    if not (html_out or units or gradient):
-        raise ConfigError("say what to inspect: --html PAGE.html, --units or --gradient")
-    if as_json and (html_out or (units and gradient)):
+    o = InspectOptions(**options)
+    if as_json and (o.html or (o.units and o.gradient)):
         raise ConfigError("--json prints one result: use it with --units or --gradient alone")
-    if max_distance < 1 or positions < 1 or max_tokens < 2:
-        raise ConfigError("--max-distance and --positions must be at least 1, --max-tokens at least 2")
-    if (vs or out) and not gradient:
-        raise ConfigError("--vs and --out belong to --gradient")
-    if pictures is not None and html_out is None:
-        raise ConfigError("--pictures saves the pictures of --html; add --html PAGE.html")
-    if feature and not (html_out or units):
-        raise ConfigError("--feature belongs to --html and --units")
-    if out is not None:
-        plot.check_format(out)
-    if html_out is not None:
-        if html_out.suffix.lower() not in (".html", ".htm"):
-            raise ConfigError(f"--html must end in .html, got {html_out.name}")
-        if pictures is not None:
-            plot.pyplot("lstmtext inspect --pictures")  # before the work: without matplotlib, say so first
-        elif not plot.available():
-            _note(f"Without matplotlib the page leaves out its three pictures ({plot.INSTALL} draws them).")
-    extra = dict(inside.parse_feature(f) for f in feature or [])
-    if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {threads}")
-    found_path = runs.find_checkpoint(checkpoint_path, _note)
-    ckpt, tok = checkpoint.load_model(found_path)
-    text = read_text(file, encoding_errors)
-    with choosing(threads) as tuner:
-        _inspect(ckpt, tok, found_path, checkpoint_path, file, text, html_out, units, gradient, extra, max_tokens,
-                 pictures, max_distance, positions, vs, out, as_json, tuner)  # fmt: skip
-
-
-def _inspect(ckpt, tok, found_path, checkpoint_path, file, text, html_out, units, gradient, extra, max_tokens,
-             pictures, max_distance, positions, vs, out, as_json, tuner) -> None:  # fmt: skip
-    """inspect's work once its options are checked and the model and the text are read."""
-    from lstmtext import inside, page
-
-    cfg = ckpt.model_cfg
-    if html_out or units:
-        found = inside.find_units(ckpt.params, cfg, tok, text, extra, max_tokens, tuner)
-    if html_out is not None:
-        info = page.PageInfo(str(checkpoint_path), str(file), tok.kind, cfg.cell, cfg.layers, cfg.hidden)
-        html_text, pics = page.make_page(
-            ckpt.params, cfg, found, info, max_distance, positions, found_path.parent, tuner
-        )
-        html_out.parent.mkdir(parents=True, exist_ok=True)
-        html_out.write_text(html_text, encoding="utf-8")
-        n = len(found.reading.ids)
-        _note(f"Wrote {html_out} ({len(html_text.encode()) / 1e6:.1f} MB, {n:,} of {found.total:,} tokens of {file}).")
-        if pictures is not None:
-            pictures.mkdir(parents=True, exist_ok=True)
-            for name, png in pics.items():
-                if png is not None:
-                    (pictures / f"{name}.png").write_bytes(png)
-                    _note(f"Wrote {pictures / name}.png.")
-    if units:
-        n = len(found.reading.ids)
+    r = api.inspect(checkpoint_path, file, note=_note, threads=threads, **options)
+    if r.units is not None and o.units:
+        n, total = len(r.units.reading.ids), r.units.total
         if as_json:
-            typer.echo(json.dumps({"file": str(file), "tokens": n, "of": found.total, "units": found.found}))
+            typer.echo(json.dumps({"file": str(file), "tokens": n, "of": total, "units": r.units.found}))
         else:
-            _print_units(found.found, n, found.total)
-    if gradient:
-        _gradient(checkpoint_path, ckpt, tok, text, file, vs or [], out, max_distance, positions, as_json, tuner)
+            _print_units(r.units.found, n, total)
+    if o.gradient:
+        if as_json:
+            objs = [{"run": name, "file": str(file), "cell": cfg.cell, **g} for name, cfg, g in r.gradients]
+            typer.echo(json.dumps(objs[0] if len(objs) == 1 else {"runs": objs}))
+        else:
+            for name, cfg, g in r.gradients:
+                _gradient_table(name, cfg, g, o.max_distance)
+
+
+inspect_command.__signature__ = _signature(
+    [("checkpoint_path", Annotated[Path, typer.Argument(metavar="RUN", help=CHECKPOINT_HELP)]),
+     ("file", Annotated[Path, typer.Argument(metavar="TEXT", help="Text to read the model on.")])],
+    options_parameters(InspectOptions),
+    [("as_json", Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.",
+                                              metavar="")], False),
+     ("threads", Threads, None)],
+)
+app.command("inspect")(inspect_command)
 
 
 def _print_units(found: dict, n: int, total: int) -> None:
@@ -467,28 +399,6 @@ def _print_units(found: dict, n: int, total: int) -> None:
             shown = ["constant on this text"]
         t.add_row(name, *shown)
     Console().print(t)
-
-
-def _gradient(run, ckpt, tok, text, file, vs, out, max_distance, positions, as_json, tuner) -> None:
-    """inspect --gradient: the table (or JSON) for RUN and each --vs run, and their picture."""
-    from lstmtext import inside, plot
-
-    results = []
-    for name, (c, t) in [(str(run), (ckpt, tok))] + [
-        (str(v), checkpoint.load_model(runs.find_checkpoint(v, _note))) for v in vs
-    ]:
-        r = inside.gradient_norms(c.params, c.model_cfg, t.encode(text), max_distance, positions, tuner)
-        results.append((name, c.model_cfg, r))
-    if as_json:
-        objs = [{"run": name, "file": str(file), "cell": cfg.cell, **r} for name, cfg, r in results]
-        typer.echo(json.dumps(objs[0] if len(objs) == 1 else {"runs": objs}))
-    else:
-        for name, cfg, r in results:
-            _gradient_table(name, cfg, r, max_distance)
-    if out is not None:
-        names = plot.names_for([Path(name) for name, _, _ in results])  # "lstm", not "runs/inside/lstm"
-        plot.save(plot.gradient_figure([(n, r) for n, (_, _, r) in zip(names, results, strict=True)]), out)
-        _note(f"Wrote {out}.")
 
 
 def _gradient_table(name: str, cfg: ModelConfig, r: dict, max_distance: int) -> None:

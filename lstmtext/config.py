@@ -11,11 +11,13 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop")
 INIT_SCHEMES = ("uniform", "torch", "orthogonal")
 
 
-def opt(default, help: str, show_default: bool | str = True, argument: bool = False):
+def opt(default, help: str, show_default: bool | str = True, argument: bool = False, metavar: str | None = None):
     """A field of an options dataclass with its command-line help: the command's flags and the API's
     keywords are built from these fields (cli.options_parameters, api), so each default and help
-    text is written once. argument: positional on the command line."""
-    return field(default=default, metadata={"help": help, "show_default": show_default, "argument": argument})
+    text is written once. argument: positional on the command line; metavar: what the value is, in
+    the help (default: from the type)."""
+    meta = {"help": help, "show_default": show_default, "argument": argument, "metavar": metavar}
+    return field(default=default, metadata=meta)
 
 
 def options_of(cls, values: dict, what: str):

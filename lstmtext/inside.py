@@ -28,14 +28,63 @@ A simple RNN's g(k) falls geometrically with k; a gated cell's can stay up.
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from lstmtext import model
 from lstmtext.cells import get_cell
-from lstmtext.config import ModelConfig
+from lstmtext.config import ModelConfig, opt
 from lstmtext.errors import ConfigError, CorpusError
 from lstmtext.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class InspectOptions:
+    """What `lstmtext inspect` (and `lstmtext.inspect`) does; the rules between its options live here."""
+
+    html: Path | None = opt(
+        None, help="Write one self-contained HTML page: units, saturation, surprise, gradient.", metavar="PAGE"
+    )
+    units: bool = opt(False, help="Print the units that track features of the text.")
+    gradient: bool = opt(False, help="Measure ‖∂ log p(next token) / ∂ state k steps back‖ by k.")
+    feature: list[str] | None = opt(
+        None,
+        help="Another feature to find units for, NAME=REGEX (1 on tokens inside a match); repeatable. "
+        "Built in: quotes, brackets, line position, word start, line end.",
+        show_default=False,
+        metavar="NAME=REGEX",
+    )
+    max_tokens: int = opt(2000, help="--html/--units: read only the first N tokens of TEXT.")
+    pictures: Path | None = opt(None, help="--html: also save its pictures as PNG files in this folder.")
+    max_distance: int = opt(100, help="--gradient and --html: the largest k.")
+    positions: int = opt(20, help="--gradient and --html: positions of the text averaged over.")
+    vs: list[Path] | None = opt(
+        None, help="--gradient: also measure this run on TEXT, for comparison; repeatable.", metavar="RUN"
+    )
+    out: Path | None = opt(None, help="--gradient: also draw the curves into this .png or .svg.")
+    encoding_errors: str = opt("strict", help="strict or replace.")
+
+    def __post_init__(self) -> None:
+        for name in ("html", "pictures", "out"):  # the API takes strings for paths
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        if not (self.html or self.units or self.gradient):
+            raise ConfigError("say what to inspect: --html PAGE.html, --units or --gradient")
+        if self.max_distance < 1 or self.positions < 1 or self.max_tokens < 2:
+            raise ConfigError("--max-distance and --positions must be at least 1, --max-tokens at least 2")
+        if (self.vs or self.out) and not self.gradient:
+            raise ConfigError("--vs and --out belong to --gradient")
+        if self.pictures is not None and self.html is None:
+            raise ConfigError("--pictures saves the pictures of --html; add --html PAGE.html")
+        if self.feature and not (self.html or self.units):
+            raise ConfigError("--feature belongs to --html and --units")
+        if self.html is not None and self.html.suffix.lower() not in (".html", ".htm"):
+            raise ConfigError(f"--html must end in .html, got {self.html.name}")
+        self.features()  # each NAME=REGEX parses
+
+    def features(self) -> dict[str, re.Pattern]:
+        return dict(parse_feature(f) for f in self.feature or [])
 
 
 def states_along(params: dict, cfg: ModelConfig, ids: np.ndarray, wanted: set[int]) -> dict[int, dict]:

@@ -96,6 +96,19 @@ def test_inspect_gradient_command(tmp_path):
     r = invoke(["inspect", run, corpus, "--gradient", "--max-distance", "100000"])
     assert r.exit_code == 1 and "--max-distance 100000 needs at least" in r.stderr
 
+    # The same from Python, with what the command printed as data.
+    import lstmtext
+    from lstmtext.errors import ConfigError
+
+    found = lstmtext.inspect(run, corpus, units=True, gradient=True, max_distance=12, positions=3)
+    assert set(found.units.found) >= {"quotes", "line end"} and found.wrote == []
+    (name, cfg, g), = found.gradients
+    assert name == str(run) and cfg.cell == "lstm" and g["norm"]["layers.0.h"] == d["norm"]["layers.0.h"]
+    with pytest.raises(ConfigError, match="belong to --gradient"):
+        lstmtext.inspect(run, corpus, units=True, vs=[run])
+    with pytest.raises(ConfigError, match="did you mean units"):
+        lstmtext.inspect(run, corpus, unit=True)
+
 
 # --- Reading a text: the cells' own quantities, features of the text, units that track them ---
 

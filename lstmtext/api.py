@@ -425,27 +425,13 @@ def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "m
         args["max_minutes"] = DEFAULT_MINUTES
         say(f"No budget given: training for {DEFAULT_MINUTES:g} minutes (--max-minutes, --epochs or --max-steps "
             "set another).")
-    cfg = TrainConfig(
-        batch_size=o.batch_size,
-        bptt=o.bptt,
-        optimizer=o.optimizer,
-        lr=DEFAULT_LR[o.optimizer] if o.lr is None else o.lr,
+    chosen = {  # the two training options whose value depends on others
+        "lr": DEFAULT_LR[o.optimizer] if o.lr is None else o.lr,
         # --lr-decay and --decay-after are the step schedule's: typing one asks for it
-        schedule="step" if {"lr_decay", "decay_after"} & given and "schedule" not in given else o.schedule,
-        warmup=o.warmup,
-        lr_floor=o.lr_floor,
-        cooldown=o.cooldown,
-        lr_decay=o.lr_decay,
-        decay_after=o.decay_after,
-        clip=o.clip,
-        weight_decay=o.weight_decay,
-        seed=o.seed,
-        dtype=o.dtype,
-        freeze_embed=o.freeze_embed,
-        accumulate=o.accumulate,
-        reset_state=o.reset_state,
-        **{k: args[k] for k in RESUMABLE},
-    )
+        "schedule": "step" if {"lr_decay", "decay_after"} & given and "schedule" not in given else o.schedule,
+    }
+    # Every other field of TrainConfig is the option of its name (tests/test_options.py).
+    cfg = TrainConfig(**{**{f.name: args[f.name] for f in fields(TrainConfig) if f.name in args}, **chosen})
     shape = {k: args[k] for k in (*runs.SHAPE_OPTIONS, "dropout", "init", "init_scale", "chrono")}
     sized = {k for k in sizing.OPTIONS if shape[k] is None}  # chosen below, once the text is read
     source = tok = None

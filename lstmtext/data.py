@@ -23,11 +23,14 @@ CACHE_VERSION = 1
 
 @dataclass
 class TokenizerOptions:
-    kind: str = "word"
-    vocab_size: int | None = None  # None: sizing.vocab_for the training text
-    min_freq: int = 1
-    lowercase: bool = False
-    word_split: str = "punct"
+    """The tokenizer a run asks for (`train`'s --tokenizer, --vocab-size, ...; the defaults are
+    TrainOptions's)."""
+
+    kind: str
+    vocab_size: int | None  # None: sizing.vocab_for the training text
+    min_freq: int
+    lowercase: bool
+    word_split: str
 
 
 @dataclass
@@ -41,16 +44,9 @@ class Data:
 
 def check_tokenizer_options(o: TokenizerOptions) -> None:
     """The option errors Tokenizer.train would raise, found before any file is touched."""
-    from lstmtext.tokenizer import KINDS, WORD_SPLITS
+    from lstmtext.tokenizer import check_options
 
-    if o.kind not in KINDS:
-        raise ConfigError(f"--tokenizer must be one of {', '.join(KINDS)}, got {o.kind!r}")
-    if o.word_split not in WORD_SPLITS:
-        raise ConfigError(f"--word-split must be one of {', '.join(WORD_SPLITS)}, got {o.word_split!r}")
-    if o.vocab_size is not None and o.vocab_size < 3:
-        raise ConfigError(f"--vocab-size must be at least 3, got {o.vocab_size}")
-    if o.min_freq < 1:
-        raise ConfigError(f"--min-freq must be at least 1, got {o.min_freq}")
+    check_options(o.kind, o.vocab_size, o.min_freq, o.word_split)
 
 
 def _cached_ids(tokenizer: Tokenizer, part: TextPart, text_sha: str, cache: Path | None) -> np.ndarray:

@@ -170,6 +170,20 @@ def _word_level(tokens: list[str], kind: str, lowercase: bool, word_split: str) 
     return hf
 
 
+def check_options(kind: str, vocab_size: int | None, min_freq: int, word_split: str) -> None:
+    """The tokenizer options' rules, once: Tokenizer.train applies them, and `train` before it reads any
+    file (data.check_tokenizer_options). vocab_size None: to be chosen (sizing.vocab_for)."""
+    if kind not in KINDS:
+        raise ConfigError(f"--tokenizer must be one of {', '.join(KINDS)}, got {kind!r}")
+    if word_split not in WORD_SPLITS:
+        raise ConfigError(f"--word-split must be one of {', '.join(WORD_SPLITS)}, got {word_split!r}")
+    least = 3 if kind == "word" else 2  # the specials plus one real token
+    if vocab_size is not None and vocab_size < least:
+        raise ConfigError(f"--vocab-size must be at least {least} for {kind} tokens, got {vocab_size}")
+    if min_freq < 1:
+        raise ConfigError(f"--min-freq must be at least 1, got {min_freq}")
+
+
 class Tokenizer:
     """Our tokenizer: a HuggingFace tokenizer plus the rules for "<eos>", "<unk>" and decoding."""
 
@@ -210,17 +224,7 @@ class Tokenizer:
 
         For bpe, `min_freq` is at least 2: merging a pair seen once only memorizes the corpus.
         """
-        if kind not in KINDS:
-            raise ConfigError(f"unknown tokenizer kind {kind!r}; use one of: {', '.join(KINDS)}")
-        if word_split not in WORD_SPLITS:
-            raise ConfigError(f"unknown word split {word_split!r}; use one of: {', '.join(WORD_SPLITS)}")
-        least = 3 if kind == "word" else 2  # the specials plus one real token
-        if vocab_size < least:
-            raise ConfigError(
-                f"vocab size must be at least {least} for {kind} tokens, got {vocab_size}; raise --vocab-size"
-            )
-        if min_freq < 1:
-            raise ConfigError(f"min freq must be at least 1, got {min_freq}; use --min-freq 1 or more")
+        check_options(kind, vocab_size, min_freq, word_split)
         texts = [text] if isinstance(text, str) else text
         seen_text = False
 

@@ -12,6 +12,8 @@ from lstmtext.corpus import list_corpus, read_text
 from lstmtext.data import TokenizerOptions, prepare_data
 from lstmtext.errors import ConfigError, CorpusError
 
+WORD_TOKENS = TokenizerOptions("word", None, 1, False, "punct")  # the word tokenizer, vocabulary chosen
+
 runner = CliRunner()
 TINY = ["--embed", "8", "--hidden", "8", "--layers", "1", "--batch-size", "2", "--bptt", "5", "--max-steps", "2"]
 WORDS = "the cat sat on a mat and dog ran to him her".split()
@@ -69,7 +71,7 @@ def invoke(args):
 
 def said(corpus_path, **kw) -> tuple[list[str], object]:
     out: list[str] = []
-    data = prepare_data(corpus_path, None, TokenizerOptions(), "strict", out.append, **kw)
+    data = prepare_data(corpus_path, None, WORD_TOKENS, "strict", out.append, **kw)
     return out, data
 
 

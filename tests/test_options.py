@@ -60,3 +60,30 @@ def test_a_misspelt_sampling_keyword_names_the_nearest():
         api._sample_options({"temprature": 0.5}, 1)
     with pytest.raises(ConfigError, match="samples"):
         api._sample_options({"num_samples": 2}, 1)
+
+
+@pytest.mark.parametrize("kind", ["word", "char", "bpe"])
+def test_train_refuses_a_vocabulary_size_exactly_when_the_tokenizer_would(kind):
+    from lstmtext.data import TokenizerOptions, check_tokenizer_options
+    from lstmtext.tokenizer import Tokenizer
+
+    def refused(fn, *args, **kw) -> bool:
+        try:
+            fn(*args, **kw)
+        except ConfigError:
+            return True
+        return False
+
+    for size in (1, 2, 3):
+        early = refused(check_tokenizer_options, TokenizerOptions(kind, size, 1, False, "punct"))
+        late = refused(Tokenizer.train, kind, "the cat sat on the mat\n" * 5, vocab_size=size)
+        assert early == late, (kind, size)
+    assert refused(check_tokenizer_options, TokenizerOptions(kind, 1, 1, False, "punct"))
+
+
+def test_every_config_field_is_an_option_of_the_same_name():
+    from lstmtext.config import ModelConfig
+
+    options = {f.name for f in fields(TrainOptions)}
+    assert {f.name for f in fields(TrainConfig)} - options == {"eval_batch_size"}  # validation scores as eval does
+    assert {f.name for f in fields(ModelConfig)} - options == set()

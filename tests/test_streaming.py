@@ -13,6 +13,8 @@ from lstmtext.data import TokenizerOptions, prepare_data
 from lstmtext.errors import CorpusError
 from lstmtext.tokenizer import Tokenizer
 
+WORD_TOKENS = TokenizerOptions("word", None, 1, False, "punct")  # the word tokenizer, vocabulary chosen
+
 TEXT = "".join(
     f"Line {i}: naïve café 日本語 👍🏽 e\u0301{'  ' if i % 3 else ''}\n{'' if i % 4 else chr(10)}" for i in range(200)
 )
@@ -79,7 +81,7 @@ def test_heldout_parts_match_split_heldout(text):
 def test_ids_are_cached_and_reused(tmp_path):
     f = tmp_path / "t.txt"
     f.write_text(TEXT, encoding="utf-8")
-    first = prepare_data(f, None, TokenizerOptions(), "strict", lambda s: None, cache_dir=tmp_path)
+    first = prepare_data(f, None, WORD_TOKENS, "strict", lambda s: None, cache_dir=tmp_path)
     assert (tmp_path / "train-ids.npy").exists()
     again = prepare_data(f, None, None, "strict", lambda s: None, tokenizer=first.tokenizer, cache_dir=tmp_path)
     assert isinstance(again.train_ids, np.memmap)  # loaded, not tokenized again

@@ -235,9 +235,9 @@ def test_from_json_rejects_a_vocabulary_without_its_specials():
     "kwargs, match",
     [
         ({"kind": "wordpiece"}, "word, char, bpe"),
-        ({"kind": "word", "vocab_size": 2}, "vocab size"),
-        ({"kind": "char", "vocab_size": 1}, "vocab size"),
-        ({"kind": "bpe", "min_freq": 0}, "min freq"),
+        ({"kind": "word", "vocab_size": 2}, "--vocab-size must be at least 3"),
+        ({"kind": "char", "vocab_size": 1}, "--vocab-size must be at least 2"),
+        ({"kind": "bpe", "min_freq": 0}, "--min-freq"),
         ({"kind": "word", "word_split": "spaces"}, "punct, whitespace"),
     ],
 )

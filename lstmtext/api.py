@@ -17,7 +17,6 @@ are a thin layer over these functions.
 Mistakes raise `lstmtext.errors.LstmTextError` subclasses with the one-line message the CLI prints.
 """
 
-import contextlib
 import functools
 import itertools
 import os
@@ -25,31 +24,21 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 from inspect import Parameter, Signature, signature
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from lstmtext import checkpoint, evaluate, export, inside, mpi, runs, sizing, threads, vectors
+from lstmtext import checkpoint, evaluate, export, inside, mpi, runs, start, threads, vectors
 from lstmtext import model as network
-from lstmtext.config import EvalOptions, ModelConfig, TrainConfig, options_of
-from lstmtext.data import TokenizerOptions, check_tokenizer_options, prepare_data
+from lstmtext.config import EvalOptions, ModelConfig, options_of
 from lstmtext.errors import ConfigError
-from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, TrainOptions
-from lstmtext.progress import Progress
+from lstmtext.options import TrainOptions
 from lstmtext.sample import SampleOptions, read_as_a_line, shown_prompt, text_pieces, unknown_prompt_warning
 from lstmtext.tokenizer import Tokenizer
-from lstmtext.trainer import (
-    Trainer,
-    clear_old_run,
-    finished_reason,
-    handling_signals,
-    initial_params,
-    new_out,
-    resume_config,
-)
+from lstmtext.trainer import Trainer, handling_signals
 
 
 def _python_warning(message: str) -> None:
@@ -155,7 +144,7 @@ class Model:
         with threads.choosing(self.threads) as tuner:
             total, n = evaluate.score(self.checkpoint.params, self.config, ids, batch_size, bptt, tuner)
         r = evaluate.report(total, n, text, self.tokenizer.count_unk(ids[1:]))
-        if r["unk_rate"] > UNK_WARN:
+        if r["unk_rate"] > evaluate.UNK_WARN:
             self._warn(f"{100 * r['unk_rate']:.1f}% of the tokens are <unk>; the perplexity flatters the model on "
                        "this text")  # fmt: skip
         return r
@@ -330,16 +319,6 @@ def inspect(
 
 # -- training ------------------------------------------------------------------------------------------
 
-# Options that may change when a run is resumed; everything else belongs to the run.
-RESUMABLE = {
-    "epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "save_every", "sample_every",
-    "on_nan", "threads",
-}
-# Options that only say where things are or what to print; they never belong to a run.
-LOCATIONS = {"resume", "init_from", "corpus", "valid", "out", "encoding_errors", "list_files", "embed_init"}
-UNK_WARN = 0.05  # above this <unk> rate a perplexity flatters the model
-
-
 @dataclass
 class Run:
     """A training run: its directory, and the summary training printed (None if it had finished)."""
@@ -389,7 +368,16 @@ def run_training(o: TrainOptions, given: set, console: Console, warn: Callable[[
     if group is not None and group.rank != 0:
         return _follow(group, o)
     with mpi.leading(group):
-        return _run_training(o, given, console, warn, group)
+        if o.resume is None:
+            begun = start.new_run(o, given, console, warn)
+        else:
+            folder, begun = start.resumed_run(o, given, console)
+            if begun is None:  # it had finished, and said so
+                return Run(folder, None)
+        if group is not None:
+            start.send(group, begun)  # the others wait for it in `received`
+        summary = Trainer(begun, console, group).run()
+    return Run(begun.out, summary)
 
 
 def _follow(group: "mpi.Group", o: TrainOptions) -> Run:
@@ -397,7 +385,8 @@ def _follow(group: "mpi.Group", o: TrainOptions) -> Run:
     # stop), so until the loop takes the signals over a follower lets them pass.
     try:
         with handling_signals(signal.SIG_IGN):
-            result = Trainer.follow(group, Console(quiet=True))
+            begun = start.received(group)
+        result = begun if isinstance(begun, int) else Trainer(begun, Console(quiet=True), group).run()
     except BaseException as e:
         if not getattr(e, "every_rank", False):  # rank 0 may be waiting for us in a collective
             print(f"error on rank {group.rank}: {e!r}", file=sys.stderr)
@@ -409,227 +398,3 @@ def _follow(group: "mpi.Group", o: TrainOptions) -> Run:
         result = None  # nothing to train (the run had finished): as rank 0's Run says
     where = o.out if o.out is not None else o.resume  # rank 0's default --out is its to name
     return Run(Path(where) if where is not None else Path("."), result)
-
-
-def _run_training(o: TrainOptions, given: set, console: Console, warn, group: "mpi.Group | None") -> Run:
-    say = functools.partial(console.print, markup=False, highlight=False)  # file names may hold [brackets]
-    args = asdict(o)
-    args["include"] = list(o.include or [])
-    if o.resume is not None:
-        return _resume(o, args, given, console, say, group)
-    if o.corpus is None:
-        raise ConfigError("give a CORPUS to train on (a text file or a folder), or --resume RUN_DIR")
-    if o.optimizer not in DEFAULT_LR:
-        raise ConfigError(f"--optimizer must be sgd, adam or rmsprop, got {o.optimizer!r}")
-    if not (o.epochs or o.max_steps or o.max_minutes):
-        args["max_minutes"] = DEFAULT_MINUTES
-        say(f"No budget given: training for {DEFAULT_MINUTES:g} minutes (--max-minutes, --epochs or --max-steps "
-            "set another).")
-    chosen = {  # the two training options whose value depends on others
-        "lr": DEFAULT_LR[o.optimizer] if o.lr is None else o.lr,
-        # --lr-decay and --decay-after are the step schedule's: typing one asks for it
-        "schedule": "step" if {"lr_decay", "decay_after"} & given and "schedule" not in given else o.schedule,
-    }
-    # Every other field of TrainConfig is the option of its name (tests/test_options.py).
-    cfg = TrainConfig(**{**{f.name: args[f.name] for f in fields(TrainConfig) if f.name in args}, **chosen})
-    shape = {k: args[k] for k in (*runs.SHAPE_OPTIONS, "dropout", "init", "init_scale", "chrono")}
-    sized = {k for k in sizing.OPTIONS if shape[k] is None}  # chosen below, once the text is read
-    source = tok = None
-    if o.init_from is not None:
-        source_path = runs.find_checkpoint(o.init_from, say)
-        source, tok = checkpoint.load_model(source_path)
-        runs.check_init_options(source, tok, {k: args[k] for k in given})
-        m = source.model_cfg
-        shape.update({k: getattr(m, k) for k in (*runs.SHAPE_OPTIONS, "init", "init_scale", "chrono")})
-        if "dropout" not in given:
-            shape["dropout"] = m.dropout
-        sized = set()
-    if o.embed_init is not None:
-        if source is not None:
-            raise ConfigError("--embed-init starts a new embedding and --init-from keeps its source's; use one of them")
-        if o.tokenizer == "char":
-            raise ConfigError("--embed-init matches words to the vocabulary; a char model's tokens are characters")
-        _, dim = vectors.file_kind(o.embed_init)
-        if "embed" in given and o.embed != dim:
-            raise ConfigError(
-                f"{o.embed_init} holds {dim}-dimensional vectors but --embed is {o.embed}: use --embed {dim} "
-                "(or leave --embed out)"
-            )
-        shape["embed"] = dim
-        sized.discard("embed")
-    # Check the model options before the (possibly slow) tokenization; vocab_size is known later.
-    if o.freeze_embed and shape["tie"]:
-        raise ConfigError("--freeze-embed on a model with a tied head (--tie) would freeze the head too")
-    model_cfg = ModelConfig(vocab_size=1, **sizing.placeholders(shape))
-    corpus = o.corpus
-    run_dir = o.out if o.out is not None else Path("runs") / corpus.resolve().name.removesuffix(corpus.suffix)
-    tok_opts = TokenizerOptions(o.tokenizer, o.vocab_size, o.min_freq, o.lowercase, o.word_split)
-    if tok is not None:
-        tok_opts = TokenizerOptions(tok.kind, tok.vocab_size, o.min_freq, tok.lowercase, tok.word_split)
-    check_tokenizer_options(tok_opts)  # before the slow tokenization
-    with new_out(run_dir, o.force):  # a refusal from here until training leaves no folder behind
-        data = prepare_data(
-            corpus, o.valid, tok_opts, o.encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
-            include=tuple(args["include"]), valid_split=o.valid_split, list_files=o.list_files,
-        )
-        # What the tokenizer was asked for (resume compares the options typed again with these).
-        # A chosen vocabulary is stored as if typed, so that typing it on --resume is no change.
-        cap = data.info.pop("vocab_cap", None)
-        data.info["tokenizer_options"] = {**vars(tok_opts), "vocab_size": cap} if source is None else \
-            source.info.get("tokenizer_options")
-        if source is not None:
-            data.info["init_from"] = {"path": str(source_path.resolve()), "step": source.progress.get("step")}
-            _unk_report(tok, data.train_ids, "the training text", say, warn)
-        elif "vocab_size" in given and data.tokenizer.vocab_size < o.vocab_size:
-            say(
-                f"--vocab-size {o.vocab_size:,} is more than the text has: the vocabulary has "
-                f"{data.tokenizer.vocab_size:,} tokens."
-            )
-        if o.valid is None:
-            try:
-                with open(run_dir / "valid.txt", "w", encoding="utf-8") as f:
-                    for piece in data.valid_part.pieces():
-                        f.write(piece)
-            except OSError as e:
-                raise ConfigError(f"cannot write {run_dir / 'valid.txt'}: {e.strerror or e}") from None
-            say(f"The held-out text is saved as {run_dir / 'valid.txt'} for `lstmtext eval`.")
-        model_cfg = replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
-        say(
-            f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
-            f"vocabulary {model_cfg.vocab_size:,} ({data.tokenizer.kind})."
-        )
-        if data.info.get("vocab_choice"):
-            say(f"Vocabulary (--vocab-size not given): {data.info['vocab_choice']}.", soft_wrap=True)
-        if sized:
-            model_cfg = _choose_size(model_cfg, cfg, shape, sized, data, say)
-        init = None if source is None else source.params
-        if source is not None:
-            say(f"Fine-tuning from {source_path} (step {source.progress.get('step', 0):,}) with a fresh optimizer.")
-        if o.embed_init is not None:
-            init = initial_params(model_cfg, cfg)
-            data.info["embed_init"] = _embed_from(o.embed_init, data, init, say)
-        if o.force:
-            clear_old_run(run_dir)
-        trainer = Trainer(data, model_cfg, cfg, run_dir, console, init_params=init, group=group)
-    summary = trainer.run()
-    return Run(run_dir, summary)
-
-
-def _resume(o: TrainOptions, args: dict, given: set, console: Console, say, group=None) -> Run:
-    """`train --resume`: the run keeps its settings; the budget, the text's location and what is
-    printed may change. Options typed again with the run's own values are accepted."""
-    if o.force:
-        raise ConfigError("--force starts a run over and --resume continues one; use one of them")
-    path = checkpoint.resolve(o.resume, "last.safetensors")
-    ckpt, tok = checkpoint.load_model(path)
-    if o.init_from is not None:  # accepted when it names the run's own source (the command typed again)
-        source = ckpt.info.get("init_from") or {}
-        if source.get("path") != str(runs.find_checkpoint(o.init_from).resolve()):
-            raise ConfigError(
-                f"--init-from starts a new run from a checkpoint; {path.parent} was "
-                + (f"fine-tuned from {source['path']}" if source else "not fine-tuned")
-                + ", so it cannot be resumed with another --init-from"
-            )
-    if o.embed_init is not None and (ckpt.info.get("embed_init") or {}).get("path") != str(
-        Path(o.embed_init).resolve()
-    ):
-        raise ConfigError(
-            f"--embed-init sets a new run's starting embedding; {path.parent} did not start from "
-            f"{o.embed_init}, so it cannot be resumed with it"
-        )
-    if ckpt.train_cfg is None or "rng" not in ckpt.progress or not ckpt.extra:
-        raise ConfigError(f"{path} holds weights only; resume from a run directory's last.safetensors")
-    runs.check_resume_options(ckpt, tok, {k: args[k] for k in given - RESUMABLE - LOCATIONS})
-    cfg = resume_config(ckpt.train_cfg, {k: args[k] for k in RESUMABLE if k in given})
-    done = finished_reason(cfg, Progress.from_dict(ckpt.progress))
-    if done is not None:
-        console.print(  # soft_wrap: one line, whatever the terminal's width
-            f"{path.parent} is already finished: {done}, at epoch {ckpt.progress['epoch']}, step "
-            f"{ckpt.progress['step']:,}. To train it further, resume with a larger --epochs, --max-steps, "
-            "--max-minutes (by more than one validation takes) or --patience (0 lifts a limit)"
-            + _more_hint(cfg, done) + ".",
-            markup=False, highlight=False, soft_wrap=True,
-        )
-        return Run(path.parent, None)
-    info = ckpt.info
-    corpus_path = o.corpus if o.corpus is not None else Path(info["corpus"])
-    valid_path = o.valid if o.valid is not None else (None if info["valid"] is None else Path(info["valid"]))
-    run_dir = o.out if o.out is not None else path.parent
-    moved = run_dir.resolve() != path.parent.resolve()  # a new home for the run: writable, not another run's
-    with new_out(run_dir, force=False) if moved else contextlib.nullcontext():
-        # Runs from before folders were read recursively took the top-level *.txt files only.
-        old_folder = "files" not in info and Path(corpus_path).is_dir()
-        data = prepare_data(
-            corpus_path, valid_path, None, o.encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
-            include=tuple(info.get("include", ("/*.txt",) if old_folder else ())),
-            valid_split=info.get("valid_split", "end"),
-            list_files=o.list_files,
-        )
-        if (data.info["train_sha256"], data.info["valid_sha256"]) != (info["train_sha256"], info["valid_sha256"]):
-            raise ConfigError(
-                f"{corpus_path} is not the text this run was trained on (it changed since); "
-                "resume needs the same corpus"
-            )
-        data.info = {**info, **data.info}  # the text's new location, if it moved; the run's other records
-        console.print(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
-        trainer = Trainer(data, ckpt.model_cfg, cfg, run_dir, console, resume_from=ckpt, group=group)
-    summary = trainer.run()
-    return Run(run_dir, summary)
-
-
-def _more_hint(cfg: TrainConfig, done: str) -> str:
-    """The finished-run line's example, in the limit that ended the run (`done` names its flag):
-    budgets are totals, not increments."""
-    for flag, n, unit in (("--max-minutes", cfg.max_minutes, "minute"), ("--epochs", cfg.epochs, "epoch"),
-                          ("--max-steps", cfg.max_steps, "step")):  # fmt: skip
-        if n and flag in done:
-            more, total = (f"{n:g}", f"{2 * n:g}") if unit == "minute" else (f"{n:,}", f"{2 * n}")
-            return f"; each counts the whole run: {more} {unit}{'' if n == 1 else 's'} more is {flag} {total}"
-    return ""
-
-
-def _choose_size(model_cfg: ModelConfig, cfg: TrainConfig, shape: dict, sized: set, data, say) -> ModelConfig:
-    """The size options the person left out, from the budget, the text and this machine's speed."""
-    budget = sizing.Budget(cfg.epochs, cfg.max_steps, cfg.max_minutes, len(data.train_ids), cfg.batch_size, cfg.bptt,
-                           cfg.accumulate)
-    speed = sizing.measure(model_cfg, cfg) if cfg.max_minutes else None  # only minutes need the speed
-    given = {k: shape[k] for k in sizing.OPTIONS if k not in sized}
-    choice = sizing.choose(data.tokenizer.kind, model_cfg.vocab_size, budget, speed, given, tie=model_cfg.tie)
-    data.info["size_choice"] = choice.reason()
-    left = ", ".join(f"--{k}" for k in sizing.OPTIONS if k in sized)
-    say(f"Model size ({left} not given) chosen for the budget: {choice.reason()}.", soft_wrap=True)
-    return replace(model_cfg, **{k: getattr(choice, k) for k in sized})
-
-
-def _unk_report(tok, ids, what: str, say, warn) -> None:
-    """Fine-tuning keeps the source's vocabulary: say how much of the new text it cannot name."""
-    if tok.unk_id is None or len(ids) == 0:
-        return
-    rate = tok.count_unk(ids) / len(ids)
-    say(f"<unk> rate of {what} with the checkpoint's vocabulary: {100 * rate:.2f}%")
-    if rate > UNK_WARN:
-        warn(
-            f"{100 * rate:.1f}% of {what} is <unk> for the checkpoint's vocabulary: the model cannot learn "
-            "those words; train from scratch (without --init-from) for a vocabulary of the new text"
-        )
-
-
-def _embed_from(path: Path, data, params: dict, say) -> dict:
-    """--embed-init: put the file's vectors into the rows of the words it has; say how much it covers."""
-    found = vectors.match(path, vectors.token_words(data.tokenizer))
-    V = data.tokenizer.vocab_size
-    if len(found.rows) == 0:
-        raise ConfigError(
-            f"none of the vocabulary's {V:,} tokens is in {path} ({found.read:,} words, checked as written and "
-            "lowercased); is it the right file, and a word model (--tokenizer word)?"
-        )
-    params["embed.W"][found.rows] = found.vectors
-    covered = float(np.isin(data.train_ids, found.rows).mean()) if len(data.train_ids) else 0.0
-    say(
-        f"--embed-init: {len(found.rows):,} of {V:,} tokens take a vector from {path} ({found.kind}, "
-        f"{found.read:,} words, {found.dim} dimensions): {found.exact:,} as written, {found.lowered:,} lowercased; "
-        f"they are {100 * covered:.1f}% of the training text. The other {V - len(found.rows):,} start as --init "
-        "draws them."
-    )
-    return {"path": str(path.resolve()), "kind": found.kind, "matched": len(found.rows), "exact": found.exact,
-            "lowered": found.lowered, "train_coverage": covered}

@@ -14,6 +14,8 @@ import numpy as np
 from lstmtext import batching, model
 from lstmtext.config import EvalOptions, ModelConfig
 
+UNK_WARN = 0.05  # above this <unk> rate a perplexity flatters the model
+
 
 def score(
     params: dict, cfg: ModelConfig, ids: np.ndarray, batch_size: int = EvalOptions.batch_size,

@@ -108,3 +108,20 @@ def cosine(lr: float, used: float, warmup: float, floor: float) -> float:
         return lr * max(used / warmup, FIRST_WARMUP_SHARE)
     into = (used - warmup) / (1.0 - warmup)  # [0, 1] through the decay
     return lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(into, 1.0))))
+
+
+def finished_reason(cfg, prog: Progress) -> str | None:
+    """Why a run with this budget has nothing left to do, or None. Resuming a finished run must
+    say so instead of starting the loop (and printing the summary of zero new steps)."""
+    if cfg.epochs and prog.epoch > cfg.epochs:
+        return f"it completed its {cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'} (--epochs {cfg.epochs})"
+    if cfg.max_steps and prog.step >= cfg.max_steps:
+        return f"it reached --max-steps {cfg.max_steps}"
+    time_up = time_spent(cfg, prog, validated=prog.last_valid_step == prog.step)
+    if cfg.max_minutes and (time_up or (prog.minutes_used or 0) >= cfg.max_minutes):
+        return f"it used its --max-minutes {cfg.max_minutes:g}"
+    if cfg.patience and prog.bad_evals >= cfg.patience:
+        bad = prog.bad_evals
+        return (f"it ran out of patience (--patience {cfg.patience}: {bad} validation{'s' * (bad != 1)} "
+                "without a new best)")
+    return None

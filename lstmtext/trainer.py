@@ -18,14 +18,14 @@ validates, logs and writes, and the ranks agree once per step on whether to stop
 
 import json
 import math
-import shutil
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich import progress as bars
@@ -33,10 +33,12 @@ from rich.console import Console
 from rich.table import Table
 
 from lstmtext import batching, checkpoint, evaluate, model, mpi, optim, sample, schedule, threads
-from lstmtext.config import ModelConfig, TrainConfig, from_dict
-from lstmtext.data import Data
-from lstmtext.errors import ConfigError, Diverged, TrainingError
+from lstmtext.config import ModelConfig, TrainConfig
+from lstmtext.errors import Diverged, TrainingError
 from lstmtext.progress import Progress
+
+if TYPE_CHECKING:
+    from lstmtext.start import Start
 
 METRICS_VERSION = 1
 # A window whose mean loss is this many times that of guessing uniformly (log V) has diverged, even
@@ -227,111 +229,45 @@ def accumulated_step(
     return loss, norm, new_state, ok
 
 
-def initial_params(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
-    """A new run's starting weights: drawn from the seed's own stream, apart from dropout's."""
-    return model.init_params(model_cfg, np.random.default_rng([cfg.seed, 0]), np.dtype(cfg.dtype))
-
-
 class Trainer:
     """One run: its weights, optimizer state, carried state, progress, and its run directory."""
 
-    def __init__(
-        self,
-        data: Data,
-        model_cfg: ModelConfig,
-        cfg: TrainConfig,
-        out: Path,
-        console: Console,
-        resume_from: checkpoint.Checkpoint | None = None,
-        init_params: dict | None = None,
-        group: "mpi.Group | None" = None,
-        start: tuple | None = None,
-    ):
-        """init_params: start from these weights (fine-tuning, `--init-from`) with a fresh optimizer.
-        group: the MPI ranks sharing this run (None: one process); start: what a rank other than 0
-        received from rank 0 (`follow`): (params, optimizer state, whole-batch state, progress, this
-        rank's (n, B_r) columns of the streams)."""
-        self.data, self.model_cfg, self.cfg, self.out, self.console = data, model_cfg, cfg, out, console
+    def __init__(self, start: "Start", console: Console, group: "mpi.Group | None" = None):
+        """start: what lstmtext.start made (a new run, a resume, or what an MPI rank other than 0
+        received); group: the MPI ranks sharing this run (None: one process)."""
+        cfg = start.cfg
+        self.data, self.model_cfg, self.cfg, self.out = start.data, start.model_cfg, cfg, start.out
+        self.console = console
         self.group, self.lead = group, group is None or group.rank == 0
         self.columns = None if group is None else (cfg.batch_size, group.columns(cfg.batch_size))
-        if start is not None:  # a follower: rank 0 sent this rank's columns of the streams
-            streams = self.streams = start[4]  # (n, B_r)
-        else:
-            batching.check_enough(len(data.train_ids), cfg.batch_size, cfg.bptt, "the training text")
-            streams = batching.make_streams(data.train_ids, cfg.batch_size)  # (n, B)
-            self.streams = streams if group is None else np.ascontiguousarray(streams[:, self.columns[1]])  # (n, B_r)
+        whole = group is None or not self.lead  # rank 0 holds every column; the others only theirs
+        self.streams = start.streams if whole else np.ascontiguousarray(start.streams[:, self.columns[1]])  # (n, B_r)
         self.n_windows = batching.num_windows(self.streams.shape[0], cfg.bptt)
-        self.rng = np.random.default_rng([cfg.seed, 1])  # dropout masks; the init uses another stream
+        self.rng = np.random.default_rng()  # dropout masks and state resets, from the run's saved state
+        self.rng.bit_generator.state = start.prog.rng
         self.dtype = np.dtype(cfg.dtype)
-        if start is not None:
-            self.params, self.opt_state, self.state, self.prog = start[:4]
-            self.rng.bit_generator.state = self.prog.rng
-        elif resume_from is None:
-            if init_params is None:
-                self.params = initial_params(model_cfg, cfg)
-            else:
-                self.params = {k: np.array(v, dtype=self.dtype) for k, v in init_params.items()}  # own copies
-            self.opt_state = optim.init_state(cfg.optimizer, optim.trainable(self.params, cfg.freeze_embed))
-            self.state = model.init_state(model_cfg, cfg.batch_size, self.dtype)
-            self.prog = Progress()
-        else:
-            extra = resume_from.extra
-            self.params, self.prog = resume_from.params, Progress.from_dict(resume_from.progress)
-            self.opt_state = {k: v for k, v in extra.items() if not k.startswith("state.")}
-            self.state = {k[len("state.") :]: v for k, v in extra.items() if k.startswith("state.")}
-            self.rng.bit_generator.state = self.prog.rng
+        self.params, self.opt_state, self.state, self.prog = start.params, start.opt_state, start.state, start.prog
         self.exchange = None
-        if group is not None:
-            if self.lead:
-                self._send_start(streams)
+        if group is not None:  # rank 0 has sent the start to the others (start.send)
             self.state = {k: np.ascontiguousarray(v[self.columns[1]]) for k, v in self.state.items()}  # (B_r, H)
             shapes = {k: p.shape for k, p in optim.trainable(self.params, cfg.freeze_embed).items()}
             steps = cfg.bptt * cfg.accumulate  # an --accumulate step merges the rows of all its windows
-            self.exchange = mpi.GradientSum(group, shapes, self.dtype, cfg.batch_size, steps, not model_cfg.tie)
+            self.exchange = mpi.GradientSum(group, shapes, self.dtype, cfg.batch_size, steps, not self.model_cfg.tie)
         if self.lead:
-            out.mkdir(parents=True, exist_ok=True)
-            for stale in out.glob(".*.tmp-*"):
+            self.out.mkdir(parents=True, exist_ok=True)
+            for stale in self.out.glob(".*.tmp-*"):
                 stale.unlink(missing_ok=True)  # temp files of a writer killed mid-write
-            self.metrics: MetricsLog | _NoMetrics = MetricsLog(out / "metrics.jsonl")
-            if resume_from is not None:
+            self.metrics: MetricsLog | _NoMetrics = MetricsLog(self.out / "metrics.jsonl")
+            if start.resumed:
                 self.metrics.drop_after(self.prog.step)
         else:
             self.metrics = _NoMetrics()
-        self.tok_json = data.tokenizer.to_json() if self.lead else ""
+        self.tok_json = self.data.tokenizer.to_json() if self.lead else ""
         self.valid_time = 0.0  # seconds spent validating (and sampling), left out of the training tokens/s
         # Under MPI each rank takes its share of the machine's cores, fixed: ranks that chose their
         # own counts would wait for the slowest at every step.
         self.tuner = threads.ThreadTuner(fixed=cfg.threads or (group.threads() if group is not None else None))
         self.last_sample_step = -1  # --sample-every: one sample per step at most
-
-    # -- MPI: the start, sent once by rank 0 ---------------------------------------------------
-
-    def _send_start(self, streams: np.ndarray) -> None:
-        """streams: the whole batch's (n, B); each rank gets only its own columns."""
-        group = self.group
-        group.started = True  # from here a failure on rank 0 must abort the others (mpi.leading)
-        self.prog.rng = self.rng.bit_generator.state
-        head = {"model": asdict(self.model_cfg), "train": asdict(self.cfg), "out": str(self.out),
-                "prog": self.prog.to_dict(), "streams": [streams.shape[0], streams.dtype.str]}  # fmt: skip
-        group.bcast_json(head)
-        group.scatter_columns(streams, self.cfg.batch_size)
-        for d in (self.params, self.opt_state, self.state):
-            group.bcast_arrays(d)
-
-    @classmethod
-    def follow(cls, group: "mpi.Group", console: Console) -> "dict | int":
-        """A rank other than 0: receive the run from rank 0 and train it. -> the summary, or the exit
-        code rank 0 sent when it ended before training (a mistake, or nothing to do)."""
-        head = group.bcast_json()
-        if "exit" in head:
-            return head["exit"]
-        model_cfg, cfg = from_dict(ModelConfig, head["model"]), from_dict(TrainConfig, head["train"])
-        n, dtype = head["streams"]
-        streams = group.scatter_columns(None, cfg.batch_size, n, np.dtype(dtype))  # (n, B_r)
-        params, opt_state, state = group.bcast_arrays(), group.bcast_arrays(), group.bcast_arrays()
-        data = Data(None, np.zeros(0, np.int32), np.zeros(0, np.int32), {}, None)  # type: ignore[arg-type]
-        start = (params, opt_state, state, Progress.from_dict(head["prog"]), streams)
-        return cls(data, model_cfg, cfg, Path(head["out"]), console, group=group, start=start).run()
 
     def agree(self, finished: bool, signum: int | None) -> tuple[bool, int | None]:
         """Whether to stop, and on which signal: rank 0 decides the budget, any rank may be signalled.
@@ -591,7 +527,7 @@ class Trainer:
         prog, m = self.prog, self.meter
         summary = {
             "stop": "patience" if self.out_of_patience() else "budget",
-            "stop_reason": finished_reason(self.cfg, prog) or "",
+            "stop_reason": schedule.finished_reason(self.cfg, prog) or "",
             "epoch": prog.epoch,
             "steps": prog.step,
             "tokens": prog.tokens,
@@ -655,73 +591,3 @@ def print_summary(console: Console, s: dict, cfg: ModelConfig, out: Path) -> Non
     t.add_row("best valid perplexity", f"{s['best_valid_ppl']:,.2f}")
     t.add_row("checkpoints", f"{out}/best.safetensors, last.safetensors")
     console.print(t)
-
-
-def prepare_out(out: Path, force: bool) -> None:
-    """A new run must not overwrite another run's checkpoints by accident, and must be able to
-    write where it will save: a probe write finds an unwritable or full --out before training.
-    With force the old run stays until `clear_old_run`, once everything before training has worked."""
-    if not force and ((out / "last.safetensors").exists() or (out / "best.safetensors").exists()):
-        raise TrainingError(
-            f"{out} already holds a run; continue it with --resume {out}, choose another --out, "
-            f"or pass --force to start over"
-        )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        with open(probe, "wb") as f:
-            f.write(b"\0" * 65536)  # a full disk usually refuses this much
-            f.flush()
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"cannot write to --out {out}: {e.strerror or e}") from None
-
-
-@contextmanager
-def new_out(out: Path, force: bool) -> Iterator[None]:
-    """`prepare_out`, then the body; if the body fails (a refusal while reading the text, an option
-    found wrong, Ctrl-C), the folders made for the run are removed again: a train that never started
-    leaves nothing behind. Folders that were there before are left as they were."""
-    made = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
-    try:
-        prepare_out(out, force)
-        yield
-    except BaseException:
-        if out in made:
-            shutil.rmtree(out, ignore_errors=True)  # made by this command: all in it is this run's
-        for parent in made[1:]:  # new parents only if still empty: another run may have begun in one
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-        raise
-
-
-def clear_old_run(out: Path) -> None:
-    """--force: remove the run being replaced. Called just before training, so a mistake found while
-    reading the corpus or a vectors file leaves the old run whole. (train-ids.npy is a cache keyed by
-    the text and tokenizer, so it needs no removal.)"""
-    for name in ("last.safetensors", "best.safetensors", "metrics.jsonl"):
-        (out / name).unlink(missing_ok=True)
-
-
-def finished_reason(cfg: TrainConfig, prog: Progress) -> str | None:
-    """Why a run with this budget has nothing left to do, or None. Resuming a finished run must
-    say so instead of starting the loop (and printing the summary of zero new steps)."""
-    if cfg.epochs and prog.epoch > cfg.epochs:
-        return f"it completed its {cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'} (--epochs {cfg.epochs})"
-    if cfg.max_steps and prog.step >= cfg.max_steps:
-        return f"it reached --max-steps {cfg.max_steps}"
-    time_up = schedule.time_spent(cfg, prog, validated=prog.last_valid_step == prog.step)
-    if cfg.max_minutes and (time_up or (prog.minutes_used or 0) >= cfg.max_minutes):
-        return f"it used its --max-minutes {cfg.max_minutes:g}"
-    if cfg.patience and prog.bad_evals >= cfg.patience:
-        bad = prog.bad_evals
-        return (f"it ran out of patience (--patience {cfg.patience}: {bad} validation{'s' * (bad != 1)} "
-                "without a new best)")
-    return None
-
-
-def resume_config(cfg: TrainConfig, overrides: dict) -> TrainConfig:
-    """A resumed run's config with the options the command line may change (api.RESUMABLE)."""
-    return replace(cfg, **overrides)

@@ -400,7 +400,7 @@ def test_the_folder_holding_a_clone_named_lstmtext_cannot_shadow_it(tmp_path):
 
 
 def test_a_refused_train_leaves_another_runs_folder_alone(tmp_path, corpus, monkeypatch):
-    from lstmtext import api
+    from lstmtext import start
     from lstmtext.errors import CorpusError
 
     def another_run_begins_meanwhile(*args, **kwargs):  # in the runs/ this train just made
@@ -408,7 +408,7 @@ def test_a_refused_train_leaves_another_runs_folder_alone(tmp_path, corpus, monk
         (tmp_path / "runs" / "other" / "last.safetensors").write_bytes(b"theirs")
         raise CorpusError("refused while reading")
 
-    monkeypatch.setattr(api, "prepare_data", another_run_begins_meanwhile)
+    monkeypatch.setattr(start, "prepare_data", another_run_begins_meanwhile)
     r = invoke(["train", corpus, *TINY, "--out", tmp_path / "runs" / "mine"])
     assert r.exit_code == 1 and "refused while reading" in r.output
     assert not (tmp_path / "runs" / "mine").exists()

@@ -209,7 +209,7 @@ def test_counts_read_as_words():
     from lstmtext.cli import count
     from lstmtext.config import TrainConfig
     from lstmtext.progress import Progress
-    from lstmtext.trainer import finished_reason
+    from lstmtext.schedule import finished_reason
 
     assert (count(1, "epoch"), count(2, "epoch"), count(1234, "file")) == ("1 epoch", "2 epochs", "1,234 files")
     one = Progress(epoch=2, step=9, last_valid_step=9, elapsed=1.0)

@@ -15,7 +15,8 @@ from lstmtext import checkpoint, schedule
 from lstmtext.config import TrainConfig
 from lstmtext.errors import ConfigError
 from lstmtext.progress import Progress
-from lstmtext.trainer import Trainer, finished_reason
+from lstmtext.schedule import finished_reason
+from lstmtext.trainer import Trainer
 
 
 def prog(epoch=1, window=0, step=0, elapsed=0.0, **more) -> Progress:

@@ -10,7 +10,7 @@ from test_cli import TINY, invoke, make_corpus
 
 from lstmtext import checkpoint, vectors
 from lstmtext.errors import ConfigError
-from lstmtext.trainer import initial_params
+from lstmtext.start import initial_params
 
 # File words: "The" only capitalised (the vocabulary has "the"), "CAT" before "cat" (the exact "cat"
 # must win over the earlier lowercased match), "Dog" twice lowercased (the first must win), "zebra" unknown.

@@ -16,6 +16,15 @@ DEFAULT_MINUTES = 10.0  # the budget when none of --epochs, --max-steps and --ma
 DEFAULT_LR = {"sgd": 20.0, "adam": 0.006, "rmsprop": 0.002}
 
 
+# Options that may change when a run is resumed; everything else belongs to the run.
+RESUMABLE = {
+    "epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "save_every", "sample_every",
+    "on_nan", "threads",
+}
+# Options that only say where things are or what to print; they never belong to a run.
+LOCATIONS = {"resume", "init_from", "corpus", "valid", "out", "encoding_errors", "list_files", "embed_init"}
+
+
 def _default_lr_text() -> str:
     """"20 for sgd, 0.002 for adam and rmsprop", from DEFAULT_LR."""
     by_value: dict[float, list[str]] = {}

@@ -8,22 +8,21 @@ naming the run's value and the new one.
 
 import json
 import math
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
 from lstmtext import checkpoint, model
+from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.errors import CheckpointError, ConfigError
+from lstmtext.options import RESUMABLE
 
-# The CLI option names that belong to a run and where its value lives in a checkpoint.
-MODEL_OPTIONS = (
-    "embed", "hidden", "layers", "cell", "dropout", "tie", "init_scale", "nonlinearity", "init", "chrono", "softmax",
-    "cutoffs", "heads",
-)
-TRAIN_OPTIONS = (
-    "batch_size", "bptt", "optimizer", "lr", "schedule", "warmup", "lr_floor", "cooldown", "lr_decay", "decay_after",
-    "clip", "weight_decay", "seed", "dtype", "freeze_embed", "accumulate", "reset_state",
-)
+# The CLI option names that belong to a run and where its value lives in a checkpoint: every field
+# of the two configurations is the option of its name (but the vocabulary's size, which the tokenizer
+# sets, and validation's batch); the options a resume may change are not the run's.
+MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")
+TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.name not in {*RESUMABLE, "eval_batch_size"})
 # CLI name -> key of the tokenizer options stored in the run's info (TokenizerOptions' fields).
 TOKENIZER_OPTIONS = {
     "tokenizer": "kind", "vocab_size": "vocab_size", "min_freq": "min_freq", "lowercase": "lowercase",

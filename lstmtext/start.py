@@ -24,17 +24,9 @@ from lstmtext import batching, checkpoint, evaluate, model, mpi, optim, runs, si
 from lstmtext.config import ModelConfig, TrainConfig, from_dict
 from lstmtext.data import Data, TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError, TrainingError
-from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, TrainOptions
+from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, LOCATIONS, RESUMABLE, TrainOptions
 from lstmtext.progress import Progress
 from lstmtext.schedule import finished_reason
-
-# Options that may change when a run is resumed; everything else belongs to the run.
-RESUMABLE = {
-    "epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "save_every", "sample_every",
-    "on_nan", "threads",
-}
-# Options that only say where things are or what to print; they never belong to a run.
-LOCATIONS = {"resume", "init_from", "corpus", "valid", "out", "encoding_errors", "list_files", "embed_init"}
 
 
 @dataclass

@@ -88,7 +88,7 @@ def make_runner(row: Row, threads: str, evaluate_only: bool = False) -> Callable
         run_eval.stats = no_stats
         return run_eval
 
-    tcfg = TrainConfig(batch_size=row.B, bptt=row.T, optimizer="sgd", lr=1.0, clip=0.25)
+    tcfg = TrainConfig(batch_size=row.B, bptt=row.T, optimizer="sgd", lr=1.0, clip=0.25, epochs=1)
     ids = token_windows(row)  # (n, T+1, B)
     carry = {"state": model.init_state(cfg, row.B), "i": 0}
     opt_state: dict = {}  # sgd keeps none

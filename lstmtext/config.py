@@ -8,6 +8,9 @@ from lstmtext.errors import ConfigError
 from lstmtext.schedule import SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
+# The learning rate when --lr is not given, by optimizer: the mean-loss equivalent of Zaremba's SGD
+# lr 1 (docs/training.md "Loss scale"); for Adam, the best of a sweep on short budgets (docs/training.md "Defaults").
+DEFAULT_LR = {"sgd": 20.0, "adam": 0.006, "rmsprop": 0.002}
 INIT_SCHEMES = ("uniform", "torch", "orthogonal")
 
 
@@ -55,7 +58,7 @@ class ModelConfig:
     dropout: float = 0.2  # Zaremba-style: on the embedding, between layers and before the head
     tie: bool = False  # head.W is embed.W transposed (Press & Wolf 2017); needs embed == hidden
     init_scale: float = 0.1  # the uniform scheme: every weight starts uniform in (-init_scale, init_scale)
-    init: str = "uniform"  # the initialisation scheme, one of INIT_SCHEMES (lstmtext.model.init_params)
+    init: str = "torch"  # the initialisation scheme, one of INIT_SCHEMES (lstmtext.model.init_params)
     nonlinearity: str = "tanh"  # the rnn cell's φ: "tanh" or "relu" (other cells ignore it)
     chrono: int = 0  # T_max of the chrono gate biases (Tallec & Ollivier 2018); 0 = off
     heads: int = 1  # the slstm cell's recurrent heads: W_h block-diagonal in this many blocks (1 = dense)
@@ -129,19 +132,19 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 20  # B parallel streams of the token sequence
-    bptt: int = 35  # T steps per window; the state carries over, the gradient does not
-    optimizer: str = "sgd"  # "sgd", "adam" or "rmsprop"
-    lr: float = 20.0  # for the mean-per-token loss; see docs/training.md "Loss scale"
+    batch_size: int = 32  # B parallel streams of the token sequence
+    bptt: int = 64  # T steps per window; the state carries over, the gradient does not
+    optimizer: str = "adam"  # "sgd", "adam" or "rmsprop"
+    lr: float = DEFAULT_LR["adam"]  # for the mean-per-token loss; see docs/training.md "Loss scale"
     schedule: str = "wsd"  # how lr moves over the budget: wsd, cosine, step or constant (lstmtext.schedule)
     warmup: float = 0.02  # cosine: share of the budget spent warming up from a small lr to lr
     lr_floor: float = 0.1  # cosine, wsd: lr at the end of the budget, as a share of lr
     cooldown: float = 0.2  # wsd: the last share of the budget, where lr falls to the floor
     lr_decay: float = 0.5  # step: lr *= lr_decay each epoch after decay_after (Zaremba et al. 2014)
     decay_after: int = 4  # step: epochs at full lr
-    clip: float = 0.25  # max global norm of the gradient; 0 turns clipping off
+    clip: float = 1.0  # max global norm of the gradient; 0 turns clipping off
     weight_decay: float = 0.0  # L2 penalty on weight matrices (not biases)
-    epochs: int = 6  # budget in passes over the training text (0: no epoch limit)
+    epochs: int = 0  # budget in passes over the training text (0: no epoch limit)
     max_steps: int = 0  # budget in windows (0: no step limit)
     max_minutes: float = 0.0  # budget in wall-clock minutes of the run, validation included (0: none)
     eval_every: int = 0  # also validate every this many steps (0: only after each epoch)
@@ -158,7 +161,7 @@ class TrainConfig:
     accumulate: int = 1  # windows per optimizer step, their gradients averaged (and exchanged once under MPI)
     # Each stream's carried state is zeroed with this chance at the start of a step, so the model also
     # learns to read from the fresh state that `generate` and `eval` start from (0: never).
-    reset_state: float = 0.0
+    reset_state: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "bptt", "log_every", "eval_batch_size", "accumulate"):
@@ -205,8 +208,7 @@ def from_dict(cls, d: dict):
     """Build a config from a checkpoint header, ignoring nothing silently: unknown keys are an error."""
     if not isinstance(d, dict):
         raise ConfigError(f"{cls.__name__} must be a JSON object")
-    if cls is TrainConfig and "schedule" not in d:
-        d = {**d, "schedule": "step"}  # written before schedules: their lr followed lr_decay per epoch
+    d = {**BEFORE.get(cls, {}), **d}
     types = {f.name: f.type for f in fields(cls)}
     unknown = set(d) - set(types)
     if unknown:
@@ -217,3 +219,11 @@ def from_dict(cls, d: dict):
         if isinstance(value, bool) != (want is bool) or not isinstance(value, want):
             raise ConfigError(f"{cls.__name__}.{name} has the wrong type ({type(value).__name__})")
     return cls(**d)
+
+
+# What a checkpoint means by a field it does not have: it was written before the field existed, when
+# every run had this value (the defaults above have moved on since).
+BEFORE = {
+    ModelConfig: {"init": "uniform"},
+    TrainConfig: {"schedule": "step", "reset_state": 0.0},  # lr followed lr_decay per epoch; no resets
+}

@@ -6,14 +6,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from lstmtext import sizing
-from lstmtext.config import opt, options_of
+from lstmtext.config import DEFAULT_LR, ModelConfig, TrainConfig, opt, options_of
 
 CHOSEN = "chosen for the budget and the text"  # the size options lstmtext.sizing fills in
 DEFAULT_MINUTES = 10.0  # the budget when none of --epochs, --max-steps and --max-minutes is given
 
-# The learning rate when --lr is not given, by optimizer: the mean-loss equivalent of Zaremba's SGD
-# lr 1 (docs/training.md "Loss scale"); for Adam, the best of a sweep on short budgets (docs/training.md "Defaults").
-DEFAULT_LR = {"sgd": 20.0, "adam": 0.006, "rmsprop": 0.002}
 
 
 # Options that may change when a run is resumed; everything else belongs to the run.
@@ -75,73 +72,90 @@ class TrainOptions:
         "punct", help="punct: split words and punctuation; whitespace: split on spaces only (Penn Treebank)."
     )
     encoding_errors: str = opt("strict", help="strict: stop at invalid UTF-8; replace: use U+FFFD and go on.")
-    cell: str = opt("lstm", help="Recurrent cell: lstm, gru, rnn, peephole, cifg, mingru, minlstm or slstm.")
-    nonlinearity: str = opt("tanh", help="The rnn cell's nonlinearity: tanh or relu.")
+    cell: str = opt(ModelConfig.cell, help="Recurrent cell: lstm, gru, rnn, peephole, cifg, mingru, minlstm or slstm.")
+    nonlinearity: str = opt(ModelConfig.nonlinearity, help="The rnn cell's nonlinearity: tanh or relu.")
     embed: int | None = opt(None, help="Embedding size E.", show_default=CHOSEN)
     hidden: int | None = opt(None, help="Hidden size H of every layer.", show_default=CHOSEN)
     layers: int | None = opt(None, help="Stacked recurrent layers.", show_default=CHOSEN)
     dropout: float | None = opt(None, help="Dropout on non-recurrent connections.", show_default=CHOSEN)
-    tie: bool = opt(False, help="Tie the output head to the embedding (needs --embed = --hidden).")
+    tie: bool = opt(ModelConfig.tie, help="Tie the output head to the embedding (needs --embed = --hidden).")
     embed_init: Path | None = opt(
         None,
         help="Start the embedding from word vectors: a word2vec (text or binary) or GloVe file. "
         "Its dimension sets --embed.",
         show_default=False,
     )
-    freeze_embed: bool = opt(False, help="Keep the embedding as it starts (not trained).")
-    init_scale: float = opt(0.1, help="--init uniform: weights start uniform in ±init-scale.")
+    freeze_embed: bool = opt(TrainConfig.freeze_embed, help="Keep the embedding as it starts (not trained).")
+    init_scale: float = opt(ModelConfig.init_scale, help="--init uniform: weights start uniform in ±init-scale.")
     init: str = opt(
-        "torch",
+        ModelConfig.init,
         help="Initialisation: uniform (±init-scale, Zaremba 2014), torch (PyTorch's defaults) or orthogonal "
         "(orthogonal recurrent blocks, Saxe 2014).",
     )
-    chrono: int = opt(0, help="Chrono gate biases (Tallec & Ollivier 2018) for gaps up to this many tokens; 0 = off.")
-    heads: int = opt(1, help="--cell slstm: block-diagonal recurrent heads (1: dense).")
-    softmax: str = opt("full", help="Output head: full, or adaptive (Grave et al. 2017), with --cutoffs.")
-    cutoffs: str = opt("", help="--softmax adaptive: where the frequency-sorted clusters start, e.g. 2000,6000.")
-    batch_size: int = opt(32, help="Parallel streams B.")
-    bptt: int = opt(64, help="Window length T of truncated backpropagation through time.")
+    chrono: int = opt(
+        ModelConfig.chrono, help="Chrono gate biases (Tallec & Ollivier 2018) for gaps up to this many tokens; 0 = off."
+    )
+    heads: int = opt(ModelConfig.heads, help="--cell slstm: block-diagonal recurrent heads (1: dense).")
+    softmax: str = opt(ModelConfig.softmax, help="Output head: full, or adaptive (Grave et al. 2017), with --cutoffs.")
+    cutoffs: str = opt(
+        ModelConfig.cutoffs, help="--softmax adaptive: where the frequency-sorted clusters start, e.g. 2000,6000."
+    )
+    batch_size: int = opt(TrainConfig.batch_size, help="Parallel streams B.")
+    bptt: int = opt(TrainConfig.bptt, help="Window length T of truncated backpropagation through time.")
     accumulate: int = opt(
-        1, help="Windows per optimizer step: their gradients are averaged, then one update (under MPI, one exchange)."
+        TrainConfig.accumulate,
+        help="Windows per optimizer step: their gradients are averaged, then one update (under MPI, one exchange)."
     )
     reset_state: float = opt(
-        0.05,
+        TrainConfig.reset_state,
         help="Chance that a stream's carried state starts over (zero) at a step, so that text generated or "
         "scored from a fresh state reads well (0: never).",
     )
-    optimizer: str = opt("adam", help="adam, sgd or rmsprop.")
+    optimizer: str = opt(TrainConfig.optimizer, help="adam, sgd or rmsprop.")
     lr: float | None = opt(
         None, help="Learning rate (loss is the mean per token).", show_default=_default_lr_text()
     )
     schedule: str = opt(
-        "wsd",
+        TrainConfig.schedule,
         help="How lr moves over the budget: wsd (warm up, hold, then down to --lr-floor over the last "
         "--cooldown of the budget), cosine (warm up, then half a cosine to --lr-floor at the budget's end), "
         "step (×--lr-decay each epoch after --decay-after; implied by those two) or constant.",
     )
-    warmup: float = opt(0.02, help="--schedule wsd or cosine: share of the budget spent warming up.")
-    lr_floor: float = opt(0.1, help="--schedule cosine or wsd: lr at the budget's end, as a share of --lr.")
-    cooldown: float = opt(0.2, help="--schedule wsd: the last share of the budget, where lr falls to the floor.")
-    lr_decay: float = opt(0.5, help="--schedule step: multiply lr by this each epoch after --decay-after.")
-    decay_after: int = opt(4, help="--schedule step: epochs at the full learning rate.")
-    clip: float = opt(1.0, help="Largest global gradient norm (0: no clipping).")
-    weight_decay: float = opt(0.0, help="L2 penalty on weight matrices.")
-    epochs: int = opt(0, help="Passes over the training text (0: no limit).")
-    max_steps: int = opt(0, help="Stop after this many optimizer steps, windows unless --accumulate (0: no limit).")
+    warmup: float = opt(TrainConfig.warmup, help="--schedule wsd or cosine: share of the budget spent warming up.")
+    lr_floor: float = opt(
+        TrainConfig.lr_floor, help="--schedule cosine or wsd: lr at the budget's end, as a share of --lr."
+    )
+    cooldown: float = opt(
+        TrainConfig.cooldown, help="--schedule wsd: the last share of the budget, where lr falls to the floor."
+    )
+    lr_decay: float = opt(
+        TrainConfig.lr_decay, help="--schedule step: multiply lr by this each epoch after --decay-after."
+    )
+    decay_after: int = opt(TrainConfig.decay_after, help="--schedule step: epochs at the full learning rate.")
+    clip: float = opt(TrainConfig.clip, help="Largest global gradient norm (0: no clipping).")
+    weight_decay: float = opt(TrainConfig.weight_decay, help="L2 penalty on weight matrices.")
+    epochs: int = opt(TrainConfig.epochs, help="Passes over the training text (0: no limit).")
+    max_steps: int = opt(
+        TrainConfig.max_steps, help="Stop after this many optimizer steps, windows unless --accumulate (0: no limit)."
+    )
     max_minutes: float = opt(
-        0.0,
+        TrainConfig.max_minutes,
         help="Stop after this many minutes of the run, validation included (0: no limit).",
         show_default=f"{DEFAULT_MINUTES:g} when no budget is given",
     )
-    eval_every: int = opt(0, help="Also validate every N steps (0: only after epochs).")
-    patience: int = opt(0, help="Stop after K validations without improvement (0: never).")
-    log_every: int = opt(50, help="Steps per line in metrics.jsonl.")
-    save_every: int = opt(0, help="Also save last.safetensors every N steps (0: after epochs).")
-    sample_every: int = opt(0, help="Print a short sample every N steps and at each validation (0: never).")
-    threads: int = opt(0, help="BLAS threads (0: keep choosing the faster count while training).")
-    on_nan: str = opt("stop", help="On a diverged window (non-finite, or loss > 100 log V): stop, or skip it.")
-    seed: int = opt(1234, help="Seed for initialization and dropout.")
-    dtype: str = opt("float32", help="float32, or float64 (slower) to match a reference trainer.")
+    eval_every: int = opt(TrainConfig.eval_every, help="Also validate every N steps (0: only after epochs).")
+    patience: int = opt(TrainConfig.patience, help="Stop after K validations without improvement (0: never).")
+    log_every: int = opt(TrainConfig.log_every, help="Steps per line in metrics.jsonl.")
+    save_every: int = opt(TrainConfig.save_every, help="Also save last.safetensors every N steps (0: after epochs).")
+    sample_every: int = opt(
+        TrainConfig.sample_every, help="Print a short sample every N steps and at each validation (0: never)."
+    )
+    threads: int = opt(TrainConfig.threads, help="BLAS threads (0: keep choosing the faster count while training).")
+    on_nan: str = opt(
+        TrainConfig.on_nan, help="On a diverged window (non-finite, or loss > 100 log V): stop, or skip it."
+    )
+    seed: int = opt(TrainConfig.seed, help="Seed for initialization and dropout.")
+    dtype: str = opt(TrainConfig.dtype, help="float32, or float64 (slower) to match a reference trainer.")
 
     def __post_init__(self) -> None:
         for f in fields(self):  # the API takes strings for paths, and one glob for a list of them

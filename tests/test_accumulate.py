@@ -13,7 +13,7 @@ from lstmtext.trainer import accumulated_step
 @pytest.mark.parametrize("tie", [False, True])
 def test_the_step_is_the_token_weighted_mean_of_its_windows(tie):
     cfg = ModelConfig(vocab_size=13, embed=6, hidden=6, layers=2, tie=tie, dropout=0.0)
-    tcfg = TrainConfig(batch_size=3, bptt=4, optimizer="sgd", lr=0.5, clip=0.0, dtype="float64")
+    tcfg = TrainConfig(batch_size=3, bptt=4, optimizer="sgd", lr=0.5, clip=0.0, dtype="float64", epochs=1)
     rng = np.random.default_rng(0)
     params = model.init_params(cfg, rng, np.float64)
     state = {k: rng.standard_normal(v.shape) for k, v in model.init_state(cfg, 3, np.float64).items()}

@@ -50,7 +50,8 @@ def make(tmp_path, name="ck.safetensors", vocab_extra=0, hidden=8) -> tuple[Path
     extra.update({f"state.{k}": rng.standard_normal(v.shape) for k, v in model.init_state(cfg, 2).items()})
     progress = {"epoch": 2, "window": 3, "step": STEP, "rng": {"state": [1, 2]}, "best_valid_ppl": None}
     ck = checkpoint.Checkpoint(
-        cfg, params, tok.to_json(), TrainConfig(batch_size=2, optimizer="adam"), progress, extra, {"corpus": "x.txt"}
+        cfg, params, tok.to_json(), TrainConfig(batch_size=2, optimizer="adam", epochs=1), progress, extra,
+        {"corpus": "x.txt"},
     )
     path = tmp_path / name
     checkpoint.save(path, ck)

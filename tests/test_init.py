@@ -130,7 +130,7 @@ def test_chrono_is_refused_where_it_means_nothing():
 def test_slstm_starts_as_its_authors_recommend():
     from lstmtext import model
 
-    cfg = ModelConfig(vocab_size=10, embed=6, hidden=8, layers=2, cell="slstm", heads=2)
+    cfg = ModelConfig(vocab_size=10, embed=6, hidden=8, layers=2, cell="slstm", heads=2, init="uniform")  # biases 0
     p = model.init_params(cfg, np.random.default_rng(0), np.float64)
     H, d = 8, 4
     for layer, power in ((0, 0.3), (1, 1.6)):  # r = layer / (layers - 1)

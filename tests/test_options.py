@@ -52,7 +52,7 @@ def test_generate_flags_and_keywords_are_sample_options():
 def test_eval_flags_and_keywords_are_eval_options():
     agree(cli_defaults("eval"), owned(EvalOptions), "lstmtext eval")
     agree(api_defaults(api.Model.score), owned(EvalOptions), "Model.score")
-    assert TrainConfig().eval_batch_size == EvalOptions().batch_size  # validation scores as eval does
+    assert TrainConfig(epochs=1).eval_batch_size == EvalOptions().batch_size  # validation scores as eval does
 
 
 def test_a_misspelt_sampling_keyword_names_the_nearest():
@@ -87,3 +87,17 @@ def test_every_config_field_is_an_option_of_the_same_name():
     options = {f.name for f in fields(TrainOptions)}
     assert {f.name for f in fields(TrainConfig)} - options == {"eval_batch_size"}  # validation scores as eval does
     assert {f.name for f in fields(ModelConfig)} - options == set()
+
+
+def test_the_options_defaults_are_the_configs_and_old_checkpoints_keep_their_meaning():
+    from lstmtext.config import ModelConfig, from_dict
+
+    config = {**owned(ModelConfig), **owned(TrainConfig)}
+    for name, default in owned(TrainOptions).items():
+        if name in config and default is not None:  # None: chosen for the run (size, lr)
+            assert default == config[name], name
+    # A header written before --init and --reset-state existed: the values every run had then.
+    old_model = {k: v for k, v in vars(ModelConfig(vocab_size=10)).items() if k != "init"}
+    old_train = {k: v for k, v in vars(TrainConfig(epochs=1)).items() if k not in ("reset_state", "schedule")}
+    assert from_dict(ModelConfig, old_model).init == "uniform" and ModelConfig(vocab_size=10).init == "torch"
+    assert from_dict(TrainConfig, old_train).reset_state == 0.0 and from_dict(TrainConfig, old_train).schedule == "step"

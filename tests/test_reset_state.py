@@ -14,7 +14,7 @@ from lstmtext.trainer import Trainer
 
 def fresh_starts(state: dict, chance: float, seed: int, columns=None) -> dict:
     """Trainer.fresh_starts on a stand-in holding only what it reads."""
-    me = SimpleNamespace(rng=np.random.default_rng(seed), cfg=TrainConfig(batch_size=8, reset_state=chance),
+    me = SimpleNamespace(rng=np.random.default_rng(seed), cfg=TrainConfig(batch_size=8, reset_state=chance, epochs=1),
                          columns=columns)  # fmt: skip
     return Trainer.fresh_starts(me, state)
 

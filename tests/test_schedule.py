@@ -69,7 +69,7 @@ def test_the_budget_that_ends_first_sets_the_pace():
 
 
 def test_step_and_constant_schedules():
-    step = TrainConfig(lr=20.0, schedule="step", lr_decay=0.5, decay_after=4)
+    step = TrainConfig(lr=20.0, schedule="step", lr_decay=0.5, decay_after=4, epochs=6)
     assert [lr(step, epoch=e, step=999) for e in (1, 4, 5, 7)] == [20.0, 20.0, 10.0, 2.5]
     const = TrainConfig(lr=0.3, schedule="constant", max_steps=10)
     assert {lr(const, step=s) for s in (0, 5, 10)} == {0.3}
@@ -79,13 +79,13 @@ def test_bad_schedule_options_are_refused():
     for bad, message in (({"schedule": "linear"}, "--schedule must be"), ({"warmup": 1.0}, "--warmup"),
                          ({"lr_floor": 1.5}, "--lr-floor")):  # fmt: skip
         with pytest.raises(ConfigError, match=message):
-            TrainConfig(**bad)
+            TrainConfig(epochs=1, **bad)
 
 
 def test_a_checkpoint_from_before_schedules_keeps_its_per_epoch_decay():
     from lstmtext.config import from_dict
 
-    old = {k: v for k, v in vars(TrainConfig()).items() if k not in ("schedule", "warmup", "lr_floor")}
+    old = {k: v for k, v in vars(TrainConfig(epochs=6)).items() if k not in ("schedule", "warmup", "lr_floor")}
     assert from_dict(TrainConfig, old).schedule == "step"
 
 

@@ -83,7 +83,7 @@ def _trained(tok: Tokenizer, steps: int, seed: int = 0):
     """A tiny model for `tok`, trained `steps` windows on MIXED (0: random weights), as the stand-in
     checkpoint run_generation takes."""
     cfg = ModelConfig(vocab_size=tok.vocab_size, embed=24, hidden=24, layers=1, dropout=0.0)
-    train_cfg = TrainConfig(batch_size=4, bptt=16, optimizer="adam", lr=0.01)
+    train_cfg = TrainConfig(batch_size=4, bptt=16, optimizer="adam", lr=0.01, epochs=1)
     params = model.init_params(cfg, np.random.default_rng(seed))
     opt_state = optim.init_state(train_cfg.optimizer, params)
     streams = batching.make_streams(tok.encode(MIXED), train_cfg.batch_size)

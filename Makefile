@@ -151,6 +151,8 @@ reproduce-wp: $(VENV)/.installed
 # on 2 cores, an estimate (2026-12-02 per-run seconds for 8 epochs of 900k words, LSTM 100 s, RNN 29 s,
 # PyTorch 42 s, scaled by each generator's epochs; about 4½ hours with --cells rnn,gru,lstm,peephole,cifg).
 # A shorter run: make memory MEMORY_ARGS="--generators basic --cells lstm --seeds 1 --args '--init uniform'"
+# At the size the defaults choose (lstmtext with no size or training flags, PyTorch at that shape, stopped at
+# its first epoch at 0.95): make memory MEMORY_ARGS="--defaults --generators markov --cells lstm --seeds 1,2,3"
 MEMORY_ARGS ?= --cells lstm,rnn --seeds 1,2,3
 memory: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0

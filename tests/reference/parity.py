@@ -132,6 +132,9 @@ def run_torch(
     """-> (mean loss per log_every steps, valid perplexity per epoch, seconds). max_steps > 0 stops
     early and skips validation."""
     torch.set_num_threads(threads)
+    # Without it two PyTorch runs of the same steps part by step 20 (2026-12-05, 2 threads and 1
+    # alike): a parity gate must compare two repeatable runs, and lstmtext's is (--threads 2).
+    torch.use_deterministic_algorithms(True)
     ckpt = checkpoint.load(out / "last.safetensors")
     from lstmtext.tokenizer import Tokenizer
 

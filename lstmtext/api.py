@@ -258,6 +258,7 @@ class Inspection:
     units: inside.Units | None
     gradients: list[tuple[str, ModelConfig, dict]]
     wrote: list[Path]
+    options: inside.InspectOptions  # what was asked
 
 
 def inspect(
@@ -314,7 +315,7 @@ def inspect(
         plot.save(plot.gradient_figure([(n, g) for n, (_, _, g) in zip(names, gradients, strict=True)]), o.out)
         wrote.append(o.out)
         say(f"Wrote {o.out}.")
-    return Inspection(found, gradients, wrote)
+    return Inspection(found, gradients, wrote, o)
 
 
 # -- training ------------------------------------------------------------------------------------------

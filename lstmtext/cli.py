@@ -357,10 +357,10 @@ def export(
 def inspect_command(checkpoint_path: Path, file: Path, as_json: bool, threads: int | None, **options) -> None:
     """Look inside a trained model on TEXT: an HTML page of its units and gates (--html), the units that
     track features of the text (--units), how far back its gradient reaches (--gradient)."""
-    o = InspectOptions(**options)
-    if as_json and (o.html or (o.units and o.gradient)):
+    if as_json and (options["html"] or (options["units"] and options["gradient"])):
         raise ConfigError("--json prints one result: use it with --units or --gradient alone")
     r = api.inspect(checkpoint_path, file, note=_note, threads=threads, **options)
+    o = r.options
     if r.units is not None and o.units:
         n, total = len(r.units.reading.ids), r.units.total
         if as_json:

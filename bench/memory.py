@@ -533,6 +533,21 @@ def save(path: Path, specs: list[Spec], rows: list[dict]) -> None:
     path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
+def kept_rows(path: Path) -> list[dict]:
+    """The rows of an earlier run of the same measurement (results.json), their gap keys as numbers again."""
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    if doc.get("version") != RESULTS_VERSION:
+        sys.exit(f"{path} is from another version of this measurement; start a new --out")
+    for r in doc["rows"]:
+        for key in ("fresh", "p_fresh", "context", "p_context"):
+            if key in r:
+                r[key] = {int(g): v for g, v in r[key].items()}
+        r["by_epoch"] = [{int(g): v for g, v in accs.items()} for accs in r.get("by_epoch", [])]
+    return doc["rows"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generators", default=",".join(SPEC), help=f"comma-separated, of {', '.join(SPEC)}")
@@ -550,6 +565,9 @@ def main() -> int:
                     help="lstmtext with no size or training flags (its defaults choose them for the text), "
                     "and PyTorch at the size they choose, stopped at its first epoch at PASS")
     ap.add_argument("--out", default=str(ROOT / "runs" / "memory"))
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows already in OUT/results.json and train only the missing ones (a "
+                    "measurement of many hours outlives one sitting)")
     a = ap.parse_args()
     unknown = [g for g in a.generators.split(",") if g and g not in SPEC]
     if unknown:
@@ -558,7 +576,10 @@ def main() -> int:
     specs = [replace(s, words=a.words or s.words, epochs=a.epochs or s.epochs) for s in specs]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
+    rows: list[dict] = kept_rows(out / "results.json") if a.resume else []
+
+    def done(generator: str, model: str, seed: int) -> dict | None:
+        return next((r for r in rows if (r["generator"], r["model"], r["seed"]) == (generator, model, seed)), None)
 
     def add(row: dict) -> None:
         rows.append(row)
@@ -573,16 +594,22 @@ def main() -> int:
         epochs = spec.epochs
         shape = chosen_shape(spec, train) if a.defaults else PINNED
         if a.torch:
-            torch_rows = [run_torch(spec, train, probes, seed, shape, stop_at_pass=a.defaults) for seed in seeds]
-            for seed, r in zip(seeds, torch_rows, strict=True):
-                add({"generator": spec.name, "model": TORCH, "seed": seed, "epochs": len(r["by_epoch"]),
-                     "shape": shape.describe(), **r})
+            torch_rows = []
+            for seed in seeds:
+                r = done(spec.name, TORCH, seed)
+                if r is None:
+                    r = run_torch(spec, train, probes, seed, shape, stop_at_pass=a.defaults)
+                    add({"generator": spec.name, "model": TORCH, "seed": seed, "epochs": len(r["by_epoch"]),
+                         "shape": shape.describe(), **r})
+                torch_rows.append(r)
             epochs = matched_epochs(spec, torch_rows, a.own_epochs)
         for seed in seeds:
             for c in [c for c in a.cells.split(",") if c]:
+                model = f"lstmtext {c}" + (" defaults" if a.defaults else "") + (f" {a.args}" if a.args else "")
+                if done(spec.name, model, seed) is not None:
+                    continue
                 run = out / spec.name / f"{c}-seed{seed}"
                 r = run_lstmtext(replace(spec, epochs=epochs), c, train, valid, probes, run, seed, a.args, a.defaults)
-                model = f"lstmtext {c}" + (" defaults" if a.defaults else "") + (f" {a.args}" if a.args else "")
                 add({"generator": spec.name, "model": model, "seed": seed, "epochs": epochs, **r})
     print_tables(specs, rows)
     return 0

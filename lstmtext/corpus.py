@@ -19,7 +19,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lstmtext.errors import ConfigError, CorpusError
@@ -177,6 +177,8 @@ class TextPart:
 
     segments: tuple[Segment, ...]
     encoding_errors: str = "strict"
+    # The SHA-256 of the text, taken along the first whole pass (a tokenizer reads it anyway).
+    _digest: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def files(self) -> list[str]:
@@ -188,7 +190,7 @@ class TextPart:
 
     def pieces(self) -> Iterator[str]:
         """The text in pieces cut at safe line ends (see _safe_cut), as the tokenizer needs them."""
-        rest = ""
+        h, rest = hashlib.sha256(), ""
         for segment in self.segments:
             for text in segment.pieces(self.encoding_errors):
                 rest += text
@@ -196,14 +198,18 @@ class TextPart:
                     cut = _safe_cut(rest)
                     if cut:
                         piece, rest = rest[:cut], rest[cut:]
+                        h.update(piece.encode("utf-8"))
                         yield piece
+        h.update(rest.encode("utf-8"))
         yield rest
+        self._digest["sha256"] = h.hexdigest()  # reached only when the whole text was read
 
     def sha256(self) -> str:
-        h = hashlib.sha256()
-        for text in self.pieces():
-            h.update(text.encode("utf-8"))
-        return h.hexdigest()
+        """Of the text: from the first whole pass over it, or from a pass made here."""
+        if "sha256" not in self._digest:
+            for _ in self.pieces():
+                pass
+        return self._digest["sha256"]
 
     def text(self) -> str:
         return "".join(self.pieces())
@@ -319,6 +325,30 @@ class Listing:
             off += f.chars
         return TextPart(tuple(train), self.encoding_errors), TextPart(tuple(valid), self.encoding_errors)
 
+    def heldout(self, valid_split: str) -> tuple[TextPart, TextPart, str]:
+        """(train, valid, the line that says where validation comes from): the last 10% held out of
+        the whole text (valid_split "end") or of each file ("per-file")."""
+        if valid_split == "per-file":
+            train, valid, small = self.heldout_per_file(0.1)
+            n = len(self.files)
+            left = f"; {len(small):,} too small to split, all used for training: {_names(small)}" if small else ""
+            return train, valid, (
+                f"No --valid given: holding out the last 10% of each file of {self.shown} for validation "
+                f"({n - len(small):,} of {n:,} files{left})."
+            )
+        train, valid = self.heldout_end(0.1)
+        first = valid.segments[0]
+        if not self.is_dir:
+            return train, valid, (
+                f"No --valid given: holding out the last 10% of {self.shown} (from line {first.line:,}, "
+                f"character {first.start:,} on) for validation."
+            )
+        if len(valid.segments) == 1 and first.start:
+            where = f"the end of {self.shown}{first.file.name}, from line {first.line:,}"
+        else:
+            where = _names([s.describe(self.shown) for s in valid.segments])
+        return train, valid, f"No --valid given: holding out the last 10% of {self.shown} for validation: {where}."
+
     def heldout_per_file(self, fraction: float = 0.1) -> tuple[TextPart, TextPart, list[str]]:
         """(train, valid, small): the last `fraction` of each file held out, cut at a line start in
         it; files with no line start to cut at go whole to training and are named in `small`."""
@@ -339,6 +369,14 @@ class Listing:
                 "use --valid-split end, more text, or pass --valid FILE"
             )
         return TextPart(tuple(train), self.encoding_errors), TextPart(tuple(valid), self.encoding_errors), small
+
+
+SHOWN_FILES = 3  # file names a message lists before "and N more"
+
+
+def _names(names: list[str]) -> str:
+    more = len(names) - SHOWN_FILES
+    return ", ".join(names[:SHOWN_FILES]) + (f" and {more:,} more" if more > 0 else "")
 
 
 def _classify(path: Path, encoding_errors: str) -> tuple[int, str, bool, int]:

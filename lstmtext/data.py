@@ -7,14 +7,13 @@ load), keyed by the text's and the tokenizer's SHA-256, so a resumed run does no
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lstmtext import sizing
-from lstmtext.corpus import Listing, TextPart, list_corpus
+from lstmtext.corpus import TextPart, list_corpus
 from lstmtext.errors import ConfigError, CorpusError
 from lstmtext.tokenizer import Tokenizer
 
@@ -78,51 +77,6 @@ def _cached_ids(tokenizer: Tokenizer, part: TextPart, text_sha: str, cache: Path
 
 
 VALID_SPLITS = ("end", "per-file")
-SHOWN_FILES = 3  # file names a message lists before "and N more"
-
-
-def _names(names: list[str]) -> str:
-    more = len(names) - SHOWN_FILES
-    return ", ".join(names[:SHOWN_FILES]) + (f" and {more:,} more" if more > 0 else "")
-
-
-def _hashed(pieces: Iterator[str], into: list) -> Iterator[str]:
-    """The pieces, passed on while they are hashed, so that a pass that reads the text anyway
-    (tokenizer training, encoding) also gives its SHA-256; appended to `into` once all are seen."""
-    h = hashlib.sha256()
-    for piece in pieces:
-        h.update(piece.encode("utf-8"))
-        yield piece
-    into.append(h.hexdigest())
-
-
-def _heldout(listing: Listing, valid_split: str, say) -> tuple[TextPart, TextPart]:
-    """(train, valid) held out of the corpus itself, said in one line that names where from."""
-    if valid_split == "per-file":
-        train, valid, small = listing.heldout_per_file(0.1)
-        n = len(listing.files)
-        left = f"; {len(small):,} too small to split, all used for training: {_names(small)}" if small else ""
-        say(
-            f"No --valid given: holding out the last 10% of each file of {listing.shown} for validation "
-            f"({n - len(small):,} of {n:,} files{left})."
-        )
-        return train, valid
-    train, valid = listing.heldout_end(0.1)
-    first = valid.segments[0]
-    if not listing.is_dir:
-        say(
-            f"No --valid given: holding out the last 10% of {listing.shown} (from line {first.line:,}, "
-            f"character {first.start:,} on) for validation."
-        )
-        return train, valid
-    if len(valid.segments) == 1 and first.start:
-        where = f"the end of {listing.shown}{first.file.name}, from line {first.line:,}"
-    else:
-        where = _names([s.describe(listing.shown) for s in valid.segments])
-    say(f"No --valid given: holding out the last 10% of {listing.shown} for validation: {where}.")
-    return train, valid
-
-
 def prepare_data(
     corpus,
     valid,
@@ -163,8 +117,8 @@ def prepare_data(
             say(held.summary(listed=False))
         train_part, valid_part = listing.whole(), held.whole()
     else:
-        train_part, valid_part = _heldout(listing, valid_split, say)
-    sha: list[str] = []
+        train_part, valid_part, note = listing.heldout(valid_split)
+        say(note)
     vocab_choice, vocab_size = None, None
     if tokenizer is None:
         assert tok_opts is not None
@@ -174,18 +128,17 @@ def prepare_data(
             vocab_choice = sizing.vocab_reason(tok_opts.kind, train_part.chars, vocab_size)
         tokenizer = Tokenizer.train(
             tok_opts.kind,
-            _hashed(train_part.pieces(), sha),
+            train_part.pieces(),
             vocab_size=vocab_size,
             min_freq=tok_opts.min_freq,
             lowercase=tok_opts.lowercase,
             word_split=tok_opts.word_split,
         )
-    # A resumed run has no training pass to hash along, and the cache needs the hash before encoding.
-    train_sha = sha[0] if sha else train_part.sha256()
+    # Known from the tokenizer's pass; a resumed run makes one here (the cache needs it before encoding).
+    train_sha = train_part.sha256()
     cache = None if cache_dir is None else cache_dir / "train-ids.npy"
     train_ids = _cached_ids(tokenizer, train_part, train_sha, cache)
-    valid_sha: list[str] = []
-    valid_ids = tokenizer.encode_stream(_hashed(valid_part.pieces(), valid_sha))
+    valid_ids = tokenizer.encode_stream(valid_part.pieces())
     if len(valid_ids) < 2:
         raise CorpusError("the validation text has fewer than 2 tokens; give a longer --valid FILE")
     info = {
@@ -197,7 +150,7 @@ def prepare_data(
         "valid_files": [] if valid is not None else valid_part.files,
         "skipped": listing.reasons(),
         "train_sha256": train_sha,
-        "valid_sha256": valid_sha[0] if valid_sha else valid_part.sha256(),
+        "valid_sha256": valid_part.sha256(),  # from the pass that encoded it
         "train_tokens": len(train_ids),
         "valid_tokens": len(valid_ids),
     }

@@ -48,6 +48,7 @@ class Start:
 def fresh_start(data: Data, model_cfg: ModelConfig, cfg: TrainConfig, out: Path, params: dict | None = None) -> Start:
     """A new run: params (a fine-tune's, or --embed-init's) or drawn from the seed; a fresh optimizer,
     zero state and progress."""
+    streams = _streams(data, cfg)  # first: a text too short for one window is refused before any drawing
     dtype = np.dtype(cfg.dtype)
     if params is None:
         params = initial_params(model_cfg, cfg)
@@ -57,16 +58,17 @@ def fresh_start(data: Data, model_cfg: ModelConfig, cfg: TrainConfig, out: Path,
     state = model.init_state(model_cfg, cfg.batch_size, dtype)
     # Dropout draws from the seed's second stream (the init from its first).
     prog = Progress(rng=np.random.default_rng([cfg.seed, 1]).bit_generator.state)
-    return Start(data, model_cfg, cfg, out, params, opt_state, state, prog, _streams(data, cfg))
+    return Start(data, model_cfg, cfg, out, params, opt_state, state, prog, streams)
 
 
 def resumed_start(data: Data, ckpt: checkpoint.Checkpoint, cfg: TrainConfig, out: Path) -> Start:
     """Where a saved run stopped: its weights, optimizer state, carried state and progress."""
+    streams = _streams(data, cfg)
     extra = ckpt.extra
     opt_state = {k: v for k, v in extra.items() if not k.startswith("state.")}
     state = {k[len("state.") :]: v for k, v in extra.items() if k.startswith("state.")}
     prog = Progress.from_dict(ckpt.progress)
-    return Start(data, ckpt.model_cfg, cfg, out, ckpt.params, opt_state, state, prog, _streams(data, cfg), True)
+    return Start(data, ckpt.model_cfg, cfg, out, ckpt.params, opt_state, state, prog, streams, True)
 
 
 def _streams(data: Data, cfg: TrainConfig) -> np.ndarray:

@@ -51,6 +51,24 @@ def test_streamed_tokens_equal_whole_text_tokens(tmp_path, small_chunks, kind):
     assert streamed.to_json() == tok.to_json()  # training on pieces learns the same vocabulary
 
 
+def test_a_parts_sha256_is_taken_along_a_whole_pass_and_only_a_whole_one(tmp_path, small_chunks, monkeypatch):
+    import hashlib
+
+    f = tmp_path / "t.txt"
+    f.write_text(TEXT, encoding="utf-8")
+    train, valid = heldout_parts(f)
+    want = hashlib.sha256(train.text().encode()).hexdigest()
+    assert valid.sha256() == hashlib.sha256(valid.text().encode()).hexdigest() != want
+    fresh, _ = heldout_parts(f)
+    pieces = fresh.pieces()
+    next(pieces)  # a pass cut short leaves no digest behind: sha256 reads the text itself
+    assert fresh.sha256() == want
+    again, _ = heldout_parts(f)
+    assert "".join(again.pieces()) == train.text()
+    monkeypatch.setattr(corpus.Segment, "pieces", lambda *a: pytest.fail("read again"))
+    assert again.sha256() == want  # from the pass above, without a second read
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.text(alphabet=st.sampled_from("ab \n\té日"), min_size=2, max_size=300))
 def test_heldout_parts_match_split_heldout(text):

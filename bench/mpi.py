@@ -69,7 +69,7 @@ def message_numbers(row: str, ranks: int, batch: int | None = None, accumulate: 
     from lstmtext.config import ModelConfig
 
     kind, vocab, embed, hidden, row_batch, bptt = ROWS[row]
-    shapes = model.param_shapes(ModelConfig(vocab_size=vocab, embed=embed, hidden=hidden, layers=2))
+    shapes = model.param_shapes(ModelConfig(vocab_size=vocab, embed=embed, hidden=hidden, layers=2, dropout=0.2))
     n_params = sum(int(np.prod(s)) for s in shapes.values())
     steps = bptt * accumulate
     sparse, slot = mpi.embedding_on_the_wire(ranks, vocab, embed, np.float32, batch or row_batch, steps, True)

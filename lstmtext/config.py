@@ -1,7 +1,7 @@
 """The two configurations a run is made of. Both live in every checkpoint's header, so a checkpoint
 rebuilds its model and resumes its training with no flags."""
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from difflib import get_close_matches
 
 from lstmtext.errors import ConfigError
@@ -50,12 +50,14 @@ def _one_of(names: list[str]) -> str:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    # The size has no default here: `train` chooses it for the text and the budget (lstmtext.sizing)
+    # unless the person gives it, and code that builds a model itself says what it wants.
     vocab_size: int  # V: rows of the embedding, columns of the head (set by the tokenizer)
-    embed: int = 200  # E: embedding width, the input size of the first layer
-    hidden: int = 200  # H: state size of every recurrent layer
-    layers: int = 2  # L: stacked recurrent layers
+    embed: int  # E: embedding width, the input size of the first layer
+    hidden: int  # H: state size of every recurrent layer
+    layers: int  # L: stacked recurrent layers
+    dropout: float  # Zaremba-style: on the embedding, between layers and before the head
     cell: str = "lstm"  # which module of lstmtext.cells
-    dropout: float = 0.2  # Zaremba-style: on the embedding, between layers and before the head
     tie: bool = False  # head.W is embed.W transposed (Press & Wolf 2017); needs embed == hidden
     init_scale: float = 0.1  # the uniform scheme: every weight starts uniform in (-init_scale, init_scale)
     init: str = "torch"  # the initialisation scheme, one of INIT_SCHEMES (lstmtext.model.init_params)
@@ -213,6 +215,9 @@ def from_dict(cls, d: dict):
     unknown = set(d) - set(types)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} fields {sorted(unknown)}; is the checkpoint newer than lstmtext?")
+    missing = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING} - set(d)
+    if missing:
+        raise ConfigError(f"{cls.__name__} is missing {', '.join(sorted(missing))}; the checkpoint is damaged")
     for name, value in d.items():
         # JSON has no int/float distinction to trust: 13.0 must not pass for a vocabulary size.
         want = {int: int, float: (int, float), str: str, bool: bool}[types[name]]

@@ -96,7 +96,8 @@ def test_torch_init_draws_each_head_layer_by_its_own_fan_in():
     from lstmtext import model
     from lstmtext.config import ModelConfig
 
-    cfg = ModelConfig(vocab_size=400, embed=8, hidden=64, softmax="adaptive", cutoffs="50,200", init="torch")
+    cfg = ModelConfig(vocab_size=400, embed=8, hidden=64, layers=2, dropout=0.2, softmax="adaptive", cutoffs="50,200",
+                      init="torch")
     params = model.init_params(cfg, np.random.default_rng(0), np.float64)
     for name in ("head.W", "head.b", "head.tail.1.P", "head.tail.1.O", "head.tail.2.O"):
         fan_in = params[name].shape[0] if params[name].ndim == 2 else 64

@@ -102,7 +102,7 @@ def test_unknown_cell_and_nonlinearity_are_user_errors():
     with pytest.raises(ConfigError, match="lstm"):
         get_cell("transformer")
     with pytest.raises(ConfigError, match="tanh or relu"):
-        ModelConfig(vocab_size=5, nonlinearity="sigmoid")
+        ModelConfig(vocab_size=5, nonlinearity="sigmoid", embed=8, hidden=8, layers=1, dropout=0.0)
 
 
 @pytest.mark.parametrize("cell_name,opts", [(c, {}) for c in sorted(CELLS)] + [("rnn", {"nonlinearity": "relu"})])

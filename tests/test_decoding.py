@@ -34,7 +34,7 @@ def table_model(monkeypatch, table: np.ndarray) -> tuple[dict, ModelConfig]:
     """model.step_logits answers table[previous id] (V,V logits): a bigram model whose every
     sequence's probability is known. The state is the real one, so beams must still reorder it."""
     V = table.shape[0]
-    cfg = ModelConfig(vocab_size=V, embed=2, hidden=2, layers=1)
+    cfg = ModelConfig(vocab_size=V, embed=2, hidden=2, layers=1, dropout=0.2)
     params = model.init_params(cfg, np.random.default_rng(0))
     table = table.astype(np.float32)
 
@@ -106,7 +106,7 @@ def test_a_beam_as_wide_as_all_sequences_ranks_them_as_brute_force(monkeypatch, 
 
 
 def test_beam_1_is_greedy_on_a_random_model():
-    cfg = ModelConfig(vocab_size=30, embed=6, hidden=6, layers=2)
+    cfg = ModelConfig(vocab_size=30, embed=6, hidden=6, layers=2, dropout=0.2)
     params = model.init_params(cfg, np.random.default_rng(1))
     prompt = np.array([1, 2, 3])
     for extra in ({}, {"repetition_penalty": 1.5, "no_repeat_ngram": 2}):

@@ -137,11 +137,12 @@ def test_relu_rnn_exports_its_nonlinearity_to_torch(tmp_path, tok):
     ],
 )
 def test_cells_without_a_counterpart_say_which_formats_they_have(cell, fmt, message):
-    cfg = ModelConfig(V, embed=E, hidden=H, cell=cell)
+    cfg = ModelConfig(V, embed=E, hidden=H, cell=cell, layers=2, dropout=0.2)
     with pytest.raises(ConfigError, match=message):
         export.check(fmt, cfg)
-    assert export.formats_for(ModelConfig(V, cell="peephole")) == ["onnx", "word2vec"]
-    adaptive = ModelConfig(100, cell="lstm", softmax="adaptive", cutoffs="20")
+    peephole = ModelConfig(V, cell="peephole", embed=8, hidden=8, layers=1, dropout=0.0)
+    assert export.formats_for(peephole) == ["onnx", "word2vec"]
+    adaptive = ModelConfig(100, cell="lstm", softmax="adaptive", cutoffs="20", embed=8, hidden=8, layers=1, dropout=0.0)
     with pytest.raises(ConfigError, match="no counterpart for the adaptive softmax head"):
         export.check("torch", adaptive)
 

@@ -13,7 +13,7 @@ V, E, H = 300, 64, 128
 
 
 def params(cell, init, **kw):
-    cfg = ModelConfig(vocab_size=V, embed=E, hidden=H, layers=2, cell=cell, init=init, **kw)
+    cfg = ModelConfig(vocab_size=V, embed=E, hidden=H, layers=2, cell=cell, init=init, dropout=0.2, **kw)
     return model.init_params(cfg, np.random.default_rng(0), np.float64)
 
 
@@ -60,7 +60,7 @@ def test_orthogonal_recurrent_blocks(cell):
 
 def test_an_unknown_scheme_is_refused():
     with pytest.raises(ConfigError, match="--init"):
-        ModelConfig(vocab_size=10, init="xavier")
+        ModelConfig(vocab_size=10, init="xavier", embed=8, hidden=8, layers=1, dropout=0.0)
 
 
 def trained_and_resumed(tmp_path, *option) -> tuple:
@@ -115,22 +115,23 @@ def test_chrono_biases(cell, keep, write, init):
 def test_chrono_is_refused_where_it_means_nothing():
     for cell in ("rnn", "mingru"):
         with pytest.raises(ConfigError, match=f"not defined for the {cell} cell"):
-            ModelConfig(vocab_size=10, cell=cell, chrono=60)
+            ModelConfig(vocab_size=10, cell=cell, chrono=60, embed=8, hidden=8, layers=1, dropout=0.0)
     with pytest.raises(ConfigError, match="at least 3"):
-        ModelConfig(vocab_size=10, chrono=2)
+        ModelConfig(vocab_size=10, chrono=2, embed=8, hidden=8, layers=1, dropout=0.0)
     for cell in ("mingru", "minlstm", "slstm"):
         with pytest.raises(ConfigError, match=f"which the {cell} cell does not have"):
-            ModelConfig(vocab_size=10, cell=cell, init="orthogonal")
+            ModelConfig(vocab_size=10, cell=cell, init="orthogonal", embed=8, hidden=8, layers=1, dropout=0.0)
     with pytest.raises(ConfigError, match="--heads must divide --hidden 10"):
-        ModelConfig(vocab_size=10, hidden=10, cell="slstm", heads=3)
+        ModelConfig(vocab_size=10, embed=8, hidden=10, layers=1, dropout=0.0, cell="slstm", heads=3)
     with pytest.raises(ConfigError, match="--heads belongs to --cell slstm"):
-        ModelConfig(vocab_size=10, hidden=10, heads=2)
+        ModelConfig(vocab_size=10, embed=8, hidden=10, layers=1, dropout=0.0, heads=2)
 
 
 def test_slstm_starts_as_its_authors_recommend():
     from lstmtext import model
 
-    cfg = ModelConfig(vocab_size=10, embed=6, hidden=8, layers=2, cell="slstm", heads=2, init="uniform")  # biases 0
+    # init uniform sets every bias to 0, so what is not 0 below is the sLSTM's own
+    cfg = ModelConfig(vocab_size=10, embed=6, hidden=8, layers=2, dropout=0.2, cell="slstm", heads=2, init="uniform")
     p = model.init_params(cfg, np.random.default_rng(0), np.float64)
     H, d = 8, 4
     for layer, power in ((0, 0.3), (1, 1.6)):  # r = layer / (layers - 1)

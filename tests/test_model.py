@@ -32,7 +32,7 @@ def test_chunked_tbptt_equals_whole_forward(cell_name, nonlinearity):
 
 def test_initial_loss_is_about_log_vocab():
     V = 500
-    cfg = ModelConfig(vocab_size=V, embed=16, hidden=16, layers=2, init_scale=0.05)
+    cfg = ModelConfig(vocab_size=V, embed=16, hidden=16, layers=2, init_scale=0.05, dropout=0.2)
     rng = np.random.default_rng(1)
     params = model.init_params(cfg, rng)
     ids = rng.integers(0, V, size=(10, 4))

@@ -97,7 +97,10 @@ def test_the_options_defaults_are_the_configs_and_old_checkpoints_keep_their_mea
         if name in config and default is not None:  # None: chosen for the run (size, lr)
             assert default == config[name], name
     # A header written before --init and --reset-state existed: the values every run had then.
-    old_model = {k: v for k, v in vars(ModelConfig(vocab_size=10)).items() if k != "init"}
+    now = ModelConfig(vocab_size=10, embed=8, hidden=8, layers=1, dropout=0.0)
+    old_model = {k: v for k, v in vars(now).items() if k != "init"}
     old_train = {k: v for k, v in vars(TrainConfig(epochs=1)).items() if k not in ("reset_state", "schedule")}
-    assert from_dict(ModelConfig, old_model).init == "uniform" and ModelConfig(vocab_size=10).init == "torch"
+    assert from_dict(ModelConfig, old_model).init == "uniform" and now.init == "torch"
+    with pytest.raises(ConfigError, match="missing hidden"):  # a size has no default to fall back on
+        from_dict(ModelConfig, {k: v for k, v in vars(now).items() if k != "hidden"})
     assert from_dict(TrainConfig, old_train).reset_state == 0.0 and from_dict(TrainConfig, old_train).schedule == "step"

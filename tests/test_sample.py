@@ -71,7 +71,7 @@ def test_draw_at_the_top_of_the_range_still_picks_a_token_with_weight():
 
 
 def test_greedy_and_seeded_batches():
-    cfg = ModelConfig(vocab_size=12, embed=6, hidden=6, layers=2)
+    cfg = ModelConfig(vocab_size=12, embed=6, hidden=6, layers=2, dropout=0.2)
     params = model.init_params(cfg, np.random.default_rng(1))
     g = generate(
         params, cfg, np.array([1, 2]), SampleOptions(length=8, greedy=True, num_samples=3), np.random.default_rng(0)

@@ -65,14 +65,19 @@ profile: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.profile $(ROW)
 
 # Issue #6: one PTB epoch through lstmtext and through PyTorch from the same initial weights.
-# The LSTM at Zaremba's lr 20 and the GRU at lr 10 must match. The GRU at lr 20 only reports: its
-# runs spread so widely that PyTorch does not match itself across thread counts in float32, and in
-# float64 lstmtext and PyTorch still part by step 70 (docs/results.md, "Same training as PyTorch").
+# First both cells' first 20 steps in float64, loss by loss (the same arithmetic, to 1e-12). Then
+# the epoch: the LSTM at Zaremba's lr 20 in float32, the GRU at lr 10 in float64, must end within 1%.
+# The GRU's loss spikes early, and a spike turns any rounding difference into a percent by step
+# 110, even in float64; in float32 it ended 1.14% apart, so float32 only reports (docs/results.md,
+# "Same training as PyTorch"), as does the GRU at lr 20, whose runs spread wider still.
 PTB ?= ../shared/data/ptb
 parity: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/python tests/reference/parity.py --cell lstm --data $(PTB) --divergence 20 --dtype float64 --tolerance 1e-12
+	$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB) --divergence 20 --dtype float64 --tolerance 1e-12
 	$(BIN)/python tests/reference/parity.py --cell lstm --data $(PTB)
-	$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB) --lr 10
+	$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB) --lr 10 --dtype float64
+	-$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB) --lr 10
 	-$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB)
 
 # Issue #6: Zaremba et al. 2014, small config (their lr 1 / clip 5 on a summed loss = our lr 20 /

@@ -65,7 +65,7 @@ profile: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.profile $(ROW)
 
 # Issue #6: one PTB epoch through lstmtext and through PyTorch from the same initial weights.
-# First both cells' first 20 steps in float64, loss by loss (the same arithmetic, to 1e-12). Then
+# First both cells' first 20 steps in float64, loss by loss (the same arithmetic, to 1e-9). Then
 # the epoch: the LSTM at Zaremba's lr 20 in float32, the GRU at lr 10 in float64, must end within 1%.
 # The GRU's loss spikes early, and a spike turns any rounding difference into a percent by step
 # 110, even in float64; in float32 it ended 1.14% apart, so float32 only reports (docs/results.md,
@@ -73,8 +73,8 @@ profile: $(VENV)/.installed-dev
 PTB ?= ../shared/data/ptb
 parity: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/python tests/reference/parity.py --cell lstm --data $(PTB) --divergence 20 --dtype float64 --tolerance 1e-12
-	$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB) --divergence 20 --dtype float64 --tolerance 1e-12
+	$(BIN)/python tests/reference/parity.py --cell lstm --data $(PTB) --divergence 20 --dtype float64 --tolerance 1e-9
+	$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB) --divergence 20 --dtype float64 --tolerance 1e-9
 	$(BIN)/python tests/reference/parity.py --cell lstm --data $(PTB)
 	$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB) --lr 10 --dtype float64
 	-$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB) --lr 10

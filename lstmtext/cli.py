@@ -222,6 +222,8 @@ def info(
                   + (", tied head" if m["tie"] else "")
                   + (f", adaptive softmax {m['cutoffs']}" if m.get("softmax") == "adaptive" else "")
                   + f", dropout {m['dropout']:g}")
+    if r["regularisers"]:
+        table.add_row("regularisers", r["regularisers"])
     table.add_row("parameters", f"{m['parameters']:,}")
     if r["size_choice"]:
         table.add_row("size chosen", r["size_choice"])

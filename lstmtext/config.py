@@ -66,6 +66,14 @@ class ModelConfig:
     heads: int = 1  # the slstm cell's recurrent heads: W_h block-diagonal in this many blocks (1 = dense)
     softmax: str = "full"  # the output head: "full", or "adaptive" (Grave et al. 2017, lstmtext.adaptive)
     cutoffs: str = ""  # adaptive: where the vocabulary's frequency-sorted clusters start, e.g. "2000,6000"
+    # AWD-LSTM's regularisers (Merity, Keskar & Socher 2018), in training only; 0 turns each off.
+    dropout_kind: str = "step"  # "step": a new mask at every time step; "locked": one per stream and window
+    dropout_in: float = -1.0  # on the embedding's output; negative: --dropout
+    dropout_out: float = -1.0  # on the last layer's output, before the head; negative: --dropout
+    embed_dropout: float = 0.0  # whole words: a row of embed.W dropped for the window (scaled by 1/(1-p))
+    weight_drop: float = 0.0  # DropConnect on each layer's W_h, one mask per window
+    ar: float = 0.0  # activation regularisation: ar × mean of the dropped last-layer output squared
+    tar: float = 0.0  # temporal activation regularisation: tar × mean of (h_t − h_{t−1})² of the last layer
 
     @property
     def cutoff_list(self) -> list[int]:
@@ -86,6 +94,18 @@ class ModelConfig:
         cell = get_cell(self.cell)  # an unknown name is a ConfigError listing the cells
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout_in", "dropout_out"):  # stored as the rate they stand for
+            if getattr(self, name) < 0:
+                object.__setattr__(self, name, self.dropout)
+        for name in ("dropout_in", "dropout_out", "embed_dropout", "weight_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if self.dropout_kind not in ("step", "locked"):
+            raise ConfigError(f"--dropout-kind must be step or locked, got {self.dropout_kind!r}")
+        if self.ar < 0 or self.tar < 0:
+            raise ConfigError(f"--ar and --tar must be at least 0, got {self.ar} and {self.tar}")
+        if self.weight_drop and not cell.RECURRENT:
+            raise ConfigError(f"--weight-drop masks the recurrent matrix W_h, which the {self.cell} cell does not have")
         if self.init_scale <= 0:
             raise ConfigError(f"--init-scale must be positive, got {self.init_scale}")
         if self.init not in INIT_SCHEMES:

@@ -6,6 +6,16 @@
     p   = softmax(z_L head.W + head.b)            (T, B, V)
     loss = mean over the T·B tokens of -log p[target]
 
+In training, AWD-LSTM's regularisers (Merity, Keskar & Socher 2018; each off at 0) act on this:
+    embed_dropout   e = (embed.W ⊙ r)[x], r (V,) 0 or 1/(1-p) per word: a dropped word is dropped
+                    wherever it stands in the window
+    weight_drop     cell_l reads W_h ⊙ M_l, M_l 0 or 1/(1-p) per weight, one mask per window
+    dropout_kind    "step": a new mask at every t (Zaremba 2014); "locked": one mask (1, B, D) for
+                    the whole window, each stream its own (Gal & Ghahramani 2016)
+    dropout_in/out  the rate on z_0 and on z_L (the others use dropout)
+    ar, tar         the gradient of ar·mean(z_L²) + tar·mean((h_L[t] − h_L[t−1])²) is added, h_L
+                    the last layer's output before dropout; the loss reported stays the cross-entropy
+
 Parameter names (the same keys in grads, optimizer state and checkpoints):
     embed.W (V,E) · layers.{l}.{W_x,W_h,b,...} · head.W (H,V) · head.b (V,)
 With --tie there is no head.W: the head uses embed.W transposed, and its gradient adds to embed.W.
@@ -132,10 +142,14 @@ def head_weight(params: dict) -> np.ndarray:
 @dataclass
 class ModelCache:
     ids: np.ndarray  # (T, B) input token ids
-    masks: list  # L+1 dropout masks (T,B,E) / (T,B,H), or None where dropout is off
+    masks: list  # L+1 dropout masks (T or 1, B, E) / (T or 1, B, H), or None where dropout is off
     cells: list  # one cell cache per layer
     head: layers.HeadCache | adaptive.AdaptiveCache
     shape: tuple[int, int]  # (T, B)
+    rows: np.ndarray | None = None  # (V,) embed_dropout's word mask
+    weight_masks: list | None = None  # weight_drop's mask of each layer's W_h, (H, G·H)
+    top: tuple[np.ndarray, np.ndarray] | None = None  # ar/tar: (z_L, h_L), (T, B, H) each
+    penalty: float = 0.0  # ar and tar's terms, which the gradient includes and the loss does not
 
 
 def forward(
@@ -159,30 +173,43 @@ def forward(
     cell = get_cell(cfg.cell)
     T, B = ids.shape
     dtype = params["embed.W"].dtype
-    train = rng is not None and cfg.dropout > 0
+    train = rng is not None
+    full, cols = (B, slice(None)) if columns is None else columns
 
-    def drop(z):
-        if not train:
+    def drop(z, p):
+        if not train or not p:
             return z, None
-        if columns is None:
-            m = layers.dropout_mask(rng, z.shape, cfg.dropout, dtype)  # (T, B, D)
-        else:
-            full, cols = columns
-            m = layers.dropout_mask(rng, (z.shape[0], full, *z.shape[2:]), cfg.dropout, dtype)[:, cols]  # (T, B, D)
+        steps = 1 if cfg.dropout_kind == "locked" else z.shape[0]  # locked: one mask for every t
+        m = layers.dropout_mask(rng, (steps, full, *z.shape[2:]), p, dtype)[:, cols]  # (T or 1, B, D)
         return z * m, m
 
+    rows = None
+    if train and cfg.embed_dropout:  # the whole batch's draw, as every mask here: MPI ranks agree
+        rows = layers.dropout_mask(rng, (cfg.vocab_size,), cfg.embed_dropout, dtype)  # (V,)
     z, _ = layers.embedding_forward(params["embed.W"], ids)  # (T, B, E)
-    z, m = drop(z)
-    masks, caches, new_state = [m], [], {}
+    if rows is not None:
+        z = z * rows[ids][:, :, None]  # (T, B, E)
+    z, m = drop(z, cfg.dropout_in)
+    masks, caches, new_state, weight_masks = [m], [], {}, []
     for layer in range(cfg.layers):
-        h, cell_cache = cell.forward(
-            _layer(params, layer), z, _layer(state, layer), **cell_options(cell, cfg)
-        )  # (T, B, H)
+        p = _layer(params, layer)
+        wm = None
+        if train and cfg.weight_drop:
+            wm = layers.dropout_mask(rng, p["W_h"].shape, cfg.weight_drop, dtype)  # (H, G·H)
+            p["W_h"] = p["W_h"] * wm  # (H, G·H) the cell reads, and its backward differentiates, this one
+        h, cell_cache = cell.forward(p, z, _layer(state, layer), **cell_options(cell, cfg))  # (T, B, H)
         for name, value in cell.final_state(cell_cache).items():
             new_state[f"layers.{layer}.{name}"] = value
-        z, m = drop(h)
+        z, m = drop(h, cfg.dropout_out if layer == cfg.layers - 1 else cfg.dropout)
         masks.append(m)
         caches.append(cell_cache)
+        weight_masks.append(wm)
+    top, penalty = None, 0.0
+    if train and (cfg.ar or cfg.tar):
+        top = (z, h)  # (T, B, H) each: the last layer's output after and before dropout
+        penalty = cfg.ar * float(np.mean(z * z))
+        if T > 1:
+            penalty += cfg.tar * float(np.mean(np.square(h[1:] - h[:-1])))
     flat_mask = None if mask is None else mask.reshape(T * B)
     if cfg.softmax == "adaptive":
         loss, nll, head_cache = adaptive.forward(
@@ -192,7 +219,8 @@ def forward(
         loss, nll, head_cache = layers.head_forward(
             z.reshape(T * B, cfg.hidden), head_weight(params), params["head.b"], targets.reshape(T * B), flat_mask
         )
-    return loss, nll.reshape(T, B), ModelCache(ids, masks, caches, head_cache, (T, B)), new_state
+    cache = ModelCache(ids, masks, caches, head_cache, (T, B), rows, weight_masks if train else None, top, penalty)
+    return loss, nll.reshape(T, B), cache, new_state
 
 
 def backward(params: dict, cfg: ModelConfig, cache: ModelCache) -> tuple[dict, dict]:
@@ -208,14 +236,27 @@ def backward(params: dict, cfg: ModelConfig, cache: ModelCache) -> tuple[dict, d
     else:
         dz, dW_head, grads["head.b"] = layers.head_backward(cache.head, head_weight(params))
     dz = dz.reshape(T, B, cfg.hidden)  # (T, B, H)
+    if cache.top is not None and cfg.ar:
+        z_top = cache.top[0]
+        dz = dz + (2.0 * cfg.ar / z_top.size) * z_top  # (T, B, H) d ar·mean(z_L²)
     for layer in reversed(range(cfg.layers)):
         if cache.masks[layer + 1] is not None:
             dz = dz * cache.masks[layer + 1]
+        if layer == cfg.layers - 1 and cache.top is not None and cfg.tar and T > 1:
+            h_top = cache.top[1]
+            d = (2.0 * cfg.tar / (h_top[1:].size)) * (h_top[1:] - h_top[:-1])  # (T-1, B, H) d tar·mean(Δh²)
+            dz = dz.copy()  # (T, B, H) the head's buffer may be shared: add into our own
+            dz[1:] += d
+            dz[:-1] -= d
         dz, g, ds = cell.backward(dz, cache.cells[layer])  # dz: (T, B, D) for the layer below
+        if cache.weight_masks is not None and cache.weight_masks[layer] is not None:
+            g["W_h"] = g["W_h"] * cache.weight_masks[layer]  # (H, G·H) through W_h ⊙ M to W_h
         grads.update({f"layers.{layer}.{k}": v for k, v in g.items()})
         dstate.update({f"layers.{layer}.{k}": v for k, v in ds.items()})
     if cache.masks[0] is not None:
         dz = dz * cache.masks[0]
+    if cache.rows is not None:
+        dz = dz * cache.rows[cache.ids][:, :, None]  # (T, B, E) a dropped word's row gets nothing
     dE = layers.embedding_backward(dz, cache.ids, cfg.vocab_size)  # rows of (V, E)
     if cfg.tie:
         dense = np.ascontiguousarray(dW_head.T)  # (V, E) the head's use of embed.W is dense anyway

@@ -78,6 +78,30 @@ class TrainOptions:
     hidden: int | None = opt(None, help="Hidden size H of every layer.", show_default=CHOSEN)
     layers: int | None = opt(None, help="Stacked recurrent layers.", show_default=CHOSEN)
     dropout: float | None = opt(None, help="Dropout on non-recurrent connections.", show_default=CHOSEN)
+    # AWD-LSTM's regularisers (Merity et al. 2018); its PTB values in the help
+    dropout_kind: str = opt(
+        ModelConfig.dropout_kind,
+        help="step: a new dropout mask at every time step; locked: one mask per stream for the whole window "
+        "(variational dropout, AWD-LSTM's).",
+    )
+    dropout_in: float = opt(
+        ModelConfig.dropout_in, help="Dropout on the embedding's output (AWD-LSTM: 0.4).", show_default="--dropout"
+    )
+    dropout_out: float = opt(
+        ModelConfig.dropout_out, help="Dropout on the last layer's output (AWD-LSTM: 0.4).", show_default="--dropout"
+    )
+    embed_dropout: float = opt(
+        ModelConfig.embed_dropout, help="Drop whole words: rows of the embedding, a window at a time (AWD-LSTM: 0.1)."
+    )
+    weight_drop: float = opt(
+        ModelConfig.weight_drop, help="DropConnect on each layer's recurrent matrix W_h, a mask a window (AWD: 0.5)."
+    )
+    ar: float = opt(
+        ModelConfig.ar, help="Activation regularisation: ar × mean square of the last layer's output (AWD-LSTM: 2)."
+    )
+    tar: float = opt(
+        ModelConfig.tar, help="Temporal activation regularisation: tar × mean square of its change a step (AWD: 1)."
+    )
     tie: bool = opt(ModelConfig.tie, help="Tie the output head to the embedding (needs --embed = --hidden).")
     embed_init: Path | None = opt(
         None,

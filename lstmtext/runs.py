@@ -200,4 +200,13 @@ def run_info(path: str | Path) -> dict:
         "embed_init": info.get("embed_init"),
         "size_choice": info.get("size_choice"),  # why this size, when the person gave none (lstmtext.sizing)
         "vocab_choice": info.get("vocab_choice"),  # why this vocabulary, when no --vocab-size was given
+        "regularisers": regularisers(m),
     }
+
+
+def regularisers(m: ModelConfig) -> str:
+    """AWD-LSTM's options the run trains with, in one line ("" for none): what `info` shows."""
+    apart = [k for k in ("dropout_in", "dropout_out") if getattr(m, k) != m.dropout]
+    shown = apart + [k for k in ("embed_dropout", "weight_drop", "ar", "tar") if getattr(m, k)]
+    parts = [f"{m.dropout_kind} dropout"] if m.dropout_kind != "step" else []
+    return ", ".join(parts + [f"{flag(k)[2:]} {getattr(m, k):g}" for k in shown])

@@ -126,7 +126,7 @@ def new_run(o: TrainOptions, given: set, console: Console, warn: Callable[[str],
     }
     # Every other field of TrainConfig is the option of its name (tests/test_options.py).
     cfg = TrainConfig(**{**{f.name: args[f.name] for f in fields(TrainConfig) if f.name in args}, **chosen})
-    shape = {k: args[k] for k in (*runs.SHAPE_OPTIONS, "dropout", "init", "init_scale", "chrono")}
+    shape = {k: args[k] for k in runs.MODEL_OPTIONS}  # every field of ModelConfig but the vocabulary
     sized = {k for k in sizing.OPTIONS if shape[k] is None}  # chosen below, once the text is read
     source = tok = None
     if o.init_from is not None:

@@ -125,3 +125,71 @@ def test_model_gradients_with_fixed_dropout(cell_name, opts, tie):
         assert rel_error(g, numerical_grad(loss, params[k])) < TOL, k
     for k in state:
         assert rel_error(dstate[k], numerical_grad(loss, state[k])) < TOL, k
+
+
+# AWD-LSTM's regularisers, one at a time and all together; the rates are high so that every mask
+# really drops something in a 3×2 window.
+REGULARISERS = {
+    "weight-drop": {"weight_drop": 0.5},
+    "locked": {"dropout_kind": "locked", "dropout": 0.4},
+    "rates-apart": {"dropout_in": 0.5, "dropout": 0.2, "dropout_out": 0.0},
+    "embed-dropout": {"embed_dropout": 0.4},
+    "ar": {"ar": 2.0},
+    "tar": {"tar": 3.0},
+    "all": {"weight_drop": 0.5, "dropout_kind": "locked", "dropout": 0.3, "dropout_in": 0.4, "embed_dropout": 0.4,
+            "ar": 2.0, "tar": 3.0},
+}
+
+
+@pytest.mark.parametrize("tie", [False, True])
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "peephole", "slstm"])
+@pytest.mark.parametrize("reg", list(REGULARISERS))
+def test_model_gradients_with_awd_regularisers(reg, cell_name, tie):
+    """The whole network with each regulariser's masks fixed by the seed: the gradient is that of the
+    cross-entropy plus ar and tar's terms (cache.penalty), through W_h ⊙ M, the word mask and the
+    locked masks, to every parameter and the initial state."""
+    rng = np.random.default_rng(4)
+    opts = {"dropout": 0.0, **REGULARISERS[reg]}
+    cfg = ModelConfig(vocab_size=7, embed=4, hidden=4, layers=2, cell=cell_name, tie=tie, **opts)
+    T, B = 3, 2
+    params = random_params(cfg, rng)
+    state = random_state(cfg, B, rng)
+    ids = np.array([[1, 2], [2, 5], [1, 1]])  # repeated words: a dropped word is dropped at each place
+    targets = rng.integers(0, 7, size=(T, B))
+
+    def objective():
+        loss, _, cache, _ = model.forward(params, cfg, ids, targets, state, np.random.default_rng(9))
+        return loss + cache.penalty
+
+    loss, _, cache, _ = model.forward(params, cfg, ids, targets, state, np.random.default_rng(9))
+    if cfg.weight_drop:
+        assert all((m == 0).any() and (m != 0).any() for m in cache.weight_masks)
+    if cfg.embed_dropout:
+        used = np.unique(ids)
+        assert (cache.rows[used] == 0).any() and (cache.rows[used] != 0).any()
+    if cfg.dropout_kind == "locked":
+        assert all(m is None or m.shape[0] == 1 for m in cache.masks)
+    assert (cache.penalty > 0) == bool(cfg.ar or cfg.tar)
+    grads, dstate = model.backward(params, cfg, cache)
+    for k in params:
+        g = grads[k].dense() if isinstance(grads[k], layers.RowGrad) else grads[k]
+        assert rel_error(g, numerical_grad(objective, params[k])) < TOL, k
+    for k in state:
+        assert rel_error(dstate[k], numerical_grad(objective, state[k])) < TOL, k
+
+
+def test_regularisers_off_in_evaluation_and_at_zero():
+    """Without a generator (evaluation) none acts; at 0 none draws, so a run's masks are as before."""
+    rng = np.random.default_rng(2)
+    base = ModelConfig(vocab_size=7, embed=4, hidden=4, layers=2, dropout=0.3)
+    awd = ModelConfig(vocab_size=7, embed=4, hidden=4, layers=2, dropout=0.3, weight_drop=0.5, embed_dropout=0.3,
+                      ar=2.0, tar=1.0)
+    params, state = random_params(base, rng), random_state(base, 2, rng)
+    ids, targets = rng.integers(0, 7, size=(3, 2)), rng.integers(0, 7, size=(3, 2))
+    plain = model.forward(params, base, ids, targets, state, None)
+    with_regs = model.forward(params, awd, ids, targets, state, None)
+    assert plain[0] == with_regs[0] and with_regs[2].penalty == 0.0
+    off = ModelConfig(vocab_size=7, embed=4, hidden=4, layers=2, dropout=0.3, weight_drop=0.0, dropout_in=-1.0)
+    a = model.forward(params, base, ids, targets, state, np.random.default_rng(5))
+    b = model.forward(params, off, ids, targets, state, np.random.default_rng(5))
+    assert a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[2].masks, b[2].masks, strict=True))

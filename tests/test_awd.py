@@ -1,0 +1,65 @@
+"""AWD-LSTM's parts (issue #31) where the gradient checks (test_gradients.py) do not reach: weight drop's
+one mask per window, and the options through the command line: stored, shown, kept on resume, exact."""
+
+import numpy as np
+import pytest
+from test_cli import TINY, app, invoke, make_corpus, runner
+
+from lstmtext import checkpoint, model
+from lstmtext.config import ModelConfig
+from lstmtext.errors import ConfigError
+
+AWD = ["--weight-drop", "0.5", "--dropout-kind", "locked", "--dropout", "0.2", "--dropout-in", "0.3",
+       "--embed-dropout", "0.1", "--ar", "2", "--tar", "1"]
+
+
+def test_weight_drop_is_one_mask_a_window_and_each_window_draws_its_own():
+    """A window under weight drop is the window of a network whose W_h is W_h ⊙ M for every step; the
+    next window, carried on from its state, draws another M."""
+    rng = np.random.default_rng(0)
+    cfg = ModelConfig(vocab_size=9, embed=5, hidden=6, layers=2, dropout=0.0, weight_drop=0.5)
+    plain = ModelConfig(vocab_size=9, embed=5, hidden=6, layers=2, dropout=0.0)
+    params = model.init_params(cfg, rng, np.float64)
+    state = {k: rng.standard_normal(v.shape) for k, v in model.init_state(cfg, 3, np.float64).items()}
+    ids = rng.integers(0, 9, size=(8, 3))
+    draws = np.random.default_rng(7)
+    loss1, nll1, c1, s1 = model.forward(params, cfg, ids[:4], ids[1:5], state, draws)
+    loss2, nll2, c2, s2 = model.forward(params, cfg, ids[4:7], ids[5:8], s1, draws)
+    assert not np.array_equal(c1.weight_masks[0], c2.weight_masks[0])
+    windows = (((ids[:4], ids[1:5], state), c1, nll1, s1), ((ids[4:7], ids[5:8], s1), c2, nll2, s2))
+    for (x, y, s), c, nll, after in windows:
+        masked = {k: v * c.weight_masks[int(k.split(".")[1])] if k.endswith(".W_h") else v for k, v in params.items()}
+        _, want, _, want_after = model.forward(masked, plain, x, y, s, None)  # no generator: nothing drawn
+        np.testing.assert_allclose(nll, want, rtol=1e-13)
+        for k in after:
+            np.testing.assert_allclose(after[k], want_after[k], rtol=1e-13)
+
+
+def test_the_options_refuse_what_they_cannot_mean():
+    with pytest.raises(ConfigError, match="W_h, which the mingru cell does not have"):
+        ModelConfig(vocab_size=9, embed=4, hidden=4, layers=1, dropout=0.0, cell="mingru", weight_drop=0.3)
+    with pytest.raises(ConfigError, match="--dropout-kind must be step or locked"):
+        ModelConfig(vocab_size=9, embed=4, hidden=4, layers=1, dropout=0.0, dropout_kind="variational")
+    with pytest.raises(ConfigError, match=r"--embed-dropout must be in \[0, 1\)"):
+        ModelConfig(vocab_size=9, embed=4, hidden=4, layers=1, dropout=0.0, embed_dropout=1.0)
+    apart = ModelConfig(vocab_size=9, embed=4, hidden=4, layers=1, dropout=0.25, dropout_out=0.5)
+    assert (apart.dropout_in, apart.dropout_out) == (0.25, 0.5)  # stored as the rates they stand for
+
+
+def test_a_run_with_every_regulariser_resumes_bit_for_bit_and_says_what_it_uses(tmp_path):
+    corpus = make_corpus(tmp_path / "tiny.txt")
+    common = [corpus, *TINY, *AWD, "--optimizer", "adam", "--epochs", "0", "--seed", "3", "--schedule", "constant",
+              "--dtype", "float64"]
+    assert invoke(["train", *common, "--out", tmp_path / "a", "--max-steps", "10"]).exit_code == 0
+    assert invoke(["train", *common, "--out", tmp_path / "b", "--max-steps", "4"]).exit_code == 0
+    r = invoke(["train", "--resume", tmp_path / "b", "--max-steps", "10"])
+    assert r.exit_code == 0, r.output
+    a = checkpoint.load(tmp_path / "a" / "last.safetensors")
+    b = checkpoint.load(tmp_path / "b" / "last.safetensors")
+    assert a.model_cfg.weight_drop == 0.5 and a.model_cfg.dropout_kind == "locked" and a.model_cfg.tar == 1.0
+    for k in a.params:
+        assert np.array_equal(a.params[k], b.params[k]), k
+    shown = runner.invoke(app, ["info", str(tmp_path / "a")], env={"COLUMNS": "200"}).output
+    assert "locked dropout, dropout-in 0.3, embed-dropout 0.1, weight-drop 0.5, ar 2, tar 1" in shown
+    r = invoke(["train", "--resume", tmp_path / "b", "--weight-drop", "0.3", "--max-steps", "12"])
+    assert r.exit_code == 1 and "--weight-drop 0.3 (the run has 0.5)" in r.output

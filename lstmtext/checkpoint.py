@@ -21,7 +21,7 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from lstmtext import files, model
+from lstmtext import files, model, optim
 from lstmtext.config import ModelConfig, TrainConfig, from_dict
 from lstmtext.errors import CheckpointError, LstmTextError
 from lstmtext.version import __version__
@@ -172,8 +172,6 @@ def _check_arrays(path: Path, arrays: dict, model_cfg: ModelConfig, train_cfg: T
     if train_cfg is not None and any(k not in shapes for k in arrays):
         # A resumable checkpoint (last.safetensors): exactly its optimizer's state and the carried
         # TBPTT state, one row per stream. best.safetensors holds the parameters alone.
-        from lstmtext import optim
-
         expected.update(optim.state_shapes(train_cfg.optimizer, optim.trainable(shapes, train_cfg.freeze_embed)))
         for name in model.init_state(model_cfg, 1):
             expected[f"state.{name}"] = (train_cfg.batch_size, model_cfg.hidden)
@@ -184,8 +182,9 @@ def _check_arrays(path: Path, arrays: dict, model_cfg: ModelConfig, train_cfg: T
         a = arrays[name]
         if name not in expected:
             raise CheckpointError(f"{path}: unexpected array {name}; the file does not fit its config")
-        want = "int64" if name == "adam.t" else "a float"
-        ok_dtype = a.dtype.name == "int64" if name == "adam.t" else a.dtype.name in ("float32", "float64")
+        counter = name in optim.COUNTERS  # an optimizer's step count
+        want = "int64" if counter else "a float"
+        ok_dtype = a.dtype.name == "int64" if counter else a.dtype.name in ("float32", "float64")
         if a.shape != expected[name] or not ok_dtype:
             raise CheckpointError(
                 f"{path}: array {name} should be {want} {list(expected[name])}, found {a.dtype.name}"

@@ -7,10 +7,11 @@ from difflib import get_close_matches
 from lstmtext.errors import ConfigError
 from lstmtext.schedule import SCHEDULES
 
-OPTIMIZERS = ("sgd", "adam", "rmsprop")
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "nt-asgd")
 # The learning rate when --lr is not given, by optimizer: the mean-loss equivalent of Zaremba's SGD
-# lr 1 (docs/training.md "Loss scale"); for Adam, the best of a sweep on short budgets (docs/training.md "Defaults").
-DEFAULT_LR = {"sgd": 20.0, "adam": 0.006, "rmsprop": 0.002}
+# lr 1 (docs/training.md "Loss scale"); for Adam, the best of a sweep on short budgets (docs/training.md
+# "Defaults"); for NT-ASGD, AWD-LSTM's (its loss is the mean per token too).
+DEFAULT_LR = {"sgd": 20.0, "adam": 0.006, "rmsprop": 0.002, "nt-asgd": 30.0}
 INIT_SCHEMES = ("uniform", "torch", "orthogonal")
 
 
@@ -156,7 +157,8 @@ class ModelConfig:
 class TrainConfig:
     batch_size: int = 32  # B parallel streams of the token sequence
     bptt: int = 64  # T steps per window; the state carries over, the gradient does not
-    optimizer: str = "adam"  # "sgd", "adam" or "rmsprop"
+    optimizer: str = "adam"  # one of OPTIMIZERS; nt-asgd: SGD whose weights are averaged once validation stalls
+    nonmono: int = 5  # nt-asgd: average from the validation that is worse than the best before the last nonmono
     lr: float = DEFAULT_LR["adam"]  # for the mean-per-token loss; see docs/training.md "Loss scale"
     schedule: str = "wsd"  # how lr moves over the budget: wsd, cosine, step or constant (lstmtext.schedule)
     warmup: float = 0.02  # cosine: share of the budget spent warming up from a small lr to lr
@@ -186,7 +188,7 @@ class TrainConfig:
     reset_state: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "bptt", "log_every", "eval_batch_size", "accumulate"):
+        for name in ("batch_size", "bptt", "log_every", "eval_batch_size", "accumulate", "nonmono"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("epochs", "max_steps", "eval_every", "patience", "decay_after", "save_every", "sample_every"):
@@ -205,7 +207,7 @@ class TrainConfig:
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"--dtype must be float32 or float64, got {self.dtype!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"--optimizer must be sgd, adam or rmsprop, got {self.optimizer!r}")
+            raise ConfigError(f"--optimizer must be {_one_of(list(OPTIMIZERS))}, got {self.optimizer!r}")
         if self.weight_decay < 0:
             raise ConfigError(f"--weight-decay must not be negative, got {self.weight_decay}")
         if self.lr <= 0:

@@ -57,6 +57,8 @@ def state_shapes(kind: str, shapes: dict) -> dict:
     """Name -> shape of an optimizer's state for parameters of these shapes (what checkpoints hold)."""
     if kind == "sgd":
         return {}
+    if kind == "nt-asgd":  # the iterates averaged so far (0: not averaging yet), and their mean
+        return {"asgd.n": (1,), **{f"asgd.avg.{k}": s for k, s in shapes.items()}}
     if kind == "rmsprop":
         return {f"rmsprop.v.{k}": s for k, s in shapes.items()}
     out = {"adam.t": (1,)}  # steps taken, (1,) so every format stores it
@@ -73,7 +75,53 @@ def trainable(d: dict, freeze_embed: bool) -> dict:
 def init_state(kind: str, params: dict) -> dict:
     shapes = state_shapes(kind, {k: p.shape for k, p in params.items()})
     dtype = next(iter(params.values())).dtype
-    return {k: np.zeros(s, dtype=np.int64 if k == "adam.t" else dtype) for k, s in shapes.items()}
+    return {k: np.zeros(s, dtype=np.int64 if k in COUNTERS else dtype) for k, s in shapes.items()}
+
+
+COUNTERS = ("adam.t", "asgd.n")  # the integer entries of optimizer states
+
+
+# -- NT-ASGD (Merity, Keskar & Socher 2018): SGD until validation stalls, then the same SGD steps with
+# the weights averaged from there on (Polyak & Juditsky 1992); the average is the model.
+
+
+def stalled(seen: list[float], loss: float, nonmono: int) -> bool:
+    """NT-ASGD's non-monotone trigger (Merity et al. 2018): this validation loss is worse than the best
+    of those seen before the last `nonmono` (seen: the earlier ones, oldest first)."""
+    return len(seen) > nonmono and loss > min(seen[:-nonmono])
+
+
+def averaging(state: dict) -> bool:
+    return "asgd.n" in state and int(state["asgd.n"][0]) > 0
+
+
+def start_averaging(params: dict, state: dict) -> None:
+    """The trigger: the average starts as the weights of now, one iterate."""
+    for k in params:
+        if f"asgd.avg.{k}" in state:
+            state[f"asgd.avg.{k}"][...] = params[k]
+    state["asgd.n"][0] = 1
+
+
+def averaged(params: dict, state: dict) -> dict:
+    """The weights to validate, save and use: the average once averaging has started, else params."""
+    if not averaging(state):
+        return params
+    return {k: state.get(f"asgd.avg.{k}", p) for k, p in params.items()}
+
+
+def swap_average(params: dict, state: dict) -> tuple[dict, dict]:
+    """(params, state) with the average and the current weights traded places, so that a checkpoint's
+    weights are the average every tool reads, while its state keeps the iterate a resume goes on from.
+    Its own inverse: a resume swaps them back. Identity when not averaging."""
+    if not averaging(state):
+        return params, state
+    state = dict(state)
+    params = dict(params)
+    for k in list(params):
+        if f"asgd.avg.{k}" in state:
+            params[k], state[f"asgd.avg.{k}"] = state[f"asgd.avg.{k}"], params[k]
+    return params, state
 
 
 def add_weight_decay(params: dict, grads: dict, weight_decay: float) -> None:
@@ -90,6 +138,15 @@ def add_weight_decay(params: dict, grads: dict, weight_decay: float) -> None:
 
 def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
     """Update params in place."""
+    if kind == "nt-asgd":
+        step("sgd", params, grads, state, lr)
+        if averaging(state):
+            state["asgd.n"] += 1
+            n = int(state["asgd.n"][0])
+            for k in grads:  # a frozen parameter stays, and so does its average
+                avg = state[f"asgd.avg.{k}"]
+                avg += (params[k] - avg) / n  # the mean of the n iterates since the trigger
+        return
     if kind == "sgd":
         for k, g in grads.items():  # a frozen parameter has no gradient and stays
             p, v = params[k], _values(g)

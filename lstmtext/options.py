@@ -135,7 +135,14 @@ class TrainOptions:
         help="Chance that a stream's carried state starts over (zero) at a step, so that text generated or "
         "scored from a fresh state reads well (0: never).",
     )
-    optimizer: str = opt(TrainConfig.optimizer, help="adam, sgd or rmsprop.")
+    optimizer: str = opt(
+        TrainConfig.optimizer,
+        help="adam, sgd, rmsprop, or nt-asgd (AWD-LSTM's: SGD, its weights averaged from the first validation "
+        "worse than the best before the last --nonmono; validation and checkpoints use the average).",
+    )
+    nonmono: int = opt(
+        TrainConfig.nonmono, help="--optimizer nt-asgd: validations a new best may take before averaging starts."
+    )
     lr: float | None = opt(
         None, help="Learning rate (loss is the mean per token).", show_default=_default_lr_text()
     )

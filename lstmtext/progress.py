@@ -1,7 +1,7 @@
 """Where a run is: what the learning-rate plan and the stop read, and what a checkpoint keeps so that a
 resumed run goes on exactly where it stopped."""
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 
 @dataclass
@@ -20,6 +20,8 @@ class Progress:
     valid_seconds: float | None = None
     minutes_used: float | None = None  # ... and the budget, once the run stopped on it
     rng: dict | None = None  # the dropout generator's state, set when a checkpoint is written
+    # --optimizer nt-asgd: the validation losses before averaging started, for its trigger
+    valid_losses: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """For the checkpoint's JSON header."""

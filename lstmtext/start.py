@@ -68,7 +68,8 @@ def resumed_start(data: Data, ckpt: checkpoint.Checkpoint, cfg: TrainConfig, out
     opt_state = {k: v for k, v in extra.items() if not k.startswith("state.")}
     state = {k[len("state.") :]: v for k, v in extra.items() if k.startswith("state.")}
     prog = Progress.from_dict(ckpt.progress)
-    return Start(data, ckpt.model_cfg, cfg, out, ckpt.params, opt_state, state, prog, streams, True)
+    params, opt_state = optim.swap_average(ckpt.params, opt_state)  # NT-ASGD goes on from its iterate
+    return Start(data, ckpt.model_cfg, cfg, out, params, opt_state, state, prog, streams, True)
 
 
 def _streams(data: Data, cfg: TrainConfig) -> np.ndarray:
@@ -114,15 +115,17 @@ def new_run(o: TrainOptions, given: set, console: Console, warn: Callable[[str],
     if o.corpus is None:
         raise ConfigError("give a CORPUS to train on (a text file or a folder), or --resume RUN_DIR")
     if o.optimizer not in DEFAULT_LR:
-        raise ConfigError(f"--optimizer must be sgd, adam or rmsprop, got {o.optimizer!r}")
+        raise ConfigError(f"--optimizer must be one of {', '.join(DEFAULT_LR)}, got {o.optimizer!r}")
     if not (o.epochs or o.max_steps or o.max_minutes):
         args["max_minutes"] = DEFAULT_MINUTES
         say(f"No budget given: training for {DEFAULT_MINUTES:g} minutes (--max-minutes, --epochs or --max-steps "
             "set another).")
     chosen = {  # the two training options whose value depends on others
         "lr": DEFAULT_LR[o.optimizer] if o.lr is None else o.lr,
-        # --lr-decay and --decay-after are the step schedule's: typing one asks for it
-        "schedule": "step" if {"lr_decay", "decay_after"} & given and "schedule" not in given else o.schedule,
+        # --lr-decay and --decay-after are the step schedule's: typing one asks for it; NT-ASGD's
+        # averaging is its annealing, at a constant rate (AWD-LSTM's)
+        "schedule": o.schedule if "schedule" in given else "step" if {"lr_decay", "decay_after"} & given
+        else "constant" if o.optimizer == "nt-asgd" else o.schedule,
     }
     # Every other field of TrainConfig is the option of its name (tests/test_options.py).
     cfg = TrainConfig(**{**{f.name: args[f.name] for f in fields(TrainConfig) if f.name in args}, **chosen})

@@ -287,10 +287,15 @@ class Trainer:
         """state: the whole batch's carried state (under MPI, gathered from the ranks); default ours."""
         self.prog.rng = self.rng.bit_generator.state
         state = self.state if state is None else state
-        extra = {} if best else {**self.opt_state, **{f"state.{k}": v for k, v in state.items()}}
+        params, opt_state = optim.swap_average(self.params, self.opt_state)  # NT-ASGD: the average is the model
+        extra = {} if best else {**opt_state, **{f"state.{k}": v for k, v in state.items()}}
         return checkpoint.Checkpoint(
-            self.model_cfg, self.params, self.tok_json, self.cfg, self.prog.to_dict(), extra, self.data.info
+            self.model_cfg, params, self.tok_json, self.cfg, self.prog.to_dict(), extra, self.data.info
         )
+
+    def weights(self) -> dict:
+        """What validation, samples and checkpoints use: the weights, or NT-ASGD's average of them."""
+        return optim.averaged(self.params, self.opt_state)
 
     def save_last(self) -> Path:
         """Under MPI every rank calls this at the same step (the state is gathered); rank 0 writes."""
@@ -307,9 +312,12 @@ class Trainer:
             return math.nan  # rank 0 validates; the others wait for it at the next agreement
         t0 = time.perf_counter()
         cfg, prog = self.cfg, self.prog
+        ids = self.data.valid_ids
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            total, n = evaluate.score(self.params, self.model_cfg, self.data.valid_ids, cfg.eval_batch_size, cfg.bptt)
+            total, n = evaluate.score(self.weights(), self.model_cfg, ids, cfg.eval_batch_size, cfg.bptt)
         ppl = evaluate.perplexity(total / n)
+        if cfg.optimizer == "nt-asgd" and not optim.averaging(self.opt_state):
+            self.trigger_averaging(total / n)
         best = prog.best_valid_ppl
         improved = best is None or ppl < best
         if improved:
@@ -331,6 +339,17 @@ class Trainer:
         if self.cfg.sample_every and self.last_sample_step != prog.step:
             self.show_sample()
         return ppl
+
+    def trigger_averaging(self, loss: float) -> None:
+        """NT-ASGD: average from the first validation that has stalled (optim.stalled)."""
+        seen = self.prog.valid_losses
+        if optim.stalled(seen, loss, self.cfg.nonmono):
+            optim.start_averaging(self.params, self.opt_state)
+            seen.clear()
+            self.metrics.write(kind="averaging", step=self.prog.step, epoch=self.prog.epoch)
+            self.console.print(f"  NT-ASGD: validation stalled; averaging the weights from step {self.prog.step:,} on")
+        else:
+            seen.append(loss)
 
     def foresee_validation(self) -> None:
         """--max-minutes: before any validation has been timed, set aside the time the final one will
@@ -354,9 +373,9 @@ class Trainer:
         ids, batch, bptt = self.data.valid_ids, self.cfg.eval_batch_size, self.cfg.bptt
         n = min(len(ids), batch * bptt * VALIDATION_PROBE_WINDOWS + 1)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            evaluate.score(self.params, self.model_cfg, ids[: batch * bptt + 1], batch, bptt)  # first-call set-up
+            evaluate.score(self.weights(), self.model_cfg, ids[: batch * bptt + 1], batch, bptt)  # first-call set-up
             t0 = time.perf_counter()
-            evaluate.score(self.params, self.model_cfg, ids[:n], batch, bptt)
+            evaluate.score(self.weights(), self.model_cfg, ids[:n], batch, bptt)
         return (time.perf_counter() - t0) * len(ids) / max(n, 1)
 
     def show_sample(self) -> None:
@@ -367,7 +386,7 @@ class Trainer:
         tok = self.data.tokenizer
         start = tok.encode("\n") if tok.eos_id is None else np.array([tok.eos_id])
         ids = sample.generate(
-            self.params,
+            self.weights(),
             self.model_cfg,
             start,
             replace(SAMPLE_OPTIONS, length=SAMPLE_TOKENS.get(tok.kind, SAMPLE_OPTIONS.length)),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from test_cli import TINY, app, invoke, make_corpus, runner
 
-from lstmtext import checkpoint, model
+from lstmtext import checkpoint, model, optim
 from lstmtext.config import ModelConfig
 from lstmtext.errors import ConfigError
 
@@ -63,3 +63,60 @@ def test_a_run_with_every_regulariser_resumes_bit_for_bit_and_says_what_it_uses(
     assert "locked dropout, dropout-in 0.3, embed-dropout 0.1, weight-drop 0.5, ar 2, tar 1" in shown
     r = invoke(["train", "--resume", tmp_path / "b", "--weight-drop", "0.3", "--max-steps", "12"])
     assert r.exit_code == 1 and "--weight-drop 0.3 (the run has 0.5)" in r.output
+
+
+def test_nt_asgd_trigger_is_awd_lstms():
+    """AWD-LSTM's main.py: switch when len(seen) > nonmono and val > min(seen[:-nonmono])."""
+    assert not optim.stalled([5.0, 4.0], 9.0, 2)  # too few validations yet
+    assert optim.stalled([5.0, 4.0, 4.2], 5.5, 2)  # worse than the best before the last two
+    assert not optim.stalled([5.0, 4.0, 4.2], 4.5, 2)  # worse than recent ones only: not yet
+    assert optim.stalled([5.0, 4.0, 4.2, 4.3], 4.1, 2)  # now 4.0 is before the last two
+
+
+def test_nt_asgd_averages_the_iterates_from_the_trigger_on():
+    rng = np.random.default_rng(1)
+    params = {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+    state = optim.init_state("nt-asgd", params)
+    iterates = []
+    for t in range(7):
+        if t == 3:
+            optim.start_averaging(params, state)
+            iterates.append({k: v.copy() for k, v in params.items()})
+        grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+        want = {k: params[k] - 0.3 * grads[k] for k in params}
+        optim.step("nt-asgd", params, grads, state, 0.3)
+        for k in params:
+            np.testing.assert_allclose(params[k], want[k], rtol=1e-15)  # the steps are SGD's
+        if optim.averaging(state):
+            iterates.append({k: v.copy() for k, v in params.items()})
+    assert int(state["asgd.n"][0]) == len(iterates) == 5  # the weights at the trigger, then 4 steps
+    avg = optim.averaged(params, state)
+    for k in params:
+        np.testing.assert_allclose(avg[k], np.mean([it[k] for it in iterates], axis=0), rtol=1e-13)
+    swapped, kept = optim.swap_average(params, state)
+    assert swapped["a"] is avg["a"] and kept["asgd.avg.a"] is params["a"]
+    back, again = optim.swap_average(swapped, kept)
+    assert back["a"] is params["a"] and again["asgd.avg.a"] is avg["a"]
+
+
+def test_an_nt_asgd_run_validates_and_saves_the_average_and_resumes_bit_for_bit(tmp_path):
+    corpus = make_corpus(tmp_path / "tiny.txt", lines=120)
+    common = [corpus, *TINY, "--optimizer", "nt-asgd", "--lr", "8", "--nonmono", "1", "--eval-every", "1",
+              "--epochs", "0", "--seed", "3", "--dtype", "float64"]
+    r = invoke(["train", *common, "--out", tmp_path / "a", "--max-steps", "16"])
+    assert r.exit_code == 0, r.output
+    assert "averaging the weights from step" in r.output
+    assert invoke(["train", *common, "--out", tmp_path / "b", "--max-steps", "9"]).exit_code == 0
+    assert invoke(["train", "--resume", tmp_path / "b", "--max-steps", "16"]).exit_code == 0
+    a = checkpoint.load(tmp_path / "a" / "last.safetensors")
+    b = checkpoint.load(tmp_path / "b" / "last.safetensors")
+    assert a.train_cfg.schedule == "constant"  # NT-ASGD's averaging is its annealing
+    for k in a.extra:
+        assert np.array_equal(a.extra[k], b.extra[k]), k
+    for k in a.params:
+        assert np.array_equal(a.params[k], b.params[k]), k
+    # The checkpoint's weights are the average; its state keeps the iterate training goes on from.
+    assert int(a.extra["asgd.n"][0]) > 1
+    assert not np.array_equal(a.params["layers.0.W_h"], a.extra["asgd.avg.layers.0.W_h"])
+    best = checkpoint.load(tmp_path / "a" / "best.safetensors")
+    assert set(best.params) == set(a.params)

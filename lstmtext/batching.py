@@ -28,13 +28,36 @@ def num_windows(n: int, bptt: int) -> int:
     return -(-(n - 1) // bptt)
 
 
-def windows(streams: np.ndarray, bptt: int, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (inputs, targets), each (T, B), from window number `start` on (for resuming)."""
+def windows(
+    streams: np.ndarray, bptt: int, start: int = 0, lengths: list[int] | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (inputs, targets), each (T, B), from window number `start` on (for resuming). lengths:
+    each window's T (jittered_lengths); None: bptt each."""
     n = streams.shape[0]
-    for w in range(start, num_windows(n, bptt)):
-        i = w * bptt
-        T = min(bptt, n - 1 - i)
+    if lengths is None:
+        lengths = [min(bptt, n - 1 - i) for i in range(0, n - 1, bptt)]
+    i = sum(lengths[:start])
+    for T in lengths[start:]:
         yield streams[i : i + T], streams[i + 1 : i + 1 + T]
+        i += T
+
+
+JITTER_SPREAD = 5  # AWD-LSTM's: a window's length is normal around bptt (or bptt/2) with this spread,
+JITTER_SHORT = 0.05  # ... around bptt/2 one time in 20,
+JITTER_MIN = 5  # ... at least 5 steps,
+JITTER_MAX = 4 * JITTER_SPREAD  # ... and (here) at most bptt + 20, so that MPI's buffers know a window's size
+
+
+def jittered_lengths(n: int, bptt: int, rng: np.random.Generator) -> list[int]:
+    """AWD-LSTM's variable TBPTT windows over streams of n tokens: the state is cut at different
+    places each epoch, so no token is always the first of its window. -> each window's T."""
+    lengths, i = [], 0
+    while i < n - 1:
+        centre = bptt / 2 if rng.random() < JITTER_SHORT else bptt
+        T = min(max(JITTER_MIN, int(rng.normal(centre, JITTER_SPREAD))), bptt + JITTER_MAX, n - 1 - i)
+        lengths.append(T)
+        i += T
+    return lengths
 
 
 def groups(windows: Iterator, k: int) -> Iterator[list]:

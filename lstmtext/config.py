@@ -157,6 +157,7 @@ class ModelConfig:
 class TrainConfig:
     batch_size: int = 32  # B parallel streams of the token sequence
     bptt: int = 64  # T steps per window; the state carries over, the gradient does not
+    bptt_jitter: bool = False  # AWD-LSTM's windows of varied length around bptt (batching.jittered_lengths)
     optimizer: str = "adam"  # one of OPTIMIZERS; nt-asgd: SGD whose weights are averaged once validation stalls
     nonmono: int = 5  # nt-asgd: average from the validation that is worse than the best before the last nonmono
     lr: float = DEFAULT_LR["adam"]  # for the mean-per-token loss; see docs/training.md "Loss scale"

@@ -126,6 +126,11 @@ class TrainOptions:
     )
     batch_size: int = opt(TrainConfig.batch_size, help="Parallel streams B.")
     bptt: int = opt(TrainConfig.bptt, help="Window length T of truncated backpropagation through time.")
+    bptt_jitter: bool = opt(
+        TrainConfig.bptt_jitter,
+        help="AWD-LSTM's varied windows: T drawn around --bptt (around half of it one time in 20), the lr "
+        "scaled by T / --bptt, so that the state is cut at other places each epoch.",
+    )
     accumulate: int = opt(
         TrainConfig.accumulate,
         help="Windows per optimizer step: their gradients are averaged, then one update (under MPI, one exchange)."

@@ -251,7 +251,8 @@ class Trainer:
         if group is not None:  # rank 0 has sent the start to the others (start.send)
             self.state = {k: np.ascontiguousarray(v[self.columns[1]]) for k, v in self.state.items()}  # (B_r, H)
             shapes = {k: p.shape for k, p in optim.trainable(self.params, cfg.freeze_embed).items()}
-            steps = cfg.bptt * cfg.accumulate  # an --accumulate step merges the rows of all its windows
+            longest = cfg.bptt + (batching.JITTER_MAX if cfg.bptt_jitter else 0)
+            steps = longest * cfg.accumulate  # an --accumulate step merges the rows of all its windows
             self.exchange = mpi.GradientSum(group, shapes, self.dtype, cfg.batch_size, steps, not self.model_cfg.tie)
         if self.lead:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -465,9 +466,16 @@ class Trainer:
     def run_epoch(self, bar: bars.Progress, signals: "_StopSignals") -> bool:
         """The rest of the epoch under way, then its end. -> whether the run is finished."""
         cfg, prog = self.cfg, self.prog
+        lengths = None
+        if cfg.bptt_jitter:  # the epoch's own draw, so a resume finds the same windows (every MPI rank too)
+            draws = np.random.default_rng([cfg.seed, 2, prog.epoch])  # the seed's third stream, one per epoch
+            lengths = batching.jittered_lengths(self.streams.shape[0], cfg.bptt, draws)
+            self.n_windows = len(lengths)
         task = bar.add_task("", total=self.n_windows, completed=prog.window, epoch=prog.epoch, **self.bar_fields())
-        for windows in batching.groups(batching.windows(self.streams, cfg.bptt, prog.window), cfg.accumulate):
+        for windows in batching.groups(batching.windows(self.streams, cfg.bptt, prog.window, lengths), cfg.accumulate):
             lr = schedule.learning_rate(cfg, prog, self.n_windows)  # the plan moves every step
+            if lengths is not None:  # a token weighs the same in a short window as in a long one (AWD-LSTM)
+                lr *= sum(x.shape[0] for x, _ in windows) / (cfg.bptt * len(windows))
             tokens_before = prog.tokens
             loss, norm = self.step(windows, lr)
             self.meter.count(loss, prog.tokens - tokens_before, self.valid_time)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from test_cli import TINY, app, invoke, make_corpus, runner
 
-from lstmtext import checkpoint, model, optim
+from lstmtext import batching, checkpoint, model, optim
 from lstmtext.config import ModelConfig
 from lstmtext.errors import ConfigError
 
@@ -120,3 +120,45 @@ def test_an_nt_asgd_run_validates_and_saves_the_average_and_resumes_bit_for_bit(
     assert not np.array_equal(a.params["layers.0.W_h"], a.extra["asgd.avg.layers.0.W_h"])
     best = checkpoint.load(tmp_path / "a" / "best.safetensors")
     assert set(best.params) == set(a.params)
+
+
+def test_jittered_windows_cover_each_stream_once_and_resume_where_they_were():
+    streams = np.arange(2003 * 3).reshape(2003, 3)
+    lengths = batching.jittered_lengths(2003, 35, np.random.default_rng(0))
+    assert sum(lengths) == 2002 and min(lengths[:-1]) >= batching.JITTER_MIN and max(lengths) <= 35 + 20
+    assert 30 < np.mean(lengths[:-1]) < 36 and any(T < 25 for T in lengths)  # some around bptt/2
+    got = list(batching.windows(streams, 35, 0, lengths))
+    assert [x.shape[0] for x, _ in got] == lengths
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in got]), streams[:-1])
+    np.testing.assert_array_equal(np.concatenate([y for _, y in got]), streams[1:])
+    later = list(batching.windows(streams, 35, 7, lengths))
+    np.testing.assert_array_equal(later[0][0], got[7][0])
+    assert lengths != batching.jittered_lengths(2003, 35, np.random.default_rng(1))
+
+
+def test_bptt_jitter_scales_the_lr_by_the_window_and_resumes_bit_for_bit(tmp_path, monkeypatch):
+    from lstmtext import trainer
+
+    corpus = make_corpus(tmp_path / "tiny.txt", lines=200)
+    common = [corpus, *TINY, "--bptt-jitter", "--bptt", "12", "--optimizer", "sgd", "--lr", "2", "--schedule",
+              "constant", "--epochs", "2", "--seed", "4", "--dtype", "float64"]
+    seen = []
+    step = trainer.Trainer.step
+
+    def recording(self, windows, lr):
+        seen.append((sum(x.shape[0] for x, _ in windows), lr))
+        return step(self, windows, lr)
+
+    monkeypatch.setattr(trainer.Trainer, "step", recording)
+    assert invoke(["train", *common, "--out", tmp_path / "a"]).exit_code == 0
+    assert len({T for T, _ in seen}) > 3  # varied windows
+    for T, lr in seen:
+        assert lr == pytest.approx(2 * T / 12, rel=1e-12)
+    monkeypatch.setattr(trainer.Trainer, "step", step)
+    assert invoke(["train", *common, "--out", tmp_path / "b", "--max-steps", "7"]).exit_code == 0
+    assert invoke(["train", "--resume", tmp_path / "b", "--max-steps", "0"]).exit_code == 0
+    a = checkpoint.load(tmp_path / "a" / "last.safetensors")
+    b = checkpoint.load(tmp_path / "b" / "last.safetensors")
+    assert a.progress["step"] == b.progress["step"] == len(seen)
+    for k in a.params:
+        assert np.array_equal(a.params[k], b.params[k]), k

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from lstmtext import checkpoint, evaluate, export, inside, mpi, runs, start, threads, vectors
+from lstmtext import checkpoint, data, evaluate, export, inside, mpi, reading, runs, start, threads, vectors
 from lstmtext import model as network
 from lstmtext.config import EvalOptions, ModelConfig, options_of
 from lstmtext.errors import ConfigError
@@ -132,22 +132,45 @@ class Model:
         if warning:
             self._warn(warning)
 
-    def score(self, text: str, batch_size: int = EvalOptions.batch_size, bptt: int = EvalOptions.bptt, *,
-              name: str = "the text") -> dict:  # fmt: skip
+    def score(self, text: str, *, name: str = "the text", **options) -> dict:
         """How well the model predicts `text`: the fields `lstmtext eval --json` prints (tokens, loss,
-        perplexity, words, word_perplexity, bits_per_byte, unk_rate). name: the text in messages."""
-        if batch_size < 1 or bptt < 1:
-            raise ConfigError("--batch-size and --bptt must be at least 1")
+        perplexity, words, word_perplexity, bits_per_byte, unk_rate). name: the text in messages.
+        options: EvalOptions's fields (batch_size, bptt; dynamic and its dynamic_*, which read the text
+        as one stream and learn from it as it goes; cache, cache_theta, cache_lambda: lstmtext.reading)."""
+        o = options_of(EvalOptions, options, "scoring")
+        reading.check_options(o)
         ids = self.tokenizer.encode(text)
         if len(ids) < 2:
             raise ConfigError(f"{name} has fewer than 2 tokens; nothing to score")
+        params, cfg = self.checkpoint.params, self.config
         with threads.choosing(self.threads) as tuner:
-            total, n = evaluate.score(self.checkpoint.params, self.config, ids, batch_size, bptt, tuner)
+            if o.dynamic:
+                rms = reading.gradient_rms(params, cfg, self._training_ids(), reading.STATS_STREAMS,
+                                           o.dynamic_window, o.dynamic_stats)  # fmt: skip
+                nll = reading.dynamic_nll(params, cfg, ids, rms, o.dynamic_lr, o.dynamic_decay, o.dynamic_window)
+                total, n = float(nll.sum()), len(nll)
+            elif o.cache:
+                nll, mask = reading.cache_nll(params, cfg, ids, o.batch_size, o.bptt, o.cache, o.cache_theta,
+                                              o.cache_lambda)  # fmt: skip
+                total, n = float((nll * mask).sum()), int(mask.sum())
+            else:
+                total, n = evaluate.score(params, cfg, ids, o.batch_size, o.bptt, tuner)
         r = evaluate.report(total, n, text, self.tokenizer.count_unk(ids[1:]))
         if r["unk_rate"] > evaluate.UNK_WARN:
             self._warn(f"{100 * r['unk_rate']:.1f}% of the tokens are <unk>; the perplexity flatters the model on "
                        "this text")  # fmt: skip
         return r
+
+    def _training_ids(self) -> np.ndarray:
+        """The run's training text as token ids, as `train` cached them beside the checkpoint."""
+        ids = data.cached_ids(self.file.parent / "train-ids.npy", self.tokenizer)
+        if ids is None:
+            raise ConfigError(
+                f"--dynamic takes the size of each weight's steps from the training text's gradients, and "
+                f"{self.file.parent / 'train-ids.npy'} (which `train` writes beside its checkpoints) is missing "
+                "or from another tokenizer; score from the run's folder, or leave out --dynamic"
+            )
+        return ids
 
     def next_token_probs(self, context: str = "", n: int = 10) -> dict[str, float]:
         """The n most likely next tokens after `context` with their probabilities, most likely first.
@@ -218,18 +241,20 @@ def _sample_options(options: dict, n: int) -> SampleOptions:
     return options_of(SampleOptions, {**options, "num_samples": n}, "sampling")
 
 
-def _with_sample_options(method) -> Signature:
-    """method's signature with SampleOptions's fields spelt out as keywords, for help() and completion."""
+def _with_options(method, options, leave_out=()) -> Signature:
+    """method's signature with an options dataclass's fields spelt out as keywords, for help() and
+    completion."""
     kw = Parameter.KEYWORD_ONLY
     sig = signature(method)
     fixed = [p for p in sig.parameters.values() if p.kind != Parameter.VAR_KEYWORD]
-    options = [Parameter(f.name, kw, default=f.default, annotation=f.type)
-               for f in fields(SampleOptions) if f.name != "num_samples"]  # fmt: skip
-    return sig.replace(parameters=[*fixed, *options])
+    spelt = [Parameter(f.name, kw, default=f.default, annotation=f.type)
+             for f in fields(options) if f.name not in leave_out]  # fmt: skip
+    return sig.replace(parameters=[*fixed, *spelt])
 
 
 for _method in (Model.stream, Model.generate, Model.samples):
-    _method.__signature__ = _with_sample_options(_method)
+    _method.__signature__ = _with_options(_method, SampleOptions, ("num_samples",))
+Model.score.__signature__ = _with_options(Model.score, EvalOptions)
 
 
 def load(

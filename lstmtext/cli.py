@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lstmtext import api, malloc, mpi, runs
+from lstmtext import api, malloc, mpi, reading, runs
 from lstmtext.cells import get_cell
 from lstmtext.config import EvalOptions, ModelConfig
 from lstmtext.corpus import REPLACEMENT, read_text
@@ -167,13 +167,13 @@ app.command()(generate)
 def eval_(checkpoint_path: Path, file: Path, encoding_errors: str, as_json: bool, threads: int | None,
           **options) -> None:  # fmt: skip
     """Score FILE with a trained model: loss, perplexity per token and per word, bits per byte."""
-    opts = EvalOptions(**options)
+    reading.check_options(EvalOptions(**options))  # before the model and the text are read
     model = api.load(checkpoint_path, note=_note, warn=_warn, threads=threads)
     text = read_text(file, encoding_errors)
     if encoding_errors == "replace" and REPLACEMENT in text:
         n = text.count(REPLACEMENT)
         typer.echo(f"--encoding-errors replace read {n:,} invalid UTF-8 sequence{'s' * (n != 1)} as U+FFFD.", err=True)
-    r = model.score(text, opts.batch_size, opts.bptt, name=str(file))
+    r = model.score(text, name=str(file), **options)
     if as_json:
         typer.echo(json.dumps({"file": str(file), **r}))
     else:

@@ -42,6 +42,23 @@ class EvalOptions:
     # 35: the window of Zaremba et al.'s evaluation; the score barely depends on it, as the state carries
     batch_size: int = opt(10, help="Parallel streams while scoring.")
     bptt: int = opt(35, help="Window length while scoring.")
+    # Reading as it goes (lstmtext.reading); the defaults are Krause et al.'s and Grave et al.'s
+    dynamic: bool = opt(
+        False,
+        help="Dynamic evaluation (Krause et al. 2018): after scoring each segment, learn from it. The text is "
+        "read as one stream.",
+    )
+    dynamic_lr: float = opt(5e-5, help="--dynamic: the step η, in units of the training gradients' RMS.")
+    dynamic_decay: float = opt(0.002, help="--dynamic: λ, the pull back to the trained weights at each step.")
+    dynamic_window: int = opt(5, help="--dynamic: tokens per segment, one step after each.")
+    dynamic_stats: int = opt(
+        2000, help="--dynamic: training windows (100 streams × --dynamic-window) for the gradients' RMS; 0: all."
+    )
+    cache: int = opt(
+        0, help="Neural cache (Grave et al. 2017): a pointer over the last N positions of each stream (0: off)."
+    )
+    cache_theta: float = opt(0.3, help="--cache: θ, how sharply the pointer prefers the most similar state.")
+    cache_lambda: float = opt(0.1, help="--cache: λ, the pointer's share of the probability.")
 
 
 def _one_of(names: list[str]) -> str:

@@ -48,6 +48,21 @@ def check_tokenizer_options(o: TokenizerOptions) -> None:
     check_options(o.kind, o.vocab_size, o.min_freq, o.word_split)
 
 
+def cached_ids(cache: Path, tokenizer: Tokenizer, text_sha: str | None = None) -> np.ndarray | None:
+    """The ids a run cached (train-ids.npy), if `tokenizer` encoded them (and from the text of that
+    SHA-256, when given); else None. Memory-mapped."""
+    tokenizer_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
+    key = {"format_version": CACHE_VERSION, "tokenizer_sha256": tokenizer_sha}
+    meta = cache.with_suffix(".json")
+    try:
+        stored = json.loads(meta.read_text())
+        same = {k: stored.get(k) for k in key} == key and text_sha in (None, stored.get("text_sha256"))
+        ids = np.load(cache, mmap_mode="r", allow_pickle=False) if same else None
+    except (OSError, ValueError, AttributeError):
+        return None  # missing or damaged: only a cache
+    return ids if ids is not None and ids.dtype == np.int32 and ids.ndim == 1 else None
+
+
 def _cached_ids(tokenizer: Tokenizer, part: TextPart, text_sha: str, cache: Path | None) -> np.ndarray:
     """Encode part, or load the ids a previous run encoded from the same text with the same tokenizer."""
     key = {
@@ -55,15 +70,10 @@ def _cached_ids(tokenizer: Tokenizer, part: TextPart, text_sha: str, cache: Path
         "text_sha256": text_sha,
         "tokenizer_sha256": hashlib.sha256(tokenizer.to_json().encode()).hexdigest(),
     }
+    ids = None if cache is None else cached_ids(cache, tokenizer, text_sha)
+    if ids is not None:
+        return ids
     meta = None if cache is None else cache.with_suffix(".json")
-    if cache is not None and cache.exists() and meta.exists():
-        try:
-            same = json.loads(meta.read_text()) == key
-            ids = np.load(cache, mmap_mode="r", allow_pickle=False) if same else None
-        except (OSError, ValueError):
-            ids = None  # a damaged cache is only a cache: tokenize again
-        if ids is not None and ids.dtype == np.int32 and ids.ndim == 1:
-            return ids
     ids = tokenizer.encode_stream(part.pieces())
     if cache is not None:
         try:
@@ -77,6 +87,8 @@ def _cached_ids(tokenizer: Tokenizer, part: TextPart, text_sha: str, cache: Path
 
 
 VALID_SPLITS = ("end", "per-file")
+
+
 def prepare_data(
     corpus,
     valid,

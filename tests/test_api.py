@@ -141,7 +141,7 @@ def test_unknown_options_and_mistakes_are_one_clear_error(tmp_path):
     corpus = make_corpus(tmp_path / "c.txt")
     with pytest.raises(ConfigError, match="unknown training option 'vocab_sise'; did you mean vocab_size"):
         lstmtext.train(corpus, vocab_sise=10)
-    with pytest.raises(ConfigError, match="--optimizer must be sgd, adam or rmsprop"):
+    with pytest.raises(ConfigError, match="--optimizer must be one of sgd, adam, rmsprop, nt-asgd"):
         lstmtext.train(corpus, out=tmp_path / "r", optimizer="lbfgs", console=QUIET)
     with pytest.raises(ConfigError, match="give a CORPUS"):
         lstmtext.train(console=QUIET)

@@ -1,0 +1,125 @@
+"""Reading as it goes (lstmtext.reading): dynamic evaluation and the neural cache score each token before
+anything learns from it, are the plain score when switched off, and help where a text repeats itself."""
+
+import json
+
+import numpy as np
+import pytest
+from test_cli import TINY, invoke, make_corpus
+
+import lstmtext
+from lstmtext import batching, evaluate, model, optim, reading
+from lstmtext.config import ModelConfig
+from lstmtext.errors import ConfigError
+
+V = 40
+
+
+def network(seed=0, **kw):
+    cfg = ModelConfig(vocab_size=V, embed=8, hidden=12, layers=2, dropout=0.0, **kw)
+    return model.init_params(cfg, np.random.default_rng(seed), np.float64), cfg
+
+
+def text_ids(n=300, seed=1):
+    return np.random.default_rng(seed).integers(0, V, n)
+
+
+def plain_nll(params, cfg, ids, batch, bptt):
+    """The plain score of each prediction, in text order."""
+    x, y, mask = batching.padded_streams(ids, batch)
+    state, out = model.init_state(cfg, batch, np.float64), []
+    for i in range(0, x.shape[0], bptt):
+        _, nll, _, state = model.forward(params, cfg, x[i : i + bptt], y[i : i + bptt], state, None, mask[i : i + bptt])
+        out.append(nll)
+    return np.concatenate(out).T.reshape(-1)[: len(ids) - 1]
+
+
+def in_text_order(nll, ids):
+    return nll.T.reshape(-1)[: len(ids) - 1]
+
+
+def test_switched_off_they_are_the_plain_score():
+    params, cfg = network()
+    ids = text_ids()
+    rms = reading.gradient_rms(params, cfg, text_ids(seed=2), 4, 5, 0)
+    got = reading.dynamic_nll(params, cfg, ids, rms, lr=0.0, decay=0.0, window=7)
+    np.testing.assert_allclose(got, plain_nll(params, cfg, ids, 1, 7), rtol=1e-13)
+    nll, mask = reading.cache_nll(params, cfg, ids, 3, 10, size=50, theta=0.5, lam=0.0)
+    np.testing.assert_allclose(in_text_order(nll, ids), plain_nll(params, cfg, ids, 3, 10), rtol=1e-12)
+    total, n = evaluate.score(params, cfg, ids, 3, 10)
+    assert float((nll * mask).sum()) == pytest.approx(total, rel=1e-12) and int(mask.sum()) == n
+
+
+@pytest.mark.parametrize("how", ["dynamic", "cache"])
+def test_no_token_is_scored_after_something_learnt_from_it(how):
+    """Changing token k changes nothing before the prediction of token k (position k - 1)."""
+    params, cfg = network(seed=3)
+    ids = text_ids()
+    rms = reading.gradient_rms(params, cfg, text_ids(seed=2), 4, 5, 0)
+
+    def losses(ids):
+        if how == "dynamic":
+            return reading.dynamic_nll(params, cfg, ids, rms, lr=0.05, decay=0.01, window=5)
+        return in_text_order(reading.cache_nll(params, cfg, ids, 1, 10, size=100, theta=1.0, lam=0.5)[0], ids)
+
+    before = losses(ids)
+    for k in (37, 150, 251):  # inside a segment and at its edges
+        changed = ids.copy()
+        changed[k] = (ids[k] + 1) % V
+        after = losses(changed)
+        np.testing.assert_array_equal(after[: k - 1], before[: k - 1])
+        assert after[k - 1] != before[k - 1]  # the prediction of token k itself does change
+
+
+def trained_on(ids):
+    """A small network trained briefly on ids: it knows their tokens, and not the others."""
+    params, cfg = network(seed=4, init="torch")
+    streams, state = batching.make_streams(ids, 4), model.init_state(cfg, 4, np.float64)
+    for _ in range(3):
+        for x, y in batching.windows(streams, 10):
+            _, _, cache, state = model.forward(params, cfg, x, y, state, None)
+            grads, _ = model.backward(params, cfg, cache)
+            optim.clip_global_norm(grads, 1.0)
+            optim.step("sgd", params, grads, {}, 1.0)
+    return params, cfg
+
+
+def test_both_lower_the_loss_of_a_rare_phrase_read_a_second_time():
+    rng = np.random.default_rng(5)
+    train = rng.integers(0, 30, 4000)
+    params, cfg = trained_on(train)
+    phrase = rng.integers(30, 40, 12)  # tokens training never showed
+    ids = np.concatenate([rng.integers(0, 30, 100), phrase, rng.integers(0, 30, 100), phrase, rng.integers(0, 30, 20)])
+    second = np.arange(212, 223)  # the predictions of the phrase's 2nd to 12th tokens, second time
+    plain = plain_nll(params, cfg, ids, 1, 10)
+    rms = reading.gradient_rms(params, cfg, train, 4, 5, 0)
+    dyn = reading.dynamic_nll(params, cfg, ids, rms, lr=1e-3, decay=2e-3, window=5)
+    cached = in_text_order(reading.cache_nll(params, cfg, ids, 1, 10, size=400, theta=1.0, lam=0.3)[0], ids)
+    assert plain[second].mean() > 6.0  # the model alone finds the phrase unlikely
+    assert dyn[second].mean() < plain[second].mean() - 1.0 and cached[second].mean() < plain[second].mean() - 1.0
+    assert dyn.mean() < plain.mean() and cached.mean() < plain.mean()  # and the whole text gains
+
+
+def test_the_options_are_checked_before_anything_is_read():
+    with pytest.raises(ConfigError, match="use one of them"):
+        reading.check_options(lstmtext.config.EvalOptions(dynamic=True, cache=100))
+    with pytest.raises(ConfigError, match="--cache-lambda in"):
+        reading.check_options(lstmtext.config.EvalOptions(cache=100, cache_lambda=1.5))
+
+
+def test_the_api_scores_as_the_command_does(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt", lines=120)
+    run = tmp_path / "run"
+    assert invoke(["train", corpus, *TINY, "--max-steps", "20", "--epochs", "0", "--out", run]).exit_code == 0
+    held = run / "valid.txt"
+    m = lstmtext.load(run)
+    for flags, keywords in ((["--dynamic", "--dynamic-lr", "0.001"], {"dynamic": True, "dynamic_lr": 0.001}),
+                            (["--cache", "50"], {"cache": 50})):  # fmt: skip
+        r = invoke(["eval", run, held, "--json", "--threads", "1", *flags])
+        assert r.exit_code == 0, r.output
+        got = json.loads(r.output)
+        assert got == {"file": str(held), **m.score(held.read_text(encoding="utf-8"), **keywords)}
+        assert got["loss"] != m.score(held.read_text(encoding="utf-8"))["loss"]
+    (run / "train-ids.npy").unlink()
+    r = invoke(["eval", run, held, "--dynamic"])
+    assert r.exit_code == 1 and "train-ids.npy" in r.output

@@ -80,25 +80,35 @@ def assert_same_run(a: Path, b: Path, rtol: float) -> None:
             np.testing.assert_allclose(got[k], want[k], rtol=rtol, atol=rtol * scale, err_msg=k)
 
 
+# AWD-LSTM's parts (issue #31): masks drawn for the whole batch, the penalties' gradients as shares of
+# the batch, windows of varied length, and NT-ASGD averaging on rank 0, which validates and saves.
+AWD = ["--weight-drop", "0.4", "--dropout-kind", "locked", "--embed-dropout", "0.2", "--ar", "2", "--tar", "1",
+       "--bptt-jitter", "--optimizer", "nt-asgd", "--lr", "2", "--nonmono", "1", "--eval-every", "2"]
+
+
 @needs_mpi
 @pytest.mark.parametrize(
-    "dtype, rtol, batch, tokenizer, accumulate",
+    "dtype, rtol, batch, tokenizer, accumulate, extra",
     [
-        ("float64", 1e-10, 4, "word", 1),  # embedding rows on the wire (300 words)
-        ("float64", 1e-10, 5, "char", 1),  # a dense embedding gradient; 5 streams split 2 + 3
-        ("float32", 1e-5, 4, "word", 1),
-        ("float64", 1e-10, 4, "word", 3),  # three windows' rows merged into one exchange
+        ("float64", 1e-10, 4, "word", 1, []),  # embedding rows on the wire (300 words)
+        ("float64", 1e-10, 5, "char", 1, []),  # a dense embedding gradient; 5 streams split 2 + 3
+        ("float32", 1e-5, 4, "word", 1, []),
+        ("float64", 1e-10, 4, "word", 3, []),  # three windows' rows merged into one exchange
+        ("float64", 1e-10, 5, "word", 1, AWD),
     ],
+    ids=["word", "char", "float32", "accumulate", "awd"],
 )
-def test_two_ranks_train_the_one_process_run(tmp_path, dtype, rtol, batch, tokenizer, accumulate):
+def test_two_ranks_train_the_one_process_run(tmp_path, dtype, rtol, batch, tokenizer, accumulate, extra):
     corpus = wide_corpus(tmp_path / "c.txt")
-    args = [corpus, "--max-steps", "20", *tiny(dtype, batch, tokenizer), "--accumulate", accumulate]
+    args = [corpus, "--max-steps", "20", *tiny(dtype, batch, tokenizer), "--accumulate", accumulate, *extra]
     r = invoke(["train", *args, "--out", tmp_path / "one"])
     assert r.exit_code == 0, r.output
     r = mpi_train(2, [*args, "--out", tmp_path / "two"])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "different weights" not in r.stdout
     assert_same_run(tmp_path / "one", tmp_path / "two", rtol)
+    if extra:  # the averaging really started, on rank 0 as in one process
+        assert int(checkpoint.load(tmp_path / "two" / "last.safetensors").extra["asgd.n"][0]) > 1
 
 
 @needs_mpi

@@ -83,7 +83,7 @@ def assert_same_run(a: Path, b: Path, rtol: float) -> None:
 # AWD-LSTM's parts (issue #31): masks drawn for the whole batch, the penalties' gradients as shares of
 # the batch, windows of varied length, and NT-ASGD averaging on rank 0, which validates and saves.
 AWD = ["--weight-drop", "0.4", "--dropout-kind", "locked", "--embed-dropout", "0.2", "--ar", "2", "--tar", "1",
-       "--bptt-jitter", "--optimizer", "nt-asgd", "--lr", "2", "--nonmono", "1", "--eval-every", "2"]
+       "--bptt-jitter", "--optimizer", "nt-asgd", "--lr", "10", "--nonmono", "1", "--eval-every", "2"]
 
 
 @needs_mpi

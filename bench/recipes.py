@@ -64,7 +64,7 @@ OLD = (
 GRID = {
     "char": "--tokenizer char",
     "word": "--tokenizer word",
-    "adaptive": "--tokenizer word --softmax adaptive --cutoffs 2000,6000",
+    "adaptive": "--tokenizer word --softmax adaptive",  # cutoffs a fifth and a half of the vocabulary
     "bpe-4k": "--vocab-size 4000",
     "big-lr": "--lr 0.012",
     "small-lr": "--lr 0.002",

@@ -83,7 +83,7 @@ class ModelConfig:
     chrono: int = 0  # T_max of the chrono gate biases (Tallec & Ollivier 2018); 0 = off
     heads: int = 1  # the slstm cell's recurrent heads: W_h block-diagonal in this many blocks (1 = dense)
     softmax: str = "full"  # the output head: "full", or "adaptive" (Grave et al. 2017, lstmtext.adaptive)
-    cutoffs: str = ""  # adaptive: where the vocabulary's frequency-sorted clusters start, e.g. "2000,6000"
+    cutoffs: str = ""  # adaptive: where the frequency-sorted clusters start, e.g. "2000,6000"; "": chosen from V
     # AWD-LSTM's regularisers (Merity, Keskar & Socher 2018), in training only; 0 turns each off.
     dropout_kind: str = "step"  # "step": a new mask at every time step; "locked": one per stream and window
     dropout_in: float = -1.0  # on the embedding's output; negative: --dropout
@@ -156,8 +156,12 @@ class ModelConfig:
                 raise ConfigError(f"--cutoffs takes increasing numbers like 2000,6000; got {self.cutoffs!r}") from None
             from lstmtext import adaptive  # here, not at the top: as for the cells above
 
-            # vocab_size 1 is the CLI's placeholder before tokenization: the bound is checked once V is set.
-            adaptive.check_cutoffs(cuts, None if self.vocab_size == 1 else self.vocab_size)
+            # vocab_size 1 is the CLI's placeholder before tokenization: the bound is checked, and
+            # cutoffs left out are chosen, once V is set.
+            if not cuts and self.vocab_size > 1:
+                cuts = adaptive.chosen_cutoffs(self.vocab_size)
+            if cuts:
+                adaptive.check_cutoffs(cuts, None if self.vocab_size == 1 else self.vocab_size)
             if self.tie:
                 raise ConfigError("--tie shares the full head with the embedding; use it with --softmax full")
             # One spelling, so that resume compares "2000, 6000" and "2000,6000" as the same run.

@@ -122,7 +122,9 @@ class TrainOptions:
     heads: int = opt(ModelConfig.heads, help="--cell slstm: block-diagonal recurrent heads (1: dense).")
     softmax: str = opt(ModelConfig.softmax, help="Output head: full, or adaptive (Grave et al. 2017), with --cutoffs.")
     cutoffs: str = opt(
-        ModelConfig.cutoffs, help="--softmax adaptive: where the frequency-sorted clusters start, e.g. 2000,6000."
+        ModelConfig.cutoffs,
+        help="--softmax adaptive: where the frequency-sorted clusters start, e.g. 2000,6000.",
+        show_default="a fifth and a half of the vocabulary",
     )
     batch_size: int = opt(TrainConfig.batch_size, help="Parallel streams B.")
     bptt: int = opt(TrainConfig.bptt, help="Window length T of truncated backpropagation through time.")

@@ -191,6 +191,9 @@ def new_run(o: TrainOptions, given: set, console: Console, warn: Callable[[str],
                 raise ConfigError(f"cannot write {run_dir / 'valid.txt'}: {e.strerror or e}") from None
             say(f"The held-out text is saved as {run_dir / 'valid.txt'} for `lstmtext eval`.")
         model_cfg = replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
+        if model_cfg.softmax == "adaptive" and "cutoffs" not in given:
+            say(f"Adaptive softmax (--cutoffs not given): clusters from {model_cfg.cutoffs}, a fifth and a half "
+                "of the vocabulary.")  # fmt: skip
         say(
             f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
             f"vocabulary {model_cfg.vocab_size:,} ({data.tokenizer.kind})."

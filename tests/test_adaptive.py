@@ -30,6 +30,24 @@ def test_shapes_and_cutoff_errors():
             adaptive.check_cutoffs(bad, V)
 
 
+def test_cutoffs_left_out_are_a_fifth_and_a_half_of_the_vocabulary(tmp_path):
+    from test_cli import TINY, invoke, make_corpus
+
+    from lstmtext.config import ModelConfig
+
+    def cutoffs(vocab):
+        return ModelConfig(vocab_size=vocab, embed=4, hidden=4, layers=1, dropout=0.0, softmax="adaptive").cutoffs
+
+    assert cutoffs(10_000) == "2000,5000" and cutoffs(2_950) == "590,1475" and cutoffs(3) == "1,2"
+    assert cutoffs(2) == "1"
+    assert cutoffs(1) == ""  # before tokenization: chosen once the vocabulary is known
+    corpus = make_corpus(tmp_path / "c.txt")
+    r = invoke(["train", corpus, *TINY, "--softmax", "adaptive", "--max-steps", "3", "--epochs", "0", "--out",
+                tmp_path / "run"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "Adaptive softmax (--cutoffs not given): clusters from" in r.output
+
+
 def test_gradients_match_central_differences():
     params, z, targets, edges = setup()
     mask = (np.arange(len(targets)) % 5 != 0).astype(float)  # some rows do not count

@@ -10,7 +10,7 @@ DEMO   := runs/demo
 # a clone named lstmtext/, that clone was imported as an empty namespace package instead.
 EDITABLE := --config-settings editable_mode=compat
 
-.PHONY: demo test dev lint clean compare-cells parity reproduce-ptb reproduce-ptb-stretch reproduce-wp memory see-inside ptb-cell recipes
+.PHONY: demo test dev lint clean compare-cells parity reproduce-ptb reproduce-ptb-stretch reproduce-wp memory see-inside ptb-cell recipes reproduce-awd ablate-awd
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,14 @@ parity: $(VENV)/.installed-dev
 	$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB) --lr 10 --dtype float64
 	-$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB) --lr 10
 	-$(BIN)/python tests/reference/parity.py --cell gru --data $(PTB)
+
+# Issue #31: AWD-LSTM's parts on PTB in a 2-hour budget, the test text scored plainly, with dynamic
+# evaluation and with the cache (bench/awd.py); ablate-awd takes each part out in turn, at a shorter budget.
+AWD_MINUTES ?= 30
+reproduce-awd: $(VENV)/.installed
+	$(BIN)/python -m bench.awd --minutes 120 --ptb $(PTB) --out runs/awd --resume
+ablate-awd: $(VENV)/.installed
+	$(BIN)/python -m bench.awd --runs ablation --minutes $(AWD_MINUTES) --ptb $(PTB) --out runs/awd-ablation --resume
 
 # Issue #6: Zaremba et al. 2014, small config (their lr 1 / clip 5 on a summed loss = our lr 20 /
 # clip 0.25 on a per-token mean; see docs/training.md "Loss scale"). Not in CI: about 40 minutes on 2 cores.

@@ -233,7 +233,10 @@ def info(
     if r["train"] is not None:
         tr = r["train"]
         table.add_row("training", f"{tr['optimizer']} lr {tr['lr']:g} ({_schedule_text(tr)}), "
-                      f"clip {tr['clip']:g}, batch {tr['batch_size']}, bptt {tr['bptt']}, "
+                      f"clip {tr['clip']:g}, batch {tr['batch_size']}, bptt {tr['bptt']}"
+                      + (" (jittered)" if tr.get("bptt_jitter") else "") + ", "
+                      + (f"weight decay {tr['weight_decay']:g}, " if tr.get("weight_decay") else "")
+                      + (f"averaging after {tr['nonmono']} stalled checks, " if tr["optimizer"] == "nt-asgd" else "")
                       + (f"{tr['accumulate']} windows a step, " if tr.get("accumulate", 1) > 1 else "")
                       + f"seed {tr['seed']}, {tr['dtype']}" + (", embedding frozen" if tr.get("freeze_embed") else ""))
         budget = [f"{k.replace('_', ' ')} {tr[k]:g}" for k in ("epochs", "max_steps", "max_minutes") if tr[k]]

@@ -61,6 +61,7 @@ def test_a_run_with_every_regulariser_resumes_bit_for_bit_and_says_what_it_uses(
         assert np.array_equal(a.params[k], b.params[k]), k
     shown = runner.invoke(app, ["info", str(tmp_path / "a")], env={"COLUMNS": "200"}).output
     assert "locked dropout, dropout-in 0.3, embed-dropout 0.1, weight-drop 0.5, ar 2, tar 1" in shown
+    assert "bptt 5, seed 3" in shown and "weight decay" not in shown
     r = invoke(["train", "--resume", tmp_path / "b", "--weight-drop", "0.3", "--max-steps", "12"])
     assert r.exit_code == 1 and "--weight-drop 0.3 (the run has 0.5)" in r.output
 

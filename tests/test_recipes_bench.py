@@ -232,3 +232,16 @@ def test_a_dropout_change_past_100_passes_leaves_the_runs_below_it_standing(monk
     kept = [at("default", 49.4), at("old", 171.8), at("char", 1250.0)]
     assert [r["recipe"] for r in recipes.current(kept)] == ["default", "old"]
     assert recipes.current([{**at("default", 20), "size_choice": None}]) == []  # unknown passes: re-measure
+
+
+def test_the_awd_ablation_takes_out_one_part_at_a_time():
+    from bench import awd
+
+    full = awd.flags("full")
+    for part, (on, off) in awd.PARTS.items():
+        without = awd.flags(f"-{part}")
+        assert shlex.join(shlex.split(on)) in shlex.join(full)
+        assert shlex.join(shlex.split(on)) not in shlex.join(without) and len(without) < len(full) + len(off.split())
+    assert awd.run_names("ablation") == ["full", *(f"-{p}" for p in awd.PARTS)]
+    with pytest.raises(SystemExit, match="unknown run -dropout"):
+        awd.run_names("full,-dropout")

@@ -1,0 +1,126 @@
+"""`make reproduce-awd` and `make ablate-awd` (issue #31): AWD-LSTM's parts (Merity, Keskar & Socher
+2018) on Penn Treebank within a wall-clock budget on this machine, the test text scored plainly, with
+dynamic evaluation (Krause et al. 2018) and with the neural cache (Grave et al. 2017); and the ablation,
+the same recipe with one part taken out at a time (their Table 4, at a budget a laptop has).
+
+    python -m bench.awd [--minutes 120] [--runs full,-weight-drop,...] [--ptb DIR] [--out runs/awd]
+
+Each run trains through the CLI (`lstmtext train ... --max-minutes M`), then `lstmtext eval RUN
+test.txt --json` three ways; its results are appended to OUT/results.jsonl as they come, and --resume
+skips the runs already there. One training process at a time: the budget is wall-clock.
+"""
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PTB = ROOT.parent / "shared" / "data" / "ptb"
+
+# Penn Treebank as the papers count it (Mikolov's 10,000 words, <eos> per line), a tied two-layer LSTM.
+BASE = (
+    "--tokenizer word --word-split whitespace --vocab-size 10000 --embed 512 --hidden 512 --layers 2 --tie "
+    "--init uniform --init-scale 0.1 --batch-size 40 --bptt 70 --clip 0.25 --reset-state 0 --seed 1 --threads 2"
+)
+# Each part and what stands in its place when it is taken out (AWD-LSTM's Table 4 has one row per part).
+PARTS = {
+    "weight-drop": ("--weight-drop 0.5", ""),
+    "locked-dropout": ("--dropout-kind locked --dropout-in 0.4 --dropout 0.25 --dropout-out 0.4", "--dropout 0.4"),
+    "embed-dropout": ("--embed-dropout 0.1", ""),
+    "ar-tar": ("--ar 2 --tar 1", ""),
+    "nt-asgd": ("--optimizer nt-asgd --lr 30 --eval-every 200", "--optimizer sgd --lr 30 --schedule wsd"),
+    "bptt-jitter": ("--bptt-jitter", ""),
+    "weight-decay": ("--weight-decay 1.2e-6", ""),
+}
+SCORING = {"plain": [], "dynamic": ["--dynamic"], "cache": ["--cache", "500"]}
+
+
+def flags(run: str) -> list[str]:
+    """"full": every part; "-PART": every part but that one, its stand-in instead."""
+    out = shlex.split(BASE)
+    for part, (on, off) in PARTS.items():
+        out += shlex.split(off if run == f"-{part}" else on)
+    return out
+
+
+def run_names(spec: str) -> list[str]:
+    names = spec.split(",") if spec != "ablation" else ["full", *(f"-{p}" for p in PARTS)]
+    unknown = [n for n in names if n != "full" and n.removeprefix("-") not in PARTS]
+    if unknown:
+        sys.exit(f"unknown run {', '.join(unknown)}; use full or -PART, PART one of {', '.join(PARTS)}")
+    return names
+
+
+def lstmtext(*args) -> list[str]:
+    return [str(Path(sys.executable).with_name("lstmtext")), *map(str, args)]
+
+
+def one(name: str, minutes: float, ptb: Path, out: Path) -> dict:
+    run = out / ("full" if name == "full" else f"without-{name[1:]}")
+    t0 = time.perf_counter()
+    train = lstmtext("train", ptb / "train.txt", "--valid", ptb / "valid.txt", "--out", run, "--force",
+                     "--max-minutes", minutes, *flags(name))  # fmt: skip
+    with open(out / f"{run.name}.log", "w") as log:
+        subprocess.run(train, check=True, stdout=log, stderr=subprocess.STDOUT)
+    trained = time.perf_counter() - t0
+    result = {"run": name, "minutes": minutes, "flags": flags(name), "train_seconds": trained}
+    for how, extra in SCORING.items():
+        t1 = time.perf_counter()
+        cmd = lstmtext("eval", run, ptb / "test.txt", "--json", "--batch-size", "1", *extra)
+        r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        result[how] = {"perplexity": r["perplexity"], "seconds": time.perf_counter() - t1}
+    best = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    result["end"] = best
+    return result
+
+
+def table(results: list[dict]) -> str:
+    full = next((r for r in results if r["run"] == "full"), None)
+    lines = ["| run | test (plain) | Δ | dynamic | cache | training s |", "|---|---|---|---|---|---|"]
+    for r in results:
+        plain = r["plain"]["perplexity"]
+        delta = f"{plain - full['plain']['perplexity']:+.1f}" if full and r is not full else "–"
+        lines.append(f"| {r['run']} | {plain:.1f} | {delta} | {r['dynamic']['perplexity']:.1f} "
+                     f"| {r['cache']['perplexity']:.1f} | {r['train_seconds']:.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=120.0)
+    ap.add_argument("--runs", default="full", help="full, -PART (full without PART), or ablation (all of them)")
+    ap.add_argument("--ptb", type=Path, default=PTB)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "awd")
+    ap.add_argument("--resume", action="store_true", help="skip the runs OUT/results.jsonl already holds")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands' flags and stop")
+    a = ap.parse_args()
+    names = run_names(a.runs)
+    if a.dry_run:
+        for n in names:
+            print(n, shlex.join(flags(n)))
+        return 0
+    if not (a.ptb / "train.txt").exists():
+        sys.exit(f"no Penn Treebank in {a.ptb}; pass --ptb DIR (lstmtext does not distribute it)")
+    a.out.mkdir(parents=True, exist_ok=True)
+    path = a.out / "results.jsonl"
+    done = [json.loads(x) for x in path.read_text().splitlines()] if a.resume and path.exists() else []
+    results = [r for r in done if r["run"] in names and r["minutes"] == a.minutes and r["flags"] == flags(r["run"])]
+    for name in names:
+        if any(r["run"] == name for r in results):
+            continue
+        r = one(name, a.minutes, a.ptb, a.out)
+        with open(path, "a") as f:
+            f.write(json.dumps(r) + "\n")
+        results.append(r)
+        print(f"{name}: test {r['plain']['perplexity']:.1f}, dynamic {r['dynamic']['perplexity']:.1f}, "
+              f"cache {r['cache']['perplexity']:.1f}", flush=True)  # fmt: skip
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,8 +1,11 @@
 """The two configurations a run is made of. Both live in every checkpoint's header, so a checkpoint
 rebuilds its model and resumes its training with no flags."""
 
+import types
+import typing
 from dataclasses import MISSING, dataclass, field, fields
 from difflib import get_close_matches
+from pathlib import Path
 
 from lstmtext.errors import ConfigError
 from lstmtext.schedule import SCHEDULES
@@ -32,7 +35,34 @@ def options_of(cls, values: dict, what: str):
         close = get_close_matches(unknown[0], names, n=3)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise ConfigError(f"unknown {what} option {unknown[0]!r}{hint}")
+    kinds = typing.get_type_hints(cls)
+    for name, value in values.items():  # the command line converts its strings; a script's values are checked here
+        if not _fits(value, kinds[name]):
+            raise ConfigError(f"{what} option {name} takes {_shown_type(kinds[name])}, got {value!r}")
     return cls(**values)
+
+
+def _fits(value, kind) -> bool:
+    """Whether a keyword's value has its option's type (a str for a Path is fine; True is no int)."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return any(_fits(value, k) for k in typing.get_args(kind))
+    simple = {type(None): value is None, bool: isinstance(value, bool), str: isinstance(value, str),
+              int: isinstance(value, int) and not isinstance(value, bool),
+              float: isinstance(value, int | float) and not isinstance(value, bool),
+              Path: isinstance(value, str | Path)}  # fmt: skip
+    if kind in simple:
+        return simple[kind]
+    if typing.get_origin(kind) in (list, tuple):
+        return isinstance(value, list | tuple)
+    return True
+
+
+def _shown_type(kind) -> str:
+    names = {bool: "True or False", int: "a whole number", float: "a number", str: "a string", Path: "a path",
+             type(None): "None"}  # fmt: skip
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return " or ".join(_shown_type(k) for k in typing.get_args(kind))
+    return names.get(kind, "a list" if typing.get_origin(kind) in (list, tuple) else str(kind))
 
 
 @dataclass(frozen=True)

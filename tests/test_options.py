@@ -8,7 +8,7 @@ import pytest
 import typer
 
 from lstmtext import api, cli
-from lstmtext.config import EvalOptions, TrainConfig
+from lstmtext.config import EvalOptions, TrainConfig, options_of
 from lstmtext.errors import ConfigError
 from lstmtext.options import TrainOptions
 from lstmtext.sample import SampleOptions
@@ -104,3 +104,18 @@ def test_the_options_defaults_are_the_configs_and_old_checkpoints_keep_their_mea
     with pytest.raises(ConfigError, match="missing hidden"):  # a size has no default to fall back on
         from_dict(ModelConfig, {k: v for k, v in vars(now).items() if k != "hidden"})
     assert from_dict(TrainConfig, old_train).reset_state == 0.0 and from_dict(TrainConfig, old_train).schedule == "step"
+
+
+def test_a_keyword_of_the_wrong_type_is_one_clear_error(tmp_path):
+    """The command line converts its strings; a script's value is checked against the option's type
+    before anything runs (tie="true" once trained and wrote a checkpoint nothing could load)."""
+    for bad, message in (({"tie": "true"}, "tie takes True or False, got 'true'"),
+                         ({"hidden": 12.5}, "hidden takes a whole number or None, got 12.5"),
+                         ({"lr": "0.1"}, "lr takes a number or None"),
+                         ({"epochs": True}, "epochs takes a whole number, got True")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            api.train(tmp_path / "none.txt", **bad)
+    with pytest.raises(ConfigError, match="temperature takes a number"):
+        api._sample_options({"temperature": "hot"}, 1)
+    o = options_of(TrainOptions, {"out": str(tmp_path), "lr": 1, "include": ["*.md"]}, "training")  # str path, int lr
+    assert o.lr == 1 and o.include == ["*.md"]

@@ -10,7 +10,7 @@ DEMO   := runs/demo
 # a clone named lstmtext/, that clone was imported as an empty namespace package instead.
 EDITABLE := --config-settings editable_mode=compat
 
-.PHONY: demo test dev lint clean compare-cells parity reproduce-ptb reproduce-ptb-stretch reproduce-wp memory see-inside ptb-cell recipes reproduce-awd ablate-awd
+.PHONY: demo test dev lint clean compare-cells parity reproduce-ptb reproduce-ptb-stretch reproduce-wp memory see-inside ptb-cell recipes reproduce-awd ablate-awd notebook
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ test: $(VENV)/.installed-dev
 .PHONY: test-fast
 test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m "not slow"
+
+# Issue #33: the lecture as a notebook. Writes notebooks/lstm_lecture.ipynb from its source (jupytext's
+# percent format) with every output, about two minutes on 2 cores; `make test` runs it with small budgets.
+$(VENV)/.installed-notebook: pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/pip install --quiet $(EDITABLE) -e '.[notebook]'
+	touch $@
+notebook: $(VENV)/.installed-notebook
+	$(BIN)/python notebooks/run.py
+	@echo "open it: $(BIN)/jupyter lab notebooks/lstm_lecture.ipynb"
 
 # The five-cell table of docs/results.md (about 10 minutes on 2 cores).
 compare-cells: $(VENV)/.installed

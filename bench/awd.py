@@ -24,7 +24,8 @@ PTB = ROOT.parent / "shared" / "data" / "ptb"
 # Penn Treebank as the papers count it (Mikolov's 10,000 words, <eos> per line), a tied two-layer LSTM.
 BASE = (
     "--tokenizer word --word-split whitespace --vocab-size 10000 --embed 512 --hidden 512 --layers 2 --tie "
-    "--init uniform --init-scale 0.1 --batch-size 40 --bptt 70 --clip 0.25 --reset-state 0 --seed 1 --threads 2"
+    "--init uniform --init-scale 0.1 --batch-size 40 --bptt 70 --clip 0.25 --reset-state 0 --eval-every 200 --seed 1 "
+    "--threads 2"
 )
 # Each part and what stands in its place when it is taken out (AWD-LSTM's Table 4 has one row per part).
 PARTS = {
@@ -32,7 +33,7 @@ PARTS = {
     "locked-dropout": ("--dropout-kind locked --dropout-in 0.4 --dropout 0.25 --dropout-out 0.4", "--dropout 0.4"),
     "embed-dropout": ("--embed-dropout 0.1", ""),
     "ar-tar": ("--ar 2 --tar 1", ""),
-    "nt-asgd": ("--optimizer nt-asgd --lr 30 --eval-every 200", "--optimizer sgd --lr 30 --schedule wsd"),
+    "nt-asgd": ("--optimizer nt-asgd --lr 30", "--optimizer sgd --lr 30 --schedule wsd"),
     "bptt-jitter": ("--bptt-jitter", ""),
     "weight-decay": ("--weight-decay 1.2e-6", ""),
 }

@@ -132,12 +132,13 @@ class Model:
         if warning:
             self._warn(warning)
 
-    def score(self, text: str, *, name: str = "the text", **options) -> dict:
+    def score(self, text: str, batch_size: int = EvalOptions.batch_size, bptt: int = EvalOptions.bptt, *,
+              name: str = "the text", **options) -> dict:  # fmt: skip
         """How well the model predicts `text`: the fields `lstmtext eval --json` prints (tokens, loss,
         perplexity, words, word_perplexity, bits_per_byte, unk_rate). name: the text in messages.
         options: EvalOptions's fields (batch_size, bptt; dynamic and its dynamic_*, which read the text
         as one stream and learn from it as it goes; cache, cache_theta, cache_lambda: lstmtext.reading)."""
-        o = options_of(EvalOptions, options, "scoring")
+        o = options_of(EvalOptions, {"batch_size": batch_size, "bptt": bptt, **options}, "scoring")
         reading.check_options(o)
         ids = self.tokenizer.encode(text)
         if len(ids) < 2:
@@ -254,7 +255,7 @@ def _with_options(method, options, leave_out=()) -> Signature:
 
 for _method in (Model.stream, Model.generate, Model.samples):
     _method.__signature__ = _with_options(_method, SampleOptions, ("num_samples",))
-Model.score.__signature__ = _with_options(Model.score, EvalOptions)
+Model.score.__signature__ = _with_options(Model.score, EvalOptions, ("batch_size", "bptt"))  # those two positional too
 
 
 def load(

@@ -1,11 +1,14 @@
 """The two configurations a run is made of. Both live in every checkpoint's header, so a checkpoint
 rebuilds its model and resumes its training with no flags."""
 
+import numbers
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from difflib import get_close_matches
 from pathlib import Path
+
+import numpy as np
 
 from lstmtext.errors import ConfigError
 from lstmtext.schedule import SCHEDULES
@@ -36,6 +39,8 @@ def options_of(cls, values: dict, what: str):
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise ConfigError(f"unknown {what} option {unknown[0]!r}{hint}")
     kinds = typing.get_type_hints(cls)
+    # NumPy's scalars as Python's, so that a checkpoint's JSON header can hold them
+    values = {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
     for name, value in values.items():  # the command line converts its strings; a script's values are checked here
         if not _fits(value, kinds[name]):
             raise ConfigError(f"{what} option {name} takes {_shown_type(kinds[name])}, got {value!r}")
@@ -46,14 +51,15 @@ def _fits(value, kind) -> bool:
     """Whether a keyword's value has its option's type (a str for a Path is fine; True is no int)."""
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         return any(_fits(value, k) for k in typing.get_args(kind))
+    # Any number type counts (a Fraction, a Decimal's int); a bool is no number here.
     simple = {type(None): value is None, bool: isinstance(value, bool), str: isinstance(value, str),
-              int: isinstance(value, int) and not isinstance(value, bool),
-              float: isinstance(value, int | float) and not isinstance(value, bool),
+              int: isinstance(value, numbers.Integral) and not isinstance(value, bool),
+              float: isinstance(value, numbers.Real) and not isinstance(value, bool),
               Path: isinstance(value, str | Path)}  # fmt: skip
     if kind in simple:
         return simple[kind]
     if typing.get_origin(kind) in (list, tuple):
-        return isinstance(value, list | tuple)
+        return isinstance(value, list | tuple | str)  # one string stands for a list of one (--include)
     return True
 
 

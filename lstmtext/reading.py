@@ -7,8 +7,9 @@ one stream cut into short segments; after a segment is scored, the weights take 
     θ ← θ − η · g / (rms + ε) + λ · r ⊙ (θ₀ − θ)
 
 g the segment's gradient, rms the root mean square of training gradients (per weight, `gradient_rms`),
-θ₀ the trained weights and r = rms / mean(rms), at most 1/λ: the weights that training moved most
-are the ones allowed to move and pulled back most. With η = 0 and λ = 0 it is the plain score.
+θ₀ the trained weights and r = rms / (the mean of each array's mean rms), at most 1/λ: the weights
+that training moved most are the ones allowed to move and pulled back most. With η = 0 and λ = 0 it
+is the plain score.
 
 The neural cache (Grave, Joulin & Usunier 2017, "Improving neural language models with a continuous
 cache"): the last layer's outputs h_i of the previous `size` positions are kept with the token that
@@ -47,7 +48,7 @@ def gradient_rms(params: dict, cfg: ModelConfig, ids: np.ndarray, batch: int, wi
                  max_windows: int) -> dict:  # fmt: skip
     """Per weight, the root mean square of the training loss's gradient over windows of `ids` (the
     training text), read as `batch` streams, at most `max_windows` windows (0: all), no dropout."""
-    batch = max(1, min(batch, (len(ids) - 1) // window))
+    batch = max(1, min(batch, len(ids) // (window + 1)))  # each stream needs a whole window and its target
     streams = batching.make_streams(ids, batch)  # (n, B)
     state = model.init_state(cfg, batch, params["embed.W"].dtype)
     total = {k: np.zeros_like(p) for k, p in params.items()}
@@ -63,7 +64,10 @@ def gradient_rms(params: dict, cfg: ModelConfig, ids: np.ndarray, batch: int, wi
             else:
                 total[k] += g * g
         count += 1
-    return {k: np.sqrt(t / max(count, 1)) for k, t in total.items()}
+    if count == 0:
+        raise ConfigError(f"--dynamic needs a training text of at least {window + 1} tokens for its statistics; "
+                          f"this one has {len(ids)}")  # fmt: skip
+    return {k: np.sqrt(t / count) for k, t in total.items()}
 
 
 def dynamic_nll(params: dict, cfg: ModelConfig, ids: np.ndarray, rms: dict, lr: float, decay: float,
@@ -72,6 +76,7 @@ def dynamic_nll(params: dict, cfg: ModelConfig, ids: np.ndarray, rms: dict, lr: 
     weights learned from the segments before it only, then learned from."""
     theta0 = params
     theta = {k: p.copy() for k, p in params.items()}
+    # The mean of each array's mean RMS, as Krause et al.'s code takes it (their λ is tuned to it).
     mean_rms = float(np.mean([r.mean() for r in rms.values()]))
     rate = {k: np.minimum(r / mean_rms, 1.0 / decay) if decay else r for k, r in rms.items()}  # r, clipped at 1/λ
     x, y = ids[:-1], ids[1:]

@@ -192,8 +192,8 @@ def new_run(o: TrainOptions, given: set, console: Console, warn: Callable[[str],
             say(f"The held-out text is saved as {run_dir / 'valid.txt'} for `lstmtext eval`.")
         model_cfg = replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
         if model_cfg.softmax == "adaptive" and "cutoffs" not in given:
-            say(f"Adaptive softmax (--cutoffs not given): clusters from {model_cfg.cutoffs}, a fifth and a half "
-                "of the vocabulary.")  # fmt: skip
+            say(f"Adaptive softmax (--cutoffs not given): clusters from {model_cfg.cutoffs}, chosen from the "
+                f"{model_cfg.vocab_size:,} tokens (a fifth and a half of them).")  # fmt: skip
         say(
             f"{data.info['train_tokens']:,} training tokens, {data.info['valid_tokens']:,} validation tokens, "
             f"vocabulary {model_cfg.vocab_size:,} ({data.tokenizer.kind})."
@@ -297,7 +297,9 @@ def _choose_size(model_cfg: ModelConfig, cfg: TrainConfig, shape: dict, sized: s
     data.info["size_choice"] = choice.reason()
     left = ", ".join(f"--{k}" for k in sizing.OPTIONS if k in sized)
     say(f"Model size ({left} not given) chosen for the budget: {choice.reason()}.", soft_wrap=True)
-    return replace(model_cfg, **{k: getattr(choice, k) for k in sized})
+    # dropout_in/out left out follow --dropout (-1): the placeholder config resolved them to its 0
+    follow = {k: shape[k] for k in ("dropout_in", "dropout_out")} if "dropout" in sized else {}
+    return replace(model_cfg, **{k: getattr(choice, k) for k in sized}, **follow)
 
 
 def _unk_report(tok, ids, what: str, say, warn) -> None:

@@ -55,7 +55,7 @@ def sigmoid(x):
 # *"I grew up in India … (a long story) … so I speak fluent ___."* The answer depends on a word read
 # long ago. A plain RNN carries everything in one state, `h_t = tanh(x_t W_x + h_{t-1} W_h + b)`, and
 # training asks how the loss at the end changes with the state at the start. By the chain rule that is
-# a product of one Jacobian per step, `∂h_T/∂h_0 = Π_t ∂h_t/∂h_{t-1}`, each `W_hᵀ diag(tanh′)`. With
+# a product of one Jacobian per step, `∂h_T/∂h_0 = Π_t ∂h_t/∂h_{t-1}`, each `diag(tanh′) W_hᵀ`. With
 # every factor a little below 1 in size, the product shrinks geometrically: the cue is out of reach.
 #
 # Below, lstmtext's RNN cell reads T steps of input, and its `backward` takes the gradient of `h_T`
@@ -326,7 +326,7 @@ assert found["lstm"]["norm"]["layers.0.c"][29] > found["rnn"]["norm"]["layers.0.
 # %% [markdown]
 # ## 6. Inside the cell
 #
-# The LSTM answered correctly at every gap, so some units must hold the country across the story.
+# The LSTM answered at every gap, 40 included, so some units must hold the country across the story.
 # `inside.read_along` runs the model over a text and keeps every gate and state after each token. Two
 # stories that differ only in the country: the unit whose cell state stays most apart between them,
 # from the country to the question, is one that carries it.

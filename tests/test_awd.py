@@ -163,3 +163,15 @@ def test_bptt_jitter_scales_the_lr_by_the_window_and_resumes_bit_for_bit(tmp_pat
     assert a.progress["step"] == b.progress["step"] == len(seen)
     for k in a.params:
         assert np.array_equal(a.params[k], b.params[k]), k
+
+
+def test_dropout_in_and_out_follow_the_dropout_the_size_chooser_picks(tmp_path):
+    """Left out, --dropout-in and --dropout-out are --dropout's rate, also when the run chose it."""
+    corpus = make_corpus(tmp_path / "tiny.txt")
+    r = invoke(["train", corpus, *TINY, "--epochs", "10", "--out", tmp_path / "r"])  # no --dropout: chosen
+    assert r.exit_code == 0, r.output
+    m = checkpoint.load(tmp_path / "r" / "last.safetensors").model_cfg
+    assert m.dropout > 0 and m.dropout_in == m.dropout_out == m.dropout
+    r = invoke(["train", corpus, *TINY, "--epochs", "10", "--dropout-out", "0", "--out", tmp_path / "s"])
+    m = checkpoint.load(tmp_path / "s" / "last.safetensors").model_cfg
+    assert m.dropout > 0 and m.dropout_in == m.dropout and m.dropout_out == 0.0

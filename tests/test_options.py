@@ -4,6 +4,7 @@ options dataclasses, and this walks both to check that they agree with them."""
 import inspect
 from dataclasses import MISSING, fields
 
+import numpy as np
 import pytest
 import typer
 
@@ -117,5 +118,7 @@ def test_a_keyword_of_the_wrong_type_is_one_clear_error(tmp_path):
             api.train(tmp_path / "none.txt", **bad)
     with pytest.raises(ConfigError, match="temperature takes a number"):
         api._sample_options({"temperature": "hot"}, 1)
-    o = options_of(TrainOptions, {"out": str(tmp_path), "lr": 1, "include": ["*.md"]}, "training")  # str path, int lr
-    assert o.lr == 1 and o.include == ["*.md"]
+    o = options_of(TrainOptions, {"out": str(tmp_path), "lr": 1, "include": "*.md", "hidden": np.int64(64),
+                                  "dropout": np.float32(0.25)}, "training")  # fmt: skip
+    assert o.lr == 1 and o.include == ["*.md"] and o.out == tmp_path  # a str path, an int lr, one glob
+    assert type(o.hidden) is int and type(o.dropout) is float  # NumPy's scalars become Python's (JSON headers)

@@ -123,3 +123,11 @@ def test_the_api_scores_as_the_command_does(tmp_path):
     (run / "train-ids.npy").unlink()
     r = invoke(["eval", run, held, "--dynamic"])
     assert r.exit_code == 1 and "train-ids.npy" in r.output
+
+
+def test_dynamic_statistics_need_a_whole_window_of_training_text():
+    params, cfg = network()
+    rms = reading.gradient_rms(params, cfg, text_ids(n=12), 100, 5, 0)  # two streams of a window each
+    assert all(np.isfinite(r).all() for r in rms.values()) and any(r.any() for r in rms.values())
+    with pytest.raises(ConfigError, match="at least 6 tokens"):
+        reading.gradient_rms(params, cfg, text_ids(n=5), 100, 5, 0)

@@ -3,7 +3,7 @@ one mask per window, and the options through the command line: stored, shown, ke
 
 import numpy as np
 import pytest
-from test_cli import TINY, app, invoke, make_corpus, runner
+from test_cli import TINY, app, invoke, make_corpus, runner, whole_and_resumed
 
 from lstmtext import batching, checkpoint, model, optim
 from lstmtext.config import ModelConfig
@@ -50,15 +50,8 @@ def test_a_run_with_every_regulariser_resumes_bit_for_bit_and_says_what_it_uses(
     corpus = make_corpus(tmp_path / "tiny.txt")
     common = [corpus, *TINY, *AWD, "--optimizer", "adam", "--epochs", "0", "--seed", "3", "--schedule", "constant",
               "--dtype", "float64"]
-    assert invoke(["train", *common, "--out", tmp_path / "a", "--max-steps", "10"]).exit_code == 0
-    assert invoke(["train", *common, "--out", tmp_path / "b", "--max-steps", "4"]).exit_code == 0
-    r = invoke(["train", "--resume", tmp_path / "b", "--max-steps", "10"])
-    assert r.exit_code == 0, r.output
-    a = checkpoint.load(tmp_path / "a" / "last.safetensors")
-    b = checkpoint.load(tmp_path / "b" / "last.safetensors")
+    a, _, _ = whole_and_resumed(tmp_path, common, "10", "4")
     assert a.model_cfg.weight_drop == 0.5 and a.model_cfg.dropout_kind == "locked" and a.model_cfg.tar == 1.0
-    for k in a.params:
-        assert np.array_equal(a.params[k], b.params[k]), k
     shown = runner.invoke(app, ["info", str(tmp_path / "a")], env={"COLUMNS": "200"}).output
     assert "locked dropout, dropout-in 0.3, embed-dropout 0.1, weight-drop 0.5, ar 2, tar 1" in shown
     assert "bptt 5, seed 3" in shown and "weight decay" not in shown
@@ -104,18 +97,9 @@ def test_an_nt_asgd_run_validates_and_saves_the_average_and_resumes_bit_for_bit(
     corpus = make_corpus(tmp_path / "tiny.txt", lines=120)
     common = [corpus, *TINY, "--optimizer", "nt-asgd", "--lr", "8", "--nonmono", "1", "--eval-every", "1",
               "--epochs", "0", "--seed", "3", "--dtype", "float64"]
-    r = invoke(["train", *common, "--out", tmp_path / "a", "--max-steps", "16"])
-    assert r.exit_code == 0, r.output
-    assert "averaging the weights from step" in r.output
-    assert invoke(["train", *common, "--out", tmp_path / "b", "--max-steps", "9"]).exit_code == 0
-    assert invoke(["train", "--resume", tmp_path / "b", "--max-steps", "16"]).exit_code == 0
-    a = checkpoint.load(tmp_path / "a" / "last.safetensors")
-    b = checkpoint.load(tmp_path / "b" / "last.safetensors")
+    a, _, output = whole_and_resumed(tmp_path, common, "16", "9")
+    assert "averaging the weights from step" in output
     assert a.train_cfg.schedule == "constant"  # NT-ASGD's averaging is its annealing
-    for k in a.extra:
-        assert np.array_equal(a.extra[k], b.extra[k]), k
-    for k in a.params:
-        assert np.array_equal(a.params[k], b.params[k]), k
     # The checkpoint's weights are the average; its state keeps the iterate training goes on from.
     assert int(a.extra["asgd.n"][0]) > 1
     assert not np.array_equal(a.params["layers.0.W_h"], a.extra["asgd.avg.layers.0.W_h"])
@@ -156,13 +140,8 @@ def test_bptt_jitter_scales_the_lr_by_the_window_and_resumes_bit_for_bit(tmp_pat
     for T, lr in seen:
         assert lr == pytest.approx(2 * T / 12, rel=1e-12)
     monkeypatch.setattr(trainer.Trainer, "step", step)
-    assert invoke(["train", *common, "--out", tmp_path / "b", "--max-steps", "7"]).exit_code == 0
-    assert invoke(["train", "--resume", tmp_path / "b", "--max-steps", "0"]).exit_code == 0
-    a = checkpoint.load(tmp_path / "a" / "last.safetensors")
-    b = checkpoint.load(tmp_path / "b" / "last.safetensors")
-    assert a.progress["step"] == b.progress["step"] == len(seen)
-    for k in a.params:
-        assert np.array_equal(a.params[k], b.params[k]), k
+    a, _, _ = whole_and_resumed(tmp_path / "split", common, "0", "7")  # 0: the two epochs, no step limit
+    assert a.progress["step"] == len(seen)
 
 
 def test_dropout_in_and_out_follow_the_dropout_the_size_chooser_picks(tmp_path):

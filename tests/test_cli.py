@@ -77,19 +77,31 @@ def test_other_tokenizers_train_and_generate(tmp_path, corpus, kind):
         assert "never saw" in r.stderr and "'日'" in r.stderr
 
 
+def whole_and_resumed(tmp_path, args: list, steps: str, first: str):
+    """Train `args` for `steps` in one go (tmp_path/a) and for `first` steps then resumed to `steps`
+    (tmp_path/b); assert every weight and optimizer array is the same to the bit. -> their last
+    checkpoints and the whole run's output."""
+    whole = invoke(["train", *args, "--out", tmp_path / "a", "--max-steps", steps])
+    assert whole.exit_code == 0, whole.output
+    assert invoke(["train", *args, "--out", tmp_path / "b", "--max-steps", first]).exit_code == 0
+    r = invoke(["train", "--resume", tmp_path / "b", "--max-steps", steps])
+    assert r.exit_code == 0, r.output
+    a = checkpoint.load(tmp_path / "a" / "last.safetensors")
+    b = checkpoint.load(tmp_path / "b" / "last.safetensors")
+    assert a.progress["step"] == b.progress["step"]
+    for arrays_a, arrays_b in ((a.params, b.params), (a.extra, b.extra)):
+        assert arrays_a.keys() == arrays_b.keys()
+        for k in arrays_a:
+            assert np.array_equal(arrays_a[k], arrays_b[k]), k  # bit for bit
+    return a, b, whole.output
+
+
 def test_resume_equals_uninterrupted_run(tmp_path, corpus):
     # A resume that raises the budget stretches a cosine plan: constant lr keeps the two runs comparable.
     common = [corpus, *TINY, "--dropout", "0.3", "--optimizer", "adam", "--epochs", "0", "--seed", "5",
               "--schedule", "constant"]
-    assert invoke(["train", *common, "--out", tmp_path / "a", "--max-steps", "14"]).exit_code == 0
-    assert invoke(["train", *common, "--out", tmp_path / "b", "--max-steps", "6"]).exit_code == 0
-    r = invoke(["train", "--resume", tmp_path / "b", "--max-steps", "14"])
-    assert r.exit_code == 0, r.output
-    a = checkpoint.load(tmp_path / "a" / "last.safetensors")
-    b = checkpoint.load(tmp_path / "b" / "last.safetensors")
-    assert a.progress["step"] == b.progress["step"] == 14
-    for k in a.params:
-        assert np.array_equal(a.params[k], b.params[k]), k  # bit for bit
+    a, _, _ = whole_and_resumed(tmp_path, common, "14", "6")
+    assert a.progress["step"] == 14
 
     def last(run):
         lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()

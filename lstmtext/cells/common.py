@@ -73,23 +73,33 @@ def input_projection(x: np.ndarray, W_x: np.ndarray, b: np.ndarray) -> np.ndarra
     return xw.reshape(T, B, -1)  # (T, B, GH)
 
 
+def input_projection_fm(x: np.ndarray, W_x: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The same, feature-major for the cells whose steps are: x (T,B,D) -> (G·H, T, B), so that a
+    step's part [:, t] is a (G·H, B) block of B-long rows, added to the step's product as it lies.
+    One GEMM still (W_xᵀ xᵀ: BLAS reads both transposes in place)."""
+    T, B, D = x.shape
+    xw = W_x.T @ x.reshape(T * B, D).T  # (GH, TB)
+    xw += b[:, None]  # (GH, TB)
+    return xw.reshape(-1, T, B)  # (GH, T, B)
+
+
 def window_grads(
     x: np.ndarray, h_prev: np.ndarray | None, dA: np.ndarray, W_x: np.ndarray, dA_h: np.ndarray | None = None
 ) -> tuple[dict, np.ndarray]:
     """The end of every cell's backward pass, one GEMM each over the whole window.
 
-    x (T,B,D) the window input, h_prev (T,B,H) each step's recurrent input h_{t-1}, dA (T,B,G·H) the
-    loss gradient of the pre-activations x W_x + h W_h + b; dA_h the one of h W_h where it differs
-    (the GRU's candidate sees h W_hn through its reset gate); h_prev None for a cell without W_h.
-    -> {"W_x", "W_h", "b"}, dx (T,B,D)."""
+    x (T,B,D) the window input, h_prev (T,B,H) each step's recurrent input h_{t-1}, dA (T·B, G·H)
+    the loss gradient of the pre-activations x W_x + h W_h + b, one row per step and stream in x's
+    order (batch-major dA.reshape(T·B, -1), or feature-major (G·H, T·B) transposed: BLAS reads
+    either in place); dA_h the one of h W_h where it differs (the GRU's candidate sees h W_hn
+    through its reset gate); h_prev None for a cell without W_h. -> {"W_x", "W_h", "b"}, dx (T,B,D)."""
     T, B, D = x.shape
-    dA2 = dA.reshape(T * B, -1)  # (TB, GH)
-    dAh = dA2 if dA_h is None else dA_h.reshape(T * B, -1)  # (TB, GH)
-    grads = {"W_x": x.reshape(T * B, D).T @ dA2}  # (D, GH)
+    dAh = dA if dA_h is None else dA_h  # (TB, GH)
+    grads = {"W_x": x.reshape(T * B, D).T @ dA}  # (D, GH)
     if h_prev is not None:
         grads["W_h"] = h_prev.reshape(T * B, -1).T @ dAh  # (H, GH)
-    grads["b"] = dA2.sum(axis=0)  # (GH,)
-    dx = (dA2 @ W_x.T).reshape(T, B, D)  # (T, B, D)
+    grads["b"] = dA.sum(axis=0)  # (GH,)
+    dx = (dA @ W_x.T).reshape(T, B, D)  # (T, B, D)
     return grads, dx
 
 

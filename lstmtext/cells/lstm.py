@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import GateActivation, input_projection, named_blocks, window_grads
+from lstmtext.cells import compiled
+from lstmtext.cells.common import GateActivation, input_projection_fm, named_blocks, window_grads
 
 NAME = "lstm"
 STATE = ("h", "c")  # what is carried from window to window
@@ -95,7 +96,7 @@ RULE = Rule(BLOCKS, "ssts", FORGET, write, local_derivatives)  # i, f: σ; g: ta
 class Window:
     """The forward loop's arrays, made before the first step."""
 
-    xW: np.ndarray  # (T, B, GH) x_t W_x + b for every step
+    xW: np.ndarray  # (GH, T, B) x_t W_x + b for every step, feature-major: step t is [:, t]
     W_hT: np.ndarray  # (GH, H) contiguous: the step's product is W_h^T h^T
     gates: np.ndarray  # (T, GH, B)
     c: np.ndarray  # (T+1, H, B), c[0] set
@@ -112,14 +113,17 @@ def window(p: dict, x: np.ndarray, state: dict) -> Window:
     c = np.empty((T + 1, H, B), dtype=dt)
     h = np.empty((T + 1, B, H), dtype=dt)
     c[0], h[0] = state["c"].T, state["h"]
-    return Window(input_projection(x, p["W_x"], p["b"]), np.ascontiguousarray(W_h.T),
+    return Window(input_projection_fm(x, p["W_x"], p["b"]), np.ascontiguousarray(W_h.T),
                   np.empty((T, GH, B), dtype=dt), c, np.empty((T, H, B), dtype=dt), h, np.empty((H, B), dtype=dt))
 
 
 def forward(p: dict, x: np.ndarray, state: dict, rule: Rule = RULE) -> tuple[np.ndarray, Cache]:
     """Run the cell over a window. x (T,B,D), state {"h": (B,H), "c": (B,H)} -> h (T,B,H), cache.
 
-    The returned h is a view of the cache (no copy); treat it as read-only."""
+    The returned h is a view of the cache (no copy); treat it as read-only. With numba installed,
+    the LSTM's own float steps run compiled (cells/compiled.py): the same equations, one call."""
+    if rule is RULE and (k := compiled.kernels()):
+        return compiled.lstm_forward(k, p, x, state)
     w = window(p, x, state)
     H, GH = p["W_h"].shape
     act = GateActivation.of(rule.kinds, H, x.dtype)
@@ -127,7 +131,7 @@ def forward(p: dict, x: np.ndarray, state: dict, rule: Rule = RULE) -> tuple[np.
     for t in range(x.shape[0]):
         a = w.gates[t]  # (GH, B), filled and activated in place
         np.matmul(w.W_hT, h[t].T, out=a)  # (GH, B) h_{t-1} W_h; h[t].T is a transposed view, a BLAS flag
-        a += w.xW[t].T  # (GH, B) + x_t W_x + b
+        a += w.xW[:, t]  # (GH, B) + x_t W_x + b
         act.apply(a)  # (GH, B) i, f, o: σ; g: tanh
         rule.write(a, c[t], c[t + 1], w.tmp)  # (H, B) c_t = f ⊙ c_{t-1} + i ⊙ g
         np.tanh(c[t + 1], out=w.tanh_c[t])  # (H, B)
@@ -157,15 +161,15 @@ def derivatives(cache: Cache) -> Derivatives:
 
 def backward(dh: np.ndarray, cache: Cache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) = dLoss/dh_t from above -> dx (T,B,D), grads, dstate (w.r.t. the initial state)."""
+    if cache.rule is RULE and (k := compiled.kernels()):
+        return compiled.lstm_backward(k, dh, cache)
     T, B, _ = cache.x.shape
     H, GH = cache.W_h.shape
     dt = cache.x.dtype
     d = derivatives(cache)
     k_c = d.k[:, : GH - H].reshape(T, -1, H, B)  # (T, G-1, H, B) the blocks that write c
-    dA = np.empty((T, B, GH), dtype=dt)  # dLoss / d pre-activations, batch-major for the GEMMs
-    da = np.empty((GH, B), dtype=dt)  # (GH, B) the same, one step, feature-major
-    da_o = da[GH - H :]  # (H, B)
-    dc_blocks = da[: GH - H].reshape(-1, H, B)  # (G-1, H, B): every c-writing block sees the same dc
+    dA = np.empty((GH, T, B), dtype=dt)  # dLoss / d pre-activations, feature-major like the gates
+    dA_c = dA[: GH - H].reshape(-1, H, T, B)  # (G-1, H, T, B) a view: the blocks that write c
     dh_next = np.zeros((H, B), dtype=dt)  # gradient arriving from step t+1 (cut after T)
     dh_t = np.empty((H, B), dtype=dt)
     dc = np.zeros((H, B), dtype=dt)  # dLoss/dc_t, carried back
@@ -176,12 +180,12 @@ def backward(dh: np.ndarray, cache: Cache) -> tuple[np.ndarray, dict, dict]:
             dc *= d.f[t + 1]  # (H, B) dc_{t+1} ⊙ f_{t+1}: what flows back through the cell
         np.multiply(dh_t, d.dc_from_h[t], out=tmp)  # (H, B)
         dc += tmp  # (H, B) and through h_t = o ⊙ tanh(c_t)
-        np.multiply(dh_t, d.k[t, GH - H :], out=da_o)  # (H, B) o
-        np.multiply(dc, k_c[t], out=dc_blocks)  # (G-1, H, B) i, f, g at once
+        da = dA[:, t]  # (GH, B) a view, rows T·B apart
+        np.multiply(dh_t, d.k[t, GH - H :], out=da[GH - H :])  # (H, B) o
+        np.multiply(dc, k_c[t], out=dA_c[:, :, t])  # (G-1, H, B) i, f, g at once
         np.matmul(cache.W_h, da, out=dh_next)  # (H, B) to step t-1 through W_h
-        dA[t] = da.T  # (B, GH)
     dc *= d.f[0]  # (H, B) gradient w.r.t. c_0
-    grads, dx = window_grads(cache.x, cache.h[:-1], dA, cache.W_x)  # h_{t-1} is each step's input
+    grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(GH, T * B).T, cache.W_x)  # h_{t-1}: each step's input
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T), "c": np.ascontiguousarray(dc.T)}
 
 

@@ -69,7 +69,7 @@ def backward(dh: np.ndarray, cache: MinGRUCache) -> tuple[np.ndarray, dict, dict
     dA = np.empty((T, B, 2 * H), dtype=z.dtype)  # dLoss / d pre-activations
     np.multiply(dh_total * (n - h[:-1]), z * (1.0 - z), out=dA[:, :, :H])  # z moves h toward n
     np.multiply(dh_total * z, cache.dn, out=dA[:, :, H:])
-    grads, dx = window_grads(cache.x, None, dA, cache.W_x)
+    grads, dx = window_grads(cache.x, None, dA.reshape(T * B, -1), cache.W_x)
     return dx, grads, {"h": dh0}
 
 

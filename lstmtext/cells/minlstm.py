@@ -80,7 +80,7 @@ def backward(dh: np.ndarray, cache: MinLSTMCache) -> tuple[np.ndarray, dict, dic
     np.multiply(du, 1.0 - f, out=dA[:, :, :H])
     np.multiply(-du, 1.0 - i, out=dA[:, :, H : 2 * H])
     np.multiply(dh_total * (1.0 - keep), cache.dn, out=dA[:, :, 2 * H :])
-    grads, dx = window_grads(cache.x, None, dA, cache.W_x)
+    grads, dx = window_grads(cache.x, None, dA.reshape(T * B, -1), cache.W_x)
     return dx, grads, {"h": dh0}
 
 

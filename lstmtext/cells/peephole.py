@@ -52,7 +52,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, Cache]:
     for t in range(x.shape[0]):
         a = w.gates[t]  # (GH, B)
         np.matmul(w.W_hT, h[t].T, out=a)  # (GH, B) h_{t-1} W_h
-        a += w.xW[t].T  # (GH, B) + x_t W_x + b
+        a += w.xW[:, t]  # (GH, B) + x_t W_x + b
         np.multiply(p_i, c[t], out=tmp)  # (H, B)
         a[:H] += tmp  # (H, B) i also sees c_{t-1}
         np.multiply(p_f, c[t], out=tmp)  # (H, B)
@@ -106,7 +106,7 @@ def backward(dh: np.ndarray, cache: Cache) -> tuple[np.ndarray, dict, dict]:
         dA[t] = da.T  # (B, GH)
     dc *= d.f[0]  # (H, B) gradient w.r.t. c_0 ...
     dc += da[:H] * p_i + da[H : 2 * H] * p_f  # (H, B) ... and through step 0's i and f
-    grads, dx = window_grads(cache.x, cache.h[:-1], dA, cache.W_x)
+    grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(T * B, -1), cache.W_x)
     c_bm = cache.c.transpose(0, 2, 1)  # (T+1, B, H)
     grads["p_i"] = np.einsum("tbh,tbh->h", dA[:, :, :H], c_bm[:-1])  # (H,)
     grads["p_f"] = np.einsum("tbh,tbh->h", dA[:, :, H : 2 * H], c_bm[:-1])  # (H,)

@@ -82,7 +82,7 @@ def backward(dh: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, dict, dict]:
         da *= dphi[t]
         np.matmul(W_h, da, out=dh_next)  # (H, B)
         dA[t] = da.T  # (B, H)
-    grads, dx = window_grads(x, h[:-1], dA, cache.W_x)  # h_{t-1} is each step's input
+    grads, dx = window_grads(x, h[:-1], dA.reshape(T * B, -1), cache.W_x)  # h_{t-1} is each step's input
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T)}
 
 

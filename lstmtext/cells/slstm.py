@@ -188,7 +188,7 @@ def backward(dh: np.ndarray, cache: SLSTMCache) -> tuple[np.ndarray, dict, dict]
         dn *= f[t]
         np.matmul(cache.W_h, da, out=dh_next)  # (H, B)
         dA[t] = da.T  # (B, 4H)
-    grads, dx = window_grads(cache.x, cache.h[:-1], dA, cache.W_x)
+    grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(T * B, -1), cache.W_x)
     if cache.heads > 1:
         grads["W_h"] *= head_mask(H, cache.heads, grads["W_h"].dtype)  # off-block weights stay zero
     dm0 = dc * c[0] + dn * n[0]  # c_0, n_0 stand for c_0 e^{m_0}, n_0 e^{m_0}

@@ -1,0 +1,169 @@
+"""The optional compiled path for the LSTM's steps: `pip install 'lstmtext[fast]'` (numba).
+
+Why: at the sizes people train on a laptop, NumPy's cost is the number of calls, not arithmetic.
+Each elementwise line of the LSTM's step (cells/lstm.py) is one NumPy call over a (4H, B) or
+(H, B) block, and at B 20, H 128 a call costs about as much to start as to run; the forward step is
+ten of them beside one matrix product, the backward step eight. A compiled loop does a step's
+elementwise work in one call and one pass over memory, reading each gate once.
+
+What stays the same: the equations (those of cells/lstm.py, line by line, below), the matrix
+products (NumPy's BLAS, the same calls), the window's arrays and its `Cache`, so that either path's
+backward reads the other's forward, `lstmtext inspect` sees the same gates, and the NumPy path stays
+the reference: it is what runs without numba, with LSTMTEXT_COMPILED=0, for the LSTM's relatives
+(CIFG, peephole) and in tests/test_compiled.py, which checks the two against each other and this
+path's backward against finite differences.
+
+What differs: float32's tanh here is a rational function (the one Eigen, and so TensorFlow and
+PyTorch's CPU kernels, use for float32), within a few float32 roundings of NumPy's, because a call
+to the C library's tanh cannot be vectorised; float64 (the gradient checks) calls the exact one.
+σ(z) = (1 + tanh(z/2)) / 2, as in cells/common.py.
+"""
+
+import math
+import os
+
+import numpy as np
+
+_kernels = None  # the compiled module once loaded; False when numba is missing or turned off
+
+
+def kernels():
+    """The compiled kernels, or None (no numba, or LSTMTEXT_COMPILED=0). Imported on first use:
+    numba takes a few tenths of a second to import, which `generate` and `info` never pay."""
+    global _kernels
+    if _kernels is None:
+        _kernels = False
+        if os.environ.get("LSTMTEXT_COMPILED", "1") != "0":
+            try:
+                _kernels = _build()
+            except ImportError:
+                pass
+    return _kernels or None
+
+
+def use(on: bool) -> None:
+    """Turn the compiled path on (when numba is there) or off, for this process (tests, benchmarks)."""
+    global _kernels
+    _kernels = None
+    os.environ["LSTMTEXT_COMPILED"] = "1" if on else "0"
+
+
+def _build():
+    import numba
+    from numba import types
+    from numba.extending import overload
+
+    def tanh(x):
+        return math.tanh(x)
+
+    @overload(tanh, inline="always")
+    def _tanh(x):
+        if x != types.float32:
+            return lambda x: math.tanh(x)
+
+        def rational(x):
+            # tanh(x) = x P(x²) / Q(x²) on |x| < 7.9, where float32's tanh is ±1 (Eigen's coefficients)
+            x = min(max(x, np.float32(-7.90531110763549805)), np.float32(7.90531110763549805))
+            x2 = x * x
+            p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+            p = x2 * p + np.float32(-8.60467152213735e-11)
+            p = x2 * p + np.float32(5.12229709037114e-08)
+            p = x2 * p + np.float32(1.48572235717979e-05)
+            p = x2 * p + np.float32(6.37261928875436e-04)
+            p = x2 * p + np.float32(4.89352455891786e-03)
+            q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+            q = x2 * q + np.float32(2.26843463243900e-03)
+            q = x2 * q + np.float32(4.89352518554385e-03)
+            return x * p / q
+
+        return rational
+
+    # error_model "numpy": a division by zero gives inf, not an exception, so the loops have no branch
+    # for it and compile to vector instructions (q >= 0.0049 here anyway)
+    jit = numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+
+    # Each kernel takes the window's whole arrays and the step t, not the step's slices: whole
+    # C-ordered arrays tell the compiler that B is the unit stride, and only then does it vectorise.
+
+    @jit
+    def lstm_forward_step(t, gates, xW, c, tanh_c, hT):
+        """Step t's elementwise work. In: gates[t] (4H,B) = (h_{t-1} W_h)ᵀ, xW (4H,T,B) = (x W_x + b)ᵀ,
+        c[t] (H,B). Out: gates[t] activated, c[t+1], tanh_c[t] (H,B), hT[:, t+1] (H,B) = h_tᵀ."""
+        _, H, B = c.shape
+        half = gates.dtype.type(0.5)
+        for j in range(H):
+            for b in range(B):
+                i = half * tanh(half * (gates[t, j, b] + xW[j, t, b])) + half  # σ
+                f = half * tanh(half * (gates[t, H + j, b] + xW[H + j, t, b])) + half  # σ
+                g = tanh(gates[t, 2 * H + j, b] + xW[2 * H + j, t, b])
+                o = half * tanh(half * (gates[t, 3 * H + j, b] + xW[3 * H + j, t, b])) + half  # σ
+                gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b] = i, f, g, o
+                ct = f * c[t, j, b] + i * g  # c_t = f ⊙ c_{t-1} + i ⊙ g
+                c[t + 1, j, b] = ct
+                tc = tanh(ct)
+                tanh_c[t, j, b] = tc
+                hT[j, t + 1, b] = o * tc  # h_t = o ⊙ tanh(c_t)
+
+    @jit
+    def lstm_backward_step(t, dhT, dh_next, dc, gates, c, tanh_c, dA):
+        """Step t's elementwise work, backward. In: dhT[t] (H,B) from the layer above, dh_next (H,B)
+        from step t+1 through W_h, dc (H,B) = dLoss/dc_t from step t+1 (already times f_{t+1}),
+        the forward's gates[t], c[t] = c_{t-1}, tanh_c[t]. Out: dA[:, t] (4H,B) = dLoss/d
+        pre-activations, dc for step t-1."""
+        _, H, B = c.shape
+        one = gates.dtype.type(1.0)
+        for j in range(H):
+            for b in range(B):
+                i, f, g, o = gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b]
+                tc = tanh_c[t, j, b]
+                dh = dhT[t, j, b] + dh_next[j, b]  # from above and from step t+1
+                d = dc[j, b] + dh * o * (one - tc * tc)  # dLoss/dc_t, also through h_t = o ⊙ tanh(c_t)
+                dA[j, t, b] = d * g * i * (one - i)  # i: σ'
+                dA[H + j, t, b] = d * c[t, j, b] * f * (one - f)  # f: σ'
+                dA[2 * H + j, t, b] = d * i * (one - g * g)  # g: tanh'
+                dA[3 * H + j, t, b] = dh * tc * o * (one - o)  # o: σ'
+                dc[j, b] = d * f  # what reaches c_{t-1}
+
+    return type("Kernels", (), {"lstm_forward_step": staticmethod(lstm_forward_step),
+                                "lstm_backward_step": staticmethod(lstm_backward_step)})
+
+
+def lstm_forward(k, p: dict, x: np.ndarray, state: dict):
+    """cells/lstm.forward's loop with the step's elementwise work compiled: x (T,B,D) -> h (T,B,H), cache.
+
+    h is written feature-major, hT (H, T+1, B), so that every array a kernel touches runs along B
+    (what lets the compiler use vector instructions), and turned batch-major once at the end."""
+    from lstmtext.cells import lstm  # the window's arrays and cache are the LSTM's own
+
+    T, B, _ = x.shape
+    H = p["W_h"].shape[0]
+    w = lstm.window(p, x, state)
+    c = w.c
+    hT = np.empty((H, T + 1, B), dtype=x.dtype)  # hT[:, t] = h_{t-1}ᵀ
+    hT[:, 0] = state["h"].T
+    for t in range(T):
+        a = w.gates[t]  # (4H, B)
+        np.matmul(w.W_hT, hT[:, t], out=a)  # (4H, B) h_{t-1} W_h
+        k.lstm_forward_step(t, w.gates, w.xW, c, w.tanh_c, hT)
+    h = w.h  # (T+1, B, H)
+    h[...] = hT.transpose(1, 2, 0)  # (T+1, B, H)
+    act = lstm.GateActivation.of(lstm.RULE.kinds, H, x.dtype)
+    return h[1:], lstm.Cache(x, w.gates, c, w.tanh_c, h, act, p["W_x"], p["W_h"], lstm.RULE)
+
+
+def lstm_backward(k, dh: np.ndarray, cache):
+    """cells/lstm.backward's loop, compiled: dh (T,B,H) -> dx (T,B,D), grads, dstate."""
+    from lstmtext.cells.common import window_grads
+
+    T, B, _ = cache.x.shape
+    H, GH = cache.W_h.shape
+    dt = cache.x.dtype
+    dhT = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B): along B, as the kernel reads it
+    dA = np.empty((GH, T, B), dtype=dt)  # dLoss / d pre-activations, feature-major like the gates
+    dh_next = np.zeros((H, B), dtype=dt)  # from step t+1 through W_h (cut after T)
+    dc = np.zeros((H, B), dtype=dt)  # dLoss/dc_t from step t+1, times f_{t+1}
+    for t in reversed(range(T)):
+        k.lstm_backward_step(t, dhT, dh_next, dc, cache.gates, cache.c, cache.tanh_c, dA)
+        np.matmul(cache.W_h, dA[:, t], out=dh_next)  # (H, B) to step t-1 through W_h
+    grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(GH, T * B).T, cache.W_x)
+    return dx, grads, {"h": np.ascontiguousarray(dh_next.T), "c": np.ascontiguousarray(dc.T)}

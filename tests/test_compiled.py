@@ -1,0 +1,105 @@
+"""The compiled LSTM steps (cells/compiled.py, the [fast] extra) against the NumPy reference
+(cells/lstm.py) and against finite differences."""
+
+import numpy as np
+import pytest
+from gradcheck import numerical_grad, rel_error
+
+from lstmtext.cells import common, compiled, lstm
+
+pytest.importorskip("numba")  # the dev extra installs it: CI runs these
+
+
+@pytest.fixture
+def path():
+    """Switch between the two paths inside a test; the compiled one is back on afterwards."""
+    yield compiled.use
+    compiled.use(True)
+
+
+def window(dtype, T=6, B=3, D=5, H=4, seed=0):
+    rng = np.random.default_rng(seed)
+    p = {k: rng.uniform(-0.6, 0.6, size=s).astype(dtype) for k, s in common.param_shapes(lstm, D, H).items()}
+    x = rng.normal(size=(T, B, D)).astype(dtype)
+    state = {k: rng.uniform(-0.5, 0.5, size=(B, H)).astype(dtype) for k in lstm.STATE}
+    dh = rng.normal(size=(T, B, H)).astype(dtype)
+    return p, x, state, dh
+
+
+def run(p, x, state, dh):
+    h, cache = lstm.forward(p, x, state)
+    h = h.copy()
+    dx, grads, dstate = lstm.backward(dh.copy(), cache)
+    return h, cache, dx, grads, dstate
+
+
+def test_on_when_installed_and_off_by_the_environment(path):
+    path(True)
+    assert compiled.kernels() is not None
+    path(False)
+    assert compiled.kernels() is None
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+def test_same_window_as_numpy(path, dtype, tol):
+    """Every output of a window: h, the cache (gates, c, tanh c), dx, each gradient, dstate. float64
+    calls the exact tanh, so there the two differ by summation order only; float32 by the rational
+    tanh's few roundings."""
+    args = window(dtype, T=12, B=5, D=7, H=9)
+    path(False)
+    ref = run(*args)
+    path(True)
+    got = run(*args)
+    assert rel_error(got[0], ref[0]) < tol
+    for name in ("gates", "c", "tanh_c", "h"):
+        assert rel_error(getattr(got[1], name), getattr(ref[1], name)) < tol, name
+    assert rel_error(got[2], ref[2]) < tol
+    for k in ref[3]:
+        assert rel_error(got[3][k], ref[3][k]) < tol, k
+    for k in ref[4]:
+        assert rel_error(got[4][k], ref[4][k]) < tol, k
+
+
+def test_each_backward_reads_the_others_forward(path):
+    """The two paths share the cache: a forward of one and a backward of the other agree."""
+    p, x, state, dh = window(np.float64)
+    path(True)
+    _, cache = lstm.forward(p, x, state)
+    dx_c, grads_c, _ = lstm.backward(dh.copy(), cache)
+    path(False)
+    dx_n, grads_n, _ = lstm.backward(dh.copy(), cache)
+    assert rel_error(dx_c, dx_n) < 1e-13
+    for k in grads_n:
+        assert rel_error(grads_c[k], grads_n[k]) < 1e-13, k
+
+
+def test_compiled_backward_against_finite_differences(path):
+    path(True)
+    p, x, state, R = window(np.float64, T=4, B=3, D=5, H=4, seed=1)
+
+    def loss():
+        h, _ = lstm.forward(p, x, state)
+        return float((h * R).sum())
+
+    _, cache = lstm.forward(p, x, state)
+    dx, grads, dstate = lstm.backward(R.copy(), cache)
+    assert rel_error(dx, numerical_grad(loss, x)) < 1e-6
+    for k in p:
+        assert rel_error(grads[k], numerical_grad(loss, p[k])) < 1e-6, k
+    for k in state:
+        assert rel_error(dstate[k], numerical_grad(loss, state[k])) < 1e-6, k
+
+
+def test_float32_tanh_within_a_few_roundings(path):
+    """The float32 kernels' rational tanh, seen through a one-step window whose gates are shut or
+    open (biases ±30, zero weights: i = 0, f = 1, o = 1), so that c_1 = c_0 and h = tanh(c_0)."""
+    path(True)
+    c0 = np.linspace(-12, 12, 20_001).astype(np.float32)
+    B = c0.size
+    p = {"W_x": np.zeros((1, 4), np.float32), "W_h": np.zeros((1, 4), np.float32),
+         "b": np.array([-30.0, 30.0, 0.0, 30.0], np.float32)}  # i | f | g | o
+    state = {"h": np.zeros((B, 1), np.float32), "c": c0[:, None].copy()}
+    h, _ = lstm.forward(p, np.zeros((1, B, 1), np.float32), state)
+    exact = np.tanh(c0.astype(np.float64))
+    ulp = np.spacing(np.maximum(np.abs(exact), 1e-30).astype(np.float32)).astype(np.float64)
+    assert float(np.max(np.abs(h[0, :, 0] - exact) / ulp)) < 8

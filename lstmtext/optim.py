@@ -39,12 +39,18 @@ def global_norm(grads: dict) -> float:
     return float(np.sqrt(sum(float(np.vdot(_values(g), _values(g))) for g in grads.values())))
 
 
+def clip_scale(norm: float, max_norm: float) -> float:
+    """What clipping multiplies every gradient by: max_norm / norm past max_norm, else 1 (Pascanu et
+    al. 2013). max_norm <= 0 turns clipping off."""
+    return max_norm / (norm + 1e-6) if max_norm > 0 and norm > max_norm else 1.0
+
+
 def clip_global_norm(grads: dict, max_norm: float) -> float:
-    """Scale all gradients together so their joint L2 norm is at most max_norm (Pascanu et al. 2013).
-    Returns the norm before clipping. max_norm <= 0 turns clipping off."""
+    """Scale all gradients together so their joint L2 norm is at most max_norm, in place. Returns
+    the norm before clipping. (The trainer passes clip_scale to `step` instead: one pass fewer.)"""
     norm = global_norm(grads)
-    if max_norm > 0 and norm > max_norm:
-        scale = max_norm / (norm + 1e-6)
+    scale = clip_scale(norm, max_norm)
+    if scale != 1.0:
         for g in grads.values():
             _values(g)[...] *= scale
     return norm
@@ -136,10 +142,11 @@ def add_weight_decay(params: dict, grads: dict, weight_decay: float) -> None:
         grads[k] += weight_decay * p
 
 
-def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
-    """Update params in place."""
+def step(kind: str, params: dict, grads: dict, state: dict, lr: float, scale: float = 1.0) -> None:
+    """Update params in place with the gradients times scale: the clipping factor (clip_scale), applied
+    inside the update rather than in a pass over every gradient of its own."""
     if kind == "nt-asgd":
-        step("sgd", params, grads, state, lr)
+        step("sgd", params, grads, state, lr, scale)
         if averaging(state):
             state["asgd.n"] += 1
             n = int(state["asgd.n"][0])
@@ -150,7 +157,7 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
     if kind == "sgd":
         for k, g in grads.items():  # a frozen parameter has no gradient and stays
             p, v = params[k], _values(g)
-            v *= lr  # the gradients are spent: scale them in place rather than allocate lr * g
+            v *= lr * scale  # the gradients are spent: scale them in place rather than allocate lr * g
             if isinstance(g, RowGrad):
                 p[g.rows] -= v  # rows are distinct, so fancy-indexed -= touches each once
             else:
@@ -162,6 +169,8 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
             p, v = params[k], state[f"rmsprop.v.{k}"]
             if isinstance(g, RowGrad):
                 g = g.dense()  # the running average decays for every row each step
+            if scale != 1.0:
+                g = g * scale
             v *= RMSPROP_DECAY
             v += (1 - RMSPROP_DECAY) * g * g
             p -= lr * g / (np.sqrt(v) + 1e-8)
@@ -176,7 +185,7 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float) -> None:
         if isinstance(g, RowGrad):
             g = g.dense()  # Adam decays every row's moments each step, used or not
         m *= beta1
-        m += (1 - beta1) * g
+        m += ((1 - beta1) * scale) * g
         v *= beta2
-        v += (1 - beta2) * g * g
+        v += ((1 - beta2) * scale * scale) * g * g
         p -= (lr * corr) * m / (np.sqrt(v) + eps)

@@ -220,12 +220,12 @@ def accumulated_step(
             loss = exchange(grads, loss)
         if cfg.weight_decay:
             optim.add_weight_decay(params, grads, cfg.weight_decay)
-        norm = optim.clip_global_norm(grads, cfg.clip)
+        norm = optim.global_norm(grads)  # clipping happens inside the update: clip_scale
     ok = healthy(loss, norm, model_cfg.vocab_size)
     if exchange is not None:  # one verdict for all: a rank that stepped alone would leave the others behind
         ok = exchange.group.all(ok)
     if ok:
-        optim.step(cfg.optimizer, params, grads, opt_state, lr)
+        optim.step(cfg.optimizer, params, grads, opt_state, lr, optim.clip_scale(norm, cfg.clip))
     return loss, norm, new_state, ok
 
 

@@ -115,3 +115,26 @@ def test_every_optimizer_lowers_the_loss_and_decay_shrinks_weights(kind):
     optim.step("sgd", params, zero, {}, 1.0)
     assert np.allclose(params["layers.0.W_h"], 0.9 * before["layers.0.W_h"])
     assert np.array_equal(params["head.b"], before["head.b"])
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "rmsprop", "nt-asgd"])
+def test_clipping_inside_the_update_equals_clipping_first(kind):
+    """step(..., scale=clip_scale(norm)) as the trainer calls it, against clip_global_norm then step."""
+    rng = np.random.default_rng(3)
+    params = {"w": rng.normal(size=(4, 5)), "b": rng.normal(size=5)}
+    grads = {"w": rng.normal(size=(4, 5)) * 3, "b": rng.normal(size=5) * 3}
+    norm = optim.global_norm(grads)
+    scale = optim.clip_scale(norm, 0.5)
+    assert scale == pytest.approx(0.5 / norm)
+    assert optim.clip_scale(norm, 100.0) == 1.0 and optim.clip_scale(norm, 0.0) == 1.0
+    inside, first = ({k: v.copy() for k, v in params.items()} for _ in range(2))
+    s_in, s_first = optim.init_state(kind, inside), optim.init_state(kind, first)
+    for _ in range(3):
+        g = {k: v.copy() for k, v in grads.items()}
+        optim.step(kind, inside, g, s_in, 0.1, optim.clip_scale(optim.global_norm(g), 0.5))
+        g = {k: v.copy() for k, v in grads.items()}
+        optim.clip_global_norm(g, 0.5)
+        optim.step(kind, first, g, s_first, 0.1)
+    for k in params:
+        assert np.allclose(inside[k], first[k], rtol=1e-12, atol=1e-12), k
+        assert not np.allclose(inside[k], params[k])

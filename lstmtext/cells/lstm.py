@@ -168,8 +168,10 @@ def backward(dh: np.ndarray, cache: Cache) -> tuple[np.ndarray, dict, dict]:
     dt = cache.x.dtype
     d = derivatives(cache)
     k_c = d.k[:, : GH - H].reshape(T, -1, H, B)  # (T, G-1, H, B) the blocks that write c
-    dA = np.empty((GH, T, B), dtype=dt)  # dLoss / d pre-activations, feature-major like the gates
-    dA_c = dA[: GH - H].reshape(-1, H, T, B)  # (G-1, H, T, B) a view: the blocks that write c
+    dA = np.empty((T, B, GH), dtype=dt)  # dLoss / d pre-activations, batch-major for the GEMMs
+    da = np.empty((GH, B), dtype=dt)  # (GH, B) the same, one step, feature-major
+    da_o = da[GH - H :]  # (H, B)
+    dc_blocks = da[: GH - H].reshape(-1, H, B)  # (G-1, H, B): every c-writing block sees the same dc
     dh_next = np.zeros((H, B), dtype=dt)  # gradient arriving from step t+1 (cut after T)
     dh_t = np.empty((H, B), dtype=dt)
     dc = np.zeros((H, B), dtype=dt)  # dLoss/dc_t, carried back
@@ -180,12 +182,12 @@ def backward(dh: np.ndarray, cache: Cache) -> tuple[np.ndarray, dict, dict]:
             dc *= d.f[t + 1]  # (H, B) dc_{t+1} ⊙ f_{t+1}: what flows back through the cell
         np.multiply(dh_t, d.dc_from_h[t], out=tmp)  # (H, B)
         dc += tmp  # (H, B) and through h_t = o ⊙ tanh(c_t)
-        da = dA[:, t]  # (GH, B) a view, rows T·B apart
-        np.multiply(dh_t, d.k[t, GH - H :], out=da[GH - H :])  # (H, B) o
-        np.multiply(dc, k_c[t], out=dA_c[:, :, t])  # (G-1, H, B) i, f, g at once
+        np.multiply(dh_t, d.k[t, GH - H :], out=da_o)  # (H, B) o
+        np.multiply(dc, k_c[t], out=dc_blocks)  # (G-1, H, B) i, f, g at once
         np.matmul(cache.W_h, da, out=dh_next)  # (H, B) to step t-1 through W_h
+        dA[t] = da.T  # (B, GH)
     dc *= d.f[0]  # (H, B) gradient w.r.t. c_0
-    grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(GH, T * B).T, cache.W_x)  # h_{t-1}: each step's input
+    grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(T * B, GH), cache.W_x)  # h_{t-1} is each step's input
     return dx, grads, {"h": np.ascontiguousarray(dh_next.T), "c": np.ascontiguousarray(dc.T)}
 
 

@@ -34,10 +34,7 @@ def kernels():
     if _kernels is None:
         _kernels = False
         if os.environ.get("LSTMTEXT_COMPILED", "1") != "0":
-            try:
-                _kernels = _build()
-            except ImportError:
-                pass
+            _kernels = _build() or False
     return _kernels or None
 
 
@@ -49,7 +46,10 @@ def use(on: bool) -> None:
 
 
 def _build():
-    import numba
+    try:
+        import numba
+    except Exception:  # not installed, or a numba this NumPy is too new for: the NumPy path
+        return None
     from numba import types
     from numba.extending import overload
 

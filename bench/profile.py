@@ -32,7 +32,7 @@ PHASES = [
     ("head forward", [("layers.py", "head_forward")], ("head fwd",)),
     ("head backward", [("layers.py", "head_backward")], ("head bwd", "head dW")),
     ("embedding", [("layers.py", "embedding_forward"), ("layers.py", "embedding_backward")], ()),
-    ("clip + update", [("optim.py", "clip_global_norm"), ("optim.py", "step")], ()),
+    ("clip + update", [("optim.py", "global_norm"), ("optim.py", "step")], ()),
 ]
 
 

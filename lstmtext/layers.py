@@ -32,8 +32,10 @@ class RowGrad:
         return d
 
 
-# sum_rows's choice: a GEMM with the one-hot matrix once ids repeat this many times on average.
+# sum_rows's choice: a GEMM with the one-hot matrix once ids repeat this many times on average, and
+# are few (the GEMM costs U·N·E where reduceat costs N·E).
 RUNS_FOR_GEMM = 8
+GEMM_ROWS = 256
 
 
 def sum_rows(ids: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> RowGrad:
@@ -43,7 +45,7 @@ def sum_rows(ids: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> Row
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # (U,) first of each run
     rows = sorted_ids[starts]  # (U,)
-    if ids.size >= RUNS_FOR_GEMM * rows.size:
+    if ids.size >= RUNS_FOR_GEMM * rows.size and rows.size <= GEMM_ROWS:
         # Few ids, each many times (characters): the sum is one-hot(ids)ᵀ values, one GEMM, where
         # reduceat crawls along long runs (N 5,000, E 512, U 100: 3.8 ms against 17).
         onehot = (rows[:, None] == ids[None, :]).astype(values.dtype)  # (U, N)

@@ -184,8 +184,10 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float, scale: fl
         p, m, v = params[k], state[f"adam.m.{k}"], state[f"adam.v.{k}"]
         if isinstance(g, RowGrad):
             g = g.dense()  # Adam decays every row's moments each step, used or not
+        if scale != 1.0:
+            g = g * scale
         m *= beta1
-        m += ((1 - beta1) * scale) * g
+        m += (1 - beta1) * g
         v *= beta2
-        v += ((1 - beta2) * scale * scale) * g * g
+        v += (1 - beta2) * g * g
         p -= (lr * corr) * m / (np.sqrt(v) + eps)

@@ -1,6 +1,8 @@
 """The compiled LSTM steps (cells/compiled.py, the [fast] extra) against the NumPy reference
 (cells/lstm.py) and against finite differences."""
 
+import os
+
 import numpy as np
 import pytest
 from gradcheck import numerical_grad, rel_error
@@ -12,9 +14,14 @@ pytest.importorskip("numba")  # the dev extra installs it: CI runs these
 
 @pytest.fixture
 def path():
-    """Switch between the two paths inside a test; the compiled one is back on afterwards."""
+    """Switch between the two paths inside a test; the setting it found is back afterwards."""
+    before = os.environ.get("LSTMTEXT_COMPILED")
     yield compiled.use
-    compiled.use(True)
+    if before is None:
+        os.environ.pop("LSTMTEXT_COMPILED", None)
+    else:
+        os.environ["LSTMTEXT_COMPILED"] = before
+    compiled._kernels = None
 
 
 def window(dtype, T=6, B=3, D=5, H=4, seed=0):
@@ -60,21 +67,45 @@ def test_same_window_as_numpy(path, dtype, tol):
         assert rel_error(got[4][k], ref[4][k]) < tol, k
 
 
-def test_each_backward_reads_the_others_forward(path):
+@pytest.mark.parametrize("forward_on", [True, False], ids=["compiled-forward", "numpy-forward"])
+def test_each_backward_reads_the_others_forward(path, forward_on):
     """The two paths share the cache: a forward of one and a backward of the other agree."""
     p, x, state, dh = window(np.float64)
-    path(True)
+    path(forward_on)
     _, cache = lstm.forward(p, x, state)
-    dx_c, grads_c, _ = lstm.backward(dh.copy(), cache)
-    path(False)
-    dx_n, grads_n, _ = lstm.backward(dh.copy(), cache)
-    assert rel_error(dx_c, dx_n) < 1e-13
-    for k in grads_n:
-        assert rel_error(grads_c[k], grads_n[k]) < 1e-13, k
+    dx_a, grads_a, _ = lstm.backward(dh.copy(), cache)
+    path(not forward_on)
+    dx_b, grads_b, _ = lstm.backward(dh.copy(), cache)
+    assert rel_error(dx_a, dx_b) < 1e-13
+    for k in grads_b:
+        assert rel_error(grads_a[k], grads_b[k]) < 1e-13, k
 
 
-def test_compiled_backward_against_finite_differences(path):
+def test_only_the_plain_lstm_goes_compiled(path, monkeypatch):
+    """CIFG shares the LSTM's loops with its own rule, the peephole LSTM its cache class: both stay NumPy."""
+    from lstmtext.cells import cifg, peephole
+
     path(True)
+
+    def refuse(*args):
+        raise AssertionError("compiled path taken")
+
+    monkeypatch.setattr(compiled, "lstm_forward", refuse)
+    monkeypatch.setattr(compiled, "lstm_backward", refuse)
+    rng = np.random.default_rng(2)
+    for cell in (cifg, peephole):
+        p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in common.param_shapes(cell, 3, 4).items()}
+        state = {k: np.zeros((2, 4)) for k in cell.STATE}
+        h, cache = cell.forward(p, rng.normal(size=(3, 2, 3)), state)
+        cell.backward(np.ones_like(h), cache)
+    with pytest.raises(AssertionError, match="compiled path taken"):
+        lstm.forward(*window(np.float64)[:3])
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["compiled", "numpy"])
+def test_backward_against_finite_differences(path, on):
+    """Both paths, so that the NumPy reference is checked here too when numba is installed."""
+    path(on)
     p, x, state, R = window(np.float64, T=4, B=3, D=5, H=4, seed=1)
 
     def loss():

@@ -34,7 +34,10 @@ def kernels():
     if _kernels is None:
         _kernels = False
         if os.environ.get("LSTMTEXT_COMPILED", "1") != "0":
-            _kernels = _build() or False
+            try:
+                _kernels = _build(cache=True) or False
+            except RuntimeError:  # no writable place for numba's disk cache: compile in memory each run
+                _kernels = _build(cache=False) or False
     return _kernels or None
 
 
@@ -45,7 +48,7 @@ def use(on: bool) -> None:
     os.environ["LSTMTEXT_COMPILED"] = "1" if on else "0"
 
 
-def _build():
+def _build(cache: bool):
     try:
         import numba
     except Exception:  # not installed, or a numba this NumPy is too new for: the NumPy path
@@ -80,7 +83,7 @@ def _build():
 
     # error_model "numpy": a division by zero gives inf, not an exception, so the loops have no branch
     # for it and compile to vector instructions (q >= 0.0049 here anyway)
-    jit = numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+    jit = numba.njit(cache=cache, fastmath={"contract"}, error_model="numpy")
 
     # Each kernel takes the window's whole arrays and the step t, not the step's slices: whole
     # C-ordered arrays tell the compiler that B is the unit stride, and only then does it vectorise.

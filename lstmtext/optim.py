@@ -179,15 +179,25 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float, scale: fl
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     state["adam.t"] += 1
     t = int(state["adam.t"][0])
-    corr = np.sqrt(1 - beta2**t) / (1 - beta1**t)  # bias corrections folded into the step size
+    # bias corrections folded into the step size; a Python float, so the update stays in float32
+    step_size = float(lr * np.sqrt(1 - beta2**t) / (1 - beta1**t))
     for k, g in grads.items():
         p, m, v = params[k], state[f"adam.m.{k}"], state[f"adam.v.{k}"]
         if isinstance(g, RowGrad):
             g = g.dense()  # Adam decays every row's moments each step, used or not
         if scale != 1.0:
             g = g * scale
+        # In place through one scratch array: each written-out temporary is a pass over memory, and
+        # the update is a large share of a step at the defaults' sizes (4M parameters: 25 ms -> 11).
+        tmp = np.multiply(g, 1 - beta1)  # (1-β1) g
         m *= beta1
-        m += (1 - beta1) * g
+        m += tmp  # m = β1 m + (1-β1) g
+        np.multiply(g, 1 - beta2, out=tmp)
+        tmp *= g  # (1-β2) g²
         v *= beta2
-        v += (1 - beta2) * g * g
-        p -= (lr * corr) * m / (np.sqrt(v) + eps)
+        v += tmp  # v = β2 v + (1-β2) g²
+        np.sqrt(v, out=tmp)
+        tmp += eps
+        np.divide(m, tmp, out=tmp)  # m / (√v + ε)
+        tmp *= step_size
+        p -= tmp

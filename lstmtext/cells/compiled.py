@@ -27,10 +27,13 @@ import numpy as np
 _kernels = None  # the compiled module once loaded; False when numba is missing or turned off
 
 
-def kernels():
-    """The compiled kernels, or None (no numba, or LSTMTEXT_COMPILED=0). Imported on first use:
-    numba takes a few tenths of a second to import, which `generate` and `info` never pay."""
+def kernels(dtype=np.float32):
+    """The compiled kernels for arrays of this dtype, or None (not float32/float64, no numba, or
+    LSTMTEXT_COMPILED=0). Imported on first use: numba takes a few tenths of a second to import,
+    which `generate` and `info` never pay."""
     global _kernels
+    if dtype not in (np.float32, np.float64):
+        return None
     if _kernels is None:
         _kernels = False
         if os.environ.get("LSTMTEXT_COMPILED", "1") != "0":

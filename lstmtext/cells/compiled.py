@@ -1,4 +1,5 @@
-"""The optional compiled path for the LSTM's steps: `pip install 'lstmtext[fast]'` (numba).
+"""The optional compiled path for the steps of the LSTM and the peephole LSTM: `pip install
+'lstmtext[fast]'` (numba).
 
 Why: at the sizes people train on a laptop, NumPy's cost is the number of calls, not arithmetic.
 Each elementwise line of the LSTM's step (cells/lstm.py) is one NumPy call over a (4H, B) or
@@ -6,12 +7,12 @@ Each elementwise line of the LSTM's step (cells/lstm.py) is one NumPy call over 
 ten of them beside one matrix product, the backward step eight. A compiled loop does a step's
 elementwise work in one call and one pass over memory, reading each gate once.
 
-What stays the same: the equations (those of cells/lstm.py, line by line, below), the matrix
-products (NumPy's BLAS, the same calls), the window's arrays and its `Cache`, so that either path's
-backward reads the other's forward, `lstmtext inspect` sees the same gates, and the NumPy path stays
-the reference: it is what runs without numba, with LSTMTEXT_COMPILED=0, for the LSTM's relatives
-(CIFG, peephole) and in tests/test_compiled.py, which checks the two against each other and this
-path's backward against finite differences.
+What stays the same: the equations (those of cells/lstm.py and cells/peephole.py, line by line,
+below), the matrix products (NumPy's BLAS, the same calls), the window's arrays and its `Cache`, so
+that either path's backward reads the other's forward, `lstmtext inspect` sees the same gates, and
+the NumPy path stays the reference: it is what runs without numba, with LSTMTEXT_COMPILED=0, for the
+other cells (CIFG's own write of c_t included) and in tests/test_compiled.py, which checks the two
+against each other and this path's backward against finite differences.
 
 What differs: float32's tanh here is a rational function (the one Eigen, and so TensorFlow and
 PyTorch's CPU kernels, use for float32), within a few float32 roundings of NumPy's, because a call
@@ -130,46 +131,128 @@ def _build(cache: bool):
                 dA[3 * H + j, t, b] = dh * tc * o * (one - o)  # o: σ'
                 dc[j, b] = d * f  # what reaches c_{t-1}
 
-    return type("Kernels", (), {"lstm_forward_step": staticmethod(lstm_forward_step),
-                                "lstm_backward_step": staticmethod(lstm_backward_step)})
+    @jit
+    def peephole_forward_step(t, gates, xW, c, tanh_c, hT, p_i, p_f, p_o):
+        """The peephole LSTM's step t (cells/peephole.py): the LSTM's, with i and f also seeing c_{t-1}
+        and o seeing c_t through the diagonal weights p_i, p_f, p_o (H,)."""
+        _, H, B = c.shape
+        half = gates.dtype.type(0.5)
+        for j in range(H):
+            for b in range(B):
+                cp = c[t, j, b]  # c_{t-1}
+                i = half * tanh(half * (gates[t, j, b] + xW[j, t, b] + p_i[j] * cp)) + half  # σ
+                f = half * tanh(half * (gates[t, H + j, b] + xW[H + j, t, b] + p_f[j] * cp)) + half  # σ
+                g = tanh(gates[t, 2 * H + j, b] + xW[2 * H + j, t, b])
+                ct = f * cp + i * g  # c_t = f ⊙ c_{t-1} + i ⊙ g
+                o = half * tanh(half * (gates[t, 3 * H + j, b] + xW[3 * H + j, t, b] + p_o[j] * ct)) + half  # σ
+                gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b] = i, f, g, o
+                c[t + 1, j, b] = ct
+                tc = tanh(ct)
+                tanh_c[t, j, b] = tc
+                hT[j, t + 1, b] = o * tc  # h_t = o ⊙ tanh(c_t)
+
+    @jit
+    def peephole_backward_step(t, dhT, dh_next, dc, gates, c, tanh_c, dA, p_i, p_f, p_o):
+        """The LSTM's backward step with the peephole paths: c_t also reached this step's o and step
+        t+1's i and f (whose dA, dA[:, t+1], the previous call wrote)."""
+        T, H, B = tanh_c.shape
+        one = gates.dtype.type(1.0)
+        for j in range(H):
+            for b in range(B):
+                i, f, g, o = gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b]
+                tc = tanh_c[t, j, b]
+                dh = dhT[t, j, b] + dh_next[j, b]  # from above and from step t+1
+                d = dc[j, b] + dh * o * (one - tc * tc)  # dLoss/dc_t: through the cell and h_t = o ⊙ tanh(c_t)
+                if t + 1 < T:
+                    d += dA[j, t + 1, b] * p_i[j] + dA[H + j, t + 1, b] * p_f[j]  # step t+1's i and f
+                da_o = dh * tc * o * (one - o)  # o: σ'
+                d += da_o * p_o[j]  # and this step's o
+                dA[j, t, b] = d * g * i * (one - i)  # i: σ'
+                dA[H + j, t, b] = d * c[t, j, b] * f * (one - f)  # f: σ'
+                dA[2 * H + j, t, b] = d * i * (one - g * g)  # g: tanh'
+                dA[3 * H + j, t, b] = da_o
+                dc[j, b] = d * f  # what reaches c_{t-1}
+
+    return type("Kernels", (), {name: staticmethod(f) for name, f in locals().items() if name.endswith("_step")})
 
 
-def lstm_forward(k, p: dict, x: np.ndarray, state: dict):
-    """cells/lstm.forward's loop with the step's elementwise work compiled: x (T,B,D) -> h (T,B,H), cache.
+def forward_loop(step, p: dict, x: np.ndarray, state: dict, *extra):
+    """The loop of the LSTM's and the peephole LSTM's compiled forwards: x (T,B,D) -> the LSTM's
+    Window (cells/lstm.py), every step done by `step` after its product, h filled.
 
     h is written feature-major, hT (H, T+1, B), so that every array a kernel touches runs along B
     (what lets the compiler use vector instructions), and turned batch-major once at the end."""
-    from lstmtext.cells import lstm  # the window's arrays and cache are the LSTM's own
+    from lstmtext.cells import lstm  # the window's arrays are the LSTM's own
 
     T, B, _ = x.shape
     H = p["W_h"].shape[0]
     w = lstm.window(p, x, state)
-    c = w.c
     hT = np.empty((H, T + 1, B), dtype=x.dtype)  # hT[:, t] = h_{t-1}ᵀ
     hT[:, 0] = state["h"].T
     for t in range(T):
-        a = w.gates[t]  # (4H, B)
-        np.matmul(w.W_hT, hT[:, t], out=a)  # (4H, B) h_{t-1} W_h
-        k.lstm_forward_step(t, w.gates, w.xW, c, w.tanh_c, hT)
-    h = w.h  # (T+1, B, H)
-    h[...] = hT.transpose(1, 2, 0)  # (T+1, B, H)
-    act = lstm.GateActivation.of(lstm.RULE.kinds, H, x.dtype)
-    return h[1:], lstm.Cache(x, w.gates, c, w.tanh_c, h, act, p["W_x"], p["W_h"], lstm.RULE)
+        np.matmul(w.W_hT, hT[:, t], out=w.gates[t])  # (4H, B) h_{t-1} W_h
+        step(t, w.gates, w.xW, w.c, w.tanh_c, hT, *extra)
+    w.h[...] = hT.transpose(1, 2, 0)  # (T+1, B, H)
+    return w
+
+
+def backward_loop(step, dh: np.ndarray, cache, *extra):
+    """The loop of the two compiled backwards: dh (T,B,H) -> dA (4H, T, B) = dLoss / d pre-activations,
+    feature-major like the gates, and the gradients that leave the window's start, dh_0 and dc_0 (H, B)."""
+    T, B, _ = cache.x.shape
+    H, GH = cache.W_h.shape
+    dt = cache.x.dtype
+    dhT = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B): along B, as the kernels read it
+    dA = np.empty((GH, T, B), dtype=dt)
+    dh_next = np.zeros((H, B), dtype=dt)  # from step t+1 through W_h (cut after T)
+    dc = np.zeros((H, B), dtype=dt)  # dLoss/dc_t from step t+1, times f_{t+1}
+    for t in reversed(range(T)):
+        step(t, dhT, dh_next, dc, cache.gates, cache.c, cache.tanh_c, dA, *extra)
+        np.matmul(cache.W_h, dA[:, t], out=dh_next)  # (H, B) to step t-1 through W_h
+    return dA, dh_next, dc
+
+
+def lstm_forward(k, p: dict, x: np.ndarray, state: dict):
+    """cells/lstm.forward's loop with the step's elementwise work compiled: x (T,B,D) -> h (T,B,H), cache."""
+    from lstmtext.cells import lstm
+
+    w = forward_loop(k.lstm_forward_step, p, x, state)
+    act = lstm.GateActivation.of(lstm.RULE.kinds, p["W_h"].shape[0], x.dtype)
+    return w.h[1:], lstm.Cache(x, w.gates, w.c, w.tanh_c, w.h, act, p["W_x"], p["W_h"], lstm.RULE)
 
 
 def lstm_backward(k, dh: np.ndarray, cache):
     """cells/lstm.backward's loop, compiled: dh (T,B,H) -> dx (T,B,D), grads, dstate."""
     from lstmtext.cells.common import window_grads
 
-    T, B, _ = cache.x.shape
-    H, GH = cache.W_h.shape
-    dt = cache.x.dtype
-    dhT = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B): along B, as the kernel reads it
-    dA = np.empty((GH, T, B), dtype=dt)  # dLoss / d pre-activations, feature-major like the gates
-    dh_next = np.zeros((H, B), dtype=dt)  # from step t+1 through W_h (cut after T)
-    dc = np.zeros((H, B), dtype=dt)  # dLoss/dc_t from step t+1, times f_{t+1}
-    for t in reversed(range(T)):
-        k.lstm_backward_step(t, dhT, dh_next, dc, cache.gates, cache.c, cache.tanh_c, dA)
-        np.matmul(cache.W_h, dA[:, t], out=dh_next)  # (H, B) to step t-1 through W_h
-    grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(GH, T * B).T, cache.W_x)
-    return dx, grads, {"h": np.ascontiguousarray(dh_next.T), "c": np.ascontiguousarray(dc.T)}
+    dA, dh0, dc0 = backward_loop(k.lstm_backward_step, dh, cache)
+    grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(dA.shape[0], -1).T, cache.W_x)
+    return dx, grads, {"h": np.ascontiguousarray(dh0.T), "c": np.ascontiguousarray(dc0.T)}
+
+
+def peephole_forward(k, p: dict, x: np.ndarray, state: dict):
+    """cells/peephole.forward, compiled: x (T,B,D) -> h (T,B,H), its cache."""
+    from lstmtext.cells import lstm, peephole
+
+    peep = p["p_i"], p["p_f"], p["p_o"]  # (H,) each
+    w = forward_loop(k.peephole_forward_step, p, x, state, *peep)
+    act = lstm.GateActivation.of(lstm.RULE.kinds, p["W_h"].shape[0], x.dtype)
+    cache = peephole.Cache(x, w.gates, w.c, w.tanh_c, w.h, act, p["W_x"], p["W_h"], lstm.RULE,
+                           tuple(q[:, None] for q in peep))  # fmt: skip
+    return w.h[1:], cache
+
+
+def peephole_backward(k, dh: np.ndarray, cache):
+    """cells/peephole.backward, compiled: dh (T,B,H) -> dx (T,B,D), grads, dstate."""
+    from lstmtext.cells.common import window_grads
+
+    H = cache.W_h.shape[0]
+    p_i, p_f, p_o = (q[:, 0] for q in cache.peep)  # (H,) each
+    dA, dh0, dc0 = backward_loop(k.peephole_backward_step, dh, cache, p_i, p_f, p_o)
+    dc0 += dA[:H, 0] * p_i[:, None] + dA[H : 2 * H, 0] * p_f[:, None]  # (H, B) c_0 reached step 0's i and f
+    grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(dA.shape[0], -1).T, cache.W_x)
+    c = cache.c  # (T+1, H, B)
+    grads["p_i"] = np.einsum("htb,thb->h", dA[:H], c[:-1])  # (H,) i saw c_{t-1}
+    grads["p_f"] = np.einsum("htb,thb->h", dA[H : 2 * H], c[:-1])  # (H,) f too
+    grads["p_o"] = np.einsum("htb,thb->h", dA[-H:], c[1:])  # (H,) o saw c_t
+    return dx, grads, {"h": np.ascontiguousarray(dh0.T), "c": np.ascontiguousarray(dc0.T)}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells import lstm
+from lstmtext.cells import compiled, lstm
 from lstmtext.cells.common import GateActivation, sigmoid, window_grads, window_step
 
 NAME = "peephole"
@@ -43,7 +43,10 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, Cache]:
     """x (T,B,D), state {"h", "c": (B,H)} -> h (T,B,H), a view of the cache (read-only).
 
     The LSTM's loop (cells/lstm.py) with the peephole paths: i and f see c_{t-1} before they are
-    activated, and o sees c_t, so o is activated after the write."""
+    activated, and o sees c_t, so o is activated after the write. With numba installed, the float
+    steps run compiled (cells/compiled.py), as the LSTM's do."""
+    if k := compiled.kernels(x.dtype):
+        return compiled.peephole_forward(k, p, x, state)
     w = lstm.window(p, x, state)
     H, GH = p["W_h"].shape
     act_c = GateActivation.of("sst", H, x.dtype)  # i, f, g: all but o, which waits for c_t
@@ -72,6 +75,8 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, Cache]:
 def backward(dh: np.ndarray, cache: Cache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) -> dx (T,B,D), grads, dstate: the LSTM's backward loop, plus the paths by which
     c_t reached this step's o and step t+1's i and f."""
+    if k := compiled.kernels(cache.x.dtype):
+        return compiled.peephole_backward(k, dh, cache)
     T, B, _ = cache.x.shape
     H, GH = cache.W_h.shape
     dt = cache.x.dtype

@@ -168,3 +168,14 @@ def test_every_cell_module_declares_the_whole_interface():
     partial = types.ModuleType("partial")
     partial.__dict__.update({k: v for k, v in vars(lstm).items() if k != "own_init"})
     assert not isinstance(partial, Cell)  # one missing declaration is caught
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_is_logaddexp_to_a_rounding_and_never_overflows(dtype):
+    """common.softplus against np.logaddexp(0, x) from −1000 to 1000: within a few roundings of
+    max(1, |value|) (an absolute error where the value is small, as a log's should be), no inf."""
+    x = np.concatenate([np.linspace(-1000, 1000, 4001), np.linspace(-30, 30, 6001)]).astype(dtype)
+    got, ref = common.softplus(x), np.logaddexp(0.0, x)
+    assert np.all(np.isfinite(got))
+    scale = np.maximum(1.0, np.abs(ref)) * np.finfo(dtype).eps
+    assert float(np.max(np.abs(got - ref) / scale)) < 4

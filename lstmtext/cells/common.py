@@ -23,6 +23,19 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+def softplus(x: np.ndarray) -> np.ndarray:
+    """log(1 + e^x) = max(x, 0) + log(1 + e^−|x|), which cannot overflow. The same function as
+    np.logaddexp(0, x) to a rounding of the log (an absolute error, harmless where it is added to
+    or subtracted from another log), in vectorised calls: logaddexp is not, and is ten times slower."""
+    out = np.abs(x)
+    np.negative(out, out=out)
+    np.exp(out, out=out)  # e^−|x| in (0, 1]
+    out += 1.0
+    np.log(out, out=out)
+    out += np.maximum(x, 0.0)
+    return out
+
+
 def named_blocks(a: np.ndarray, names: str, feature_axis: int) -> dict[str, np.ndarray]:
     """A fused gate array, (T, G·H, B) feature-major (feature_axis 1) or (T, B, G·H) batch-major
     (feature_axis 2), as {name: (T, B, H)} views, one per letter of `names` in fused order."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import input_projection, sigmoid, window_grads, window_step
+from lstmtext.cells.common import input_projection, sigmoid, softplus, window_grads, window_step
 from lstmtext.cells.linear_scan import linear_scan, linear_scan_backward, positive
 
 NAME = "minlstm"
@@ -53,7 +53,9 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, MinLSTMCac
     A = input_projection(x, p["W_x"], p["b"])  # (T, B, 3H): every step's gates and candidate at once
     a_f, a_i = A[:, :, :H], A[:, :, H : 2 * H]  # (T, B, H) each
     f, i = sigmoid(a_f), sigmoid(a_i)  # (T, B, H) each, for inspect
-    keep = sigmoid(np.logaddexp(0.0, -a_i) - np.logaddexp(0.0, -a_f))  # (T, B, H) f' = σ(log f − log i)
+    keep = softplus(-a_i)  # (T, B, H) −log i
+    keep -= softplus(-a_f)  # (T, B, H) log f − log i
+    sigmoid(keep, out=keep)  # (T, B, H) f' = σ(log f − log i)
     n, dn = positive(A[:, :, 2 * H :])  # (T, B, H) each
     h = linear_scan(keep, (1.0 - keep) * n, state["h"])  # (T+1, B, H); i' = 1 - f'
     return h[1:], MinLSTMCache(x, f, i, keep, n, dn, h, p["W_x"])

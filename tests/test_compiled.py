@@ -1,17 +1,19 @@
-"""The compiled steps (cells/compiled.py, the [fast] extra) of the LSTM and the peephole LSTM against
-their NumPy reference (cells/lstm.py, cells/peephole.py) and against finite differences."""
+"""The compiled steps (cells/compiled.py, the [fast] extra) of the LSTM, the peephole LSTM and the
+sLSTM against their NumPy reference (cells/lstm.py, peephole.py, slstm.py) and against finite
+differences."""
 
 import os
+from dataclasses import fields
 
 import numpy as np
 import pytest
 from gradcheck import numerical_grad, rel_error
 
-from lstmtext.cells import common, compiled, lstm, peephole
+from lstmtext.cells import common, compiled, lstm, peephole, slstm
 
 pytest.importorskip("numba")  # the dev extra installs it: CI runs these
 
-CELLS = [lstm, peephole]  # the cells with compiled steps
+CELLS = [lstm, peephole, slstm]  # the cells with compiled steps
 
 
 @pytest.fixture
@@ -31,6 +33,8 @@ def window(dtype, T=6, B=3, D=5, H=4, seed=0, cell=lstm):
     p = {k: rng.uniform(-0.6, 0.6, size=s).astype(dtype) for k, s in common.param_shapes(cell, D, H).items()}
     x = rng.normal(size=(T, B, D)).astype(dtype)
     state = {k: rng.uniform(-0.5, 0.5, size=(B, H)).astype(dtype) for k in cell.STATE}
+    if "n" in state:  # the sLSTM's normaliser is a sum of positive weights
+        state["n"] += 1.0
     dh = rng.normal(size=(T, B, H)).astype(dtype)
     return p, x, state, dh
 
@@ -62,7 +66,9 @@ def test_same_window_as_numpy(path, cell, dtype, tol):
     got = run(cell, *args)
     assert type(got[1]) is type(ref[1])
     assert rel_error(got[0], ref[0]) < tol
-    for name in ("gates", "c", "tanh_c", "h"):
+    arrays = [f.name for f in fields(ref[1]) if isinstance(getattr(ref[1], f.name), np.ndarray)]
+    assert {"gates", "c", "h"} <= set(arrays)
+    for name in arrays:
         assert rel_error(getattr(got[1], name), getattr(ref[1], name)) < tol, name
     assert rel_error(got[2], ref[2]) < tol
     for k in ref[3]:
@@ -96,7 +102,8 @@ def test_cifg_stays_numpy(path, monkeypatch):
     def refuse(*args):
         raise AssertionError("compiled path taken")
 
-    for name in ("lstm_forward", "lstm_backward", "peephole_forward", "peephole_backward"):
+    for name in ("lstm_forward", "lstm_backward", "peephole_forward", "peephole_backward", "slstm_forward",
+                 "slstm_backward"):  # fmt: skip
         monkeypatch.setattr(compiled, name, refuse)
     rng = np.random.default_rng(2)
     p = {k: rng.uniform(-0.5, 0.5, size=s) for k, s in common.param_shapes(cifg, 3, 4).items()}
@@ -128,15 +135,67 @@ def test_backward_against_finite_differences(path, cell, on):
 
 
 def test_float32_tanh_within_a_few_roundings(path):
-    """The float32 kernels' rational tanh, seen through a one-step window whose gates are shut or
-    open (biases ±30, zero weights: i = 0, f = 1, o = 1), so that c_1 = c_0 and h = tanh(c_0)."""
+    """The float32 kernels' rational tanh against float64's over ±12 (it clamps past ±7.9)."""
+    import numba
+
     path(True)
-    c0 = np.linspace(-12, 12, 20_001).astype(np.float32)
-    B = c0.size
-    p = {"W_x": np.zeros((1, 4), np.float32), "W_h": np.zeros((1, 4), np.float32),
-         "b": np.array([-30.0, 30.0, 0.0, 30.0], np.float32)}  # i | f | g | o
-    state = {"h": np.zeros((B, 1), np.float32), "c": c0[:, None].copy()}
-    h, _ = lstm.forward(p, np.zeros((1, B, 1), np.float32), state)
-    exact = np.tanh(c0.astype(np.float64))
+    tanh = compiled.kernels(np.float32).tanh
+
+    @numba.njit
+    def each(x, out):
+        for n in range(x.size):
+            out[n] = tanh(x[n])
+
+    x = np.linspace(-12, 12, 20_001).astype(np.float32)
+    got = np.empty_like(x)
+    each(x, got)
+    exact = np.tanh(x.astype(np.float64))
     ulp = np.spacing(np.maximum(np.abs(exact), 1e-30).astype(np.float32)).astype(np.float64)
-    assert float(np.max(np.abs(h[0, :, 0] - exact) / ulp)) < 8
+    assert float(np.max(np.abs(got - exact) / ulp)) < 8
+
+
+def test_a_window_of_one_step_stays_numpy(path, monkeypatch):
+    """Generation's steps (common.window_step) are windows of one: those run NumPy, so that
+    `generate` never waits for numba's import, while a window of two goes compiled."""
+    path(True)
+    assert compiled.kernels(np.float32, 1) is None and compiled.kernels(np.float32, 2) is not None
+
+    def refuse(*args):
+        raise AssertionError("compiled path taken")
+
+    monkeypatch.setattr(compiled, "slstm_forward", refuse)
+    p, x, state, _ = window(np.float32, T=2, cell=slstm)
+    h, _ = slstm.step(p, x[0], state)  # window_step: a window of one
+    assert np.isfinite(h).all()
+    with pytest.raises(AssertionError, match="compiled path taken"):
+        slstm.forward(p, x, state)
+
+
+def test_float32_exp_and_log1p_within_a_rounding_or_two(path):
+    """The sLSTM kernels' own float32 e^x (x ≤ 0) and log(1 + z) (0 ≤ z ≤ 1), against float64's,
+    over their whole domain; e^x is 0 below float32's range, as NumPy's is."""
+    import numba
+
+    path(True)
+    k = compiled.kernels(np.float32)
+    exp_neg, log1p_unit = k.exp_neg, k.log1p_unit
+
+    @numba.njit
+    def each(x, out_exp, out_log1p):
+        for n in range(x.size):
+            out_exp[n] = exp_neg(x[n])
+            out_log1p[n] = log1p_unit(-x[n] / np.float32(90.0))
+
+    x = -np.linspace(0.0, 90.0, 200_001).astype(np.float32)
+    e, lg = np.empty_like(x), np.empty_like(x)
+    each(x, e, lg)
+
+    def ulps(got, exact):
+        spacing = np.spacing(np.maximum(np.abs(exact), 1e-37).astype(np.float32)).astype(np.float64)
+        return float(np.max(np.abs(got - exact) / spacing))
+
+    normal = x > -87.3
+    assert ulps(e[normal], np.exp(x[normal].astype(np.float64))) < 2
+    assert np.all(e[x < -87.34] == 0.0)
+    z = (-x / np.float32(90.0)).astype(np.float64)
+    assert ulps(lg, np.log1p(z)) < 3

@@ -28,12 +28,13 @@ import numpy as np
 _kernels = None  # the compiled module once loaded; False when numba is missing or turned off
 
 
-def kernels(dtype=np.float32):
-    """The compiled kernels for arrays of this dtype, or None (not float32/float64, no numba, or
-    LSTMTEXT_COMPILED=0). Imported on first use: numba takes a few tenths of a second to import,
-    which `generate` and `info` never pay."""
+def kernels(dtype=np.float32, steps: int = 2):
+    """The compiled kernels for a window of this dtype and length, or None (not float32/float64, no
+    numba, LSTMTEXT_COMPILED=0, or a window of one step). Imported on first use: numba takes a few
+    tenths of a second to import, which `generate` and `info` never pay (generation's steps are
+    windows of one, cells/common.window_step, where a compiled step would not repay the import)."""
     global _kernels
-    if dtype not in (np.float32, np.float64):
+    if dtype not in (np.float32, np.float64) or steps < 2:
         return None
     if _kernels is None:
         _kernels = False
@@ -57,8 +58,9 @@ def _build(cache: bool):
         import numba
     except Exception:  # not installed, or a numba this NumPy is too new for: the NumPy path
         return None
+    from llvmlite import ir
     from numba import types
-    from numba.extending import overload
+    from numba.extending import intrinsic, overload
 
     def tanh(x):
         return math.tanh(x)
@@ -84,6 +86,65 @@ def _build(cache: bool):
             return x * p / q
 
         return rational
+
+    # The sLSTM's exponential gates. float32: e^x for x ≤ 0 and log(1 + z) for 0 ≤ z ≤ 1, the only
+    # arguments they get, in arithmetic that vectorises (the C library's expf and log1pf do not);
+    # float64: the C library's.
+    @intrinsic
+    def float32_from_bits(typingctx, bits):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.FloatType())
+
+        return types.float32(types.int32), codegen
+
+    def exp_neg(x):
+        return math.exp(x)
+
+    @overload(exp_neg, inline="always")
+    def _exp_neg(x):
+        if x != types.float32:
+            return lambda x: math.exp(x)
+
+        def cephes(x):
+            # e^x = 2^n e^r with n = round(x / ln 2) and |r| ≤ ln 2 / 2 (Cephes' expf: ln 2 in two
+            # parts so that r is exact, e^r by a polynomial); below −87.3, e^x is under float32's range
+            y = max(x, np.float32(-87.33654))
+            n = np.floor(y * np.float32(1.44269504088896341) + np.float32(0.5))
+            r = y - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+            p = r * np.float32(1.9875691500e-4) + np.float32(1.3981999507e-3)
+            p = r * p + np.float32(8.3334519073e-3)
+            p = r * p + np.float32(4.1665795894e-2)
+            p = r * p + np.float32(1.6666665459e-1)
+            p = r * p + np.float32(5.0000001201e-1)
+            p = p * (r * r) + r + np.float32(1.0)
+            scale = float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))  # 2^n
+            return p * scale * np.float32(x > np.float32(-87.33654))  # 0 below the range, without a branch
+
+        return cephes
+
+    def log1p_unit(z):
+        return math.log1p(z)
+
+    @overload(log1p_unit, inline="always")
+    def _log1p_unit(z):
+        if z != types.float32:
+            return lambda z: math.log1p(z)
+
+        def series(z):
+            # log(1 + z) = 2 atanh(s), s = z / (2 + z) ≤ 1/3 for z ≤ 1: the series to s¹⁵ is within
+            # 2e-9 of it (the next term, 2 s¹⁷/17)
+            s = z / (np.float32(2.0) + z)
+            s2 = s * s
+            p = s2 * np.float32(1 / 15) + np.float32(1 / 13)
+            p = s2 * p + np.float32(1 / 11)
+            p = s2 * p + np.float32(1 / 9)
+            p = s2 * p + np.float32(1 / 7)
+            p = s2 * p + np.float32(1 / 5)
+            p = s2 * p + np.float32(1 / 3)
+            p = s2 * p + np.float32(1.0)
+            return np.float32(2.0) * s * p
+
+        return series
 
     # error_model "numpy": a division by zero gives inf, not an exception, so the loops have no branch
     # for it and compile to vector instructions (q >= 0.0049 here anyway)
@@ -173,7 +234,57 @@ def _build(cache: bool):
                 dA[3 * H + j, t, b] = da_o
                 dc[j, b] = d * f  # what reaches c_{t-1}
 
-    return type("Kernels", (), {name: staticmethod(f) for name, f in locals().items() if name.endswith("_step")})
+    @jit
+    def slstm_forward_step(t, gates, xW, sf, c, n, m, hT):
+        """The sLSTM's step t (cells/slstm.py): gates[t] (4H,B) holds (h_{t-1} W_h)ᵀ, xW (4H,T,B) the
+        input part. Out: the stabilised gates in gates[t], σ(f̃) in sf[t], c, n, m [t+1], hT[:, t+1]."""
+        _, H, B = sf.shape
+        half, one, zero = gates.dtype.type(0.5), gates.dtype.type(1.0), gates.dtype.type(0.0)
+        for j in range(H):
+            for b in range(B):
+                ai = gates[t, j, b] + xW[j, t, b]  # ĩ
+                af = gates[t, H + j, b] + xW[H + j, t, b]  # f̃
+                e = exp_neg(-abs(af))  # e^−|f̃|: σ(f̃) and log σ(f̃) from it, precise for any f̃
+                q = one / (one + e)
+                sf[t, j, b] = q if af >= zero else e * q  # σ(f̃)
+                log_fm = min(af, zero) - log1p_unit(e) + m[t, j, b]  # log σ(f̃) + m_{t−1}
+                # an empty cell (n = 0) takes m from the input alone, as in cells/slstm.py
+                mt = ai if n[t, j, b] == zero else max(ai, log_fm)
+                i = exp_neg(ai - mt)  # ≤ 1
+                f = exp_neg(min(log_fm - mt, zero))  # ≤ 1; above 1 only for an empty cell, where it multiplies 0
+                z = tanh(gates[t, 2 * H + j, b] + xW[2 * H + j, t, b])
+                o = half * tanh(half * (gates[t, 3 * H + j, b] + xW[3 * H + j, t, b])) + half  # σ
+                gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b] = i, f, z, o
+                ct = f * c[t, j, b] + i * z
+                nt = f * n[t, j, b] + i
+                m[t + 1, j, b], c[t + 1, j, b], n[t + 1, j, b] = mt, ct, nt
+                hT[j, t + 1, b] = o * (ct / nt)  # h_t = σ(õ) ⊙ c_t / n_t
+
+    @jit
+    def slstm_backward_step(t, dhT, dh_next, dc, dn, gates, sf, c, n, dA):
+        """The sLSTM's backward step t (m a constant, as in cells/slstm.py): dc, dn (H,B) arrive
+        from step t+1 already times f_{t+1}, and leave times f_t."""
+        _, H, B = sf.shape
+        one = gates.dtype.type(1.0)
+        for j in range(H):
+            for b in range(B):
+                i, f, z, o = gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b]
+                inv_n = one / n[t + 1, j, b]
+                ratio = c[t + 1, j, b] * inv_n  # c/n
+                dh = dhT[t, j, b] + dh_next[j, b]
+                dr = dh * o  # through h = o ⊙ c/n
+                dcj = dc[j, b] + dr * inv_n
+                dnj = dn[j, b] - dr * ratio * inv_n
+                dA[j, t, b] = (dcj * z + dnj) * i  # c and n both take i = exp(ĩ − m)
+                dA[H + j, t, b] = (dcj * c[t, j, b] + dnj * n[t, j, b]) * f * (one - sf[t, j, b])
+                dA[2 * H + j, t, b] = dcj * i * (one - z * z)  # tanh'
+                dA[3 * H + j, t, b] = dh * ratio * o * (one - o)  # σ'
+                dc[j, b], dn[j, b] = dcj * f, dnj * f  # what flows to c_{t−1}, n_{t−1}
+
+    # the steps, and the float32 functions they use (for tests/test_compiled.py, through numba.njit)
+    scope = locals()
+    names = [name for name in scope if name.endswith("_step")] + ["tanh", "exp_neg", "log1p_unit"]
+    return type("Kernels", (), {name: staticmethod(scope[name]) for name in names})
 
 
 def forward_loop(step, p: dict, x: np.ndarray, state: dict, *extra):
@@ -256,3 +367,48 @@ def peephole_backward(k, dh: np.ndarray, cache):
     grads["p_f"] = np.einsum("htb,thb->h", dA[H : 2 * H], c[:-1])  # (H,) f too
     grads["p_o"] = np.einsum("htb,thb->h", dA[-H:], c[1:])  # (H,) o saw c_t
     return dx, grads, {"h": np.ascontiguousarray(dh0.T), "c": np.ascontiguousarray(dc0.T)}
+
+
+def slstm_forward(k, p: dict, x: np.ndarray, state: dict, W_h: np.ndarray, heads: int):
+    """cells/slstm.forward, compiled: x (T,B,D) -> h (T,B,H), its cache. W_h: masked to its heads."""
+    from lstmtext.cells import slstm
+    from lstmtext.cells.common import input_projection_fm
+
+    T, B, _ = x.shape
+    H = W_h.shape[0]
+    dt = x.dtype
+    xW = input_projection_fm(x, p["W_x"], p["b"])  # (4H, T, B)
+    gates = np.empty((T, 4 * H, B), dtype=dt)
+    sf = np.empty((T, H, B), dtype=dt)
+    c, n, m = (np.empty((T + 1, H, B), dtype=dt) for _ in range(3))
+    c[0], n[0], m[0] = state["c"].T, state["n"].T, state["m"].T
+    hT = np.empty((H, T + 1, B), dtype=dt)  # hT[:, t] = h_{t-1}ᵀ
+    hT[:, 0] = state["h"].T
+    W_hT = np.ascontiguousarray(W_h.T)  # (4H, H)
+    for t in range(T):
+        np.matmul(W_hT, hT[:, t], out=gates[t])  # (4H, B) h_{t-1} W_h
+        k.slstm_forward_step(t, gates, xW, sf, c, n, m, hT)
+    h = np.ascontiguousarray(hT.transpose(1, 2, 0))  # (T+1, B, H)
+    return h[1:], slstm.SLSTMCache(x, gates, sf, h, c, n, m, p["W_x"], W_h, heads)
+
+
+def slstm_backward(k, dh: np.ndarray, cache):
+    """cells/slstm.backward, compiled: dh (T,B,H) -> dx (T,B,D), grads, dstate."""
+    from lstmtext.cells import slstm
+    from lstmtext.cells.common import window_grads
+
+    T, B, _ = cache.x.shape
+    H, GH = cache.W_h.shape
+    dt = cache.x.dtype
+    dhT = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B)
+    dA = np.empty((GH, T, B), dtype=dt)
+    dh_next, dc, dn = (np.zeros((H, B), dtype=dt) for _ in range(3))
+    for t in reversed(range(T)):
+        k.slstm_backward_step(t, dhT, dh_next, dc, dn, cache.gates, cache.sf, cache.c, cache.n, dA)
+        np.matmul(cache.W_h, dA[:, t], out=dh_next)  # (H, B) to step t-1 through W_h
+    grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(GH, T * B).T, cache.W_x)
+    if cache.heads > 1:
+        grads["W_h"] *= slstm.head_mask(H, cache.heads, grads["W_h"].dtype)  # off-block weights stay zero
+    dm0 = dc * cache.c[0] + dn * cache.n[0]  # c_0, n_0 stand for c_0 e^{m_0}, n_0 e^{m_0}
+    dstate = {"h": dh_next, "c": dc, "n": dn, "m": dm0}
+    return dx, grads, {key: np.ascontiguousarray(v.T) for key, v in dstate.items()}

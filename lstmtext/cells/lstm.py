@@ -122,7 +122,7 @@ def forward(p: dict, x: np.ndarray, state: dict, rule: Rule = RULE) -> tuple[np.
 
     The returned h is a view of the cache (no copy); treat it as read-only. With numba installed,
     the LSTM's own float steps run compiled (cells/compiled.py): the same equations, one call."""
-    if rule is RULE and (k := compiled.kernels(x.dtype)):
+    if rule is RULE and (k := compiled.kernels(x.dtype, len(x))):
         return compiled.lstm_forward(k, p, x, state)
     w = window(p, x, state)
     H, GH = p["W_h"].shape
@@ -162,7 +162,7 @@ def derivatives(cache: Cache) -> Derivatives:
 def backward(dh: np.ndarray, cache: Cache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) = dLoss/dh_t from above -> dx (T,B,D), grads, dstate (w.r.t. the initial state)."""
     # only the LSTM's own cache: the peephole LSTM's (a subclass) carries the same rule
-    if type(cache) is Cache and cache.rule is RULE and (k := compiled.kernels(cache.x.dtype)):
+    if type(cache) is Cache and cache.rule is RULE and (k := compiled.kernels(cache.x.dtype, len(cache.x))):
         return compiled.lstm_backward(k, dh, cache)
     T, B, _ = cache.x.shape
     H, GH = cache.W_h.shape

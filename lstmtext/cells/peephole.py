@@ -45,7 +45,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, Cache]:
     The LSTM's loop (cells/lstm.py) with the peephole paths: i and f see c_{t-1} before they are
     activated, and o sees c_t, so o is activated after the write. With numba installed, the float
     steps run compiled (cells/compiled.py), as the LSTM's do."""
-    if k := compiled.kernels(x.dtype):
+    if k := compiled.kernels(x.dtype, len(x)):
         return compiled.peephole_forward(k, p, x, state)
     w = lstm.window(p, x, state)
     H, GH = p["W_h"].shape
@@ -75,7 +75,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, Cache]:
 def backward(dh: np.ndarray, cache: Cache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) -> dx (T,B,D), grads, dstate: the LSTM's backward loop, plus the paths by which
     c_t reached this step's o and step t+1's i and f."""
-    if k := compiled.kernels(cache.x.dtype):
+    if k := compiled.kernels(cache.x.dtype, len(cache.x)):
         return compiled.peephole_backward(k, dh, cache)
     T, B, _ = cache.x.shape
     H, GH = cache.W_h.shape

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lstmtext.cells import compiled
 from lstmtext.cells.common import (
     GateActivation,
     input_projection,
@@ -92,6 +93,8 @@ def forward(p: dict, x: np.ndarray, state: dict, heads: int = 1) -> tuple[np.nda
     Feature-major steps, h batch-major, like the LSTM (common.py)."""
     H = p["W_h"].shape[0]
     W_h = p["W_h"] * head_mask(H, heads, p["W_h"].dtype) if heads > 1 else p["W_h"]  # (H, 4H)
+    if k := compiled.kernels(x.dtype, len(x)):  # numba installed: the same steps compiled (cells/compiled.py)
+        return compiled.slstm_forward(k, p, x, state, W_h, heads)
     T, B, _ = x.shape
     dt = x.dtype
     xW = input_projection(x, p["W_x"], p["b"])  # (T, B, 4H), b included
@@ -156,6 +159,8 @@ def final_state(cache: SLSTMCache) -> dict:
 
 def backward(dh: np.ndarray, cache: SLSTMCache) -> tuple[np.ndarray, dict, dict]:
     """dh (T,B,H) -> dx (T,B,D), grads, dstate. m is a constant inside the window (see the docstring)."""
+    if k := compiled.kernels(cache.x.dtype, len(cache.x)):
+        return compiled.slstm_backward(k, dh, cache)
     gates, c, n = cache.gates, cache.c, cache.n
     T, GH, B = gates.shape
     H = GH // 4

@@ -199,3 +199,21 @@ def test_float32_exp_and_log1p_within_a_rounding_or_two(path):
     assert np.all(e[x < -87.34] == 0.0)
     z = (-x / np.float32(90.0)).astype(np.float64)
     assert ulps(lg, np.log1p(z)) < 3
+
+
+def test_slstm_heads_same_as_numpy(path):
+    """With --heads the recurrent matrix is masked to its heads: both paths, and W_h's gradient
+    zero off the blocks."""
+    p, x, state, dh = window(np.float64, T=7, B=3, D=5, H=6, cell=slstm)
+    out = {}
+    for on in (False, True):
+        path(on)
+        h, cache = slstm.forward(p, x, state, heads=3)
+        out[on] = (h.copy(), *slstm.backward(dh.copy(), cache))
+    (h0, dx0, g0, s0), (h1, dx1, g1, s1) = out[False], out[True]
+    assert rel_error(h1, h0) < 1e-13 and rel_error(dx1, dx0) < 1e-13
+    for k in g0:
+        assert rel_error(g1[k], g0[k]) < 1e-13, k
+    for k in s0:
+        assert rel_error(s1[k], s0[k]) < 1e-13, k
+    assert np.all(g1["W_h"][slstm.head_mask(6, 3, np.float64) == 0] == 0.0)

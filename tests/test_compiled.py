@@ -54,12 +54,13 @@ def test_on_when_installed_and_off_by_the_environment(path):
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.NAME)
-@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
-def test_same_window_as_numpy(path, cell, dtype, tol):
+@pytest.mark.parametrize("dtype,tol,B,H", [(np.float32, 2e-6, 5, 9), (np.float32, 2e-6, 37, 16),
+                                           (np.float64, 1e-13, 5, 9)])  # fmt: skip
+def test_same_window_as_numpy(path, cell, dtype, tol, B, H):
     """Every output of a window: h, the cache (gates, c, tanh c), dx, each gradient, dstate. float64
     calls the exact tanh, so there the two differ by summation order only; float32 by the rational
-    tanh's few roundings."""
-    args = window(dtype, T=12, B=5, D=7, H=9, cell=cell)
+    tanh's few roundings. B 37: the kernels' vector loop and its remainder."""
+    args = window(dtype, T=12, B=B, D=7, H=H, cell=cell)
     path(False)
     ref = run(cell, *args)
     path(True)
@@ -84,12 +85,14 @@ def test_each_backward_reads_the_others_forward(path, cell, forward_on):
     p, x, state, dh = window(np.float64, cell=cell)
     path(forward_on)
     _, cache = cell.forward(p, x, state)
-    dx_a, grads_a, _ = cell.backward(dh.copy(), cache)
+    dx_a, grads_a, dstate_a = cell.backward(dh.copy(), cache)
     path(not forward_on)
-    dx_b, grads_b, _ = cell.backward(dh.copy(), cache)
+    dx_b, grads_b, dstate_b = cell.backward(dh.copy(), cache)
     assert rel_error(dx_a, dx_b) < 1e-13
     for k in grads_b:
         assert rel_error(grads_a[k], grads_b[k]) < 1e-13, k
+    for k in dstate_b:  # the initial state's: the peepholes from c_0, the sLSTM's m_0
+        assert rel_error(dstate_a[k], dstate_b[k]) < 1e-13, k
 
 
 def test_cifg_stays_numpy(path, monkeypatch):
@@ -173,7 +176,7 @@ def test_a_window_of_one_step_stays_numpy(path, monkeypatch):
 
 def test_float32_exp_and_log1p_within_a_rounding_or_two(path):
     """The sLSTM kernels' own float32 e^x (x ≤ 0) and log(1 + z) (0 ≤ z ≤ 1), against float64's,
-    over their whole domain; e^x is 0 below float32's range, as NumPy's is."""
+    over their whole domain; e^x is 0 below float32's normal range."""
     import numba
 
     path(True)
@@ -194,9 +197,9 @@ def test_float32_exp_and_log1p_within_a_rounding_or_two(path):
         spacing = np.spacing(np.maximum(np.abs(exact), 1e-37).astype(np.float32)).astype(np.float64)
         return float(np.max(np.abs(got - exact) / spacing))
 
-    normal = x > -87.3
+    normal = x >= np.float32(-87.33654)  # e^x ≥ 2^−126, float32's smallest normal number
     assert ulps(e[normal], np.exp(x[normal].astype(np.float64))) < 2
-    assert np.all(e[x < -87.34] == 0.0)
+    assert np.all(e[~normal] == 0.0) and (~normal).any()
     z = (-x / np.float32(90.0)).astype(np.float64)
     assert ulps(lg, np.log1p(z)) < 3
 
@@ -217,3 +220,53 @@ def test_slstm_heads_same_as_numpy(path):
     for k in s0:
         assert rel_error(s1[k], s0[k]) < 1e-13, k
     assert np.all(g1["W_h"][slstm.head_mask(6, 3, np.float64) == 0] == 0.0)
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_slstm_forget_gate_past_exp_range(path, on, dtype):
+    """Forget pre-activations below what e^−f̃ can hold (−100 and −1000 in float32, −1000 in
+    float64), on both paths: finite values, and where the stored cell outweighs the input
+    (m_0 = 100) it must keep its weight, h = σ(õ) c_0/n_0 nearly, as the exact function says."""
+    path(on)
+    H, B = 4, 3
+    p = {"W_x": np.zeros((1, 4 * H), dtype), "W_h": np.zeros((H, 4 * H), dtype), "b": np.zeros(4 * H, dtype)}
+    p["b"][:H] = 5.0  # ĩ
+    p["b"][H : 2 * H] = -100.0 if dtype == np.float32 else -1000.0  # f̃
+    state = {"h": np.zeros((B, H), dtype), "c": np.full((B, H), -0.5, dtype), "n": np.ones((B, H), dtype),
+             "m": np.full((B, H), 100.0 if dtype == np.float32 else 1000.0, dtype)}  # fmt: skip
+    h, cache = slstm.forward(p, np.zeros((2, B, 1), dtype), state)
+    # step 1: log σ(f̃) + m_0 = f̃ + m_0 ≈ 0 (less log(1+e^f̃)) against ĩ = 5: i = 1, f ≈ e^−5
+    f = np.exp(-5.0)
+    assert np.allclose(h[0], 0.5 * (-0.5 * f + 1 * 0.0) / (f + 1.0), rtol=1e-5)
+    p["b"][H : 2 * H] = -1000.0  # and with m_0 = 0, shut for good: m = ĩ, f = 0
+    state["m"][:] = 0.0
+    h, cache = slstm.forward(p, np.zeros((2, B, 1), dtype), state)
+    assert np.all(cache.gates[:, H : 2 * H] == 0.0) and np.all(cache.sf <= 1e-37)
+    dx, grads, dstate = slstm.backward(np.ones_like(h), cache)
+    assert all(np.isfinite(a).all() for a in (h, dx, *grads.values(), *dstate.values()))
+
+
+def test_generation_never_imports_numba():
+    """What `generate` runs, model.step_logits, for every cell with compiled steps: numba stays out
+    of the process (its import costs a few tenths of a second, more than a sample's steps save)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from lstmtext import model
+from lstmtext.config import ModelConfig
+for cell in ("lstm", "peephole", "slstm"):
+    cfg = ModelConfig(vocab_size=11, embed=6, hidden=8, layers=2, dropout=0.0, cell=cell)
+    params = model.init_params(cfg, np.random.default_rng(0))
+    state = model.init_state(cfg, 3)
+    for _ in range(3):
+        logits, state = model.step_logits(params, cfg, np.array([1, 2, 3]), state)
+    assert np.isfinite(logits).all()
+assert "numba" not in sys.modules, "numba imported"
+"""
+    env = {**os.environ, "LSTMTEXT_COMPILED": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr

@@ -1,5 +1,5 @@
-"""The optional compiled path for the steps of the LSTM and the peephole LSTM: `pip install
-'lstmtext[fast]'` (numba).
+"""The optional compiled path for the steps of the LSTM, the peephole LSTM and the sLSTM: `pip
+install 'lstmtext[fast]'` (numba).
 
 Why: at the sizes people train on a laptop, NumPy's cost is the number of calls, not arithmetic.
 Each elementwise line of the LSTM's step (cells/lstm.py) is one NumPy call over a (4H, B) or
@@ -7,17 +7,20 @@ Each elementwise line of the LSTM's step (cells/lstm.py) is one NumPy call over 
 ten of them beside one matrix product, the backward step eight. A compiled loop does a step's
 elementwise work in one call and one pass over memory, reading each gate once.
 
-What stays the same: the equations (those of cells/lstm.py and cells/peephole.py, line by line,
-below), the matrix products (NumPy's BLAS, the same calls), the window's arrays and its `Cache`, so
-that either path's backward reads the other's forward, `lstmtext inspect` sees the same gates, and
-the NumPy path stays the reference: it is what runs without numba, with LSTMTEXT_COMPILED=0, for the
-other cells (CIFG's own write of c_t included) and in tests/test_compiled.py, which checks the two
-against each other and this path's backward against finite differences.
+What stays the same: the equations (those of cells/lstm.py, peephole.py and slstm.py, line by line,
+below), the matrix products (NumPy's BLAS, the same calls) and the window's cache, so that either
+path's backward reads the other's forward and `lstmtext inspect` sees the same gates. The NumPy path
+stays the reference: it is what runs without numba, with LSTMTEXT_COMPILED=0, for the other cells
+(CIFG's own write of c_t included), for a window of one step (generation: see `kernels`), and in
+tests/test_compiled.py, which checks the two against each other and this path's backward against
+finite differences.
 
 What differs: float32's tanh here is a rational function (the one Eigen, and so TensorFlow and
 PyTorch's CPU kernels, use for float32), within a few float32 roundings of NumPy's, because a call
-to the C library's tanh cannot be vectorised; float64 (the gradient checks) calls the exact one.
-σ(z) = (1 + tanh(z/2)) / 2, as in cells/common.py.
+to the C library's tanh cannot be vectorised; so are the sLSTM's e^x and log(1 + z) (Cephes' exp
+polynomial, an atanh series). float64 (the gradient checks) calls the exact ones. σ(z) =
+(1 + tanh(z/2)) / 2, as in cells/common.py. The input part x W_x + b is feature-major here for
+every cell (the NumPy sLSTM keeps it batch-major); it is not part of the cache.
 """
 
 import math
@@ -107,7 +110,7 @@ def _build(cache: bool):
 
         def cephes(x):
             # e^x = 2^n e^r with n = round(x / ln 2) and |r| ≤ ln 2 / 2 (Cephes' expf: ln 2 in two
-            # parts so that r is exact, e^r by a polynomial); below −87.3, e^x is under float32's range
+            # parts so that r is exact, e^r by a polynomial)
             y = max(x, np.float32(-87.33654))
             n = np.floor(y * np.float32(1.44269504088896341) + np.float32(0.5))
             r = y - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
@@ -118,7 +121,9 @@ def _build(cache: bool):
             p = r * p + np.float32(5.0000001201e-1)
             p = p * (r * r) + r + np.float32(1.0)
             scale = float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))  # 2^n
-            return p * scale * np.float32(x > np.float32(-87.33654))  # 0 below the range, without a branch
+            # 0 below float32's normal range, without a branch (NumPy gives subnormals down to −104;
+            # here such an e^x only ever weighs against one that is 1, so they would change nothing)
+            return p * scale * np.float32(x >= np.float32(-87.33654))
 
         return cephes
 

@@ -107,23 +107,29 @@ def forward(p: dict, x: np.ndarray, state: dict, heads: int = 1) -> tuple[np.nda
     W_hT = np.ascontiguousarray(W_h.T)  # (4H, H)
     act_zo = GateActivation.of("ts", H, dt)  # z: tanh; o: σ
     log_fm = np.empty((H, B), dtype=dt)  # log σ(f̃) + m_{t-1}
+    e = np.empty((H, B), dtype=dt)  # e^−|f̃|
+    below = np.empty((H, B), dtype=bool)  # f̃ < 0
     tmp = np.empty((H, B), dtype=dt)
     for t in range(T):
         a = gates[t]  # (4H, B), pre-activations turned into gates in place
         np.matmul(W_hT, h[t].T, out=a)  # (4H, B); h[t].T is a transposed view
         a += xW[t].T
         ai, af, az, ao = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]  # (H, B) views
-        # σ(f̃) = 1 / (1 + e^−f̃) and log σ(f̃) = −log(1 + e^−f̃) from one exp: both keep their relative
-        # precision for f̃ ≪ 0, where the forget gate lives, and NumPy's exp and log are vectorised
-        # (logaddexp, the textbook call, is not: ten times slower). Past f̃ < −88 (float32) e^−f̃ is
-        # inf: then σ = 0 and log σ = −inf, and below, m = ĩ and f = 0, the limits, with no nan.
-        np.negative(af, out=log_fm)
-        with np.errstate(over="ignore"):
-            np.exp(log_fm, out=log_fm)  # (H, B) e^−f̃
-        log_fm += 1.0  # 1 + e^−f̃
-        np.reciprocal(log_fm, out=sf[t])  # σ(f̃)
-        np.log(log_fm, out=log_fm)  # −log σ(f̃)
-        np.subtract(m[t], log_fm, out=log_fm)
+        # σ(f̃) and log σ(f̃) from one e = e^−|f̃| in (0, 1], which cannot overflow: σ = 1/(1 + e) for
+        # f̃ ≥ 0 and e/(1 + e) below, log σ = min(f̃, 0) − log(1 + e). Both keep their precision for
+        # any f̃, and NumPy's exp and log are vectorised (logaddexp, the textbook call, is not: ten
+        # times slower). The compiled kernel (cells/compiled.py) computes the same.
+        np.abs(af, out=e)
+        np.negative(e, out=e)
+        np.exp(e, out=e)  # (H, B) e^−|f̃|
+        np.add(e, 1.0, out=tmp)  # 1 + e
+        np.reciprocal(tmp, out=sf[t])  # (H, B) σ(|f̃|)
+        np.less(af, 0.0, out=below)
+        np.multiply(sf[t], e, out=sf[t], where=below)  # (H, B) σ(f̃)
+        np.log(tmp, out=tmp)  # log(1 + e)
+        np.minimum(af, 0.0, out=log_fm)
+        log_fm -= tmp  # log σ(f̃)
+        log_fm += m[t]
         np.maximum(ai, log_fm, out=m[t + 1])
         # An empty cell (n = 0, as in a zero start) takes m from the input alone, as the official code
         # does: then i = 1 and n ≥ 1, where max() could leave n = exp(ĩ − log σ(f̃)) rounding to 0.

@@ -65,34 +65,36 @@ def _build(cache: bool):
     from numba import types
     from numba.extending import intrinsic, overload
 
-    def tanh(x):
-        return math.tanh(x)
+    def own_float32(exact, float32_version):
+        """A function for the kernels that calls `exact` (the C library's), but in float32 compiles
+        to `float32_version` instead (one argument, named x, as numba's overload asks): arithmetic
+        only, which the loops around it can vectorise."""
 
-    @overload(tanh, inline="always")
-    def _tanh(x):
-        if x != types.float32:
-            return lambda x: math.tanh(x)
+        def f(x):
+            return exact(x)
 
-        def rational(x):
-            # tanh(x) = x P(x²) / Q(x²) on |x| < 7.9, where float32's tanh is ±1 (Eigen's coefficients)
-            x = min(max(x, np.float32(-7.90531110763549805)), np.float32(7.90531110763549805))
-            x2 = x * x
-            p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
-            p = x2 * p + np.float32(-8.60467152213735e-11)
-            p = x2 * p + np.float32(5.12229709037114e-08)
-            p = x2 * p + np.float32(1.48572235717979e-05)
-            p = x2 * p + np.float32(6.37261928875436e-04)
-            p = x2 * p + np.float32(4.89352455891786e-03)
-            q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
-            q = x2 * q + np.float32(2.26843463243900e-03)
-            q = x2 * q + np.float32(4.89352518554385e-03)
-            return x * p / q
+        @overload(f, inline="always")
+        def _f(x):
+            return float32_version if x == types.float32 else (lambda x: exact(x))
 
-        return rational
+        return f
 
-    # The sLSTM's exponential gates. float32: e^x for x ≤ 0 and log(1 + z) for 0 ≤ z ≤ 1, the only
-    # arguments they get, in arithmetic that vectorises (the C library's expf and log1pf do not);
-    # float64: the C library's.
+    def rational_tanh(x):
+        # tanh(x) = x P(x²) / Q(x²) on |x| < 7.9, where float32's tanh is ±1 (Eigen's coefficients)
+        x = min(max(x, np.float32(-7.90531110763549805)), np.float32(7.90531110763549805))
+        x2 = x * x
+        p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+        p = x2 * p + np.float32(-8.60467152213735e-11)
+        p = x2 * p + np.float32(5.12229709037114e-08)
+        p = x2 * p + np.float32(1.48572235717979e-05)
+        p = x2 * p + np.float32(6.37261928875436e-04)
+        p = x2 * p + np.float32(4.89352455891786e-03)
+        q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+        q = x2 * q + np.float32(2.26843463243900e-03)
+        q = x2 * q + np.float32(4.89352518554385e-03)
+        return x * p / q
+
+    # The sLSTM's exponential gates need e^x only for x ≤ 0 and log(1 + x) only for 0 ≤ x ≤ 1.
     @intrinsic
     def float32_from_bits(typingctx, bits):
         def codegen(context, builder, signature, args):
@@ -100,56 +102,40 @@ def _build(cache: bool):
 
         return types.float32(types.int32), codegen
 
-    def exp_neg(x):
-        return math.exp(x)
+    def cephes_exp(x):
+        # e^x = 2^n e^r with n = round(x / ln 2) and |r| ≤ ln 2 / 2 (Cephes' expf: ln 2 in two
+        # parts so that r is exact, e^r by a polynomial)
+        y = max(x, np.float32(-87.33654))
+        n = np.floor(y * np.float32(1.44269504088896341) + np.float32(0.5))
+        r = y - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+        p = r * np.float32(1.9875691500e-4) + np.float32(1.3981999507e-3)
+        p = r * p + np.float32(8.3334519073e-3)
+        p = r * p + np.float32(4.1665795894e-2)
+        p = r * p + np.float32(1.6666665459e-1)
+        p = r * p + np.float32(5.0000001201e-1)
+        p = p * (r * r) + r + np.float32(1.0)
+        scale = float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))  # 2^n
+        # 0 below float32's normal range, without a branch (NumPy gives subnormals down to −104;
+        # here such an e^x only ever weighs against one that is 1, so they would change nothing)
+        return p * scale * np.float32(x >= np.float32(-87.33654))
 
-    @overload(exp_neg, inline="always")
-    def _exp_neg(x):
-        if x != types.float32:
-            return lambda x: math.exp(x)
+    def atanh_log1p(x):
+        # log(1 + x) = 2 atanh(s), s = x / (2 + x) ≤ 1/3 for x ≤ 1: the series to s¹⁵ is within
+        # 2e-9 of it (the next term, 2 s¹⁷/17)
+        s = x / (np.float32(2.0) + x)
+        s2 = s * s
+        p = s2 * np.float32(1 / 15) + np.float32(1 / 13)
+        p = s2 * p + np.float32(1 / 11)
+        p = s2 * p + np.float32(1 / 9)
+        p = s2 * p + np.float32(1 / 7)
+        p = s2 * p + np.float32(1 / 5)
+        p = s2 * p + np.float32(1 / 3)
+        p = s2 * p + np.float32(1.0)
+        return np.float32(2.0) * s * p
 
-        def cephes(x):
-            # e^x = 2^n e^r with n = round(x / ln 2) and |r| ≤ ln 2 / 2 (Cephes' expf: ln 2 in two
-            # parts so that r is exact, e^r by a polynomial)
-            y = max(x, np.float32(-87.33654))
-            n = np.floor(y * np.float32(1.44269504088896341) + np.float32(0.5))
-            r = y - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
-            p = r * np.float32(1.9875691500e-4) + np.float32(1.3981999507e-3)
-            p = r * p + np.float32(8.3334519073e-3)
-            p = r * p + np.float32(4.1665795894e-2)
-            p = r * p + np.float32(1.6666665459e-1)
-            p = r * p + np.float32(5.0000001201e-1)
-            p = p * (r * r) + r + np.float32(1.0)
-            scale = float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))  # 2^n
-            # 0 below float32's normal range, without a branch (NumPy gives subnormals down to −104;
-            # here such an e^x only ever weighs against one that is 1, so they would change nothing)
-            return p * scale * np.float32(x >= np.float32(-87.33654))
-
-        return cephes
-
-    def log1p_unit(z):
-        return math.log1p(z)
-
-    @overload(log1p_unit, inline="always")
-    def _log1p_unit(z):
-        if z != types.float32:
-            return lambda z: math.log1p(z)
-
-        def series(z):
-            # log(1 + z) = 2 atanh(s), s = z / (2 + z) ≤ 1/3 for z ≤ 1: the series to s¹⁵ is within
-            # 2e-9 of it (the next term, 2 s¹⁷/17)
-            s = z / (np.float32(2.0) + z)
-            s2 = s * s
-            p = s2 * np.float32(1 / 15) + np.float32(1 / 13)
-            p = s2 * p + np.float32(1 / 11)
-            p = s2 * p + np.float32(1 / 9)
-            p = s2 * p + np.float32(1 / 7)
-            p = s2 * p + np.float32(1 / 5)
-            p = s2 * p + np.float32(1 / 3)
-            p = s2 * p + np.float32(1.0)
-            return np.float32(2.0) * s * p
-
-        return series
+    tanh = own_float32(math.tanh, rational_tanh)
+    exp_neg = own_float32(math.exp, cephes_exp)
+    log1p_unit = own_float32(math.log1p, atanh_log1p)
 
     # error_model "numpy": a division by zero gives inf, not an exception, so the loops have no branch
     # for it and compile to vector instructions (q >= 0.0049 here anyway)

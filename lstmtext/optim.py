@@ -185,15 +185,14 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float, scale: fl
         p, m, v = params[k], state[f"adam.m.{k}"], state[f"adam.v.{k}"]
         if isinstance(g, RowGrad):
             g = g.dense()  # Adam decays every row's moments each step, used or not
-        if scale != 1.0:
-            g = g * scale
         # In place through one scratch array: each written-out temporary is a pass over memory, and
         # the update is a large share of a step at the defaults' sizes (4M parameters: 25 ms -> 11).
-        tmp = np.multiply(g, 1 - beta1)  # (1-β1) g
+        # The clipping scale s rides on the constants, not on a scaled copy of g.
+        tmp = np.multiply(g, (1 - beta1) * scale)  # (1-β1) s g
         m *= beta1
-        m += tmp  # m = β1 m + (1-β1) g
-        np.multiply(g, 1 - beta2, out=tmp)
-        tmp *= g  # (1-β2) g²
+        m += tmp  # m = β1 m + (1-β1) s g
+        np.multiply(g, (1 - beta2) * scale * scale, out=tmp)
+        tmp *= g  # (1-β2) (s g)²
         v *= beta2
         v += tmp  # v = β2 v + (1-β2) g²
         np.sqrt(v, out=tmp)

@@ -165,6 +165,17 @@ def python_sources(with_tests: bool = False):
                     yield f, rel
 
 
+def c_headers(root: Path = Path("/usr/include")):
+    """The C headers at the top of the system's include folder (glibc's and many libraries' public
+    headers; the folders below are single projects, OpenGL's constants first) in sorted order, each
+    file once (a link to one already taken is left out). -> (path, relative path)."""
+    seen = set()
+    for p in sorted(root.glob("*.h")):
+        if p.is_file() and p.resolve() not in seen:
+            seen.add(p.resolve())
+            yield p, p.relative_to(root)
+
+
 def copy_until(files, dest: Path, limit: int) -> None:
     dest.mkdir()
     total = 0
@@ -212,6 +223,9 @@ CORPORA = {
     "python-code": Corpus(lambda d: copy_until(python_sources(), d, 3 * MB), True, True,
                           "Python standard library sources without tests, 3 MB"),
     "notes": Corpus(build_notes, True, True, "Debian changelogs, 1 MB"),
+    # Not in the suite the defaults are chosen on: a text of another kind to check a rule chosen there.
+    "c-headers": Corpus(lambda d: copy_until(c_headers(), d, 3 * MB // 2), True, False,
+                        "the system's top-level C headers (glibc and libraries), 1.5 MB (only when asked)"),
     "code-large": Corpus(lambda d: copy_until(python_sources(with_tests=True), d, 20 * MB), True, False,
                          "the standard library, then its tests, 20 MB (only when asked)"),
 }

@@ -209,6 +209,14 @@ def test_python_code_leaves_out_tests():
     assert not any(set(f.parts[:-1]) & {"test", "tests", "idle_test", "site-packages"} for f in files)
 
 
+def test_c_headers_are_each_header_once(tmp_path):
+    (tmp_path / "sys").mkdir()
+    for name in ("b.h", "a.c", "sys/c.h"):
+        (tmp_path / name).write_text("int x;\n", encoding="utf-8")
+    (tmp_path / "link.h").symlink_to(tmp_path / "b.h")
+    assert [str(rel) for _, rel in recipes.c_headers(tmp_path)] == ["b.h"]  # one project's folder left out
+
+
 def test_an_older_generation_counts_only_for_recipes_that_pin_what_changed_since(monkeypatch):
     monkeypatch.setattr(recipes, "DEFAULTS", 4)  # 4 changed the size cap, 2 the BPE vocabulary
     older = [{**record("prose", name, 2.0), "defaults": 2} for name in ("default", "wide", "old", "char")]

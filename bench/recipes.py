@@ -171,8 +171,9 @@ def c_headers(root: Path = Path("/usr/include")):
     file once (a link to one already taken is left out). -> (path, relative path)."""
     seen = set()
     for p in sorted(root.glob("*.h")):
-        if p.is_file() and p.resolve() not in seen:
-            seen.add(p.resolve())
+        real = p.resolve()
+        if p.is_file() and real not in seen:
+            seen.add(real)
             yield p, p.relative_to(root)
 
 

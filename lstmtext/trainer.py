@@ -327,10 +327,14 @@ class Trainer:
         else:
             prog.bad_evals += 1
         prog.last_valid_step, prog.last_valid_ppl = prog.step, ppl
-        self.metrics.write(kind="valid", step=prog.step, epoch=prog.epoch, loss=total / n, ppl=ppl, best=improved)
+        back = self.should_roll_back(total / n)
+        self.metrics.write(kind="valid", step=prog.step, epoch=prog.epoch, loss=total / n, ppl=ppl, best=improved,
+                           **({"rollback": True} if back else {}))  # fmt: skip
         self.console.print(f"  valid ppl {ppl:9,.2f}  at step {prog.step:,}" + ("  (best)" if improved else ""))
         prog.valid_seconds = time.perf_counter() - t0  # what the plan keeps for the final validation
-        if best is not None and not ppl <= 2 * best:  # a nan counts as a jump too
+        if back:
+            self.roll_back(total / n)
+        elif best is not None and not ppl <= 2 * best:  # a nan counts as a jump too
             self.console.print(
                 f"  [yellow]warning[/]: validation perplexity {ppl:.1f} is more than twice the best so far "
                 f"({best:.1f}); training may be diverging: try a lower --lr or --clip",
@@ -340,6 +344,32 @@ class Trainer:
         if self.cfg.sample_every and self.last_sample_step != prog.step:
             self.show_sample()
         return ppl
+
+    def should_roll_back(self, loss: float) -> bool:
+        """--rollback: whether this validation loss is that much above the best. NT-ASGD's average is
+        its own remedy, and under MPI the ranks would have to agree on it: neither rolls back."""
+        best = self.prog.best_valid_ppl
+        if not self.cfg.rollback or best is None or self.group is not None or self.cfg.optimizer == "nt-asgd":
+            return False
+        return not loss <= math.log(best) * (1.0 + self.cfg.rollback)  # a nan counts too
+
+    def roll_back(self, loss: float) -> None:
+        """Back to the best weights (best.safetensors, as validated), a fresh optimizer, a zero
+        carried state, and half the learning rate for the rest of the run; the text goes on from
+        where it is."""
+        prog, cfg = self.prog, self.cfg
+        best = checkpoint.load(self.out / "best.safetensors")
+        self.params = {k: np.array(v, dtype=self.dtype) for k, v in best.params.items()}
+        self.opt_state = optim.init_state(cfg.optimizer, optim.trainable(self.params, cfg.freeze_embed))
+        self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
+        prog.lr_scale *= 0.5
+        prog.rollbacks += 1
+        self.console.print(
+            f"  validation loss {loss:.3f} is {100 * (loss / math.log(prog.best_valid_ppl) - 1):.0f}% above the "
+            f"best ({math.log(prog.best_valid_ppl):.3f}, step {best.progress.get('step', 0):,}): back to those "
+            f"weights with a fresh optimizer, learning rate ×{prog.lr_scale:g} from here (--rollback)",
+            soft_wrap=True,
+        )
 
     def trigger_averaging(self, loss: float) -> None:
         """NT-ASGD: average from the first validation that has stalled (optim.stalled)."""
@@ -473,7 +503,7 @@ class Trainer:
             self.n_windows = len(lengths)
         task = bar.add_task("", total=self.n_windows, completed=prog.window, epoch=prog.epoch, **self.bar_fields())
         for windows in batching.groups(batching.windows(self.streams, cfg.bptt, prog.window, lengths), cfg.accumulate):
-            lr = schedule.learning_rate(cfg, prog, self.n_windows)  # the plan moves every step
+            lr = schedule.learning_rate(cfg, prog, self.n_windows) * prog.lr_scale  # the plan moves every step
             if lengths is not None:  # a token weighs the same in a short window as in a long one (AWD-LSTM)
                 lr *= sum(x.shape[0] for x, _ in windows) / (cfg.bptt * len(windows))
             tokens_before = prog.tokens

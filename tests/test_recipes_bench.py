@@ -77,6 +77,7 @@ def test_rescore_adds_what_was_left_out(tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     (run / "valid.txt").write_text("x", encoding="utf-8")
+    (run / "metrics.jsonl").write_text(json.dumps({"kind": "valid", "loss": 1.0}) + "\n", encoding="utf-8")
     monkeypatch.setattr(recipes, "left_out_bpb", lambda r: 0.25)
     old = {**record("prose", "old", 1.8), "version": 1, "defaults": 1, "run": str(run), "tokenizer": "word"}
     del old["left_out_bpb"]
@@ -232,6 +233,22 @@ def test_a_dropout_change_past_100_passes_leaves_the_runs_below_it_standing(monk
     kept = [at("default", 49.4), at("old", 171.8), at("char", 1250.0)]
     assert [r["recipe"] for r in recipes.current(kept)] == ["default", "old"]
     assert recipes.current([{**at("default", 20), "size_choice": None}]) == []  # unknown passes: re-measure
+
+
+def test_a_record_stands_for_rollback_when_its_run_never_got_that_much_worse(tmp_path, monkeypatch):
+    monkeypatch.setattr(recipes, "DEFAULTS", 6)
+
+    def at(name, valid_losses):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"kind": "valid", "loss": x}) + "\n"
+                                                   for x in valid_losses))  # fmt: skip
+        return {**record("man", name, 2.0), "defaults": 5, "run": str(run)}
+
+    steady, worse = at("default", [5.0, 4.8, 4.9, 5.0]), at("wide", [5.0, 4.8, 5.1])  # 4% and 6% above 4.8
+    assert [r["recipe"] for r in recipes.current([steady, worse])] == ["default"]
+    gone = {**record("man", "char", 2.0), "defaults": 5, "run": str(tmp_path / "gone")}
+    assert recipes.current([gone]) == []
 
 
 def test_the_awd_ablation_takes_out_one_part_at_a_time():

@@ -235,18 +235,28 @@ def test_a_dropout_change_past_100_passes_leaves_the_runs_below_it_standing(monk
     assert recipes.current([{**at("default", 20), "size_choice": None}]) == []  # unknown passes: re-measure
 
 
-def test_a_record_stands_for_rollback_when_its_run_never_got_that_much_worse(tmp_path, monkeypatch):
+def test_a_record_stands_for_rollback_when_its_run_never_diverged(tmp_path, monkeypatch):
     monkeypatch.setattr(recipes, "DEFAULTS", 6)
 
-    def at(name, valid_losses):
+    def at(name, checks, key=None):
+        """checks: (training loss, validation loss) pairs; key: where the training loss is written."""
         run = tmp_path / name
         run.mkdir()
-        (run / "metrics.jsonl").write_text("".join(json.dumps({"kind": "valid", "loss": x}) + "\n"
-                                                   for x in valid_losses))  # fmt: skip
+        lines = []
+        for train, valid in checks:
+            if key == "train_loss":
+                lines.append({"kind": "valid", "loss": valid, "train_loss": train})
+            else:  # an older run: train lines, whose mean stands for the training loss
+                lines += [{"kind": "train", "loss": train - 0.1}, {"kind": "train", "loss": train + 0.1}]
+                lines.append({"kind": "valid", "loss": valid})
+        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
         return {**record("man", name, 2.0), "defaults": 5, "run": str(run)}
 
-    steady, worse = at("default", [5.0, 4.8, 4.9, 5.0]), at("wide", [5.0, 4.8, 5.1])  # 4% and 6% above 4.8
-    assert [r["recipe"] for r in recipes.current([steady, worse])] == ["default"]
+    steady = at("default", [(3.0, 5.0), (2.0, 4.8), (1.9, 4.9), (2.2, 5.0)])  # validation 4% above 4.8
+    overfits = at("wide", [(3.0, 5.0), (2.0, 4.8), (1.8, 5.1)])  # 6% above, training still falling
+    diverged = at("deep", [(3.0, 5.0), (2.0, 4.8), (2.2, 5.1)])  # 6% above, training 10% above its lowest
+    logged = at("char", [(3.0, 5.0), (2.0, 4.8), (2.2, 5.1)], key="train_loss")
+    assert [r["recipe"] for r in recipes.current([steady, overfits, diverged, logged])] == ["default", "wide"]
     gone = {**record("man", "char", 2.0), "defaults": 5, "run": str(tmp_path / "gone")}
     assert recipes.current([gone]) == []
 

@@ -18,11 +18,16 @@ LR = 0.01
 @pytest.fixture
 def scripted(monkeypatch):
     """Validation losses by a script: 2.0, then a best of 1.5, then 1.9 (27% above: rolls back at
-    0.05), then 1.56 from there on (4% above: does not)."""
+    0.05), then 1.56 from there on (4% above: does not); and the training loss of each step, two steps
+    to a validation: 3.0, 2.0, then `third` (2.6: 30% above its lowest, a run that diverges; 1.8: one
+    that only overfits), then 2.0."""
 
-    def script():
+    def script(third=2.6):
         losses = itertools.chain([2.0, 1.5, 1.9], itertools.repeat(1.56))
         monkeypatch.setattr(evaluate, "score", lambda *a, **k: (next(losses) * 100, 100))
+        train = itertools.chain([3.0, 3.0, 2.0, 2.0, third, third], itertools.repeat(2.0))
+        step = Trainer.step
+        monkeypatch.setattr(Trainer, "step", lambda self, *a: (next(train), step(self, *a)[1]))
 
     return script
 
@@ -37,8 +42,8 @@ def test_a_worse_validation_goes_back_to_the_best_weights_at_half_the_rate(tmp_p
     seen = []
     original = Trainer.roll_back
 
-    def spy(self, loss):
-        original(self, loss)
+    def spy(self, *a):
+        original(self, *a)
         best = checkpoint.load(self.out / "best.safetensors").params
         seen.append({
             "step": self.prog.step,
@@ -52,6 +57,9 @@ def test_a_worse_validation_goes_back_to_the_best_weights_at_half_the_rate(tmp_p
     run = tmp_path / "run"
     r = invoke(["train", *common, "--out", run, "--max-steps", "12"])
     assert r.exit_code == 0, r.output
+    assert "diverging: validation loss 1.900 is 27% above the best (1.500, step 4) and training loss 2.600 30%" in (
+        r.output
+    ), r.output
     assert "back to those weights with a fresh optimizer, learning rate ×0.5" in r.output, r.output
     assert seen == [{"step": 6, "best weights": True, "fresh optimizer": True, "zero state": True}]
     assert [v.get("rollback", False) for v in lines(run, "valid")][:4] == [False, False, True, False]
@@ -68,6 +76,12 @@ def test_a_worse_validation_goes_back_to_the_best_weights_at_half_the_rate(tmp_p
     r = invoke(["train", *common, "--out", tmp_path / "off", "--max-steps", "12", "--rollback", "0"])
     assert r.exit_code == 0 and "back to those weights" not in r.output, r.output
     assert {t["step"]: t["lr"] for t in lines(tmp_path / "off", "train")}[12] == pytest.approx(LR)
+    assert len(seen) == 1
+    # A run whose training loss still falls only overfits: the same validations change nothing.
+    scripted(third=1.8)
+    r = invoke(["train", *common, "--out", tmp_path / "overfits", "--max-steps", "12"])
+    assert r.exit_code == 0 and "back to those weights" not in r.output, r.output
+    assert {t["step"]: t["lr"] for t in lines(tmp_path / "overfits", "train")}[12] == pytest.approx(LR)
     assert len(seen) == 1
 
 

@@ -231,9 +231,10 @@ class TrainConfig:
     max_minutes: float = 0.0  # budget in wall-clock minutes of the run, validation included (0: none)
     eval_every: int = 0  # also validate every this many steps (0: only after each epoch)
     patience: int = 0  # stop after this many validations without improvement (0: never)
-    # A validation loss this fraction above the best so far takes the run back to its best weights, with
-    # a fresh optimizer and half the learning rate from then on (0: never). Mikolov's RNNLM toolkit
-    # reloads and halves the same way; here it catches a run that diverges or overfits mid-budget.
+    # A validation loss this fraction above the best so far, with the training loss as far above its
+    # lowest (a run diverging, not overfitting), takes the run back to its best weights, with a fresh
+    # optimizer and half the learning rate from then on (0: never). Mikolov's RNNLM toolkit reloads
+    # and halves the same way.
     rollback: float = 0.05
     log_every: int = 50  # steps between progress lines in metrics.jsonl
     save_every: int = 0  # also write last.safetensors every this many steps (0: after epochs only)

@@ -185,8 +185,8 @@ class TrainOptions:
     patience: int = opt(TrainConfig.patience, help="Stop after K validations without improvement (0: never).")
     rollback: float = opt(
         TrainConfig.rollback,
-        help="A validation loss this fraction above the best so far goes back to the best weights with a "
-        "fresh optimizer and half the learning rate (0: never; not under MPI or NT-ASGD).",
+        help="A run diverging (validation and training loss both this fraction above their best) goes back "
+        "to the best weights with a fresh optimizer and half the learning rate (0: never; not under MPI or NT-ASGD).",
     )
     log_every: int = opt(TrainConfig.log_every, help="Steps per line in metrics.jsonl.")
     save_every: int = opt(TrainConfig.save_every, help="Also save last.safetensors every N steps (0: after epochs).")

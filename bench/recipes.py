@@ -49,8 +49,8 @@ FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds
 # The defaults' generation: a recipe's flags go on top of the defaults, so a result counts only while
 # both are as measured. Raise it when a default changes. 2: the BPE vocabulary chosen from the text;
 # 3: the size cap per character of text (reverted); 4: at most 4 parameters per token, not 3;
-# 5: dropout 0.5 past 100 passes over the text.
-DEFAULTS = 5
+# 5: dropout 0.5 past 100 passes over the text; 6: --rollback 0.05 (a run that diverges goes back).
+DEFAULTS = 6
 
 # The defaults before issue #28, made explicit (Zaremba et al.'s small recipe on words, with dropout
 # 0.2 and a 6-epoch cap, which a budget in minutes did not lift).
@@ -520,7 +520,30 @@ PINNED_BY = {
     3: _pins_size,  # the size cap per character (reverted)
     4: _pins_size,  # the size cap at 4 parameters per token
     5: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100,  # dropout 0.5 past 100 passes
+    6: lambda r: "--rollback" in r["flags"] or _never_worse(r, 0.05),  # --rollback 0.05 (a diverging run)
 }
+
+
+def _never_worse(r: dict, rollback: float) -> bool:
+    """Whether --rollback would not have acted on a record's run (read from its metrics.jsonl): no
+    validation `rollback` above the best before it while the training loss since the validation before
+    was as much above its lowest such mean (a run that diverged, not one that overfits). Runs from
+    before the valid lines carried `train_loss` take the mean of their train lines instead. False when
+    the run is gone."""
+    try:
+        lines = Path(r["run"], "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    best, lowest, since = math.inf, math.inf, []
+    for v in (json.loads(x) for x in lines):
+        if v.get("kind") == "train":
+            since.append(v["loss"])
+        elif v.get("kind") == "valid":
+            train = v.get("train_loss", sum(since) / len(since) if since else math.nan)
+            if not v["loss"] <= best * (1.0 + rollback) and train > lowest * (1.0 + rollback):
+                return False
+            best, lowest, since = min(best, v["loss"]), min(lowest, train) if train == train else lowest, []
+    return True
 
 
 def untouched(r: dict) -> bool:

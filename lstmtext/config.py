@@ -231,6 +231,11 @@ class TrainConfig:
     max_minutes: float = 0.0  # budget in wall-clock minutes of the run, validation included (0: none)
     eval_every: int = 0  # also validate every this many steps (0: only after each epoch)
     patience: int = 0  # stop after this many validations without improvement (0: never)
+    # A validation loss this fraction above the best so far, with the training loss as far above its
+    # lowest (a run diverging, not overfitting), takes the run back to its best weights, with a fresh
+    # optimizer and half the learning rate from then on (0: never). Mikolov's RNNLM toolkit reloads
+    # and halves the same way.
+    rollback: float = 0.05
     log_every: int = 50  # steps between progress lines in metrics.jsonl
     save_every: int = 0  # also write last.safetensors every this many steps (0: after epochs only)
     sample_every: int = 0  # print a short sample every this many steps and at each validation (0: never)
@@ -258,6 +263,8 @@ class TrainConfig:
             raise ConfigError(f"--threads must be 0 (choose while training) or a count of threads, got {self.threads}")
         if self.max_minutes < 0:
             raise ConfigError(f"--max-minutes must not be negative, got {self.max_minutes}")
+        if self.rollback < 0:
+            raise ConfigError(f"--rollback must not be negative, got {self.rollback}")
         if self.epochs == 0 and self.max_steps == 0 and self.max_minutes == 0:
             raise ConfigError("give a budget: --epochs N, --max-steps N and/or --max-minutes M")
         if self.on_nan not in ("stop", "skip"):

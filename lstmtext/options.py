@@ -16,7 +16,7 @@ DEFAULT_MINUTES = 10.0  # the budget when none of --epochs, --max-steps and --ma
 # Options that may change when a run is resumed; everything else belongs to the run.
 RESUMABLE = {
     "epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "save_every", "sample_every",
-    "on_nan", "threads",
+    "on_nan", "threads", "rollback",
 }
 # Options that only say where things are or what to print; they never belong to a run.
 LOCATIONS = {"resume", "init_from", "corpus", "valid", "out", "encoding_errors", "list_files", "embed_init"}
@@ -183,6 +183,11 @@ class TrainOptions:
     )
     eval_every: int = opt(TrainConfig.eval_every, help="Also validate every N steps (0: only after epochs).")
     patience: int = opt(TrainConfig.patience, help="Stop after K validations without improvement (0: never).")
+    rollback: float = opt(
+        TrainConfig.rollback,
+        help="A run diverging (validation and training loss both this fraction above their best) goes back "
+        "to the best weights with a fresh optimizer and half the learning rate (0: never; not under MPI or NT-ASGD).",
+    )
     log_every: int = opt(TrainConfig.log_every, help="Steps per line in metrics.jsonl.")
     save_every: int = opt(TrainConfig.save_every, help="Also save last.safetensors every N steps (0: after epochs).")
     sample_every: int = opt(

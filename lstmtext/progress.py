@@ -16,6 +16,13 @@ class Progress:
     last_valid_ppl: float | None = None
     last_valid_step: int = -1  # the step of the last validation (-1: none yet)
     bad_evals: int = 0  # validations in a row without a new best (--patience)
+    lr_scale: float = 1.0  # the plan's learning rate times this: halved by each --rollback
+    rollbacks: int = 0
+    # --rollback tells a diverging run from an overfitting one by the training loss: its sum and steps
+    # since the last validation, and the lowest such mean so far
+    train_loss_sum: float = 0.0
+    train_steps: int = 0
+    best_train_loss: float | None = None
     # --max-minutes: seconds the plan keeps for the final validation (None until first timed) ...
     valid_seconds: float | None = None
     minutes_used: float | None = None  # ... and the budget, once the run stopped on it

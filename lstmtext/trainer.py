@@ -327,10 +327,20 @@ class Trainer:
         else:
             prog.bad_evals += 1
         prog.last_valid_step, prog.last_valid_ppl = prog.step, ppl
-        self.metrics.write(kind="valid", step=prog.step, epoch=prog.epoch, loss=total / n, ppl=ppl, best=improved)
+        train_loss = prog.train_loss_sum / prog.train_steps if prog.train_steps else math.nan
+        back = self.should_roll_back(total / n, train_loss)
+        lowest = prog.best_train_loss
+        if not math.isnan(train_loss) and (lowest is None or train_loss < lowest):
+            prog.best_train_loss = train_loss
+        prog.train_loss_sum, prog.train_steps = 0.0, 0
+        extra = {"train_loss": train_loss} if math.isfinite(train_loss) else {}  # since the last validation
+        self.metrics.write(kind="valid", step=prog.step, epoch=prog.epoch, loss=total / n, ppl=ppl, best=improved,
+                           **extra, **({"rollback": True} if back else {}))  # fmt: skip
         self.console.print(f"  valid ppl {ppl:9,.2f}  at step {prog.step:,}" + ("  (best)" if improved else ""))
         prog.valid_seconds = time.perf_counter() - t0  # what the plan keeps for the final validation
-        if best is not None and not ppl <= 2 * best:  # a nan counts as a jump too
+        if back:
+            self.roll_back(total / n, train_loss, lowest)
+        elif best is not None and not ppl <= 2 * best:  # a nan counts as a jump too
             self.console.print(
                 f"  [yellow]warning[/]: validation perplexity {ppl:.1f} is more than twice the best so far "
                 f"({best:.1f}); training may be diverging: try a lower --lr or --clip",
@@ -340,6 +350,40 @@ class Trainer:
         if self.cfg.sample_every and self.last_sample_step != prog.step:
             self.show_sample()
         return ppl
+
+    def should_roll_back(self, loss: float, train_loss: float) -> bool:
+        """--rollback: whether the run is diverging: this validation loss that much above the best, and
+        the training loss since the last validation that much above its lowest such mean. Both, so that
+        a run that only overfits (its training loss still falling) goes on as it would without the
+        option. NT-ASGD's average is its own remedy, and under MPI the ranks would have to agree on it:
+        neither rolls back."""
+        prog, frac = self.prog, self.cfg.rollback
+        if not frac or prog.best_valid_ppl is None or self.group is not None or self.cfg.optimizer == "nt-asgd":
+            return False
+        if prog.best_train_loss is None or math.isnan(train_loss):
+            return False
+        return not loss <= math.log(prog.best_valid_ppl) * (1.0 + frac) and train_loss > prog.best_train_loss * (
+            1.0 + frac
+        )
+
+    def roll_back(self, loss: float, train_loss: float, lowest: float) -> None:
+        """Back to the best weights (best.safetensors, as validated), a fresh optimizer, a zero
+        carried state, and half the learning rate for the rest of the run; the text goes on from
+        where it is."""
+        prog, cfg = self.prog, self.cfg
+        best = checkpoint.load(self.out / "best.safetensors")
+        self.params = {k: np.array(v, dtype=self.dtype) for k, v in best.params.items()}
+        self.opt_state = optim.init_state(cfg.optimizer, optim.trainable(self.params, cfg.freeze_embed))
+        self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
+        prog.lr_scale *= 0.5
+        prog.rollbacks += 1
+        self.console.print(
+            f"  diverging: validation loss {loss:.3f} is {100 * (loss / math.log(prog.best_valid_ppl) - 1):.0f}% above "
+            f"the best ({math.log(prog.best_valid_ppl):.3f}, step {best.progress.get('step', 0):,}) and training loss "
+            f"{train_loss:.3f} {100 * (train_loss / lowest - 1):.0f}% above its lowest: back to those weights with a "
+            f"fresh optimizer, learning rate ×{prog.lr_scale:g} from here (--rollback)",
+            soft_wrap=True,
+        )
 
     def trigger_averaging(self, loss: float) -> None:
         """NT-ASGD: average from the first validation that has stalled (optim.stalled)."""
@@ -473,12 +517,14 @@ class Trainer:
             self.n_windows = len(lengths)
         task = bar.add_task("", total=self.n_windows, completed=prog.window, epoch=prog.epoch, **self.bar_fields())
         for windows in batching.groups(batching.windows(self.streams, cfg.bptt, prog.window, lengths), cfg.accumulate):
-            lr = schedule.learning_rate(cfg, prog, self.n_windows)  # the plan moves every step
+            lr = schedule.learning_rate(cfg, prog, self.n_windows) * prog.lr_scale  # the plan moves every step
             if lengths is not None:  # a token weighs the same in a short window as in a long one (AWD-LSTM)
                 lr *= sum(x.shape[0] for x, _ in windows) / (cfg.bptt * len(windows))
             tokens_before = prog.tokens
             loss, norm = self.step(windows, lr)
             self.meter.count(loss, prog.tokens - tokens_before, self.valid_time)
+            if math.isfinite(loss):  # a step --on-nan skip dropped says nothing of the trend
+                prog.train_loss_sum, prog.train_steps = prog.train_loss_sum + loss, prog.train_steps + 1
             if prog.step % cfg.log_every == 0:
                 self.log_train(lr, norm)
             bar.update(task, advance=len(windows), **self.bar_fields())

@@ -77,6 +77,7 @@ def test_rescore_adds_what_was_left_out(tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     (run / "valid.txt").write_text("x", encoding="utf-8")
+    (run / "metrics.jsonl").write_text(json.dumps({"kind": "valid", "loss": 1.0}) + "\n", encoding="utf-8")
     monkeypatch.setattr(recipes, "left_out_bpb", lambda r: 0.25)
     old = {**record("prose", "old", 1.8), "version": 1, "defaults": 1, "run": str(run), "tokenizer": "word"}
     del old["left_out_bpb"]
@@ -240,6 +241,32 @@ def test_a_dropout_change_past_100_passes_leaves_the_runs_below_it_standing(monk
     kept = [at("default", 49.4), at("old", 171.8), at("char", 1250.0)]
     assert [r["recipe"] for r in recipes.current(kept)] == ["default", "old"]
     assert recipes.current([{**at("default", 20), "size_choice": None}]) == []  # unknown passes: re-measure
+
+
+def test_a_record_stands_for_rollback_when_its_run_never_diverged(tmp_path, monkeypatch):
+    monkeypatch.setattr(recipes, "DEFAULTS", 6)
+
+    def at(name, checks, key=None):
+        """checks: (training loss, validation loss) pairs; key: where the training loss is written."""
+        run = tmp_path / name
+        run.mkdir()
+        lines = []
+        for train, valid in checks:
+            if key == "train_loss":
+                lines.append({"kind": "valid", "loss": valid, "train_loss": train})
+            else:  # an older run: train lines, whose mean stands for the training loss
+                lines += [{"kind": "train", "loss": train - 0.1}, {"kind": "train", "loss": train + 0.1}]
+                lines.append({"kind": "valid", "loss": valid})
+        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        return {**record("man", name, 2.0), "defaults": 5, "run": str(run)}
+
+    steady = at("default", [(3.0, 5.0), (2.0, 4.8), (1.9, 4.9), (2.2, 5.0)])  # validation 4% above 4.8
+    overfits = at("wide", [(3.0, 5.0), (2.0, 4.8), (1.8, 5.1)])  # 6% above, training still falling
+    diverged = at("deep", [(3.0, 5.0), (2.0, 4.8), (2.2, 5.1)])  # 6% above, training 10% above its lowest
+    logged = at("char", [(3.0, 5.0), (2.0, 4.8), (2.2, 5.1)], key="train_loss")
+    assert [r["recipe"] for r in recipes.current([steady, overfits, diverged, logged])] == ["default", "wide"]
+    gone = {**record("man", "char", 2.0), "defaults": 5, "run": str(tmp_path / "gone")}
+    assert recipes.current([gone]) == []
 
 
 def test_the_awd_ablation_takes_out_one_part_at_a_time():

@@ -46,6 +46,7 @@ SMALL = {
     "init": "uniform",
     "schedule": "step",
     "reset_state": 0,
+    "rollback": 0,
 }
 LOG_EVERY = 50
 

@@ -60,6 +60,8 @@ class TrainOptions:
         "bpe",
         help="bpe (byte-level: any text, its spacing and layout kept, nothing unknown), char, or word "
         "(words and punctuation, spaced again by rules; rare words become <unk>).",
+        show_default="bpe; char when a budget in minutes would read the text as BPE more than "
+        f"{sizing.CHAR_PASSES:g} times",
     )
     vocab_size: int | None = opt(
         None, help="Largest vocabulary, special tokens included.",

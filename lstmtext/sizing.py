@@ -170,6 +170,24 @@ def vocab_reason(kind: str, chars: int, size: int) -> str:
             f"{chars:,} training characters (within {BPE_VOCAB_RANGE[0]:,}-{BPE_VOCAB_RANGE[1]:,})")
 
 
+# A text that a budget in minutes would read many times over as BPE is small for that budget: a BPE
+# model under the cap learns it by heart in the first passes and the rest of the time is lost, while
+# characters give about three to four times the tokens for the same text, so a model that much larger
+# under the same cap, which reads it a few times. docs/training.md "Defaults": characters won wherever
+# BPE would make 25 passes or more, and lost or tied wherever it would make 9 or fewer.
+CHAR_PASSES = 20.0
+
+
+def tokenizer_reason(bpe_passes: float, kind: str, tokens_ratio: float = 1.0) -> str:
+    """One line for `train` and `info`: the tokenizer chosen by the passes BPE's plan would make.
+    tokens_ratio: the text's character tokens over its BPE tokens."""
+    if kind == "char":
+        return (f"characters, since as BPE this text would be read {bpe_passes:,.0f} times in the budget (more "
+                f"than {CHAR_PASSES:g}: learnt by heart long before the end); characters make "
+                f"{tokens_ratio:.1f} times the tokens of it, room for a larger model")
+    return f"bpe, which would read this text {bpe_passes:,.1f} times in the budget (characters past {CHAR_PASSES:g})"
+
+
 MEASURE_BPTT = 16  # short windows keep the measurement quick and its logits small; time is linear in T
 
 

@@ -135,3 +135,30 @@ def test_bpe_vocabulary_grows_with_the_square_root_of_the_text():
     # Word and character vocabularies keep their cap whatever the size.
     assert sizing.vocab_for("word", 90_000) == sizing.vocab_for("char", 10**9) == sizing.WORD_VOCAB
     assert "2,000 BPE tokens" in sizing.vocab_reason("bpe", 1_000_000, 2_000)
+
+
+def test_a_text_a_budget_in_minutes_would_read_many_times_as_bpe_is_read_as_characters(tmp_path, monkeypatch):
+    corpus = make_corpus(tmp_path / "c.txt", lines=80)  # about 1,000 BPE tokens
+    small = ["--batch-size", "2", "--bptt", "5", "--threads", "1"]
+
+    def train(out, speed, *flags):
+        monkeypatch.setattr(sizing, "measure", lambda *a: speed)
+        r = invoke(["train", corpus, "--out", tmp_path / out, *small, *flags])
+        assert r.exit_code == 0, r.output
+        return r.output, checkpoint.load_model(tmp_path / out / "last.safetensors")[1].kind
+
+    # FAST in 3 s: about 80 passes as BPE, so characters; SLOW in 0.6 s: about 2 passes, so BPE.
+    said, kind = train("many", FAST, "--max-minutes", "0.05")
+    assert kind == "char" and "Tokenizer (--tokenizer not given): characters, since as BPE" in said, said
+    info = json.loads(invoke(["info", tmp_path / "many", "--json"]).output)
+    assert info["tokenizer_choice"].startswith("characters") and info["tokenizer"]["kind"] == "char"
+    said, kind = train("few", SLOW, "--max-minutes", "0.01")
+    assert kind == "bpe" and "Tokenizer (--tokenizer not given): bpe, which would read" in said, said
+    # Resuming the character run with its tokenizer typed is no change of options.
+    r = invoke(["train", corpus, "--resume", tmp_path / "many", "--tokenizer", "char", "--max-minutes", "0.06"])
+    assert r.exit_code == 0, r.output
+    # A tokenizer typed, or one a word option or --vocab-size implies, and a budget not only in minutes, are kept.
+    for out, flags in (("typed", ["--tokenizer", "bpe"]), ("vocab", ["--vocab-size", "300"]),
+                       ("epochs", ["--epochs", "50"])):  # fmt: skip
+        said, kind = train(out, FAST, "--max-minutes", "0.05", *flags)
+        assert kind == "bpe" and "Tokenizer (" not in said, said

@@ -43,14 +43,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
+from lstmtext.sizing import CHAR_PASSES
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds left_out_bpb and defaults
 # The defaults' generation: a recipe's flags go on top of the defaults, so a result counts only while
 # both are as measured. Raise it when a default changes. 2: the BPE vocabulary chosen from the text;
 # 3: the size cap per character of text (reverted); 4: at most 4 parameters per token, not 3;
-# 5: dropout 0.5 past 100 passes over the text.
-DEFAULTS = 5
+# 5: dropout 0.5 past 100 passes over the text; 6: characters when a budget in minutes would read the
+# text as BPE more than sizing.CHAR_PASSES times.
+DEFAULTS = 6
 
 # The defaults before issue #28, made explicit (Zaremba et al.'s small recipe on words, with dropout
 # 0.2 and a 6-epoch cap, which a budget in minutes did not lift).
@@ -62,6 +65,7 @@ OLD = (
 # The grid: each entry changes the default in one direction. Edit freely; the name is the key in
 # results.jsonl, and a changed entry is measured again.
 GRID = {
+    "bpe": "--tokenizer bpe",  # the default's tokenizer before generation 6, whatever the passes
     "char": "--tokenizer char",
     "word": "--tokenizer word",
     "adaptive": "--tokenizer word --softmax adaptive",  # cutoffs a fifth and a half of the vocabulary
@@ -505,7 +509,23 @@ PINNED_BY = {
     3: _pins_size,  # the size cap per character (reverted)
     4: _pins_size,  # the size cap at 4 parameters per token
     5: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100,  # dropout 0.5 past 100 passes
+    6: lambda r: _keeps_tokenizer(r["flags"]) or _passes(r) <= CHAR_PASSES,  # characters past CHAR_PASSES
 }
+
+
+def _keeps_tokenizer(flags: list[str]) -> bool:
+    """Whether a recipe's flags leave the tokenizer out of the default's choice (lstmtext.start)."""
+    implied = ("--tokenizer", "--vocab-size", "--softmax", "--epochs", "--max-steps", "--min-freq", "--lowercase",
+               "--word-split")  # fmt: skip
+    return any(f in flags for f in implied)
+
+
+def as_of_today(r: dict) -> list[dict]:
+    """A record as the recipes stand: before generation 6 the default was `--tokenizer bpe`, so its
+    record is also one of the `bpe` recipe."""
+    if r["recipe"] == "default" and r.get("defaults", 1) < 6 <= DEFAULTS:
+        return [r, {**r, "recipe": "bpe", "flags": RECIPES["bpe"]}]
+    return [r]
 
 
 def untouched(r: dict) -> bool:
@@ -516,7 +536,8 @@ def untouched(r: dict) -> bool:
 def current(records: list[dict]) -> list[dict]:
     """The latest record of each combination, for the recipes and defaults as they are now: a record
     of an older generation of the defaults counts when its recipe pins every change since."""
-    latest = {key(r): r for r in records if tuple(r["flags"]) == tuple(RECIPES.get(r["recipe"], [None]))
+    today = [t for r in records for t in as_of_today(r)]
+    latest = {key(r): r for r in today if tuple(r["flags"]) == tuple(RECIPES.get(r["recipe"], [None]))
               and untouched(r)
               and (r["status"] != "ok" or "left_out_bpb" in r)}  # version 1 records: --rescore them
     return list(latest.values())

@@ -234,6 +234,23 @@ def test_a_dropout_change_past_100_passes_leaves_the_runs_below_it_standing(monk
     assert recipes.current([{**at("default", 20), "size_choice": None}]) == []  # unknown passes: re-measure
 
 
+def test_the_tokenizer_choice_leaves_runs_of_few_bpe_passes_and_a_given_tokenizer_standing(monkeypatch):
+    monkeypatch.setattr(recipes, "DEFAULTS", 6)
+    p = sizing.CHAR_PASSES
+
+    def at(name, passes):
+        choice = sizing.Choice(1, 384, 256, 0.3, 1e6 * passes, passes, 2_140_000).reason()
+        return {**record("man", name, 2.0, budget=60.0), "defaults": 5, "size_choice": choice}
+
+    # The default of many passes now reads characters; what it measured is the `bpe` recipe's.
+    many = [at("default", 2 * p), at("char", 3.5), at("wide", 2 * p), at("bpe-4k", 2 * p)]
+    assert sorted(r["recipe"] for r in recipes.current(many)) == ["bpe", "bpe-4k", "char"]
+    few = [at("default", p / 2), at("wide", p / 2)]
+    assert sorted(r["recipe"] for r in recipes.current(few)) == ["bpe", "default", "wide"]
+    # A record of generation 6 is what it says.
+    assert [r["recipe"] for r in recipes.current([{**at("default", 2 * p), "defaults": 6}])] == ["default"]
+
+
 def test_the_awd_ablation_takes_out_one_part_at_a_time():
     from bench import awd
 

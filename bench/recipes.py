@@ -1,8 +1,8 @@
 """`make recipes`: is lstmtext's default training recipe the right one? Every recipe below trained
 through the CLI on corpora of different kinds and sizes, for the same wall-clock budgets, each scored
 in bits per byte on its run's held-out text (RUN/valid.txt: the last 10% of the corpus, the same bytes
-for every recipe on a corpus). A measurement, not a test: the full default suite is 6 corpora x 11
-recipes x (2 + 10 + 60) minutes, about 80 hours on 2 cores. One training process at a time.
+for every recipe on a corpus). A measurement, not a test: the full default suite is 6 corpora x 12
+recipes x (2 + 10 + 60) minutes, about 86 hours on 2 cores. One training process at a time.
 
     python -m bench.recipes [--corpora prose-100k,manpages] [--budgets 2,10] [--recipes default,old,bpe]
                             [--seeds 1,2] [--resume] [--dry-run] [--list] [--out runs/recipes]
@@ -42,8 +42,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
-
-from lstmtext.sizing import CHAR_PASSES
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -509,21 +507,23 @@ PINNED_BY = {
     3: _pins_size,  # the size cap per character (reverted)
     4: _pins_size,  # the size cap at 4 parameters per token
     5: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100,  # dropout 0.5 past 100 passes
-    6: lambda r: _keeps_tokenizer(r["flags"]) or _passes(r) <= CHAR_PASSES,  # characters past CHAR_PASSES
+    6: lambda r: _keeps_tokenizer(r["flags"]) or _passes(r) <= 20.0,  # characters past 20 BPE passes
 }
 
 
 def _keeps_tokenizer(flags: list[str]) -> bool:
-    """Whether a recipe's flags leave the tokenizer out of the default's choice (lstmtext.start)."""
-    implied = ("--tokenizer", "--vocab-size", "--softmax", "--epochs", "--max-steps", "--min-freq", "--lowercase",
-               "--word-split")  # fmt: skip
-    return any(f in flags for f in implied)
+    """Whether a recipe's flags take the tokenizer out of the default's choice (lstmtext.start): one
+    named or implied, the adaptive head, or a budget not only in minutes."""
+    from lstmtext.options import TOKENIZER_OPTIONS
+
+    named = {f"--{name.replace('_', '-')}" for name in TOKENIZER_OPTIONS} | {"--epochs", "--max-steps"}
+    return bool(named & set(flags)) or _value(flags, "--softmax") == "adaptive"
 
 
 def as_of_today(r: dict) -> list[dict]:
     """A record as the recipes stand: before generation 6 the default was `--tokenizer bpe`, so its
     record is also one of the `bpe` recipe."""
-    if r["recipe"] == "default" and r.get("defaults", 1) < 6 <= DEFAULTS:
+    if r["recipe"] == "default" and r.get("defaults", 1) < 6 <= DEFAULTS and r["status"] == "ok":
         return [r, {**r, "recipe": "bpe", "flags": RECIPES["bpe"]}]
     return [r]
 

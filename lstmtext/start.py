@@ -24,7 +24,7 @@ from lstmtext import batching, checkpoint, evaluate, model, mpi, optim, runs, si
 from lstmtext.config import ModelConfig, TrainConfig, from_dict
 from lstmtext.data import Data, TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError, TrainingError
-from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, LOCATIONS, RESUMABLE, TrainOptions
+from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, LOCATIONS, RESUMABLE, TOKENIZER_OPTIONS, TrainOptions
 from lstmtext.progress import Progress
 from lstmtext.schedule import finished_reason
 
@@ -160,7 +160,7 @@ def new_run(o: TrainOptions, given: set, console: Console, warn: Callable[[str],
     model_cfg = ModelConfig(vocab_size=1, **sizing.placeholders(shape))
     corpus = o.corpus
     run_dir = o.out if o.out is not None else Path("runs") / corpus.resolve().name.removesuffix(corpus.suffix)
-    tok_opts = TokenizerOptions(o.tokenizer, o.vocab_size, o.min_freq, o.lowercase, o.word_split)
+    tok_opts = TokenizerOptions(o.tokenizer or "bpe", o.vocab_size, o.min_freq, o.lowercase, o.word_split)
     if tok is not None:
         tok_opts = TokenizerOptions(tok.kind, tok.vocab_size, o.min_freq, tok.lowercase, tok.word_split)
     check_tokenizer_options(tok_opts)  # before the slow tokenization
@@ -296,8 +296,7 @@ def _may_choose_tokenizer(given: set, model_cfg: ModelConfig, cfg: TrainConfig) 
     --embed-init or a word tokenizer's option), a full head (the adaptive one is for large
     vocabularies), and a budget in minutes only, the one whose tokens the tokenizer changes (an
     epoch is a pass whatever the tokens)."""
-    implied = {"tokenizer", "vocab_size", "embed_init", "min_freq", "lowercase", "word_split"}
-    return not (implied & given) and model_cfg.softmax == "full" and not (cfg.epochs or cfg.max_steps)
+    return not (set(TOKENIZER_OPTIONS) & given) and model_cfg.softmax == "full" and not (cfg.epochs or cfg.max_steps)
 
 
 def _choose_tokenizer(data: Data, tok_opts: TokenizerOptions, read, model_cfg: ModelConfig, cfg: TrainConfig,

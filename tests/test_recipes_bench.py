@@ -247,6 +247,9 @@ def test_the_tokenizer_choice_leaves_runs_of_few_bpe_passes_and_a_given_tokenize
     assert sorted(r["recipe"] for r in recipes.current(many)) == ["bpe", "bpe-4k", "char"]
     few = [at("default", p / 2), at("wide", p / 2)]
     assert sorted(r["recipe"] for r in recipes.current(few)) == ["bpe", "default", "wide"]
+    # A failed default is not taken for a failed `bpe` too.
+    failed = {**at("default", 2 * p), "status": "failed"}
+    assert [r["recipe"] for r in recipes.current([failed])] == []
     # A record of generation 6 is what it says.
     assert [r["recipe"] for r in recipes.current([{**at("default", 2 * p), "defaults": 6}])] == ["default"]
 

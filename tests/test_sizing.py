@@ -138,8 +138,13 @@ def test_bpe_vocabulary_grows_with_the_square_root_of_the_text():
 
 
 def test_a_text_a_budget_in_minutes_would_read_many_times_as_bpe_is_read_as_characters(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    import lstmtext
+
     corpus = make_corpus(tmp_path / "c.txt", lines=80)  # about 1,000 BPE tokens
-    small = ["--batch-size", "2", "--bptt", "5", "--threads", "1"]
+    small = ["--batch-size", "2", "--bptt", "5", "--threads", "1", "--max-minutes", "0.01"]
+    faster = sizing.Speed(step_s=FAST.step_s / 100, flops_per_s=FAST.flops_per_s * 100)
 
     def train(out, speed, *flags):
         monkeypatch.setattr(sizing, "measure", lambda *a: speed)
@@ -147,18 +152,27 @@ def test_a_text_a_budget_in_minutes_would_read_many_times_as_bpe_is_read_as_char
         assert r.exit_code == 0, r.output
         return r.output, checkpoint.load_model(tmp_path / out / "last.safetensors")[1].kind
 
-    # FAST in 3 s: about 80 passes as BPE, so characters; SLOW in 0.6 s: about 2 passes, so BPE.
-    said, kind = train("many", FAST, "--max-minutes", "0.05")
+    # In 0.6 s the faster machine reads the text some 400 times as BPE: characters; SLOW about twice: BPE.
+    said, kind = train("many", faster)
     assert kind == "char" and "Tokenizer (--tokenizer not given): characters, since as BPE" in said, said
     info = json.loads(invoke(["info", tmp_path / "many", "--json"]).output)
     assert info["tokenizer_choice"].startswith("characters") and info["tokenizer"]["kind"] == "char"
-    said, kind = train("few", SLOW, "--max-minutes", "0.01")
+    said, kind = train("few", SLOW)
     assert kind == "bpe" and "Tokenizer (--tokenizer not given): bpe, which would read" in said, said
-    # Resuming the character run with its tokenizer typed is no change of options.
-    r = invoke(["train", corpus, "--resume", tmp_path / "many", "--tokenizer", "char", "--max-minutes", "0.06"])
-    assert r.exit_code == 0, r.output
+    # The first command typed again, with --resume and more time, goes on; or with the chosen tokenizer
+    # typed; the other tokenizer typed is a changed option.
+    for typed in ([], ["--tokenizer", "char"]):
+        more = str(0.02 * (2 + len(typed)))
+        r = invoke(["train", corpus, *small[:-1], more, *typed, "--resume", tmp_path / "many"])
+        assert r.exit_code == 0 and "Resuming" in r.output, r.output
+    r = invoke(["train", corpus, *small[:-1], "0.1", "--tokenizer", "bpe", "--resume", tmp_path / "many"])
+    assert r.exit_code == 1 and "tokenizer" in r.output, r.output
     # A tokenizer typed, or one a word option or --vocab-size implies, and a budget not only in minutes, are kept.
     for out, flags in (("typed", ["--tokenizer", "bpe"]), ("vocab", ["--vocab-size", "300"]),
                        ("epochs", ["--epochs", "50"])):  # fmt: skip
-        said, kind = train(out, FAST, "--max-minutes", "0.05", *flags)
+        said, kind = train(out, faster, *flags)
         assert kind == "bpe" and "Tokenizer (" not in said, said
+    # The API's keyword is as typed, though it names the old default.
+    run = lstmtext.train(corpus, out=tmp_path / "api", tokenizer="bpe", max_minutes=0.01, batch_size=2, bptt=5,
+                         threads=1, console=Console(quiet=True))  # fmt: skip
+    assert run.model().tokenizer.kind == "bpe"

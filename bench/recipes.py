@@ -507,7 +507,7 @@ PINNED_BY = {
     3: _pins_size,  # the size cap per character (reverted)
     4: _pins_size,  # the size cap at 4 parameters per token
     5: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100,  # dropout 0.5 past 100 passes
-    6: lambda r: _keeps_tokenizer(r["flags"]) or _passes(r) <= 20.0,  # characters past 20 BPE passes
+    6: lambda r: _keeps_tokenizer(r["flags"]) or _passes(r) <= 45.0,  # characters past 45 BPE passes
 }
 
 

@@ -1,8 +1,8 @@
 """`make recipes`: is lstmtext's default training recipe the right one? Every recipe below trained
 through the CLI on corpora of different kinds and sizes, for the same wall-clock budgets, each scored
 in bits per byte on its run's held-out text (RUN/valid.txt: the last 10% of the corpus, the same bytes
-for every recipe on a corpus). A measurement, not a test: the full default suite is 6 corpora x 11
-recipes x (2 + 10 + 60) minutes, about 80 hours on 2 cores. One training process at a time.
+for every recipe on a corpus). A measurement, not a test: the full default suite is 6 corpora x 12
+recipes x (2 + 10 + 60) minutes, about 86 hours on 2 cores. One training process at a time.
 
     python -m bench.recipes [--corpora prose-100k,manpages] [--budgets 2,10] [--recipes default,old,bpe]
                             [--seeds 1,2] [--resume] [--dry-run] [--list] [--out runs/recipes]
@@ -49,8 +49,10 @@ FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds
 # The defaults' generation: a recipe's flags go on top of the defaults, so a result counts only while
 # both are as measured. Raise it when a default changes. 2: the BPE vocabulary chosen from the text;
 # 3: the size cap per character of text (reverted); 4: at most 4 parameters per token, not 3;
-# 5: dropout 0.5 past 100 passes over the text; 6: --rollback 0.05 (a run that diverges goes back).
-DEFAULTS = 6
+# 5: dropout 0.5 past 100 passes over the text; 6: --rollback 0.05 (a run that diverges goes back);
+# 7: characters when a budget in minutes would read the text as BPE more than sizing.CHAR_PASSES
+# times and as characters fewer than sizing.CHAR_ROOM times.
+DEFAULTS = 7
 
 # The defaults before issue #28, made explicit (Zaremba et al.'s small recipe on words, with dropout
 # 0.2 and a 6-epoch cap, which a budget in minutes did not lift).
@@ -62,6 +64,7 @@ OLD = (
 # The grid: each entry changes the default in one direction. Edit freely; the name is the key in
 # results.jsonl, and a changed entry is measured again.
 GRID = {
+    "bpe": "--tokenizer bpe",  # the default's tokenizer before generation 6, whatever the passes
     "char": "--tokenizer char",
     "word": "--tokenizer word",
     "adaptive": "--tokenizer word --softmax adaptive",  # cutoffs a fifth and a half of the vocabulary
@@ -521,6 +524,7 @@ PINNED_BY = {
     4: _pins_size,  # the size cap at 4 parameters per token
     5: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100,  # dropout 0.5 past 100 passes
     6: lambda r: "--rollback" in r["flags"] or _never_worse(r, 0.05),  # --rollback 0.05 (a diverging run)
+    7: lambda r: _keeps_tokenizer(r["flags"]) or _chooses_bpe(r),  # characters past 45 BPE passes, if few
 }
 
 
@@ -546,6 +550,53 @@ def _never_worse(r: dict, rollback: float) -> bool:
     return True
 
 
+def _keeps_tokenizer(flags: list[str]) -> bool:
+    """Whether a recipe's flags take the tokenizer out of the default's choice (lstmtext.start): one
+    named or implied, the adaptive head, or a budget not only in minutes."""
+    from lstmtext.options import TOKENIZER_OPTIONS
+
+    named = {f"--{name.replace('_', '-')}" for name in TOKENIZER_OPTIONS} | {"--epochs", "--max-steps"}
+    return bool(named & set(flags)) or _value(flags, "--softmax") == "adaptive"
+
+
+def _chooses_bpe(r: dict) -> bool:
+    """Generation 7 on a record of before: whether the default's choice (lstmtext.start) would still
+    read its text as BPE: few BPE passes, or characters that would read it often too (their plan's
+    passes, from the `char` record of the same corpus, budget and seed; literal thresholds, so that a
+    later change of sizing's constants raises the generation again)."""
+    return _passes(r) <= 45.0 or r.get("char_passes", 0.0) >= 10.0
+
+
+def _cell(r: dict) -> tuple:
+    return r["corpus"], float(r["budget_minutes"]), int(r["seed"])
+
+
+def as_of_today(r: dict, plans: dict) -> list[dict]:
+    """A record as the recipes stand. Before generation 7 the default was `--tokenizer bpe`, so its
+    record is also one of the `bpe` recipe; and where the default now chooses characters, a `char`
+    record (the flags the choice gives) is also the default's. plans: {(corpus, budget, seed):
+    {"char": passes a `char` record planned, "bpe": passes the default's BPE record planned}}."""
+    plan = plans.get(_cell(r), {})
+    r = {**r, "char_passes": plan.get("char", 0.0)}
+    if r.get("defaults", 1) >= 7 or r["status"] != "ok" or DEFAULTS < 7:
+        return [r]
+    if r["recipe"] == "default":
+        return [r, {**r, "recipe": "bpe", "flags": RECIPES["bpe"]}]
+    if r["recipe"] == "char" and _passes(r) < 10.0 and plan.get("bpe", 0.0) > 45.0:
+        return [r, {**r, "recipe": "default", "flags": RECIPES["default"]}]
+    return [r]
+
+
+def _plans(records: list[dict]) -> dict:
+    """The passes the `char` recipe and the BPE default planned, by corpus, budget and seed."""
+    plans: dict[tuple, dict] = {}
+    for r in records:
+        if r["status"] == "ok" and tuple(r["flags"]) == tuple(RECIPES.get(r["recipe"], [None])):
+            if r["recipe"] == "char" or (r["recipe"] == "default" and r.get("defaults", 1) < 7):
+                plans.setdefault(_cell(r), {})["char" if r["recipe"] == "char" else "bpe"] = _passes(r)
+    return plans
+
+
 def untouched(r: dict) -> bool:
     """Whether a record, of whatever generation of the defaults, still counts."""
     return all(PINNED_BY[g](r) for g in range(r.get("defaults", 1) + 1, DEFAULTS + 1))
@@ -554,7 +605,9 @@ def untouched(r: dict) -> bool:
 def current(records: list[dict]) -> list[dict]:
     """The latest record of each combination, for the recipes and defaults as they are now: a record
     of an older generation of the defaults counts when its recipe pins every change since."""
-    latest = {key(r): r for r in records if tuple(r["flags"]) == tuple(RECIPES.get(r["recipe"], [None]))
+    plans = _plans(records)
+    today = [t for r in records for t in as_of_today(r, plans)]
+    latest = {key(r): r for r in today if tuple(r["flags"]) == tuple(RECIPES.get(r["recipe"], [None]))
               and untouched(r)
               and (r["status"] != "ok" or "left_out_bpb" in r)}  # version 1 records: --rescore them
     return list(latest.values())

@@ -227,6 +227,8 @@ def info(
     table.add_row("parameters", f"{m['parameters']:,}")
     if r["size_choice"]:
         table.add_row("size chosen", r["size_choice"])
+    if r.get("tokenizer_choice"):
+        table.add_row("tokenizer chosen", r["tokenizer_choice"])
     if r.get("vocab_choice"):
         table.add_row("vocabulary chosen", r["vocab_choice"])
     table.add_row("tokenizer", f"{t['kind']}, vocabulary {t['vocab_size']:,}")

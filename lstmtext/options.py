@@ -9,6 +9,9 @@ from lstmtext import sizing
 from lstmtext.config import DEFAULT_LR, ModelConfig, TrainConfig, opt, options_of
 
 CHOSEN = "chosen for the budget and the text"  # the size options lstmtext.sizing fills in
+# Options that name a tokenizer, or imply one (a vocabulary size, word vectors, a word option): given
+# any of them, the default does not choose the tokenizer (lstmtext.start).
+TOKENIZER_OPTIONS = ("tokenizer", "vocab_size", "embed_init", "min_freq", "lowercase", "word_split")
 DEFAULT_MINUTES = 10.0  # the budget when none of --epochs, --max-steps and --max-minutes is given
 
 
@@ -56,10 +59,12 @@ class TrainOptions:
         "with a fresh optimizer.",
     )
     force: bool = opt(False, help="Start over in an --out that already holds a run.")
-    tokenizer: str = opt(
-        "bpe",
+    tokenizer: str | None = opt(
+        None,
         help="bpe (byte-level: any text, its spacing and layout kept, nothing unknown), char, or word "
         "(words and punctuation, spaced again by rules; rare words become <unk>).",
+        show_default="bpe; char when a budget in minutes would read the text as BPE more than "
+        f"{sizing.CHAR_PASSES:g} times and as characters fewer than {sizing.CHAR_ROOM:g}",
     )
     vocab_size: int | None = opt(
         None, help="Largest vocabulary, special tokens included.",

@@ -199,6 +199,7 @@ def run_info(path: str | Path) -> dict:
         "init_from": info.get("init_from"),
         "embed_init": info.get("embed_init"),
         "size_choice": info.get("size_choice"),  # why this size, when the person gave none (lstmtext.sizing)
+        "tokenizer_choice": info.get("tokenizer_choice"),  # why this tokenizer, when no --tokenizer was given
         "vocab_choice": info.get("vocab_choice"),  # why this vocabulary, when no --vocab-size was given
         "regularisers": regularisers(m),
     }

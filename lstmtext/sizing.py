@@ -16,8 +16,9 @@ use what it has (and every step is slow). So the size comes from three facts of 
 TOKENS_PER_PARAM tokens per trained parameter and has at most PARAMS_PER_TOKEN parameters per token
 of text. Dropout follows the passes the run will make over its text: none when it sees the text
 about once (nothing to overfit), more as it revisits it. Any size option given on the command line
-wins; `choose` only fills in the rest. The figures behind the constants are in docs/training.md
-("Defaults").
+wins; `choose` only fills in the rest. The same plan picks the tokenizer when none is given
+(lstmtext.start): characters when BPE would read the text more than CHAR_PASSES times and characters
+fewer than CHAR_ROOM times. The figures behind the constants are in docs/training.md ("Defaults").
 """
 
 import time
@@ -168,6 +169,34 @@ def vocab_reason(kind: str, chars: int, size: int) -> str:
         return f"at most {size:,} {kind} tokens, the rest <unk>"
     return (f"at most {size:,} BPE tokens, {BPE_VOCAB_PER_ROOT_CHAR:g} × the square root of the "
             f"{chars:,} training characters (within {BPE_VOCAB_RANGE[0]:,}-{BPE_VOCAB_RANGE[1]:,})")
+
+
+# A text that a budget in minutes would read many times over as BPE is small for that budget: a BPE
+# model under the cap learns it by heart in its first passes and the rest of the time is lost, while
+# characters make three to four times the tokens of the same text, room for a model that much larger
+# under the same cap. That helps only while the characters themselves read the text a few times: a
+# text they too would read often is learnt by heart either way, and BPE's longer tokens model it
+# better (docs/training.md "Defaults"). On the recipe suite characters were 4.5% ahead where BPE would
+# read the text 53 times and characters 3 (man pages, 60 minutes); 6% behind at 33 BPE passes
+# (Debian changelogs, 10 minutes); 3% behind at 198 BPE passes and 16 of characters (the changelogs,
+# 60 minutes). Each threshold keeps the measured speed's noise (about 15% in the passes) on each side.
+CHAR_PASSES = 45.0  # BPE passes past which characters are considered ...
+CHAR_ROOM = 10.0  # ... and taken if they would read the text fewer times than this
+
+
+def tokenizer_reason(bpe_passes: float, char_passes: float | None, kind: str, tokens_ratio: float = 1.0) -> str:
+    """One line for `train` and `info`: the tokenizer chosen by the passes each plan would make
+    (char_passes None: characters were not considered). tokens_ratio: the text's character tokens
+    over its BPE tokens."""
+    if kind == "char":
+        return (f"characters, since as BPE this text would be read {bpe_passes:,.0f} times in the budget (more "
+                f"than {CHAR_PASSES:g}: learnt by heart long before the end), as characters {char_passes:,.1f} "
+                f"times (fewer than {CHAR_ROOM:g}); characters make {tokens_ratio:.1f} times the tokens of it, "
+                "room for a larger model")
+    if char_passes is not None:
+        return (f"bpe: it would read this text {bpe_passes:,.0f} times in the budget, but characters would "
+                f"too ({char_passes:,.1f} times, not fewer than {CHAR_ROOM:g})")
+    return f"bpe, which would read this text {bpe_passes:,.1f} times in the budget (characters past {CHAR_PASSES:g})"
 
 
 MEASURE_BPTT = 16  # short windows keep the measurement quick and its logits small; time is linear in T

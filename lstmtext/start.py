@@ -24,7 +24,7 @@ from lstmtext import batching, checkpoint, evaluate, model, mpi, optim, runs, si
 from lstmtext.config import ModelConfig, TrainConfig, from_dict
 from lstmtext.data import Data, TokenizerOptions, check_tokenizer_options, prepare_data
 from lstmtext.errors import ConfigError, TrainingError
-from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, LOCATIONS, RESUMABLE, TrainOptions
+from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, LOCATIONS, RESUMABLE, TOKENIZER_OPTIONS, TrainOptions
 from lstmtext.progress import Progress
 from lstmtext.schedule import finished_reason
 
@@ -160,15 +160,19 @@ def new_run(o: TrainOptions, given: set, console: Console, warn: Callable[[str],
     model_cfg = ModelConfig(vocab_size=1, **sizing.placeholders(shape))
     corpus = o.corpus
     run_dir = o.out if o.out is not None else Path("runs") / corpus.resolve().name.removesuffix(corpus.suffix)
-    tok_opts = TokenizerOptions(o.tokenizer, o.vocab_size, o.min_freq, o.lowercase, o.word_split)
+    tok_opts = TokenizerOptions(o.tokenizer or "bpe", o.vocab_size, o.min_freq, o.lowercase, o.word_split)
     if tok is not None:
         tok_opts = TokenizerOptions(tok.kind, tok.vocab_size, o.min_freq, tok.lowercase, tok.word_split)
     check_tokenizer_options(tok_opts)  # before the slow tokenization
     with new_out(run_dir, o.force):  # a refusal from here until training leaves no folder behind
-        data = prepare_data(
-            corpus, o.valid, tok_opts, o.encoding_errors, say, tokenizer=tok, cache_dir=run_dir,
-            include=tuple(args["include"]), valid_split=o.valid_split, list_files=o.list_files,
+        read = functools.partial(
+            prepare_data, corpus, o.valid, encoding_errors=o.encoding_errors, tokenizer=tok, cache_dir=run_dir,
+            include=tuple(args["include"]), valid_split=o.valid_split,
         )
+        data = read(tok_opts, say=say, list_files=o.list_files)
+        plan = None  # the size for the text as tokenized, when the tokenizer's choice needed it
+        if source is None and _may_choose_tokenizer(given, model_cfg, cfg):
+            data, tok_opts, plan = _choose_tokenizer(data, tok_opts, read, model_cfg, cfg, shape, sized, say)
         # What the tokenizer was asked for (resume compares the options typed again with these).
         # A chosen vocabulary is stored as if typed, so that typing it on --resume is no change.
         cap = data.info.pop("vocab_cap", None)
@@ -201,7 +205,7 @@ def new_run(o: TrainOptions, given: set, console: Console, warn: Callable[[str],
         if data.info.get("vocab_choice"):
             say(f"Vocabulary (--vocab-size not given): {data.info['vocab_choice']}.", soft_wrap=True)
         if sized:
-            model_cfg = _choose_size(model_cfg, cfg, shape, sized, data, say)
+            model_cfg = _choose_size(model_cfg, cfg, shape, sized, data, say, plan)
         init = None if source is None else source.params
         if source is not None:
             say(f"Fine-tuning from {source_path} (step {source.progress.get('step', 0):,}) with a fresh optimizer.")
@@ -287,13 +291,47 @@ def _more_hint(cfg: TrainConfig, done: str) -> str:
     return ""
 
 
-def _choose_size(model_cfg: ModelConfig, cfg: TrainConfig, shape: dict, sized: set, data, say) -> ModelConfig:
-    """The size options the person left out, from the budget, the text and this machine's speed."""
+def _may_choose_tokenizer(given: set, model_cfg: ModelConfig, cfg: TrainConfig) -> bool:
+    """Whether the tokenizer is the default's to choose: not typed (nor implied by --vocab-size,
+    --embed-init or a word tokenizer's option), a full head (the adaptive one is for large
+    vocabularies), and a budget in minutes only, the one whose tokens the tokenizer changes (an
+    epoch is a pass whatever the tokens)."""
+    return not (set(TOKENIZER_OPTIONS) & given) and model_cfg.softmax == "full" and not (cfg.epochs or cfg.max_steps)
+
+
+def _choose_tokenizer(data: Data, tok_opts: TokenizerOptions, read, model_cfg: ModelConfig, cfg: TrainConfig,
+                      shape: dict, sized: set, say) -> tuple[Data, TokenizerOptions, sizing.Choice]:
+    """BPE (data, as read), or characters when BPE's plan would read the text more than
+    sizing.CHAR_PASSES times and the characters' plan fewer than sizing.CHAR_ROOM times.
+    read(tok_opts, say=...): the text again. -> (data, its tokenizer options, the size plan)."""
+    bpe_plan = _plan_size(replace(model_cfg, vocab_size=data.tokenizer.vocab_size), cfg, shape, sized, data)
+    plan, char_passes, ratio = bpe_plan, None, 1.0
+    if bpe_plan.passes > sizing.CHAR_PASSES:
+        char_opts = replace(tok_opts, kind="char")
+        chars = read(char_opts, say=lambda *a, **k: None)  # the files were listed once already
+        char_plan = _plan_size(replace(model_cfg, vocab_size=chars.tokenizer.vocab_size), cfg, shape, sized, chars)
+        char_passes, ratio = char_plan.passes, len(chars.train_ids) / max(len(data.train_ids), 1)
+        if char_plan.passes < sizing.CHAR_ROOM:
+            data, tok_opts, plan = chars, char_opts, char_plan
+    data.info["tokenizer_choice"] = sizing.tokenizer_reason(bpe_plan.passes, char_passes, data.tokenizer.kind, ratio)
+    say(f"Tokenizer (--tokenizer not given): {data.info['tokenizer_choice']}.", soft_wrap=True)
+    return data, tok_opts, plan
+
+
+def _plan_size(model_cfg: ModelConfig, cfg: TrainConfig, shape: dict, sized: set, data) -> sizing.Choice:
+    """The size the budget, the text and this machine's speed give, the options given kept."""
     budget = sizing.Budget(cfg.epochs, cfg.max_steps, cfg.max_minutes, len(data.train_ids), cfg.batch_size, cfg.bptt,
                            cfg.accumulate)
     speed = sizing.measure(model_cfg, cfg) if cfg.max_minutes else None  # only minutes need the speed
     given = {k: shape[k] for k in sizing.OPTIONS if k not in sized}
-    choice = sizing.choose(data.tokenizer.kind, model_cfg.vocab_size, budget, speed, given, tie=model_cfg.tie)
+    return sizing.choose(data.tokenizer.kind, model_cfg.vocab_size, budget, speed, given, tie=model_cfg.tie)
+
+
+def _choose_size(model_cfg: ModelConfig, cfg: TrainConfig, shape: dict, sized: set, data, say,
+                 plan: sizing.Choice | None = None) -> ModelConfig:
+    """The size options the person left out, from the budget, the text and this machine's speed (or
+    `plan`, when it was chosen for this text already: one measurement, one answer)."""
+    choice = plan or _plan_size(model_cfg, cfg, shape, sized, data)
     data.info["size_choice"] = choice.reason()
     left = ", ".join(f"--{k}" for k in sizing.OPTIONS if k in sized)
     say(f"Model size ({left} not given) chosen for the budget: {choice.reason()}.", soft_wrap=True)

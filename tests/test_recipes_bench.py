@@ -269,6 +269,31 @@ def test_a_record_stands_for_rollback_when_its_run_never_diverged(tmp_path, monk
     assert recipes.current([gone]) == []
 
 
+def test_the_tokenizer_choice_leaves_a_record_standing_where_the_default_would_still_read_bpe(monkeypatch):
+    monkeypatch.setattr(recipes, "DEFAULTS", 7)
+
+    def at(name, passes, bpb=2.0, seed=1):
+        choice = sizing.Choice(1, 384, 256, 0.3, 1e6 * passes, passes, 2_140_000).reason()
+        return {**record("man", name, bpb, budget=60.0, seed=seed), "defaults": 6, "size_choice": choice}
+
+    def standing(records):
+        return sorted((r["recipe"], r["bits_per_byte"]) for r in recipes.current(records))
+
+    # Many BPE passes and few of characters: the default now reads characters, so the `char` record
+    # is the default's too, and what the default measured is the `bpe` recipe's.
+    many = [at("default", 90, 2.0), at("char", 3.5, 1.9), at("wide", 90, 2.1), at("bpe-4k", 90, 2.05)]
+    assert standing(many) == [("bpe", 2.0), ("bpe-4k", 2.05), ("char", 1.9), ("default", 1.9)]
+    # Characters that would read the text often too: the default still reads BPE.
+    often = [at("default", 90, 2.0), at("char", 16, 2.1), at("wide", 90, 2.05)]
+    assert standing(often) == [("bpe", 2.0), ("char", 2.1), ("default", 2.0), ("wide", 2.05)]
+    # Few BPE passes: nothing changes.
+    few = [at("default", 20), at("wide", 20, 2.1)]
+    assert standing(few) == [("bpe", 2.0), ("default", 2.0), ("wide", 2.1)]
+    # A failed default is not taken for a failed `bpe` too; a record of generation 7 is what it says.
+    assert recipes.current([{**at("default", 90), "status": "failed"}]) == []
+    assert [r["recipe"] for r in recipes.current([{**at("default", 90), "defaults": 7}])] == ["default"]
+
+
 def test_the_awd_ablation_takes_out_one_part_at_a_time():
     from bench import awd
 

@@ -135,3 +135,49 @@ def test_bpe_vocabulary_grows_with_the_square_root_of_the_text():
     # Word and character vocabularies keep their cap whatever the size.
     assert sizing.vocab_for("word", 90_000) == sizing.vocab_for("char", 10**9) == sizing.WORD_VOCAB
     assert "2,000 BPE tokens" in sizing.vocab_reason("bpe", 1_000_000, 2_000)
+
+
+def test_a_text_a_budget_in_minutes_would_read_many_times_as_bpe_is_read_as_characters(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    import lstmtext
+
+    corpus = make_corpus(tmp_path / "c.txt", lines=80)  # about 1,000 BPE tokens
+    small = ["--batch-size", "2", "--bptt", "5", "--threads", "1", "--max-minutes", "0.01"]
+    faster = sizing.Speed(step_s=FAST.step_s / 100, flops_per_s=FAST.flops_per_s * 100)
+
+    def train(out, speed, *flags, char_speed=None):
+        """speed: the BPE model's measured speed; char_speed: the character model's (else the same)."""
+        monkeypatch.setattr(sizing, "measure", lambda m, c: speed if m.vocab_size >= 256 else char_speed or speed)
+        r = invoke(["train", corpus, "--out", tmp_path / out, *small, *flags])
+        assert r.exit_code == 0, r.output
+        return r.output, checkpoint.load_model(tmp_path / out / "last.safetensors")[1].kind
+
+    # In 0.6 s the faster machine reads the text some 400 times as BPE, SLOW about twice. Characters
+    # when BPE would read it more than 45 times and characters fewer than 10.
+    said, kind = train("many", faster, char_speed=SLOW)
+    assert kind == "char" and "Tokenizer (--tokenizer not given): characters, since as BPE" in said, said
+    info = json.loads(invoke(["info", tmp_path / "many", "--json"]).output)
+    assert info["tokenizer_choice"].startswith("characters") and info["tokenizer"]["kind"] == "char"
+    said, kind = train("both", faster)
+    assert kind == "bpe" and "Tokenizer (--tokenizer not given): bpe: it would read" in said, said
+    assert "but characters would too" in said, said
+    said, kind = train("few", SLOW)
+    assert kind == "bpe" and "Tokenizer (--tokenizer not given): bpe, which would read" in said, said
+    # The first command typed again, with --resume and more time, goes on; or with the chosen tokenizer
+    # typed; the other tokenizer typed is a changed option.
+    for typed in ([], ["--tokenizer", "char"]):
+        more = str(0.05 * (1 + len(typed)))  # more than a validation takes, on a busy machine too
+        r = invoke(["train", corpus, *small[:-1], more, *typed, "--resume", tmp_path / "many"])
+        assert r.exit_code == 0 and "Resuming" in r.output, r.output
+    r = invoke(["train", corpus, *small[:-1], "0.1", "--tokenizer", "bpe", "--resume", tmp_path / "many"])
+    assert r.exit_code == 1 and "tokenizer" in r.output, r.output
+    # A tokenizer typed, or one a word option or --vocab-size implies, and a budget not only in minutes, are kept.
+    for out, flags in (("typed", ["--tokenizer", "bpe"]), ("vocab", ["--vocab-size", "300"]),
+                       ("epochs", ["--epochs", "50"])):  # fmt: skip
+        said, kind = train(out, faster, *flags)
+        assert kind == "bpe" and "Tokenizer (" not in said, said
+    # The API's keyword is as typed, though it names the old default.
+    run = lstmtext.train(corpus, out=tmp_path / "api", tokenizer="bpe", max_minutes=0.01, batch_size=2, bptt=5,
+                         threads=1, console=Console(quiet=True))  # fmt: skip
+    assert run.model().tokenizer.kind == "bpe"

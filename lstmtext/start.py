@@ -308,7 +308,9 @@ def _choose_tokenizer(data: Data, tok_opts: TokenizerOptions, read, model_cfg: M
     plan, char_passes, ratio = bpe_plan, None, 1.0
     if bpe_plan.passes > sizing.CHAR_PASSES:
         char_opts = replace(tok_opts, kind="char")
-        chars = read(char_opts, say=lambda *a, **k: None)  # the files were listed once already
+        # The files were listed once already. Its ids replace BPE's in the run's cache: a resume that
+        # keeps BPE encodes the (small) text once more.
+        chars = read(char_opts, say=lambda *a, **k: None)
         char_plan = _plan_size(replace(model_cfg, vocab_size=chars.tokenizer.vocab_size), cfg, shape, sized, chars)
         char_passes, ratio = char_plan.passes, len(chars.train_ids) / max(len(data.train_ids), 1)
         if char_plan.passes < sizing.CHAR_ROOM:

@@ -553,18 +553,19 @@ def _never_worse(r: dict, rollback: float) -> bool:
 def _keeps_tokenizer(flags: list[str]) -> bool:
     """Whether a recipe's flags take the tokenizer out of the default's choice (lstmtext.start): one
     named or implied, the adaptive head, or a budget not only in minutes."""
-    from lstmtext.options import TOKENIZER_OPTIONS
+    from lstmtext.options import NAMES_A_TOKENIZER
 
-    named = {f"--{name.replace('_', '-')}" for name in TOKENIZER_OPTIONS} | {"--epochs", "--max-steps"}
+    named = {f"--{name.replace('_', '-')}" for name in NAMES_A_TOKENIZER} | {"--epochs", "--max-steps"}
     return bool(named & set(flags)) or _value(flags, "--softmax") == "adaptive"
 
 
 def _chooses_bpe(r: dict) -> bool:
     """Generation 7 on a record of before: whether the default's choice (lstmtext.start) would still
-    read its text as BPE: few BPE passes, or characters that would read it often too (their plan's
-    passes, from the `char` record of the same corpus, budget and seed; literal thresholds, so that a
-    later change of sizing's constants raises the generation again)."""
-    return _passes(r) <= 45.0 or r.get("char_passes", 0.0) >= 10.0
+    read its text as BPE: few BPE passes or, for the default itself, characters that would read it
+    often too (their plan's passes, `char_passes`, from the `char` record of the same corpus, budget
+    and seed; a grid recipe's own size would plan other passes, so it is measured again). Literal
+    thresholds, so that a later change of sizing's constants raises the generation again."""
+    return _passes(r) <= 45.0 or (r["recipe"] == "default" and r.get("char_passes", 0.0) >= 10.0)
 
 
 def _cell(r: dict) -> tuple:
@@ -592,7 +593,8 @@ def _plans(records: list[dict]) -> dict:
     plans: dict[tuple, dict] = {}
     for r in records:
         if r["status"] == "ok" and tuple(r["flags"]) == tuple(RECIPES.get(r["recipe"], [None])):
-            if r["recipe"] == "char" or (r["recipe"] == "default" and r.get("defaults", 1) < 7):
+            known = _passes(r) < math.inf  # a record without its size choice says nothing
+            if known and (r["recipe"] == "char" or (r["recipe"] == "default" and r.get("defaults", 1) < 7)):
                 plans.setdefault(_cell(r), {})["char" if r["recipe"] == "char" else "bpe"] = _passes(r)
     return plans
 

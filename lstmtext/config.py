@@ -317,5 +317,6 @@ def from_dict(cls, d: dict):
 # every run had this value (the defaults above have moved on since).
 BEFORE = {
     ModelConfig: {"init": "uniform"},
-    TrainConfig: {"schedule": "step", "reset_state": 0.0},  # lr followed lr_decay per epoch; no resets
+    # lr followed lr_decay per epoch; no resets; no rollback
+    TrainConfig: {"schedule": "step", "reset_state": 0.0, "rollback": 0.0},
 }

@@ -63,26 +63,30 @@ def cached_ids(cache: Path, tokenizer: Tokenizer, text_sha: str | None = None) -
     return ids if ids is not None and ids.dtype == np.int32 and ids.ndim == 1 else None
 
 
-def _cached_ids(tokenizer: Tokenizer, part: TextPart, text_sha: str, cache: Path | None) -> np.ndarray:
-    """Encode part, or load the ids a previous run encoded from the same text with the same tokenizer."""
+def store_ids(cache: Path, tokenizer: Tokenizer, text_sha: str, ids: np.ndarray) -> None:
+    """Write train-ids.npy (and its key beside it) for cached_ids to find."""
     key = {
         "format_version": CACHE_VERSION,
         "text_sha256": text_sha,
         "tokenizer_sha256": hashlib.sha256(tokenizer.to_json().encode()).hexdigest(),
     }
+    try:
+        tmp = cache.with_name(cache.stem + ".tmp.npy")
+        np.save(tmp, ids, allow_pickle=False)
+        tmp.replace(cache)
+        cache.with_suffix(".json").write_text(json.dumps(key))
+    except OSError:
+        pass  # only a cache: a resume will tokenize again
+
+
+def _cached_ids(tokenizer: Tokenizer, part: TextPart, text_sha: str, cache: Path | None) -> np.ndarray:
+    """Encode part, or load the ids a previous run encoded from the same text with the same tokenizer."""
     ids = None if cache is None else cached_ids(cache, tokenizer, text_sha)
     if ids is not None:
         return ids
-    meta = None if cache is None else cache.with_suffix(".json")
     ids = tokenizer.encode_stream(part.pieces())
     if cache is not None:
-        try:
-            tmp = cache.with_name(cache.stem + ".tmp.npy")
-            np.save(tmp, ids, allow_pickle=False)
-            tmp.replace(cache)
-            meta.write_text(json.dumps(key))
-        except OSError:
-            pass  # only a cache: a resume will tokenize again
+        store_ids(cache, tokenizer, text_sha, ids)
     return ids
 
 

@@ -11,7 +11,7 @@ from lstmtext.config import DEFAULT_LR, ModelConfig, TrainConfig, opt, options_o
 CHOSEN = "chosen for the budget and the text"  # the size options lstmtext.sizing fills in
 # Options that name a tokenizer, or imply one (a vocabulary size, word vectors, a word option): given
 # any of them, the default does not choose the tokenizer (lstmtext.start).
-TOKENIZER_OPTIONS = ("tokenizer", "vocab_size", "embed_init", "min_freq", "lowercase", "word_split")
+NAMES_A_TOKENIZER = ("tokenizer", "vocab_size", "embed_init", "min_freq", "lowercase", "word_split")
 DEFAULT_MINUTES = 10.0  # the budget when none of --epochs, --max-steps and --max-minutes is given
 
 

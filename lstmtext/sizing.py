@@ -178,10 +178,18 @@ def vocab_reason(kind: str, chars: int, size: int) -> str:
 # text they too would read often is learnt by heart either way, and BPE's longer tokens model it
 # better (docs/training.md "Defaults"). On the recipe suite characters were 4.5% ahead where BPE would
 # read the text 53 times and characters 3 (man pages, 60 minutes); 6% behind at 33 BPE passes
-# (Debian changelogs, 10 minutes); 3% behind at 198 BPE passes and 16 to 20 of characters (the changelogs,
-# 60 minutes). Each threshold keeps the measured speed's noise (about 15% in the passes) on each side.
+# (Debian changelogs, 10 minutes); at 198 BPE passes and 16 to 20 of characters (the changelogs,
+# 60 minutes) characters were 3% behind BPE's 10-minute result. Each threshold keeps the measured
+# speed's noise (about 15% in the passes) on each side.
 CHAR_PASSES = 45.0  # BPE passes past which characters are considered ...
 CHAR_ROOM = 10.0  # ... and taken if they would read the text fewer times than this
+
+
+def reads_characters(bpe_passes: float, char_passes: float | None) -> bool:
+    """Whether a budget in minutes reads the text as characters: BPE would read it more than
+    CHAR_PASSES times and characters fewer than CHAR_ROOM times. char_passes None: not planned yet,
+    so whether characters are worth planning."""
+    return bpe_passes > CHAR_PASSES and (char_passes is None or char_passes < CHAR_ROOM)
 
 
 def tokenizer_reason(bpe_passes: float, char_passes: float | None, kind: str, tokens_ratio: float = 1.0) -> str:

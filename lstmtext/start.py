@@ -22,9 +22,9 @@ from rich.console import Console
 
 from lstmtext import batching, checkpoint, evaluate, model, mpi, optim, runs, sizing, vectors
 from lstmtext.config import ModelConfig, TrainConfig, from_dict
-from lstmtext.data import Data, TokenizerOptions, check_tokenizer_options, prepare_data
+from lstmtext.data import Data, TokenizerOptions, check_tokenizer_options, prepare_data, store_ids
 from lstmtext.errors import ConfigError, TrainingError
-from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, LOCATIONS, RESUMABLE, TOKENIZER_OPTIONS, TrainOptions
+from lstmtext.options import DEFAULT_LR, DEFAULT_MINUTES, LOCATIONS, NAMES_A_TOKENIZER, RESUMABLE, TrainOptions
 from lstmtext.progress import Progress
 from lstmtext.schedule import finished_reason
 
@@ -172,7 +172,8 @@ def new_run(o: TrainOptions, given: set, console: Console, warn: Callable[[str],
         data = read(tok_opts, say=say, list_files=o.list_files)
         plan = None  # the size for the text as tokenized, when the tokenizer's choice needed it
         if source is None and _may_choose_tokenizer(given, model_cfg, cfg):
-            data, tok_opts, plan = _choose_tokenizer(data, tok_opts, read, model_cfg, cfg, shape, sized, say)
+            data, tok_opts, plan = _choose_tokenizer(data, tok_opts, read, run_dir / "train-ids.npy", model_cfg, cfg,
+                                                     shape, sized, say)  # fmt: skip
         # What the tokenizer was asked for (resume compares the options typed again with these).
         # A chosen vocabulary is stored as if typed, so that typing it on --resume is no change.
         cap = data.info.pop("vocab_cap", None)
@@ -296,25 +297,25 @@ def _may_choose_tokenizer(given: set, model_cfg: ModelConfig, cfg: TrainConfig) 
     --embed-init or a word tokenizer's option), a full head (the adaptive one is for large
     vocabularies), and a budget in minutes only, the one whose tokens the tokenizer changes (an
     epoch is a pass whatever the tokens)."""
-    return not (set(TOKENIZER_OPTIONS) & given) and model_cfg.softmax == "full" and not (cfg.epochs or cfg.max_steps)
+    return not (set(NAMES_A_TOKENIZER) & given) and model_cfg.softmax == "full" and not (cfg.epochs or cfg.max_steps)
 
 
-def _choose_tokenizer(data: Data, tok_opts: TokenizerOptions, read, model_cfg: ModelConfig, cfg: TrainConfig,
-                      shape: dict, sized: set, say) -> tuple[Data, TokenizerOptions, sizing.Choice]:
-    """BPE (data, as read), or characters when BPE's plan would read the text more than
-    sizing.CHAR_PASSES times and the characters' plan fewer than sizing.CHAR_ROOM times.
-    read(tok_opts, say=...): the text again. -> (data, its tokenizer options, the size plan)."""
+def _choose_tokenizer(data: Data, tok_opts: TokenizerOptions, read, cache: Path, model_cfg: ModelConfig,
+                      cfg: TrainConfig, shape: dict, sized: set, say) -> tuple[Data, TokenizerOptions, sizing.Choice]:
+    """BPE (data, as read), or characters when the size plans say so (sizing.reads_characters).
+    read(tok_opts, say=...): the text again; cache: the run's train-ids.npy. -> (data, its tokenizer
+    options, the size plan)."""
     bpe_plan = _plan_size(replace(model_cfg, vocab_size=data.tokenizer.vocab_size), cfg, shape, sized, data)
     plan, char_passes, ratio = bpe_plan, None, 1.0
-    if bpe_plan.passes > sizing.CHAR_PASSES:
+    if sizing.reads_characters(bpe_plan.passes, None):  # worth a look at characters
         char_opts = replace(tok_opts, kind="char")
-        # The files were listed once already. Its ids replace BPE's in the run's cache: a resume that
-        # keeps BPE encodes the (small) text once more.
-        chars = read(char_opts, say=lambda *a, **k: None)
+        chars = read(char_opts, say=lambda *a, **k: None)  # the files were listed once already
         char_plan = _plan_size(replace(model_cfg, vocab_size=chars.tokenizer.vocab_size), cfg, shape, sized, chars)
         char_passes, ratio = char_plan.passes, len(chars.train_ids) / max(len(data.train_ids), 1)
-        if char_plan.passes < sizing.CHAR_ROOM:
+        if sizing.reads_characters(bpe_plan.passes, char_plan.passes):
             data, tok_opts, plan = chars, char_opts, char_plan
+        else:  # the probe's ids took the run's cache (train-ids.npy, which eval --dynamic reads): BPE's back
+            store_ids(cache, data.tokenizer, data.info["train_sha256"], data.train_ids)
     data.info["tokenizer_choice"] = sizing.tokenizer_reason(bpe_plan.passes, char_passes, data.tokenizer.kind, ratio)
     say(f"Tokenizer (--tokenizer not given): {data.info['tokenizer_choice']}.", soft_wrap=True)
     return data, tok_opts, plan

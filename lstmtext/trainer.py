@@ -254,6 +254,9 @@ class Trainer:
             longest = cfg.bptt + (batching.JITTER_MAX if cfg.bptt_jitter else 0)
             steps = longest * cfg.accumulate  # an --accumulate step merges the rows of all its windows
             self.exchange = mpi.GradientSum(group, shapes, self.dtype, cfg.batch_size, steps, not self.model_cfg.tie)
+            if cfg.rollback and self.lead:
+                console.print("Note: --rollback is off under MPI (the ranks would have to agree on it): a run that "
+                              "diverges goes on.", soft_wrap=True)  # fmt: skip
         if self.lead:
             self.out.mkdir(parents=True, exist_ok=True)
             for stale in self.out.glob(".*.tmp-*"):
@@ -308,7 +311,8 @@ class Trainer:
             checkpoint.save(path, self.snapshot(state=state))
         return path
 
-    def validate(self) -> float:
+    def validate(self, final: bool = False) -> float:
+        """final: the run's last validation, which does not roll back (nothing is left to train)."""
         if not self.lead:
             return math.nan  # rank 0 validates; the others wait for it at the next agreement
         t0 = time.perf_counter()
@@ -328,7 +332,7 @@ class Trainer:
             prog.bad_evals += 1
         prog.last_valid_step, prog.last_valid_ppl = prog.step, ppl
         train_loss = prog.train_loss_sum / prog.train_steps if prog.train_steps else math.nan
-        back = self.should_roll_back(total / n, train_loss)
+        back = not final and self.should_roll_back(total / n, train_loss)
         lowest = prog.best_train_loss
         if not math.isnan(train_loss) and (lowest is None or train_loss < lowest):
             prog.best_train_loss = train_loss
@@ -361,6 +365,8 @@ class Trainer:
         if not frac or prog.best_valid_ppl is None or self.group is not None or self.cfg.optimizer == "nt-asgd":
             return False
         if prog.best_train_loss is None or math.isnan(train_loss):
+            return False
+        if not (self.out / "best.safetensors").exists():  # resumed into another --out: its best is elsewhere
             return False
         return not loss <= math.log(prog.best_valid_ppl) * (1.0 + frac) and train_loss > prog.best_train_loss * (
             1.0 + frac
@@ -480,6 +486,7 @@ class Trainer:
             prog.skipped += 1  # the weights are untouched; the state carries on from before
         else:
             self.state = new_state
+            prog.train_loss_sum, prog.train_steps = prog.train_loss_sum + loss, prog.train_steps + 1  # --rollback
         prog.window += len(windows)
         prog.step += 1
         prog.tokens += rows * self.cfg.batch_size  # the whole batch's, on every rank
@@ -523,8 +530,6 @@ class Trainer:
             tokens_before = prog.tokens
             loss, norm = self.step(windows, lr)
             self.meter.count(loss, prog.tokens - tokens_before, self.valid_time)
-            if math.isfinite(loss):  # a step --on-nan skip dropped says nothing of the trend
-                prog.train_loss_sum, prog.train_steps = prog.train_loss_sum + loss, prog.train_steps + 1
             if prog.step % cfg.log_every == 0:
                 self.log_train(lr, norm)
             bar.update(task, advance=len(windows), **self.bar_fields())
@@ -590,7 +595,7 @@ class Trainer:
             # Kept, because the final validation may take less time than was set aside for it.
             prog.minutes_used = cfg.max_minutes
         if prog.last_valid_step != prog.step:
-            self.validate()
+            self.validate(final=True)
         self.meter.tick()
         self.save_last()
 
@@ -605,6 +610,7 @@ class Trainer:
             "steps": prog.step,
             "tokens": prog.tokens,
             "skipped": prog.skipped,
+            "rollbacks": prog.rollbacks,
             "elapsed": prog.elapsed,
             "tokens_per_s": (prog.tokens - m.tokens0) / max(m.wall() - self.valid_time, 1e-9),
             "best_valid_ppl": prog.best_valid_ppl,
@@ -658,6 +664,8 @@ def print_summary(console: Console, s: dict, cfg: ModelConfig, out: Path) -> Non
     t.add_row("steps / tokens", f"{s['steps']:,} / {s['tokens']:,}")
     if s["skipped"]:
         t.add_row("windows skipped (diverged)", f"{s['skipped']:,}")
+    if s.get("rollbacks"):
+        t.add_row("rollbacks (diverged)", f"{s['rollbacks']} (learning rate ×{0.5 ** s['rollbacks']:g})")
     t.add_row("time", f"{s['elapsed']:.1f} s")
     t.add_row("training tokens/s", f"{s['tokens_per_s']:,.0f}  (validation time excluded)")
     t.add_row("last train loss", f"{s['last_train_loss']:.3f}")

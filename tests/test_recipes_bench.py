@@ -283,9 +283,13 @@ def test_the_tokenizer_choice_leaves_a_record_standing_where_the_default_would_s
     # is the default's too, and what the default measured is the `bpe` recipe's.
     many = [at("default", 90, 2.0), at("char", 3.5, 1.9), at("wide", 90, 2.1), at("bpe-4k", 90, 2.05)]
     assert standing(many) == [("bpe", 2.0), ("bpe-4k", 2.05), ("char", 1.9), ("default", 1.9)]
-    # Characters that would read the text often too: the default still reads BPE.
+    # Characters that would read the text often too: the default still reads BPE (a grid recipe of
+    # its own size would plan other passes: measured again).
     often = [at("default", 90, 2.0), at("char", 16, 2.1), at("wide", 90, 2.05)]
-    assert standing(often) == [("bpe", 2.0), ("char", 2.1), ("default", 2.0), ("wide", 2.05)]
+    assert standing(often) == [("bpe", 2.0), ("char", 2.1), ("default", 2.0)]
+    # A `char` record that does not say its passes decides nothing.
+    unknown = [at("default", 90, 2.0), {**at("char", 16, 2.1), "size_choice": None}]
+    assert standing(unknown) == [("bpe", 2.0), ("char", 2.1)]
     # Few BPE passes: nothing changes.
     few = [at("default", 20), at("wide", 20, 2.1)]
     assert standing(few) == [("bpe", 2.0), ("default", 2.0), ("wide", 2.1)]

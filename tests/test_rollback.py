@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_cli import TINY, invoke, make_corpus
 
-from lstmtext import checkpoint, evaluate
+from lstmtext import checkpoint, evaluate, trainer
 from lstmtext.trainer import Trainer
 
 LR = 0.01
@@ -26,8 +26,8 @@ def scripted(monkeypatch):
         losses = itertools.chain([2.0, 1.5, 1.9], itertools.repeat(1.56))
         monkeypatch.setattr(evaluate, "score", lambda *a, **k: (next(losses) * 100, 100))
         train = itertools.chain([3.0, 3.0, 2.0, 2.0, third, third], itertools.repeat(2.0))
-        step = Trainer.step
-        monkeypatch.setattr(Trainer, "step", lambda self, *a: (next(train), step(self, *a)[1]))
+        step = trainer.accumulated_step
+        monkeypatch.setattr(trainer, "accumulated_step", lambda *a: (next(train), *step(*a)[1:]))
 
     return script
 
@@ -88,3 +88,15 @@ def test_a_worse_validation_goes_back_to_the_best_weights_at_half_the_rate(tmp_p
 def test_rollback_must_not_be_negative(tmp_path):
     r = invoke(["train", make_corpus(tmp_path / "c.txt"), *TINY, "--max-steps", "1", "--rollback", "-0.1"])
     assert r.exit_code == 1 and "--rollback must not be negative" in r.output, r.output
+
+
+def test_a_run_resumed_into_another_folder_does_not_roll_back_to_a_best_it_does_not_have(tmp_path, scripted):
+    corpus = make_corpus(tmp_path / "c.txt", lines=120)
+    common = [corpus, *TINY, "--epochs", "0", "--eval-every", "2", "--schedule", "constant", "--lr", str(LR)]
+    scripted()  # its best (1.5) at step 4 stays in the first folder
+    r = invoke(["train", *common, "--out", tmp_path / "first", "--max-steps", "4"])
+    assert r.exit_code == 0, r.output
+    r = invoke(["train", *common, "--max-steps", "8", "--resume", tmp_path / "first", "--out", tmp_path / "moved"])
+    assert r.exit_code == 0 and "back to those weights" not in r.output, r.output
+    assert {t["step"]: t["lr"] for t in lines(tmp_path / "moved", "train")}[8] == pytest.approx(LR)
+

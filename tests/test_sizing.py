@@ -6,7 +6,7 @@ import json
 import pytest
 from test_cli import invoke, make_corpus
 
-from lstmtext import checkpoint, sizing
+from lstmtext import checkpoint, data, sizing
 
 FAST = sizing.Speed(step_s=2e-5, flops_per_s=5e10)  # a machine like this one, when quiet
 SLOW = sizing.Speed(step_s=2e-4, flops_per_s=5e9)  # ten times slower
@@ -137,6 +137,13 @@ def test_bpe_vocabulary_grows_with_the_square_root_of_the_text():
     assert "2,000 BPE tokens" in sizing.vocab_reason("bpe", 1_000_000, 2_000)
 
 
+def test_characters_when_bpe_would_read_the_text_often_and_characters_would_not():
+    bpe, char = sizing.CHAR_PASSES, sizing.CHAR_ROOM
+    assert not sizing.reads_characters(bpe, None) and sizing.reads_characters(bpe + 0.1, None)  # worth a look
+    assert sizing.reads_characters(bpe + 0.1, char - 0.1) and not sizing.reads_characters(bpe + 0.1, char)
+    assert not sizing.reads_characters(bpe, 1.0)
+
+
 def test_a_text_a_budget_in_minutes_would_read_many_times_as_bpe_is_read_as_characters(tmp_path, monkeypatch):
     from rich.console import Console
 
@@ -162,6 +169,10 @@ def test_a_text_a_budget_in_minutes_would_read_many_times_as_bpe_is_read_as_char
     said, kind = train("both", faster)
     assert kind == "bpe" and "Tokenizer (--tokenizer not given): bpe: it would read" in said, said
     assert "but characters would too" in said, said
+    # The characters' probe left the run's id cache (which eval --dynamic reads) to the tokenizer chosen.
+    for out in ("many", "both"):
+        tok = checkpoint.load_model(tmp_path / out / "last.safetensors")[1]
+        assert data.cached_ids(tmp_path / out / "train-ids.npy", tok) is not None, out
     said, kind = train("few", SLOW)
     assert kind == "bpe" and "Tokenizer (--tokenizer not given): bpe, which would read" in said, said
     # The first command typed again, with --resume and more time, goes on; or with the chosen tokenizer

@@ -51,7 +51,8 @@ FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds
 # 3: the size cap per character of text (reverted); 4: at most 4 parameters per token, not 3;
 # 5: dropout 0.5 past 100 passes over the text; 6: --rollback 0.05 (a run that diverges goes back);
 # 7: characters when a budget in minutes would read the text as BPE more than sizing.CHAR_PASSES
-# times and as characters fewer than sizing.CHAR_ROOM times.
+# times and as characters fewer than sizing.CHAR_ROOM times (42 and 6; first 45 and 10, for one run,
+# the changelogs at 60 minutes, which both read as BPE).
 DEFAULTS = 7
 
 # The defaults before issue #28, made explicit (Zaremba et al.'s small recipe on words, with dropout
@@ -524,7 +525,7 @@ PINNED_BY = {
     4: _pins_size,  # the size cap at 4 parameters per token
     5: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100,  # dropout 0.5 past 100 passes
     6: lambda r: "--rollback" in r["flags"] or _never_worse(r, 0.05),  # --rollback 0.05 (a diverging run)
-    7: lambda r: _keeps_tokenizer(r["flags"]) or _chooses_bpe(r),  # characters past 45 BPE passes, if few
+    7: lambda r: _keeps_tokenizer(r["flags"]) or _chooses_bpe(r),  # characters past 42 BPE passes, if fewer than 6
 }
 
 
@@ -565,7 +566,7 @@ def _chooses_bpe(r: dict) -> bool:
     often too (their plan's passes, `char_passes`, from the `char` record of the same corpus, budget
     and seed; a grid recipe's own size would plan other passes, so it is measured again). Literal
     thresholds, so that a later change of sizing's constants raises the generation again."""
-    return _passes(r) <= 45.0 or (r["recipe"] == "default" and r.get("char_passes", 0.0) >= 10.0)
+    return _passes(r) <= 42.0 or (r["recipe"] == "default" and r.get("char_passes", 0.0) >= 6.0)
 
 
 def _cell(r: dict) -> tuple:
@@ -583,7 +584,7 @@ def as_of_today(r: dict, plans: dict) -> list[dict]:
         return [r]
     if r["recipe"] == "default":
         return [r, {**r, "recipe": "bpe", "flags": RECIPES["bpe"]}]
-    if r["recipe"] == "char" and _passes(r) < 10.0 and plan.get("bpe", 0.0) > 45.0:
+    if r["recipe"] == "char" and _passes(r) < 6.0 and plan.get("bpe", 0.0) > 42.0:
         return [r, {**r, "recipe": "default", "flags": RECIPES["default"]}]
     return [r]
 

@@ -178,11 +178,12 @@ def vocab_reason(kind: str, chars: int, size: int) -> str:
 # text they too would read often is learnt by heart either way, and BPE's longer tokens model it
 # better (docs/training.md "Defaults"). On the recipe suite characters were 4.5% ahead where BPE would
 # read the text 53 times and characters 3 (man pages, 60 minutes); 6% behind at 33 BPE passes
-# (Debian changelogs, 10 minutes); at 198 BPE passes and 16 to 20 of characters (the changelogs,
-# 60 minutes) characters were 3% behind BPE's 10-minute result. Each threshold keeps the measured
-# speed's noise (about 15% in the passes) on each side.
-CHAR_PASSES = 45.0  # BPE passes past which characters are considered ...
-CHAR_ROOM = 10.0  # ... and taken if they would read the text fewer times than this
+# (Debian changelogs, 10 minutes); at 171 to 198 BPE passes and 12 to 20 of characters (the
+# changelogs, 60 minutes) characters were 3% behind BPE. The planned passes of one cell vary by a
+# quarter from one measurement of the speed to the next, so each line sits in the middle, in
+# proportion, of the nearest cells on either side (33 and 53; 3.1 and 12).
+CHAR_PASSES = 42.0  # BPE passes past which characters are considered ...
+CHAR_ROOM = 6.0  # ... and taken if they would read the text fewer times than this
 
 
 def reads_characters(bpe_passes: float, char_passes: float | None) -> bool:

@@ -161,7 +161,7 @@ def test_a_text_a_budget_in_minutes_would_read_many_times_as_bpe_is_read_as_char
         return r.output, checkpoint.load_model(tmp_path / out / "last.safetensors")[1].kind
 
     # In 0.6 s the faster machine reads the text some 400 times as BPE, SLOW about twice. Characters
-    # when BPE would read it more than 45 times and characters fewer than 10.
+    # when BPE would read it more than 42 times and characters fewer than 6.
     said, kind = train("many", faster, char_speed=SLOW)
     assert kind == "char" and "Tokenizer (--tokenizer not given): characters, since as BPE" in said, said
     info = json.loads(invoke(["info", tmp_path / "many", "--json"]).output)

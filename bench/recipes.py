@@ -535,6 +535,8 @@ def _never_worse(r: dict, rollback: float) -> bool:
     was as much above its lowest such mean (a run that diverged, not one that overfits). Runs from
     before the valid lines carried `train_loss` take the mean of their train lines instead. False when
     the run is gone."""
+    from lstmtext import optim
+
     try:
         lines = Path(r["run"], "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -545,7 +547,7 @@ def _never_worse(r: dict, rollback: float) -> bool:
             since.append(v["loss"])
         elif v.get("kind") == "valid":
             train = v.get("train_loss", sum(since) / len(since) if since else math.nan)
-            if not v["loss"] <= best * (1.0 + rollback) and train > lowest * (1.0 + rollback):
+            if optim.diverging(v["loss"], best, train, lowest, rollback):
                 return False
             best, lowest, since = min(best, v["loss"]), min(lowest, train) if train == train else lowest, []
     return True
@@ -575,28 +577,25 @@ def _cell(r: dict) -> tuple:
 
 def as_of_today(r: dict, plans: dict) -> list[dict]:
     """A record as the recipes stand. Before generation 7 the default was `--tokenizer bpe`, so its
-    record is also one of the `bpe` recipe; and where the default now chooses characters, a `char`
-    record (the flags the choice gives) is also the default's. plans: {(corpus, budget, seed):
-    {"char": passes a `char` record planned, "bpe": passes the default's BPE record planned}}."""
+    record is also one of the `bpe` recipe. Where the default now chooses characters its cell is
+    measured again, through the default's own path (the choice included), not taken from a `char`
+    record. plans: {(corpus, budget, seed): {"char": passes a `char` record planned}}."""
     plan = plans.get(_cell(r), {})
     r = {**r, "char_passes": plan.get("char", 0.0)}
     if r.get("defaults", 1) >= 7 or r["status"] != "ok" or DEFAULTS < 7:
         return [r]
     if r["recipe"] == "default":
         return [r, {**r, "recipe": "bpe", "flags": RECIPES["bpe"]}]
-    if r["recipe"] == "char" and _passes(r) < 6.0 and plan.get("bpe", 0.0) > 42.0:
-        return [r, {**r, "recipe": "default", "flags": RECIPES["default"]}]
     return [r]
 
 
 def _plans(records: list[dict]) -> dict:
-    """The passes the `char` recipe and the BPE default planned, by corpus, budget and seed."""
+    """The passes the `char` recipe planned, by corpus, budget and seed."""
     plans: dict[tuple, dict] = {}
     for r in records:
-        if r["status"] == "ok" and tuple(r["flags"]) == tuple(RECIPES.get(r["recipe"], [None])):
-            known = _passes(r) < math.inf  # a record without its size choice says nothing
-            if known and (r["recipe"] == "char" or (r["recipe"] == "default" and r.get("defaults", 1) < 7)):
-                plans.setdefault(_cell(r), {})["char" if r["recipe"] == "char" else "bpe"] = _passes(r)
+        if r["status"] == "ok" and r["recipe"] == "char" and tuple(r["flags"]) == tuple(RECIPES["char"]):
+            if _passes(r) < math.inf:  # a record without its size choice says nothing
+                plans.setdefault(_cell(r), {})["char"] = _passes(r)
     return plans
 
 

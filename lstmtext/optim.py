@@ -97,6 +97,13 @@ def stalled(seen: list[float], loss: float, nonmono: int) -> bool:
     return len(seen) > nonmono and loss > min(seen[:-nonmono])
 
 
+def diverging(loss: float, best: float, train_loss: float, lowest: float, frac: float) -> bool:
+    """--rollback's trigger: this validation loss more than `frac` above the best, and the training
+    loss since the validation before as far above its lowest such mean (a run that only overfits has
+    its training loss still falling). A nan validation loss counts."""
+    return not loss <= best * (1.0 + frac) and train_loss > lowest * (1.0 + frac)
+
+
 def averaging(state: dict) -> bool:
     return "asgd.n" in state and int(state["asgd.n"][0]) > 0
 

@@ -368,9 +368,7 @@ class Trainer:
             return False
         if not (self.out / "best.safetensors").exists():  # resumed into another --out: its best is elsewhere
             return False
-        return not loss <= math.log(prog.best_valid_ppl) * (1.0 + frac) and train_loss > prog.best_train_loss * (
-            1.0 + frac
-        )
+        return optim.diverging(loss, math.log(prog.best_valid_ppl), train_loss, prog.best_train_loss, frac)
 
     def roll_back(self, loss: float, train_loss: float, lowest: float) -> None:
         """Back to the best weights (best.safetensors, as validated), a fresh optimizer, a zero

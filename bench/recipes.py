@@ -52,8 +52,9 @@ FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds
 # 5: dropout 0.5 past 100 passes over the text; 6: --rollback 0.05 (a run that diverges goes back);
 # 7: characters when a budget in minutes would read the text as BPE more than sizing.CHAR_PASSES
 # times and as characters fewer than sizing.CHAR_ROOM times (42 and 6; first 45 and 10, for one run,
-# the changelogs at 60 minutes, which both read as BPE).
-DEFAULTS = 7
+# the changelogs at 60 minutes, which both read as BPE); 8: --plateau 0.02 (a run that stops improving
+# while wsd holds its rate decays from its best weights and ends early).
+DEFAULTS = 8
 
 # The defaults before issue #28, made explicit (Zaremba et al.'s small recipe on words, with dropout
 # 0.2 and a 6-epoch cap, which a budget in minutes did not lift).
@@ -526,6 +527,7 @@ PINNED_BY = {
     5: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100,  # dropout 0.5 past 100 passes
     6: lambda r: "--rollback" in r["flags"] or _never_worse(r, 0.05),  # --rollback 0.05 (a diverging run)
     7: lambda r: _keeps_tokenizer(r["flags"]) or _chooses_bpe(r),  # characters past 42 BPE passes, if fewer than 6
+    8: lambda r: "--plateau" in r["flags"] or _never_settles(r, 0.02),  # --plateau 0.02 (a run overfitting)
 }
 
 
@@ -550,6 +552,32 @@ def _never_worse(r: dict, rollback: float) -> bool:
             if optim.diverging(v["loss"], best, train, lowest, rollback):
                 return False
             best, lowest, since = min(best, v["loss"]), min(lowest, train) if train == train else lowest, []
+    return True
+
+
+def _never_settles(r: dict, margin: float) -> bool:
+    """Whether --plateau would not have acted on a record's run (read from its metrics.jsonl): at no
+    validation while wsd held the rate (by the clock: the default warm-up and cool-down) did
+    schedule.plateaued hold (a validation's time: the clock of the train line before it). Runs with
+    another schedule, or a budget not in minutes only, never settle. False when the run is gone."""
+    from lstmtext import schedule
+
+    flags = r["flags"]
+    if _value(flags, "--schedule") not in (None, "wsd") or {"--epochs", "--max-steps"} & set(flags):
+        return True
+    try:
+        lines = Path(r["run"], "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    budget, clock, history = 60.0 * r["budget_minutes"], 0.0, []
+    for v in (json.loads(x) for x in lines):
+        if v.get("kind") == "train":
+            clock = v.get("elapsed", clock)
+        elif v.get("kind") == "valid" and math.isfinite(v["loss"]):
+            history.append(v["loss"])
+            held = 0.02 <= clock / budget < 0.8  # TrainConfig's warmup and cooldown
+            if held and schedule.plateaued(history, min(history), margin):
+                return False
     return True
 
 

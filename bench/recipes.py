@@ -557,26 +557,34 @@ def _never_worse(r: dict, rollback: float) -> bool:
 
 def _never_settles(r: dict, margin: float) -> bool:
     """Whether --plateau would not have acted on a record's run (read from its metrics.jsonl): at no
-    validation while wsd held the rate (by the clock: the default warm-up and cool-down) did
-    schedule.plateaued hold (a validation's time: the clock of the train line before it). Runs with
-    another schedule, or a budget not in minutes only, never settle. False when the run is gone."""
+    validation while wsd held the rate (by the clock, a validation's time being the train line's before
+    it: a budget in minutes only) did schedule.plateaued hold. Runs with another schedule or NT-ASGD
+    never settle; a wsd run with a budget in epochs or steps, or one that is gone, is measured again."""
     from lstmtext import schedule
+    from lstmtext.config import TrainConfig
 
     flags = r["flags"]
-    if _value(flags, "--schedule") not in (None, "wsd") or {"--epochs", "--max-steps"} & set(flags):
+    if _value(flags, "--schedule") not in (None, "wsd") or _value(flags, "--optimizer") == "nt-asgd":
         return True
+    if {"--epochs", "--max-steps"} & set(flags):
+        return False
+    warmup = float(_value(flags, "--warmup") or TrainConfig.warmup)
+    cooldown = float(_value(flags, "--cooldown") or TrainConfig.cooldown)
     try:
         lines = Path(r["run"], "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     except OSError:
         return False
-    budget, clock, history = 60.0 * r["budget_minutes"], 0.0, []
+    budget, clock, history, best = 60.0 * r["budget_minutes"], 0.0, [], math.inf
     for v in (json.loads(x) for x in lines):
         if v.get("kind") == "train":
             clock = v.get("elapsed", clock)
-        elif v.get("kind") == "valid" and math.isfinite(v["loss"]):
+        elif v.get("kind") == "valid" and v.get("rollback"):
+            history.clear()  # as the trainer's roll_back does; a rollback comes before a plateau
+        elif v.get("kind") == "valid":
             history.append(v["loss"])
-            held = 0.02 <= clock / budget < 0.8  # TrainConfig's warmup and cooldown
-            if held and schedule.plateaued(history, min(history), margin):
+            best = min(best, v["loss"]) if math.isfinite(v["loss"]) else best
+            held = warmup <= clock / budget < 1.0 - cooldown
+            if held and schedule.plateaued(history, best, margin):
                 return False
     return True
 

@@ -323,6 +323,6 @@ def from_dict(cls, d: dict):
 # every run had this value (the defaults above have moved on since).
 BEFORE = {
     ModelConfig: {"init": "uniform"},
-    # lr followed lr_decay per epoch; no resets; no rollback
+    # lr followed lr_decay per epoch; no resets; no rollback; no plateau
     TrainConfig: {"schedule": "step", "reset_state": 0.0, "rollback": 0.0, "plateau": 0.0},
 }

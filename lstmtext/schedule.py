@@ -82,6 +82,7 @@ def plateaued(history: list[float], best: float, margin: float) -> bool:
 def end_plan_now(cfg, prog: Progress, windows_per_epoch: int) -> None:
     """--plateau: end the plan so that wsd's decay starts now: the decay takes `cooldown` of the
     shortened plan, as it would have of the whole."""
+    # the share used now is where the shortened plan's decay begins, 1 - cooldown of it
     prog.plan_end = _budget_share(cfg, prog, windows_per_epoch) / (1.0 - cfg.cooldown)
     prog.plateau_step = prog.step
 
@@ -90,7 +91,7 @@ def holding(cfg, prog: Progress, windows_per_epoch: int) -> bool:
     """Whether wsd holds the rate now (warmed up, not yet decaying), its plan not yet ended early."""
     used = budget_used(cfg, prog, windows_per_epoch)
     held = cfg.warmup <= used < 1.0 - cfg.cooldown
-    return cfg.schedule == "wsd" and prog.plan_end == 1.0 and held
+    return cfg.schedule == "wsd" and cfg.cooldown > 0 and prog.plan_end == 1.0 and held
 
 
 def clock(prog: Progress) -> float:
@@ -169,7 +170,7 @@ def finished_reason(cfg, prog: Progress) -> str | None:
     if cfg.max_minutes and (time_up or (prog.minutes_used or 0) >= cfg.max_minutes):
         return f"it used its --max-minutes {cfg.max_minutes:g}"
     if prog.plan_ended:
-        return (f"validation stopped improving (--plateau {cfg.plateau:g}), so the decay was brought forward to "
+        return ("validation stopped improving (--plateau), so the decay was brought forward to "
                 f"step {prog.plateau_step:,} and the run ended with it")
     if cfg.patience and prog.bad_evals >= cfg.patience:
         bad = prog.bad_evals

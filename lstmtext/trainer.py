@@ -254,9 +254,9 @@ class Trainer:
             longest = cfg.bptt + (batching.JITTER_MAX if cfg.bptt_jitter else 0)
             steps = longest * cfg.accumulate  # an --accumulate step merges the rows of all its windows
             self.exchange = mpi.GradientSum(group, shapes, self.dtype, cfg.batch_size, steps, not self.model_cfg.tie)
-            if cfg.rollback and self.lead:
-                console.print("Note: --rollback is off under MPI (the ranks would have to agree on it): a run that "
-                              "diverges goes on.", soft_wrap=True)  # fmt: skip
+            if (cfg.rollback or cfg.plateau) and self.lead:
+                console.print("Note: --rollback and --plateau are off under MPI (the ranks would have to agree on "
+                              "them): a run that diverges or stops improving goes on.", soft_wrap=True)  # fmt: skip
         if self.lead:
             self.out.mkdir(parents=True, exist_ok=True)
             for stale in self.out.glob(".*.tmp-*"):
@@ -334,7 +334,6 @@ class Trainer:
         train_loss = prog.train_loss_sum / prog.train_steps if prog.train_steps else math.nan
         back = not final and self.should_roll_back(total / n, train_loss)
         prog.valid_history.append(total / n)
-        settle = not final and not back and self.should_settle()
         lowest = prog.best_train_loss
         if not math.isnan(train_loss) and (lowest is None or train_loss < lowest):
             prog.best_train_loss = train_loss
@@ -346,7 +345,8 @@ class Trainer:
         prog.valid_seconds = time.perf_counter() - t0  # what the plan keeps for the final validation
         if back:
             self.roll_back(total / n, train_loss, lowest)
-        elif settle:
+        elif not final and self.should_settle():
+            self.meter.tick()  # the plan is cut where the next step's clock stands, this validation spent
             self.settle()
         elif best is not None and not ppl <= 2 * best:  # a nan counts as a jump too
             self.console.print(
@@ -414,6 +414,7 @@ class Trainer:
         self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
         prog.lr_scale *= 0.5
         prog.rollbacks += 1
+        prog.valid_history.clear()  # --plateau judges the weights the run goes on with, not those dropped
         self.console.print(
             f"  diverging: validation loss {loss:.3f} is {100 * (loss / math.log(prog.best_valid_ppl) - 1):.0f}% above "
             f"the best ({math.log(prog.best_valid_ppl):.3f}, step {best.progress.get('step', 0):,}) and training loss "
@@ -636,7 +637,7 @@ class Trainer:
             self.console.print("[yellow]warning[/]: the MPI ranks ended with different weights; please report this")
         prog, m = self.prog, self.meter
         summary = {
-            "stop": "patience" if self.out_of_patience() else "budget",
+            "stop": "plateau" if prog.plan_ended else "patience" if self.out_of_patience() else "budget",
             "stop_reason": schedule.finished_reason(self.cfg, prog) or "",
             "epoch": prog.epoch,
             "steps": prog.step,

@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pytest
 from test_cli import TINY, invoke, make_corpus
+from test_schedule import _interrupt_at
 
-from lstmtext import checkpoint, evaluate, schedule
+from lstmtext import checkpoint, evaluate, schedule, trainer
 from lstmtext.config import TrainConfig
 from lstmtext.progress import Progress
 from lstmtext.trainer import Trainer
@@ -55,6 +56,8 @@ def test_the_decay_starts_where_the_plan_is_cut_and_takes_its_share_of_the_short
     assert not schedule.holding(cfg, Progress(elapsed=500.0), 10)
     cosine = TrainConfig(lr=1.0, epochs=0, max_minutes=10.0, schedule="cosine")
     assert not schedule.holding(cosine, Progress(elapsed=120.0), 10)
+    sudden = TrainConfig(lr=1.0, epochs=0, max_minutes=10.0, cooldown=0.0)  # no decay to bring forward
+    assert not schedule.holding(sudden, Progress(elapsed=120.0), 10)
 
 
 def lines(run, kind):
@@ -99,10 +102,15 @@ def test_a_stalled_run_decays_from_its_best_weights_and_ends_early(tmp_path, mon
     rates = {t["step"]: t["lr"] for t in lines(run, "train")}
     assert [rates[s] / LR for s in (11, 12, 13)] == pytest.approx([1.0, 0.64, 0.28])
     assert [p["step"] for p in lines(run, "plateau")] == [10]
-    assert "validation stopped improving (--plateau 0.02)" in lines(run, "end")[0]["stop_reason"]
-    # A resume, even with a larger budget, finds the run finished.
-    r = invoke(["train", *common, "--max-steps", "80", "--resume", run])
+    end = lines(run, "end")[0]
+    assert end["stop"] == "plateau" and "validation stopped improving (--plateau)" in end["stop_reason"]
+    # A resume finds the run finished, and points at a new run from its best weights; another budget,
+    # which would move the cut plan's end, is refused.
+    r = invoke(["train", *common, "--max-steps", "40", "--resume", run])
     assert r.exit_code == 0 and "decay was brought forward to step 10" in r.output, r.output
+    assert f"--init-from {run}/best.safetensors" in r.output.replace("\n", ""), r.output
+    r = invoke(["train", *common, "--max-steps", "80", "--resume", run])
+    assert r.exit_code == 1 and "its budget can no longer change (--max-steps given)" in r.output, r.output
     assert checkpoint.load(run / "last.safetensors").progress["step"] == 13
     # --plateau 0: the same validations, the whole budget at the planned rate.
     script()
@@ -121,3 +129,49 @@ def test_plateau_is_off_for_other_schedules_and_refuses_a_negative_margin(tmp_pa
     assert r.exit_code == 0 and "stopped improving" not in r.output, r.output
     r = invoke(["train", *common, "--out", tmp_path / "neg", "--plateau", "-0.1"])
     assert r.exit_code == 1 and "--plateau must not be negative" in r.output, r.output
+
+
+def scripted(monkeypatch, valid, train=None):
+    """Validation losses from `valid`, then the last one forever; training losses likewise, if given."""
+    losses = itertools.chain(valid, itertools.repeat(valid[-1]))
+    monkeypatch.setattr(evaluate, "score", lambda *a, **k: (next(losses) * 100, 100))
+    if train is not None:
+        steps, real = itertools.chain(train, itertools.repeat(train[-1])), trainer.accumulated_step
+        monkeypatch.setattr(trainer, "accumulated_step", lambda *a: (next(steps), *real(*a)[1:]))
+
+
+STALLS = [2.0, math.log(1.5), math.log(1.6)]  # a best at the second validation, 7% above it after
+
+
+def test_a_run_interrupted_in_its_decay_resumes_into_the_same_plan(tmp_path, monkeypatch):
+    corpus = make_corpus(tmp_path / "c.txt", lines=120)
+    common = [corpus, *TINY, "--epochs", "0", "--eval-every", "2", "--lr", str(LR), "--rollback", "0",
+              "--log-every", "1", "--dropout", "0", "--max-steps", "40"]  # fmt: skip
+    scripted(monkeypatch, STALLS)
+    assert invoke(["train", *common, "--out", tmp_path / "whole"]).exit_code == 0
+    scripted(monkeypatch, STALLS)
+    _interrupt_at(monkeypatch, 11)  # the first step of the decay
+    r = invoke(["train", *common, "--out", tmp_path / "split"])
+    assert r.exit_code == 130, r.output
+    r = invoke(["train", *common, "--resume", tmp_path / "split"])
+    assert r.exit_code == 0, r.output
+    rates = [[t["lr"] for t in lines(tmp_path / run, "train")] for run in ("whole", "split")]
+    assert len(rates[0]) == 13 and rates[1] == rates[0]
+    a, b = (checkpoint.load(tmp_path / run / "last.safetensors") for run in ("whole", "split"))
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+
+
+def test_a_rollback_comes_first_and_the_plateau_then_judges_only_what_follows(tmp_path, monkeypatch):
+    """Validations every 2 steps: the fifth (step 10) is both a plateau's third and a divergence's
+    (training loss 2.6 against a lowest mean of 1.8): the rollback acts; the plateau needs three
+    validations after it (step 16)."""
+    corpus = make_corpus(tmp_path / "c.txt", lines=120)
+    train = [3.0, 3.0, 2.0, 2.0, 1.9, 1.9, 1.8, 1.8, 2.6, 2.6, 1.7]
+    scripted(monkeypatch, STALLS, train)
+    run = tmp_path / "run"
+    r = invoke(["train", corpus, *TINY, "--epochs", "0", "--eval-every", "2", "--lr", str(LR), "--max-steps", "60",
+                "--out", run])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert [v["step"] for v in lines(run, "valid") if v.get("rollback")] == [10]
+    assert [p["step"] for p in lines(run, "plateau")] == [16]

@@ -330,8 +330,17 @@ def test_a_record_stands_for_plateau_when_its_run_never_stalled_while_the_rate_w
     decays = at("wide", [(1, 5.0), (2, 4.8), (5, 4.9), (7, 4.9), (8.5, 4.9)])  # the third is in the decay
     noisy = at("deep", [(1, 5.0), (2, 4.8), (3, 4.9), (4, 4.81), (5, 4.9)])  # one within 2% of the best
     assert [r["recipe"] for r in recipes.current([stalls, decays, noisy])] == ["wide", "deep"]
-    # Another schedule or a budget in epochs never settles; a run that is gone is measured again.
+    # Another schedule never settles; wsd with a budget in steps, whose share the clock does not tell,
+    # and a run that is gone, are measured again.
     old = at("old", [(1, 5.0), (2, 4.8), (3, 4.9), (4, 4.9), (5, 4.9)], flags=recipes.RECIPES["old"])
     assert [r["recipe"] for r in recipes.current([old])] == ["old"]
+    assert not recipes._never_settles({**decays, "flags": ["--max-steps", "100"]}, 0.02)
+    # A rollback clears the evidence, as the trainer's does.
+    back = tmp_path / "back" / "metrics.jsonl"
+    back.parent.mkdir()
+    checks = [(1, 5.0), (2, 4.8), (3, 4.9), (4, 4.9), (4.5, 4.9, True), (5, 4.9), (6, 4.9)]
+    back.write_text("".join(json.dumps(x) + "\n" for m, loss, *rb in checks for x in (
+        {"kind": "train", "loss": 3.0, "elapsed": 60.0 * m}, {"kind": "valid", "loss": loss, "rollback": bool(rb)})))
+    assert recipes._never_settles({**stalls, "run": str(back.parent)}, 0.02)
     gone = {**record("man", "char", 2.0, budget=10.0), "defaults": 7, "run": str(tmp_path / "gone")}
     assert recipes.current([gone]) == []

@@ -76,6 +76,7 @@ GRID = {
     "wide": "--hidden 512 --layers 1",
     "deep": "--hidden 512 --layers 2",
     "constant": "--schedule constant",
+    "dropout-0.3": "--dropout 0.3",  # the default's dropout past 100 passes is 0.5; the plateau ends those runs early
 }
 RECIPES = {"default": [], "old": shlex.split(OLD), **{k: shlex.split(v) for k, v in GRID.items()}}
 BUDGETS = "2,10,60"  # minutes

@@ -106,7 +106,7 @@ reproduce-ptb: $(VENV)/.installed
 	$(BIN)/lstmtext train $(PTB)/train.txt --valid $(PTB)/valid.txt --out $(PTB_RUN) --force \
 		--tokenizer word --word-split whitespace --vocab-size 10000 --embed 200 --hidden 200 --layers 2 --dropout 0 \
 		--init uniform --init-scale 0.1 --batch-size 20 --bptt 20 --optimizer sgd --lr 20 --clip 0.25 \
-		--schedule step --lr-decay 0.5 --decay-after 4 --reset-state 0 --rollback 0 --epochs 13 --seed 1 --threads 2 && \
+		--schedule step --lr-decay 0.5 --decay-after 4 --reset-state 0 --rollback 0 --plateau 0 --epochs 13 --seed 1 --threads 2 && \
 	$(BIN)/lstmtext eval $(PTB_RUN) $(PTB)/test.txt --batch-size 1 --bptt 20 && \
 	echo "wall time: $$(( $$(date +%s) - start )) s"
 
@@ -127,7 +127,7 @@ reproduce-ptb-stretch: $(VENV)/.installed
 	$(BIN)/lstmtext train $(PTB)/train.txt --valid $(PTB)/valid.txt --out $(PTB_STRETCH_RUN) --force \
 		--tokenizer word --word-split whitespace --vocab-size 10000 --embed $(PTB_SIZE) --hidden $(PTB_SIZE) --tie \
 		--layers 2 --dropout $(PTB_DROPOUT) --init uniform --init-scale 0.1 --batch-size 20 --bptt 35 --optimizer sgd \
-		--lr 20 --clip 0.25 --schedule step --lr-decay $(PTB_DECAY) --decay-after $(PTB_DECAY_AFTER) --reset-state 0 --rollback 0 \
+		--lr 20 --clip 0.25 --schedule step --lr-decay $(PTB_DECAY) --decay-after $(PTB_DECAY_AFTER) --reset-state 0 --rollback 0 --plateau 0 \
 		--epochs $(PTB_EPOCHS) --max-minutes $(PTB_MINUTES) --seed 1 && \
 	$(BIN)/lstmtext eval $(PTB_STRETCH_RUN) $(PTB)/test.txt --batch-size 1 --bptt 35 && \
 	echo "wall time: $$(( $$(date +%s) - start )) s"
@@ -156,7 +156,7 @@ reproduce-wp: $(VENV)/.installed
 		$(BIN)/lstmtext train $(WP_RUN)/train.txt --valid $(WP_RUN)/valid.txt --out $(WP_RUN)/$$1 --force \
 			--tokenizer char --cell $$1 --embed 128 --hidden $$2 --layers 2 --dropout 0 --init uniform --init-scale $$3 \
 			--batch-size 50 --bptt 100 --optimizer $$4 --lr $$5 --schedule step --lr-decay 0.5 --decay-after $$6 \
-			--reset-state 0 --rollback 0 \
+			--reset-state 0 --rollback 0 --plateau 0 \
 			--clip 1 --epochs 0 --max-minutes $$7 --seed 1 && \
 		$(BIN)/lstmtext eval $(WP_RUN)/$$1 $(WP_RUN)/test.txt --batch-size 10 --bptt 100 && \
 		echo "$$1 wall time: $$(( $$(date +%s) - start )) s" || exit 1; \
@@ -203,7 +203,7 @@ ptb-cell: $(VENV)/.installed
 	@start=$$(date +%s); \
 	$(BIN)/lstmtext train $(PTB)/train.txt --valid $(PTB)/valid.txt --out $(PTB_CELL_RUN) --force \
 		--tokenizer word --word-split whitespace --vocab-size 10000 --embed 200 --hidden 200 --layers 2 --dropout 0 \
-		--cell $(PTB_CELL) --init uniform --init-scale 0.1 --reset-state 0 --rollback 0 --batch-size 20 --bptt 20 $(PTB_CELL_ARGS) \
+		--cell $(PTB_CELL) --init uniform --init-scale 0.1 --reset-state 0 --rollback 0 --plateau 0 --batch-size 20 --bptt 20 $(PTB_CELL_ARGS) \
 		--epochs $(PTB_CELL_EPOCHS) --max-minutes $(PTB_CELL_MINUTES) --seed 1 && \
 	$(BIN)/lstmtext eval $(PTB_CELL_RUN) $(PTB)/test.txt --batch-size 1 --bptt 20 && \
 	echo "wall time: $$(( $$(date +%s) - start )) s"
@@ -220,7 +220,7 @@ see-inside: $(VENV)/.installed
 	@for cell in rnn gru lstm; do \
 		$(BIN)/lstmtext train corpora/tinyshakespeare.txt --out $(INSIDE_RUN)/$$cell --force --tokenizer char \
 			--cell $$cell --embed 64 --hidden 256 --layers 2 --dropout 0 --init torch --optimizer adam --lr 0.002 --clip 1 \
-			--schedule constant --reset-state 0 --rollback 0 --batch-size 32 --bptt 100 --epochs $(INSIDE_EPOCHS) --seed 1 || exit 1; \
+			--schedule constant --reset-state 0 --rollback 0 --plateau 0 --batch-size 32 --bptt 100 --epochs $(INSIDE_EPOCHS) --seed 1 || exit 1; \
 	done
 	$(BIN)/lstmtext inspect $(INSIDE_RUN)/lstm $(INSIDE_RUN)/lstm/valid.txt --gradient \
 		--vs $(INSIDE_RUN)/gru --vs $(INSIDE_RUN)/rnn --out $(INSIDE_RUN)/gradient.png

@@ -24,7 +24,7 @@ PTB = ROOT.parent / "shared" / "data" / "ptb"
 # Penn Treebank as the papers count it (Mikolov's 10,000 words, <eos> per line), a tied two-layer LSTM.
 BASE = (
     "--tokenizer word --word-split whitespace --vocab-size 10000 --embed 512 --hidden 512 --layers 2 --tie "
-    "--init uniform --init-scale 0.1 --batch-size 40 --bptt 70 --clip 0.25 --reset-state 0 --rollback 0 "
+    "--init uniform --init-scale 0.1 --batch-size 40 --bptt 70 --clip 0.25 --reset-state 0 --rollback 0 --plateau 0 "
     "--eval-every 200 --seed 1 --threads 2"
 )
 # Each part and what stands in its place when it is taken out (AWD-LSTM's Table 4 has one row per part).

@@ -52,8 +52,9 @@ FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds
 # 5: dropout 0.5 past 100 passes over the text; 6: --rollback 0.05 (a run that diverges goes back);
 # 7: characters when a budget in minutes would read the text as BPE more than sizing.CHAR_PASSES
 # times and as characters fewer than sizing.CHAR_ROOM times (42 and 6; first 45 and 10, for one run,
-# the changelogs at 60 minutes, which both read as BPE).
-DEFAULTS = 7
+# the changelogs at 60 minutes, which both read as BPE); 8: --plateau 0.02 (a run that stops improving
+# while wsd holds its rate decays from its best weights and ends early).
+DEFAULTS = 8
 
 # The defaults before issue #28, made explicit (Zaremba et al.'s small recipe on words, with dropout
 # 0.2 and a 6-epoch cap, which a budget in minutes did not lift).
@@ -75,6 +76,7 @@ GRID = {
     "wide": "--hidden 512 --layers 1",
     "deep": "--hidden 512 --layers 2",
     "constant": "--schedule constant",
+    "dropout-0.3": "--dropout 0.3",  # the default's dropout past 100 passes is 0.5; the plateau ends those runs early
 }
 RECIPES = {"default": [], "old": shlex.split(OLD), **{k: shlex.split(v) for k, v in GRID.items()}}
 BUDGETS = "2,10,60"  # minutes
@@ -526,6 +528,7 @@ PINNED_BY = {
     5: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100,  # dropout 0.5 past 100 passes
     6: lambda r: "--rollback" in r["flags"] or _never_worse(r, 0.05),  # --rollback 0.05 (a diverging run)
     7: lambda r: _keeps_tokenizer(r["flags"]) or _chooses_bpe(r),  # characters past 42 BPE passes, if fewer than 6
+    8: lambda r: "--plateau" in r["flags"] or _never_settles(r, 0.02),  # --plateau 0.02 (a run overfitting)
 }
 
 
@@ -550,6 +553,40 @@ def _never_worse(r: dict, rollback: float) -> bool:
             if optim.diverging(v["loss"], best, train, lowest, rollback):
                 return False
             best, lowest, since = min(best, v["loss"]), min(lowest, train) if train == train else lowest, []
+    return True
+
+
+def _never_settles(r: dict, margin: float) -> bool:
+    """Whether --plateau would not have acted on a record's run (read from its metrics.jsonl): at no
+    validation while wsd held the rate (by the clock, a validation's time being the train line's before
+    it: a budget in minutes only) did schedule.plateaued hold. Runs with another schedule or NT-ASGD
+    never settle; a wsd run with a budget in epochs or steps, or one that is gone, is measured again."""
+    from lstmtext import schedule
+    from lstmtext.config import TrainConfig
+
+    flags = r["flags"]
+    if _value(flags, "--schedule") not in (None, "wsd") or _value(flags, "--optimizer") == "nt-asgd":
+        return True
+    if {"--epochs", "--max-steps"} & set(flags):
+        return False
+    warmup = float(_value(flags, "--warmup") or TrainConfig.warmup)
+    cooldown = float(_value(flags, "--cooldown") or TrainConfig.cooldown)
+    try:
+        lines = Path(r["run"], "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    budget, clock, history, best = 60.0 * r["budget_minutes"], 0.0, [], math.inf
+    for v in (json.loads(x) for x in lines):
+        if v.get("kind") == "train":
+            clock = v.get("elapsed", clock)
+        elif v.get("kind") == "valid" and v.get("rollback"):
+            history.clear()  # as the trainer's roll_back does; a rollback comes before a plateau
+        elif v.get("kind") == "valid":
+            history.append(v["loss"])
+            best = min(best, v["loss"]) if math.isfinite(v["loss"]) else best
+            held = warmup <= clock / budget < 1.0 - cooldown
+            if held and schedule.plateaued(history, best, margin):
+                return False
     return True
 
 

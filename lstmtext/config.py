@@ -236,6 +236,11 @@ class TrainConfig:
     # optimizer and half the learning rate from then on (0: never). Mikolov's RNNLM toolkit reloads
     # and halves the same way.
     rollback: float = 0.05
+    # A run that stops improving while wsd still holds its rate (every validation over the last fifth
+    # of the run, and at least the last 3, this much above the best in perplexity) goes back to its best
+    # weights, decays from there and ends when the decay does, instead of overfitting at full rate for
+    # the rest of the budget (0: never).
+    plateau: float = 0.02
     log_every: int = 50  # steps between progress lines in metrics.jsonl
     save_every: int = 0  # also write last.safetensors every this many steps (0: after epochs only)
     sample_every: int = 0  # print a short sample every this many steps and at each validation (0: never)
@@ -263,8 +268,9 @@ class TrainConfig:
             raise ConfigError(f"--threads must be 0 (choose while training) or a count of threads, got {self.threads}")
         if self.max_minutes < 0:
             raise ConfigError(f"--max-minutes must not be negative, got {self.max_minutes}")
-        if self.rollback < 0:
-            raise ConfigError(f"--rollback must not be negative, got {self.rollback}")
+        for name in ("rollback", "plateau"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name} must not be negative, got {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0 and self.max_minutes == 0:
             raise ConfigError("give a budget: --epochs N, --max-steps N and/or --max-minutes M")
         if self.on_nan not in ("stop", "skip"):
@@ -317,6 +323,6 @@ def from_dict(cls, d: dict):
 # every run had this value (the defaults above have moved on since).
 BEFORE = {
     ModelConfig: {"init": "uniform"},
-    # lr followed lr_decay per epoch; no resets; no rollback
-    TrainConfig: {"schedule": "step", "reset_state": 0.0, "rollback": 0.0},
+    # lr followed lr_decay per epoch; no resets; no rollback; no plateau
+    TrainConfig: {"schedule": "step", "reset_state": 0.0, "rollback": 0.0, "plateau": 0.0},
 }

@@ -19,7 +19,7 @@ DEFAULT_MINUTES = 10.0  # the budget when none of --epochs, --max-steps and --ma
 # Options that may change when a run is resumed; everything else belongs to the run.
 RESUMABLE = {
     "epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "save_every", "sample_every",
-    "on_nan", "threads", "rollback",
+    "on_nan", "threads", "rollback", "plateau",
 }
 # Options that only say where things are or what to print; they never belong to a run.
 LOCATIONS = {"resume", "init_from", "corpus", "valid", "out", "encoding_errors", "list_files", "embed_init"}
@@ -192,6 +192,12 @@ class TrainOptions:
         TrainConfig.rollback,
         help="A run diverging (validation and training loss both this fraction above their best) goes back "
         "to the best weights with a fresh optimizer and half the learning rate (0: never; not under MPI or NT-ASGD).",
+    )
+    plateau: float = opt(
+        TrainConfig.plateau,
+        help="A run whose validation stays this fraction above its best (perplexity; the last fifth of the run, "
+        "at least 3 validations) while wsd holds the rate goes back to the best weights, decays now and ends "
+        "when the decay does (0: never; not under MPI or NT-ASGD).",
     )
     log_every: int = opt(TrainConfig.log_every, help="Steps per line in metrics.jsonl.")
     save_every: int = opt(TrainConfig.save_every, help="Also save last.safetensors every N steps (0: after epochs).")

@@ -23,6 +23,13 @@ class Progress:
     train_loss_sum: float = 0.0
     train_steps: int = 0
     best_train_loss: float | None = None
+    # --plateau: each validation's loss since the start or the last rollback, the trigger's evidence;
+    # the share of the budget where the plan now ends (below 1 once the decay was brought forward); the
+    # step where that happened (-1: never)
+    valid_history: list[float] = field(default_factory=list)
+    plan_end: float = 1.0
+    plateau_step: int = -1
+    plan_ended: bool = False  # ... and whether the run reached that end
     # --max-minutes: seconds the plan keeps for the final validation (None until first timed) ...
     valid_seconds: float | None = None
     minutes_used: float | None = None  # ... and the budget, once the run stopped on it

@@ -19,6 +19,11 @@ Schedules (`--schedule`):
 - step: Zaremba et al. 2014, full lr for `decay_after` epochs, then times `lr_decay` each epoch (the
   paper reproductions pass it explicitly).
 - constant: lr throughout.
+
+A wsd run can end its plan early (`--plateau`, the trainer's `plateaued` check): a run that has stopped
+improving while the rate is held would spend the rest of the budget overfitting, so the decay starts
+there (from the best weights) and the plan ends when it does, `plan_end` of the budget: the decay
+takes the same share of the shortened run as it would of the whole one.
 """
 
 import math
@@ -29,12 +34,21 @@ SCHEDULES = ("cosine", "wsd", "step", "constant")
 # The warm-up's first step: a share of the warm-up's length, so that step 0 moves the weights.
 FIRST_WARMUP_SHARE = 0.05
 PACE_FROM = 0.005  # of an epoch or step budget done before its pace foretells the time left
+# --plateau: the validations that must all sit above the best: the last this many ...
+PLATEAU_VALIDATIONS = 3
+PLATEAU_SHARE = 0.2  # ... and the last this share of them all
 
 
 def budget_used(cfg, prog: Progress, windows_per_epoch: int) -> float:
-    """The share of the budget spent, in [0, 1]: the largest of the epoch, step and time shares.
+    """The share of the plan spent, in [0, 1]: the largest of the epoch, step and time shares, of the
+    budget or of the part of it the plan now ends at (prog.plan_end, --plateau).
     cfg: a TrainConfig; prog: the trainer's progress (epoch from 1, window within it, step, elapsed s,
     and valid_seconds, the time set aside for the final validation, once the trainer has it)."""
+    return min(1.0, _budget_share(cfg, prog, windows_per_epoch) / prog.plan_end)
+
+
+def _budget_share(cfg, prog: Progress, windows_per_epoch: int) -> float:
+    """The share of the whole budget spent (not capped: a resume may have lowered the budget)."""
     shares = []
     if cfg.epochs:
         shares.append((prog.epoch - 1 + prog.window / max(windows_per_epoch, 1)) / cfg.epochs)
@@ -42,7 +56,42 @@ def budget_used(cfg, prog: Progress, windows_per_epoch: int) -> float:
         shares.append(prog.step / cfg.max_steps)
     if cfg.max_minutes:
         shares.append(clock(prog) / (60.0 * cfg.max_minutes))
-    return min(1.0, max(shares, default=0.0))
+    return max(shares, default=0.0)
+
+
+def plan_over(cfg, prog: Progress, windows_per_epoch: int) -> bool:
+    """Whether a plan ended early (--plateau) has reached its end; kept in prog.plan_ended."""
+    prog.plan_ended = prog.plan_ended or (prog.plan_end < 1.0 and budget_used(cfg, prog, windows_per_epoch) >= 1.0)
+    return prog.plan_ended
+
+
+def plateaued(history: list[float], best: float, margin: float) -> bool:
+    """--plateau's trigger. history: the loss of each validation so far, the latest last; best: the
+    lowest; margin: as a share of perplexity. True when the last PLATEAU_VALIDATIONS validations, and
+    the last PLATEAU_SHARE of them all, are more than `margin` above the best: the model has stopped
+    improving (not one noisy validation, nor a slow climb that still sets a new best now and then:
+    that run goes on to its planned decay). Counted in validations, not seconds, so a resumed run
+    decides as an undisturbed one would."""
+    if not margin or len(history) < PLATEAU_VALIDATIONS:
+        return False
+    above = best + math.log1p(margin)  # a perplexity `margin` above the best's
+    recent = max(PLATEAU_VALIDATIONS, int(PLATEAU_SHARE * len(history)))
+    return all(loss > above for loss in history[-recent:])
+
+
+def end_plan_now(cfg, prog: Progress, windows_per_epoch: int) -> None:
+    """--plateau: end the plan so that wsd's decay starts now: the decay takes `cooldown` of the
+    shortened plan, as it would have of the whole."""
+    # the share used now is where the shortened plan's decay begins, 1 - cooldown of it
+    prog.plan_end = _budget_share(cfg, prog, windows_per_epoch) / (1.0 - cfg.cooldown)
+    prog.plateau_step = prog.step
+
+
+def holding(cfg, prog: Progress, windows_per_epoch: int) -> bool:
+    """Whether wsd holds the rate now (warmed up, not yet decaying), its plan not yet ended early."""
+    used = budget_used(cfg, prog, windows_per_epoch)
+    held = cfg.warmup <= used < 1.0 - cfg.cooldown
+    return cfg.schedule == "wsd" and cfg.cooldown > 0 and prog.plan_end == 1.0 and held
 
 
 def clock(prog: Progress) -> float:
@@ -65,13 +114,13 @@ def seconds_left(cfg, prog: Progress, windows_per_epoch: int) -> float | None:
     """The whole run's time left, as the plan sees it: a --max-minutes budget counts down its own clock
     (the final validation inside it); epochs and steps go at the pace of the run so far. Whichever
     ends first. None while an epoch or step budget is too little done to extrapolate from."""
-    left = [60.0 * cfg.max_minutes - prog.elapsed] if cfg.max_minutes else []
+    left = [60.0 * cfg.max_minutes * prog.plan_end - prog.elapsed] if cfg.max_minutes else []
     shares = []
     if cfg.epochs:
         shares.append((prog.epoch - 1 + prog.window / max(windows_per_epoch, 1)) / cfg.epochs)
     if cfg.max_steps:
         shares.append(prog.step / cfg.max_steps)
-    share = max(shares, default=0.0)
+    share = max(shares, default=0.0) / prog.plan_end
     if share >= PACE_FROM:
         left.append(prog.elapsed * (1.0 - min(share, 1.0)) / share)
     return max(0.0, min(left)) if left else None
@@ -120,6 +169,9 @@ def finished_reason(cfg, prog: Progress) -> str | None:
     time_up = time_spent(cfg, prog, validated=prog.last_valid_step == prog.step)
     if cfg.max_minutes and (time_up or (prog.minutes_used or 0) >= cfg.max_minutes):
         return f"it used its --max-minutes {cfg.max_minutes:g}"
+    if prog.plan_ended:
+        return ("validation stopped improving (--plateau), so the decay was brought forward to "
+                f"step {prog.plateau_step:,} and the run ended with it")
     if cfg.patience and prog.bad_evals >= cfg.patience:
         bad = prog.bad_evals
         return (f"it ran out of patience (--patience {cfg.patience}: {bad} validation{'s' * (bad != 1)} "

@@ -247,7 +247,18 @@ def resumed_run(o: TrainOptions, given: set, console: Console) -> tuple[Path, St
         raise ConfigError(f"{path} holds weights only; resume from a run directory's last.safetensors")
     runs.check_resume_options(ckpt, tok, {k: args[k] for k in given - RESUMABLE - LOCATIONS})
     cfg = replace(ckpt.train_cfg, **{k: args[k] for k in RESUMABLE if k in given})
-    done = finished_reason(cfg, Progress.from_dict(ckpt.progress))
+    prog = Progress.from_dict(ckpt.progress)
+    if prog.plan_end < 1.0:
+        _keep_cut_budget(ckpt.train_cfg, cfg, prog, path.parent)
+    done = finished_reason(cfg, prog)
+    if done is not None and prog.plan_ended:
+        console.print(
+            f"{path.parent} is already finished: {done}, at step {prog.step:,}. Its best weights stopped "
+            f"improving on this text; to train them further, start a new run from them: lstmtext train CORPUS "
+            f"--init-from {path.parent}/best.safetensors --out NEW",
+            markup=False, highlight=False, soft_wrap=True,
+        )
+        return path.parent, None
     if done is not None:
         console.print(  # soft_wrap: one line, whatever the terminal's width
             f"{path.parent} is already finished: {done}, at epoch {ckpt.progress['epoch']}, step "
@@ -279,6 +290,19 @@ def resumed_run(o: TrainOptions, given: set, console: Console) -> tuple[Path, St
         data.info = {**info, **data.info}  # the text's new location, if it moved; the run's other records
         console.print(f"Resuming {path} at epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']:,}.")
         return run_dir, resumed_start(data, ckpt, cfg, run_dir)
+
+
+def _keep_cut_budget(was: TrainConfig, cfg: TrainConfig, prog: Progress, run: Path) -> None:
+    """A plan --plateau cut short ends at a share of its budget, which another budget would move (a
+    larger one back to the held rate on the weights that stopped improving): refused."""
+    changed = [f"--{k.replace('_', '-')}" for k in ("epochs", "max_steps", "max_minutes")
+               if getattr(cfg, k) != getattr(was, k)]  # fmt: skip
+    if changed:
+        raise ConfigError(
+            f"{run} stopped improving at step {prog.plateau_step:,} and its learning rate is decaying to the "
+            f"end of its plan (--plateau): its budget can no longer change ({', '.join(changed)} given); resume "
+            "without it, or start a new run from its best weights with --init-from"
+        )
 
 
 def _more_hint(cfg: TrainConfig, done: str) -> str:

@@ -254,9 +254,9 @@ class Trainer:
             longest = cfg.bptt + (batching.JITTER_MAX if cfg.bptt_jitter else 0)
             steps = longest * cfg.accumulate  # an --accumulate step merges the rows of all its windows
             self.exchange = mpi.GradientSum(group, shapes, self.dtype, cfg.batch_size, steps, not self.model_cfg.tie)
-            if cfg.rollback and self.lead:
-                console.print("Note: --rollback is off under MPI (the ranks would have to agree on it): a run that "
-                              "diverges goes on.", soft_wrap=True)  # fmt: skip
+            if (cfg.rollback or cfg.plateau) and self.lead:
+                console.print("Note: --rollback and --plateau are off under MPI (the ranks would have to agree on "
+                              "them): a run that diverges or stops improving goes on.", soft_wrap=True)  # fmt: skip
         if self.lead:
             self.out.mkdir(parents=True, exist_ok=True)
             for stale in self.out.glob(".*.tmp-*"):
@@ -333,6 +333,7 @@ class Trainer:
         prog.last_valid_step, prog.last_valid_ppl = prog.step, ppl
         train_loss = prog.train_loss_sum / prog.train_steps if prog.train_steps else math.nan
         back = not final and self.should_roll_back(total / n, train_loss)
+        prog.valid_history.append(total / n)
         lowest = prog.best_train_loss
         if not math.isnan(train_loss) and (lowest is None or train_loss < lowest):
             prog.best_train_loss = train_loss
@@ -344,6 +345,9 @@ class Trainer:
         prog.valid_seconds = time.perf_counter() - t0  # what the plan keeps for the final validation
         if back:
             self.roll_back(total / n, train_loss, lowest)
+        elif not final and self.should_settle():
+            self.meter.tick()  # the plan is cut where the next step's clock stands, this validation spent
+            self.settle()
         elif best is not None and not ppl <= 2 * best:  # a nan counts as a jump too
             self.console.print(
                 f"  [yellow]warning[/]: validation perplexity {ppl:.1f} is more than twice the best so far "
@@ -370,6 +374,35 @@ class Trainer:
             return False
         return optim.diverging(loss, math.log(prog.best_valid_ppl), train_loss, prog.best_train_loss, frac)
 
+    def should_settle(self) -> bool:
+        """--plateau: whether the run has stopped improving while wsd holds its rate (schedule.plateaued).
+        Off where --rollback is, and once the plan has been shortened."""
+        prog, cfg = self.prog, self.cfg
+        if not cfg.plateau or prog.best_valid_ppl is None or self.group is not None or cfg.optimizer == "nt-asgd":
+            return False
+        if not schedule.holding(cfg, prog, self.n_windows) or not (self.out / "best.safetensors").exists():
+            return False
+        return schedule.plateaued(prog.valid_history, math.log(prog.best_valid_ppl), cfg.plateau)
+
+    def settle(self) -> None:
+        """Back to the best weights (the optimizer's running averages kept: the run is overfitting, not
+        diverging, so they are sound), a zero carried state, and wsd's decay from here; the plan ends
+        when the decay does (schedule.end_plan_now)."""
+        prog, cfg = self.prog, self.cfg
+        best = checkpoint.load(self.out / "best.safetensors")
+        self.params = {k: np.array(v, dtype=self.dtype) for k, v in best.params.items()}
+        self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
+        schedule.end_plan_now(cfg, prog, self.n_windows)
+        self.metrics.write(kind="plateau", step=prog.step, epoch=prog.epoch, plan_end=prog.plan_end)
+        ends = (f"at {_hms(60 * cfg.max_minutes * prog.plan_end)} of the {cfg.max_minutes:g} minutes" if cfg.max_minutes
+                else f"at {100 * prog.plan_end:.0f}% of the budget")
+        self.console.print(
+            f"  stopped improving: the last validations are all more than {100 * cfg.plateau:g}% above the best "
+            f"perplexity ({prog.best_valid_ppl:,.2f}, step {best.progress.get('step', 0):,}): back to those weights, "
+            f"the learning rate decays from here and the run ends {ends} (--plateau)",
+            soft_wrap=True,
+        )
+
     def roll_back(self, loss: float, train_loss: float, lowest: float) -> None:
         """Back to the best weights (best.safetensors, as validated), a fresh optimizer, a zero
         carried state, and half the learning rate for the rest of the run; the text goes on from
@@ -381,6 +414,7 @@ class Trainer:
         self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
         prog.lr_scale *= 0.5
         prog.rollbacks += 1
+        prog.valid_history.clear()  # --plateau judges the weights the run goes on with, not those dropped
         self.console.print(
             f"  diverging: validation loss {loss:.3f} is {100 * (loss / math.log(prog.best_valid_ppl) - 1):.0f}% above "
             f"the best ({math.log(prog.best_valid_ppl):.3f}, step {best.progress.get('step', 0):,}) and training loss "
@@ -454,7 +488,8 @@ class Trainer:
     def budget_spent(self) -> bool:
         cfg, prog = self.cfg, self.prog
         steps_spent = bool(cfg.max_steps and prog.step >= cfg.max_steps)
-        return steps_spent or schedule.time_spent(cfg, prog, validated=prog.last_valid_step == prog.step)
+        return (steps_spent or schedule.time_spent(cfg, prog, validated=prog.last_valid_step == prog.step)
+                or schedule.plan_over(cfg, prog, self.n_windows))
 
     def out_of_patience(self) -> bool:
         return bool(self.cfg.patience and self.prog.bad_evals >= self.cfg.patience)
@@ -602,7 +637,7 @@ class Trainer:
             self.console.print("[yellow]warning[/]: the MPI ranks ended with different weights; please report this")
         prog, m = self.prog, self.meter
         summary = {
-            "stop": "patience" if self.out_of_patience() else "budget",
+            "stop": "plateau" if prog.plan_ended else "patience" if self.out_of_patience() else "budget",
             "stop_reason": schedule.finished_reason(self.cfg, prog) or "",
             "epoch": prog.epoch,
             "steps": prog.step,

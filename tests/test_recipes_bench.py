@@ -310,3 +310,37 @@ def test_the_awd_ablation_takes_out_one_part_at_a_time():
     assert awd.run_names("ablation") == ["full", *(f"-{p}" for p in awd.PARTS)]
     with pytest.raises(SystemExit, match="unknown run -dropout"):
         awd.run_names("full,-dropout")
+
+
+def test_a_record_stands_for_plateau_when_its_run_never_stalled_while_the_rate_was_held(tmp_path, monkeypatch):
+    monkeypatch.setattr(recipes, "DEFAULTS", 8)
+
+    def at(name, checks, flags=None):
+        """checks: (minutes on the clock, validation loss); a 10-minute budget, wsd held from 0.2 to 8."""
+        run = tmp_path / name
+        run.mkdir()
+        lines = []
+        for minutes, valid in checks:
+            lines += [{"kind": "train", "loss": 3.0, "elapsed": 60.0 * minutes}, {"kind": "valid", "loss": valid}]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        r = record("man", name, 2.0, budget=10.0)
+        return {**r, "defaults": 7, "run": str(run), **({"flags": flags} if flags else {})}
+
+    stalls = at("default", [(1, 5.0), (2, 4.8), (3, 4.9), (4, 4.9), (5, 4.9)])  # 10% above from minute 3
+    decays = at("wide", [(1, 5.0), (2, 4.8), (5, 4.9), (7, 4.9), (8.5, 4.9)])  # the third is in the decay
+    noisy = at("deep", [(1, 5.0), (2, 4.8), (3, 4.9), (4, 4.81), (5, 4.9)])  # one within 2% of the best
+    assert [r["recipe"] for r in recipes.current([stalls, decays, noisy])] == ["wide", "deep"]
+    # Another schedule never settles; wsd with a budget in steps, whose share the clock does not tell,
+    # and a run that is gone, are measured again.
+    old = at("old", [(1, 5.0), (2, 4.8), (3, 4.9), (4, 4.9), (5, 4.9)], flags=recipes.RECIPES["old"])
+    assert [r["recipe"] for r in recipes.current([old])] == ["old"]
+    assert not recipes._never_settles({**decays, "flags": ["--max-steps", "100"]}, 0.02)
+    # A rollback clears the evidence, as the trainer's does.
+    back = tmp_path / "back" / "metrics.jsonl"
+    back.parent.mkdir()
+    checks = [(1, 5.0), (2, 4.8), (3, 4.9), (4, 4.9), (4.5, 4.9, True), (5, 4.9), (6, 4.9)]
+    back.write_text("".join(json.dumps(x) + "\n" for m, loss, *rb in checks for x in (
+        {"kind": "train", "loss": 3.0, "elapsed": 60.0 * m}, {"kind": "valid", "loss": loss, "rollback": bool(rb)})))
+    assert recipes._never_settles({**stalls, "run": str(back.parent)}, 0.02)
+    gone = {**record("man", "char", 2.0, budget=10.0), "defaults": 7, "run": str(tmp_path / "gone")}
+    assert recipes.current([gone]) == []

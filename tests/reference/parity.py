@@ -47,6 +47,7 @@ SMALL = {
     "schedule": "step",
     "reset_state": 0,
     "rollback": 0,
+    "plateau": 0,
 }
 LOG_EVERY = 50
 

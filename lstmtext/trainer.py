@@ -374,6 +374,14 @@ class Trainer:
             return False
         return optim.diverging(loss, math.log(prog.best_valid_ppl), train_loss, prog.best_train_loss, frac)
 
+    def back_to_best(self) -> checkpoint.Checkpoint:
+        """--rollback and --plateau: the weights of best.safetensors, and a zero carried state (the one
+        carried belongs to the weights dropped). -> that checkpoint, for its step."""
+        best = checkpoint.load(self.out / "best.safetensors")
+        self.params = {k: np.array(v, dtype=self.dtype) for k, v in best.params.items()}
+        self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
+        return best
+
     def should_settle(self) -> bool:
         """--plateau: whether the run has stopped improving while wsd holds its rate (schedule.plateaued).
         Off where --rollback is, and once the plan has been shortened."""
@@ -389,9 +397,7 @@ class Trainer:
         diverging, so they are sound), a zero carried state, and wsd's decay from here; the plan ends
         when the decay does (schedule.end_plan_now)."""
         prog, cfg = self.prog, self.cfg
-        best = checkpoint.load(self.out / "best.safetensors")
-        self.params = {k: np.array(v, dtype=self.dtype) for k, v in best.params.items()}
-        self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
+        best = self.back_to_best()
         schedule.end_plan_now(cfg, prog, self.n_windows)
         self.metrics.write(kind="plateau", step=prog.step, epoch=prog.epoch, plan_end=prog.plan_end)
         ends = (f"at {_hms(60 * cfg.max_minutes * prog.plan_end)} of the {cfg.max_minutes:g} minutes" if cfg.max_minutes
@@ -408,10 +414,8 @@ class Trainer:
         carried state, and half the learning rate for the rest of the run; the text goes on from
         where it is."""
         prog, cfg = self.prog, self.cfg
-        best = checkpoint.load(self.out / "best.safetensors")
-        self.params = {k: np.array(v, dtype=self.dtype) for k, v in best.params.items()}
+        best = self.back_to_best()
         self.opt_state = optim.init_state(cfg.optimizer, optim.trainable(self.params, cfg.freeze_embed))
-        self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
         prog.lr_scale *= 0.5
         prog.rollbacks += 1
         prog.valid_history.clear()  # --plateau judges the weights the run goes on with, not those dropped

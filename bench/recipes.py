@@ -53,8 +53,9 @@ FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds
 # 7: characters when a budget in minutes would read the text as BPE more than sizing.CHAR_PASSES
 # times and as characters fewer than sizing.CHAR_ROOM times (42 and 6; first 45 and 10, for one run,
 # the changelogs at 60 minutes, which both read as BPE); 8: --plateau 0.02 (a run that stops improving
-# while wsd holds its rate decays from its best weights and ends early).
-DEFAULTS = 8
+# while wsd holds its rate decays from its best weights and ends early); 9: dropout 0.5 past 100 passes
+# only on a text too small for the model (more than 4 trained parameters per token), else 0.3.
+DEFAULTS = 9
 
 # The defaults before issue #28, made explicit (Zaremba et al.'s small recipe on words, with dropout
 # 0.2 and a 6-epoch cap, which a budget in minutes did not lift).
@@ -76,7 +77,7 @@ GRID = {
     "wide": "--hidden 512 --layers 1",
     "deep": "--hidden 512 --layers 2",
     "constant": "--schedule constant",
-    "dropout-0.3": "--dropout 0.3",  # the default's dropout past 100 passes is 0.5; the plateau ends those runs early
+    "dropout-0.3": "--dropout 0.3",  # the default's past 100 passes before generation 9 was 0.5
 }
 RECIPES = {"default": [], "old": shlex.split(OLD), **{k: shlex.split(v) for k, v in GRID.items()}}
 BUDGETS = "2,10,60"  # minutes
@@ -529,7 +530,18 @@ PINNED_BY = {
     6: lambda r: "--rollback" in r["flags"] or _never_worse(r, 0.05),  # --rollback 0.05 (a diverging run)
     7: lambda r: _keeps_tokenizer(r["flags"]) or _chooses_bpe(r),  # characters past 42 BPE passes, if fewer than 6
     8: lambda r: "--plateau" in r["flags"] or _never_settles(r, 0.02),  # --plateau 0.02 (a run overfitting)
+    9: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100 or _too_small(r),  # 0.5 only on a small text
 }
+
+
+def _too_small(r: dict) -> bool:
+    """Whether a record's run had more than 4 trained parameters per token of its text, read back
+    from sizing.Choice.reason() like _passes (a literal 4, as in _chooses_bpe); False when unknown."""
+    found = re.search(r"about ([\d,.]+)M tokens \(([\d,.]+) passes .* for ([\d,.]+)M trained", r.get("size_choice") or "")
+    if not found:
+        return False
+    tokens, passes, params = (float(g.replace(",", "")) for g in found.groups())
+    return params > 4.0 * tokens / passes
 
 
 def _never_worse(r: dict, rollback: float) -> bool:

@@ -15,7 +15,7 @@ use what it has (and every step is slow). So the size comes from three facts of 
 `choose` walks LADDER from small to large and keeps the largest shape whose run sees at least
 TOKENS_PER_PARAM tokens per trained parameter and has at most PARAMS_PER_TOKEN parameters per token
 of text. Dropout follows the passes the run will make over its text: none when it sees the text
-about once (nothing to overfit), more as it revisits it. Any size option given on the command line
+about once (nothing to overfit), more as it revisits it, and most on a text too small for the model. Any size option given on the command line
 wins; `choose` only fills in the rest. The same plan picks the tokenizer when none is given
 (lstmtext.start): characters when BPE would read the text more than CHAR_PASSES times and characters
 fewer than CHAR_ROOM times. The figures behind the constants are in docs/training.md ("Defaults").
@@ -39,9 +39,13 @@ WORD_EMBED = 256  # word and BPE embeddings, at most the hidden size
 WORD_VOCAB = 10_000  # most words (and characters) kept; the rest are <unk>
 BPE_VOCAB_PER_ROOT_CHAR = 2.0  # BPE vocabulary per square root of training characters: 1 MB gives 2,000
 BPE_VOCAB_RANGE = (400, 16_000)  # the 256 bytes, some merges, and a head a laptop can train
-# (passes over the text, dropout): the first row whose pass count the run does not exceed. 100 KB of
-# prose or changelogs in 2 minutes (docs/training.md "Defaults"): at 170 passes 0.5 beat 0.3, at 50 passes 0.3 beat 0.5.
-DROPOUT_BY_PASSES = ((2.0, 0.0), (6.0, 0.1), (15.0, 0.2), (100.0, 0.3), (float("inf"), 0.5))
+# (passes over the text, dropout): the first row whose pass count the run does not exceed.
+DROPOUT_BY_PASSES = ((2.0, 0.0), (6.0, 0.1), (15.0, 0.2), (float("inf"), 0.3))
+# Past SMALL_TEXT_PASSES passes, a text too small for the shape (more than PARAMS_PER_TOKEN trained
+# parameters per token: even the ladder's smallest is too big for it) takes SMALL_TEXT_DROPOUT. 100 KB
+# of prose or changelogs (docs/training.md "Defaults"): 0.5 beat 0.3 at 128 to 833 passes; on 1 MB of
+# changelogs at 175 passes, with the run ended once it stopped improving (--plateau), 0.3 beat 0.5 by 7%.
+SMALL_TEXT_PASSES, SMALL_TEXT_DROPOUT = 100.0, 0.5
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,16 @@ def choose(kind: str, vocab: int, budget: Budget, speed: Speed | None, given: di
             best = (layers, hidden, embed, tokens, params)
     layers, hidden, embed, tokens, params = best
     passes = tokens / max(budget.train_tokens, 1)
-    dropout = given.get("dropout", next(d for most, d in DROPOUT_BY_PASSES if passes <= most))
+    dropout = given.get("dropout", dropout_for(passes, params, budget.train_tokens))
     return Choice(layers, hidden, embed, dropout, tokens, passes, params)
+
+
+def dropout_for(passes: float, params: int, train_tokens: int) -> float:
+    """Dropout for a run that reads its text `passes` times: more as it revisits it, and the most
+    where the text is too small for the model, which would learn it by heart first."""
+    if passes > SMALL_TEXT_PASSES and params > PARAMS_PER_TOKEN * train_tokens:
+        return SMALL_TEXT_DROPOUT
+    return next(d for most, d in DROPOUT_BY_PASSES if passes <= most)
 
 
 def vocab_for(kind: str, chars: int) -> int:

@@ -39,7 +39,7 @@ def test_a_small_text_keeps_the_model_small_whatever_the_budget():
     assert small_text.params <= sizing.PARAMS_PER_TOKEN * 100_000 < big_text.params
     # A word model's head alone outgrows a tiny text: the smallest shape, with the most dropout.
     tiny = sizing.choose("word", 5_000, budget(minutes=600, tokens=20_000), FAST, {})
-    assert shape(tiny) == sizing.LADDER[0] and tiny.dropout == sizing.DROPOUT_BY_PASSES[-1][1]
+    assert shape(tiny) == sizing.LADDER[0] and tiny.dropout == sizing.SMALL_TEXT_DROPOUT
 
 
 def test_each_chosen_size_sees_enough_tokens_for_its_parameters():
@@ -59,6 +59,16 @@ def test_dropout_follows_the_passes_over_the_text():
     once = sizing.choose("char", 66, budget(epochs=1), None, {})
     many = sizing.choose("char", 66, budget(epochs=40), None, {})
     assert once.dropout == 0.0 < many.dropout and many.passes == pytest.approx(40)
+
+
+def test_the_most_dropout_goes_to_a_text_too_small_for_the_model():
+    # The same many passes: a text the model fits keeps the passes' dropout, a smaller one gets more.
+    fits = sizing.choose("char", 66, budget(epochs=200, tokens=3_000_000), None, {})
+    too_small = sizing.choose("char", 66, budget(epochs=200, tokens=20_000), None, {})
+    assert fits.params <= sizing.PARAMS_PER_TOKEN * 3_000_000 and too_small.params > sizing.PARAMS_PER_TOKEN * 20_000
+    assert fits.dropout == sizing.DROPOUT_BY_PASSES[-1][1] < too_small.dropout == sizing.SMALL_TEXT_DROPOUT
+    # Read only a few times, even a text too small for the model is not given the most.
+    assert sizing.dropout_for(5.0, 10**6, 1_000) < sizing.SMALL_TEXT_DROPOUT
 
 
 def test_a_given_size_option_wins():

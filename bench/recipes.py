@@ -537,7 +537,8 @@ PINNED_BY = {
 def _too_small(r: dict) -> bool:
     """Whether a record's run had more than 4 trained parameters per token of its text, read back
     from sizing.Choice.reason() like _passes (a literal 4, as in _chooses_bpe); False when unknown."""
-    found = re.search(r"about ([\d,.]+)M tokens \(([\d,.]+) passes .* for ([\d,.]+)M trained", r.get("size_choice") or "")
+    pattern = r"about ([\d,.]+)M tokens \(([\d,.]+) passes .* for ([\d,.]+)M trained"
+    found = re.search(pattern, r.get("size_choice") or "")
     if not found:
         return False
     tokens, passes, params = (float(g.replace(",", "")) for g in found.groups())

@@ -15,10 +15,11 @@ use what it has (and every step is slow). So the size comes from three facts of 
 `choose` walks LADDER from small to large and keeps the largest shape whose run sees at least
 TOKENS_PER_PARAM tokens per trained parameter and has at most PARAMS_PER_TOKEN parameters per token
 of text. Dropout follows the passes the run will make over its text: none when it sees the text
-about once (nothing to overfit), more as it revisits it, and most on a text too small for the model. Any size option given on the command line
-wins; `choose` only fills in the rest. The same plan picks the tokenizer when none is given
-(lstmtext.start): characters when BPE would read the text more than CHAR_PASSES times and characters
-fewer than CHAR_ROOM times. The figures behind the constants are in docs/training.md ("Defaults").
+about once (nothing to overfit), more as it revisits it, and most on a text too small for the
+model. Any size option given on the command line wins; `choose` only fills in the rest. The same
+plan picks the tokenizer when none is given (lstmtext.start): characters when BPE would read the
+text more than CHAR_PASSES times and characters fewer than CHAR_ROOM times. The figures behind the
+constants are in docs/training.md ("Defaults").
 """
 
 import time

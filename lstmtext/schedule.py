@@ -110,6 +110,15 @@ def time_spent(cfg, prog: Progress, validated: bool = False) -> bool:
     return bool(cfg.max_minutes and clock(prog) + again >= 60.0 * cfg.max_minutes)
 
 
+def too_late_to_validate(cfg, prog: Progress) -> bool:
+    """Whether a validation now (an epoch's end, --eval-every) would end a --max-minutes run early:
+    after it, time_spent(validated=True) would hold, so the run would stop with up to two
+    validations' time unused and its rate short of the floor the plan puts at the budget's end.
+    Such a validation is left to the run's final one."""
+    again = 2.0 * (prog.valid_seconds or 0.0)  # this validation, then the one going on would cost
+    return bool(cfg.max_minutes and clock(prog) + again >= 60.0 * cfg.max_minutes)
+
+
 def seconds_left(cfg, prog: Progress, windows_per_epoch: int) -> float | None:
     """The whole run's time left, as the plan sees it: a --max-minutes budget counts down its own clock
     (the final validation inside it); epochs and steps go at the pace of the run so far. Whichever

@@ -595,7 +595,7 @@ class Trainer:
         """What is due at this step: --eval-every, --sample-every, --save-every, and (once, with
         --max-minutes) the estimate of the final validation's time."""
         cfg, prog = self.cfg, self.prog
-        if cfg.eval_every and prog.step % cfg.eval_every == 0:
+        if cfg.eval_every and prog.step % cfg.eval_every == 0 and not schedule.too_late_to_validate(cfg, prog):
             self.validate()
         if cfg.sample_every and prog.step % cfg.sample_every == 0 and self.last_sample_step != prog.step:
             self.show_sample()
@@ -605,12 +605,13 @@ class Trainer:
             self.foresee_validation()
 
     def end_epoch(self, signals: "_StopSignals") -> bool:
-        """The epoch is complete: validate, save, then start the next one from a zero state."""
+        """The epoch is complete: validate (unless the final validation is near), save, then start the
+        next one from a zero state."""
         prog = self.prog
         prog.epoch += 1
         prog.window = 0
         self.state = model.init_state(self.model_cfg, self.streams.shape[1], self.dtype)  # (B_r, H)
-        if prog.last_valid_step != prog.step:
+        if prog.last_valid_step != prog.step and not schedule.too_late_to_validate(self.cfg, prog):
             self.validate()
         return self.stop_here(signals, saved=self.save_last())
 

@@ -136,6 +136,12 @@ def test_the_time_plan_keeps_the_final_validation_inside_the_budget():
     where = prog(elapsed=25.0, valid_seconds=20.0)
     assert not schedule.time_spent(cfg, where) and schedule.time_spent(cfg, where, validated=True)
     assert not schedule.time_spent(cfg, replace(where, elapsed=19.0), validated=True)  # 21 s left: train on
+    # A validation that would leave that little is left to the final one (10 s each): at 31 s, one now
+    # ends at 41, and 19 s is less than training on and validating again needs; at 29 s, 21 s is not.
+    where = prog(elapsed=31.0, valid_seconds=10.0)
+    assert schedule.too_late_to_validate(cfg, where)
+    assert not schedule.too_late_to_validate(cfg, replace(where, elapsed=29.0))
+    assert not schedule.too_late_to_validate(replace(cfg, max_minutes=0.0, max_steps=5), where)  # no clock to keep
 
 
 def test_a_run_keeps_time_for_its_last_validation(tmp_path, monkeypatch):
@@ -248,5 +254,8 @@ def test_no_second_validation_a_step_after_the_epochs(tmp_path, monkeypatch):
         assert r.exit_code == 0, r.output
         lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
         valid = [x["step"] for x in lines if x["kind"] == "valid"]
-        # Less than two validations' time left after the epoch's: it stops there, one validation in all.
-        assert valid == [p["step"]], (f, valid)
+        # Less than two validations' time left after the epoch's: the epoch's is left out, the run trains
+        # on to its budget's end and validates once there, its rate at the floor.
+        steps = [x["step"] for x in lines if x["kind"] == "train"]
+        assert valid == [steps[-1]] and steps[-1] > p["step"], (f, valid)
+        assert [x["lr"] for x in lines if x["kind"] == "train"][-1] < 0.2 * TrainConfig.lr, f

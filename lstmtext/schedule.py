@@ -27,6 +27,7 @@ takes the same share of the shortened run as it would of the whole one.
 """
 
 import math
+from dataclasses import replace
 
 from lstmtext.progress import Progress
 
@@ -115,8 +116,8 @@ def too_late_to_validate(cfg, prog: Progress) -> bool:
     after it, time_spent(validated=True) would hold, so the run would stop with up to two
     validations' time unused and its rate short of the floor the plan puts at the budget's end.
     Such a validation is left to the run's final one."""
-    again = 2.0 * (prog.valid_seconds or 0.0)  # this validation, then the one going on would cost
-    return bool(cfg.max_minutes and clock(prog) + again >= 60.0 * cfg.max_minutes)
+    after = replace(prog, elapsed=prog.elapsed + (prog.valid_seconds or 0.0))  # the clock once this one is done
+    return time_spent(cfg, after, validated=True)
 
 
 def seconds_left(cfg, prog: Progress, windows_per_epoch: int) -> float | None:

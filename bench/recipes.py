@@ -25,6 +25,7 @@ less than any real word model of them would need, so the sum still errs in the w
 """
 
 import argparse
+import functools
 import gzip
 import hashlib
 import json
@@ -54,8 +55,9 @@ FORMAT, VERSION = "lstmtext-recipes", 2  # of each line of results.jsonl; 2 adds
 # times and as characters fewer than sizing.CHAR_ROOM times (42 and 6; first 45 and 10, for one run,
 # the changelogs at 60 minutes, which both read as BPE); 8: --plateau 0.02 (a run that stops improving
 # while wsd holds its rate decays from its best weights and ends early); 9: dropout 0.5 past 100 passes
-# only on a text too small for the model (more than 4 trained parameters per token), else 0.3.
-DEFAULTS = 9
+# only on a text too small for the model (more than 4 trained parameters per token), else 0.3;
+# 10: characters (as 7) only where more than sizing.NEW_WORDS (5%) of the held-out text's words are new.
+DEFAULTS = 10
 
 # The defaults before issue #28, made explicit (Zaremba et al.'s small recipe on words, with dropout
 # 0.2 and a 6-epoch cap, which a budget in minutes did not lift).
@@ -101,6 +103,11 @@ def _utf8(data: bytes) -> str | None:
 
 def build_prose(dest: Path) -> None:
     data = (DATA / "warandpeace" / "input.txt").read_bytes()[: 100 * KB]
+    dest.write_bytes(data[: data.rindex(b"\n") + 1])  # cut at a line end
+
+
+def build_news(dest: Path) -> None:
+    data = (DATA / "ptb" / "train.txt").read_bytes()[: 1_100 * KB]
     dest.write_bytes(data[: data.rindex(b"\n") + 1])  # cut at a line end
 
 
@@ -234,6 +241,8 @@ CORPORA = {
     # Not in the suite the defaults are chosen on: a text of another kind to check a rule chosen there.
     "c-headers": Corpus(lambda d: copy_until(c_headers(), d, 3 * MB // 2), True, False,
                         "the system's top-level C headers (glibc and libraries), 1.5 MB (only when asked)"),
+    "news-1m": Corpus(build_news, False, False, "the first 1.1 MB of Penn Treebank's training text: news whose "
+                      "held-out tenth reuses its words (2.0% new), for the tokenizer rule (only when asked)"),
     "code-large": Corpus(lambda d: copy_until(python_sources(with_tests=True), d, 20 * MB), True, False,
                          "the standard library, then its tests, 20 MB (only when asked)"),
 }
@@ -531,7 +540,26 @@ PINNED_BY = {
     7: lambda r: _keeps_tokenizer(r["flags"]) or _chooses_bpe(r),  # characters past 42 BPE passes, if fewer than 6
     8: lambda r: "--plateau" in r["flags"] or _never_settles(r, 0.02),  # --plateau 0.02 (a run overfitting)
     9: lambda r: "--dropout" in r["flags"] or _passes(r) <= 100 or _too_small(r),  # 0.5 only on a small text
+    10: lambda r: _keeps_tokenizer(r["flags"]) or r.get("tokenizer") != "char" or _new_words(r) > 0.05,  # new words
 }
+
+
+@functools.cache
+def _corpus_new_words(path: Path) -> float:
+    from lstmtext import corpus, sizing
+
+    train, valid = corpus.heldout_parts(path)
+    return sizing.new_word_share(train.pieces(), valid.pieces())
+
+
+def _new_words(r: dict) -> float:
+    """Generation 10 on a record that read characters: the share of new words in its corpus's held-out
+    text, as the default's choice counts them, from the corpus beside its run (OUT/corpora); 0 when
+    the corpus is gone, so that the record does not stand."""
+    if r["corpus"] not in CORPORA:
+        return 0.0
+    path = corpus_path(r["corpus"], Path(r["run"]).parents[2])
+    return _corpus_new_words(path) if path.exists() else 0.0
 
 
 def _too_small(r: dict) -> bool:

@@ -39,6 +39,7 @@ class Data:
     valid_ids: np.ndarray  # (M,) int32
     info: dict  # paths, hashes and sizes, stored in checkpoints to detect a changed corpus
     valid_part: TextPart  # the held-out text, streamed again when it is written out
+    train_part: TextPart  # the training text, streamed again when the tokenizer is chosen
 
 
 def check_tokenizer_options(o: TokenizerOptions) -> None:
@@ -172,4 +173,4 @@ def prepare_data(
     }
     if vocab_size is not None:  # a tokenizer trained here; a resumed run keeps the record of its own
         info |= {"vocab_choice": vocab_choice, "vocab_cap": vocab_size}  # the cap as given or chosen
-    return Data(tokenizer, train_ids, valid_ids, info, valid_part)
+    return Data(tokenizer, train_ids, valid_ids, info, valid_part, train_part)

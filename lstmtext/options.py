@@ -64,7 +64,8 @@ class TrainOptions:
         help="bpe (byte-level: any text, its spacing and layout kept, nothing unknown), char, or word "
         "(words and punctuation, spaced again by rules; rare words become <unk>).",
         show_default="bpe; char when a budget in minutes would read the text as BPE more than "
-        f"{sizing.CHAR_PASSES:g} times and as characters fewer than {sizing.CHAR_ROOM:g}",
+        f"{sizing.CHAR_PASSES:g} times and as characters fewer than {sizing.CHAR_ROOM:g}, and more than "
+        f"{sizing.NEW_WORDS:.0%} of the held-out text's words are not in the training text",
     )
     vocab_size: int | None = opt(
         None, help="Largest vocabulary, special tokens included.",

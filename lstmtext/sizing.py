@@ -18,11 +18,14 @@ of text. Dropout follows the passes the run will make over its text: none when i
 about once (nothing to overfit), more as it revisits it, and most on a text too small for the
 model. Any size option given on the command line wins; `choose` only fills in the rest. The same
 plan picks the tokenizer when none is given (lstmtext.start): characters when BPE would read the
-text more than CHAR_PASSES times and characters fewer than CHAR_ROOM times. The figures behind the
-constants are in docs/training.md ("Defaults").
+text more than CHAR_PASSES times, characters fewer than CHAR_ROOM times, and more than NEW_WORDS of
+the held-out text's words are not in the training text. The figures behind the constants are in
+docs/training.md ("Defaults").
 """
 
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,25 +199,51 @@ def vocab_reason(kind: str, chars: int, size: int) -> str:
 # quarter from one measurement of the speed to the next, so each line sits in the middle, in
 # proportion, of the nearest cells on either side (33 and 53; 3.1 and 12).
 CHAR_PASSES = 42.0  # BPE passes past which characters are considered ...
-CHAR_ROOM = 6.0  # ... and taken if they would read the text fewer times than this
+CHAR_ROOM = 6.0  # ... and taken if they would read the text fewer times than this ...
+NEW_WORDS = 0.05  # ... and more than this share of the held-out text's words are new to the training text
+WORD = re.compile(r"[^\W\d_]+")  # a word, for NEW_WORDS: a run of letters, in any script
 
 
-def reads_characters(bpe_passes: float, char_passes: float | None) -> bool:
+def new_word_share(train: Iterable[str], valid: Iterable[str]) -> float:
+    """The share of the held-out text's words (each occurrence, case kept) that the training text
+    never uses; 0 when it has none. Both texts in pieces cut at line ends, as TextPart streams them.
+
+    A BPE model that reads its text many times learns the text's words by heart: where the held-out
+    text is written in those words it goes on improving (War and Peace: 2.2% new), where many of its
+    words are new it overfits within a few passes and characters, which spell a new word as they
+    spell any other, do better (man pages 10.9%, python code 9.8%; docs/training.md "Defaults")."""
+    seen = {w for piece in train for w in WORD.findall(piece)}
+    new = total = 0
+    for piece in valid:
+        words = WORD.findall(piece)
+        total += len(words)
+        new += sum(w not in seen for w in words)
+    return new / total if total else 0.0
+
+
+def reads_characters(bpe_passes: float, char_passes: float | None, new_words: float | None = None) -> bool:
     """Whether a budget in minutes reads the text as characters: BPE would read it more than
-    CHAR_PASSES times and characters fewer than CHAR_ROOM times. char_passes None: not planned yet,
-    so whether characters are worth planning."""
-    return bpe_passes > CHAR_PASSES and (char_passes is None or char_passes < CHAR_ROOM)
+    CHAR_PASSES times, characters fewer than CHAR_ROOM times, and more than NEW_WORDS of the held-out
+    text's words are new. None: not measured yet, so whether the rest is worth measuring."""
+    return (bpe_passes > CHAR_PASSES and (char_passes is None or char_passes < CHAR_ROOM)
+            and (new_words is None or new_words > NEW_WORDS))
 
 
-def tokenizer_reason(bpe_passes: float, char_passes: float | None, kind: str, tokens_ratio: float = 1.0) -> str:
-    """One line for `train` and `info`: the tokenizer chosen by the passes each plan would make
-    (char_passes None: characters were not considered). tokens_ratio: the text's character tokens
-    over its BPE tokens."""
+def tokenizer_reason(bpe_passes: float, char_passes: float | None, kind: str, tokens_ratio: float = 1.0,
+                     new_words: float | None = None) -> str:
+    """One line for `train` and `info`: the tokenizer chosen by the passes each plan would make and
+    the share of new words in the held-out text (char_passes, new_words None: not considered).
+    tokens_ratio: the text's character tokens over its BPE tokens."""
     if kind == "char":
         return (f"characters, since as BPE this text would be read {bpe_passes:,.0f} times in the budget (more "
                 f"than {CHAR_PASSES:g}: learnt by heart long before the end), as characters {char_passes:,.1f} "
-                f"times (fewer than {CHAR_ROOM:g}); characters make {tokens_ratio:.1f} times the tokens of it, "
-                "room for a larger model")
+                f"times (fewer than {CHAR_ROOM:g}), and {new_words:.1%} of the held-out text's words are not in "
+                f"the training text (more than {NEW_WORDS:.0%}: words BPE has not learnt, which characters "
+                f"spell); characters make {tokens_ratio:.1f} times the tokens of it, room for a larger model")
+    if new_words is not None:
+        return (f"bpe: it would read this text {bpe_passes:,.0f} times in the budget, but the held-out text "
+                f"is written in the training text's words ({new_words:.1%} new, not more than {NEW_WORDS:.0%}), "
+                "which BPE learns as wholes")
     if char_passes is not None:
         return (f"bpe: it would read this text {bpe_passes:,.0f} times in the budget, but characters would "
                 f"too ({char_passes:,.1f} times, not fewer than {CHAR_ROOM:g})")

@@ -326,21 +326,25 @@ def _may_choose_tokenizer(given: set, model_cfg: ModelConfig, cfg: TrainConfig) 
 
 def _choose_tokenizer(data: Data, tok_opts: TokenizerOptions, read, cache: Path, model_cfg: ModelConfig,
                       cfg: TrainConfig, shape: dict, sized: set, say) -> tuple[Data, TokenizerOptions, sizing.Choice]:
-    """BPE (data, as read), or characters when the size plans say so (sizing.reads_characters).
+    """BPE (data, as read), or characters when the size plans and the held-out text's new words say
+    so (sizing.reads_characters).
     read(tok_opts, say=...): the text again; cache: the run's train-ids.npy. -> (data, its tokenizer
     options, the size plan)."""
     bpe_plan = _plan_size(replace(model_cfg, vocab_size=data.tokenizer.vocab_size), cfg, shape, sized, data)
-    plan, char_passes, ratio = bpe_plan, None, 1.0
+    plan, char_passes, ratio, new_words = bpe_plan, None, 1.0, None
     if sizing.reads_characters(bpe_plan.passes, None):  # worth a look at characters
         char_opts = replace(tok_opts, kind="char")
         chars = read(char_opts, say=lambda *a, **k: None)  # the files were listed once already
         char_plan = _plan_size(replace(model_cfg, vocab_size=chars.tokenizer.vocab_size), cfg, shape, sized, chars)
         char_passes, ratio = char_plan.passes, len(chars.train_ids) / max(len(data.train_ids), 1)
-        if sizing.reads_characters(bpe_plan.passes, char_plan.passes):
+        if sizing.reads_characters(bpe_plan.passes, char_plan.passes):  # and at the held-out text's words
+            new_words = sizing.new_word_share(data.train_part.pieces(), data.valid_part.pieces())
+        if sizing.reads_characters(bpe_plan.passes, char_plan.passes, new_words):
             data, tok_opts, plan = chars, char_opts, char_plan
         else:  # the probe's ids took the run's cache (train-ids.npy, which eval --dynamic reads): BPE's back
             store_ids(cache, data.tokenizer, data.info["train_sha256"], data.train_ids)
-    data.info["tokenizer_choice"] = sizing.tokenizer_reason(bpe_plan.passes, char_passes, data.tokenizer.kind, ratio)
+    data.info["tokenizer_choice"] = sizing.tokenizer_reason(bpe_plan.passes, char_passes, data.tokenizer.kind, ratio,
+                                                            new_words)
     say(f"Tokenizer (--tokenizer not given): {data.info['tokenizer_choice']}.", soft_wrap=True)
     return data, tok_opts, plan
 

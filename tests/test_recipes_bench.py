@@ -344,3 +344,22 @@ def test_a_record_stands_for_plateau_when_its_run_never_stalled_while_the_rate_w
     assert recipes._never_settles({**stalls, "run": str(back.parent)}, 0.02)
     gone = {**record("man", "char", 2.0, budget=10.0), "defaults": 7, "run": str(tmp_path / "gone")}
     assert recipes.current([gone]) == []
+
+
+def test_a_default_that_read_characters_stands_only_where_the_held_out_text_has_new_words(tmp_path):
+    def standing(out, held_out):
+        text = "the cat sat on the mat\n" * 90 + held_out * 10  # the last tenth: `held_out`
+        (out / "corpora").mkdir(parents=True)
+        (out / "corpora" / "warandpeace.txt").write_text(text, encoding="utf-8")
+        run = str(out / "warandpeace" / "60min" / "default-seed1")
+        char = {**record("warandpeace", "default", 2.0, budget=60.0), "defaults": 9, "run": run, "tokenizer": "char"}
+        bpe = {**char, "budget_minutes": 10.0, "tokenizer": "bpe"}
+        typed = {**record("warandpeace", "char", 2.1, budget=60.0), "defaults": 9, "run": run, "tokenizer": "char"}
+        return sorted((r["recipe"], r["budget_minutes"]) for r in recipes.current([char, bpe, typed]))
+
+    # Generation 10: the default reads characters only where more than 5% of the held-out words are
+    # new, so its record of reading them stands there and is measured again elsewhere; a default that
+    # read BPE, and a typed tokenizer, stand either way.
+    assert standing(tmp_path / "new", "zebra quokka fjord\n") == [("char", 60.0), ("default", 10.0),
+                                                                  ("default", 60.0)]
+    assert standing(tmp_path / "reused", "the mat sat on the cat\n") == [("char", 60.0), ("default", 10.0)]

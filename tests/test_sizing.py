@@ -152,6 +152,22 @@ def test_characters_when_bpe_would_read_the_text_often_and_characters_would_not(
     assert not sizing.reads_characters(bpe, None) and sizing.reads_characters(bpe + 0.1, None)  # worth a look
     assert sizing.reads_characters(bpe + 0.1, char - 0.1) and not sizing.reads_characters(bpe + 0.1, char)
     assert not sizing.reads_characters(bpe, 1.0)
+    # ... and only where more than NEW_WORDS of the held-out text's words are new.
+    new = sizing.NEW_WORDS
+    assert sizing.reads_characters(bpe + 0.1, char - 0.1, None)  # not counted yet: worth counting
+    assert sizing.reads_characters(bpe + 0.1, char - 0.1, new + 0.001)
+    assert not sizing.reads_characters(bpe + 0.1, char - 0.1, new)
+    assert not sizing.reads_characters(bpe, char - 0.1, 1.0) and not sizing.reads_characters(bpe + 0.1, char, 1.0)
+
+
+def test_new_words_are_the_held_out_words_the_training_text_never_uses():
+    train = ["The cat sat.\n", "Le chat, 42 fois: éléphant_x\n"]
+    # Words are runs of letters in any script, case kept, each occurrence counted: "the" and "Dog"
+    # are new, "cat" and "éléphant" are not (the digits and the underscore split words).
+    assert sizing.new_word_share(iter(train), iter(["the cat, Dog!\n", "éléphant 7 cat\n"])) == 2 / 5
+    assert sizing.new_word_share(train, ["The cat\n"]) == 0.0
+    assert sizing.new_word_share(train, ["12 + 7 = 19\n"]) == 0.0  # no words: nothing new
+    assert sizing.new_word_share([], ["a b\n"]) == 1.0
 
 
 def test_a_text_a_budget_in_minutes_would_read_many_times_as_bpe_is_read_as_characters(tmp_path, monkeypatch):
@@ -160,28 +176,35 @@ def test_a_text_a_budget_in_minutes_would_read_many_times_as_bpe_is_read_as_char
     import lstmtext
 
     corpus = make_corpus(tmp_path / "c.txt", lines=80)  # about 1,000 BPE tokens
+    with open(corpus, "a", encoding="utf-8") as f:  # the held-out end in words the rest never uses
+        f.write("zebra quokka fjord.\n" * 9)
+    reused = make_corpus(tmp_path / "r.txt", lines=90)  # held out in the words of the rest
     # --plateau 0: a resume with more time must go on, however the tiny run's validations fell
     small = ["--batch-size", "2", "--bptt", "5", "--threads", "1", "--plateau", "0", "--max-minutes", "0.01"]
     faster = sizing.Speed(step_s=FAST.step_s / 100, flops_per_s=FAST.flops_per_s * 100)
 
-    def train(out, speed, *flags, char_speed=None):
+    def train(out, speed, *flags, char_speed=None, text=corpus):
         """speed: the BPE model's measured speed; char_speed: the character model's (else the same)."""
         monkeypatch.setattr(sizing, "measure", lambda m, c: speed if m.vocab_size >= 256 else char_speed or speed)
-        r = invoke(["train", corpus, "--out", tmp_path / out, *small, *flags])
+        r = invoke(["train", text, "--out", tmp_path / out, *small, *flags])
         assert r.exit_code == 0, r.output
         return r.output, checkpoint.load_model(tmp_path / out / "last.safetensors")[1].kind
 
     # In 0.6 s the faster machine reads the text some 400 times as BPE, SLOW about twice. Characters
-    # when BPE would read it more than 42 times and characters fewer than 6.
+    # when BPE would read it more than 42 times and characters fewer than 6, and the held-out text
+    # has words the training text does not.
     said, kind = train("many", faster, char_speed=SLOW)
     assert kind == "char" and "Tokenizer (--tokenizer not given): characters, since as BPE" in said, said
+    assert "% of the held-out text's words are not in the training text" in said, said
+    said, kind = train("reused", faster, char_speed=SLOW, text=reused)
+    assert kind == "bpe" and "is written in the training text's words (0.0% new" in said, said
     info = json.loads(invoke(["info", tmp_path / "many", "--json"]).output)
     assert info["tokenizer_choice"].startswith("characters") and info["tokenizer"]["kind"] == "char"
     said, kind = train("both", faster)
     assert kind == "bpe" and "Tokenizer (--tokenizer not given): bpe: it would read" in said, said
     assert "but characters would too" in said, said
     # The characters' probe left the run's id cache (which eval --dynamic reads) to the tokenizer chosen.
-    for out in ("many", "both"):
+    for out in ("many", "both", "reused"):
         tok = checkpoint.load_model(tmp_path / out / "last.safetensors")[1]
         assert data.cached_ids(tmp_path / out / "train-ids.npy", tok) is not None, out
     said, kind = train("few", SLOW)

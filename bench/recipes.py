@@ -450,7 +450,7 @@ def run_one(combo: dict, corpus: Path, out: Path, exe: str) -> dict:
         "left_out_bpb": left_out,
         "tokenizer": i["tokenizer"]["kind"], "vocab_size": i["tokenizer"]["vocab_size"],
         "model": {k: m.get(k) for k in ("cell", "layers", "hidden", "embed", "parameters")},
-        "size_choice": i.get("size_choice"),
+        "size_choice": i.get("size_choice"), "tokenizer_choice": i.get("tokenizer_choice"),
         "progress": {k: i["progress"].get(k) for k in ("epochs_done", "step", "tokens", "elapsed_s")},
         **wall(),
     }
@@ -554,12 +554,14 @@ def _corpus_new_words(path: Path) -> float:
 
 def _new_words(r: dict) -> float:
     """Generation 10 on a record that read characters: the share of new words in its corpus's held-out
-    text, as the default's choice counts them, from the corpus beside its run (OUT/corpora); 0 when
-    the corpus is gone, so that the record does not stand."""
+    text, as the default's choice counts them, from the corpus beside its run (OUT/corpora), else the
+    one under the default --out; 0 when neither is there, so that the record does not stand."""
     if r["corpus"] not in CORPORA:
         return 0.0
-    path = corpus_path(r["corpus"], Path(r["run"]).parents[2])
-    return _corpus_new_words(path) if path.exists() else 0.0
+    for out in (Path(r["run"]).parents[2], ROOT / "runs" / "recipes"):
+        if corpus_path(r["corpus"], out).exists():
+            return _corpus_new_words(corpus_path(r["corpus"], out))
+    return 0.0
 
 
 def _too_small(r: dict) -> bool:

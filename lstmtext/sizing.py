@@ -241,9 +241,9 @@ def tokenizer_reason(bpe_passes: float, char_passes: float | None, kind: str, to
                 f"the training text (more than {NEW_WORDS:.0%}: words BPE has not learnt, which characters "
                 f"spell); characters make {tokens_ratio:.1f} times the tokens of it, room for a larger model")
     if new_words is not None:
-        return (f"bpe: it would read this text {bpe_passes:,.0f} times in the budget, but the held-out text "
-                f"is written in the training text's words ({new_words:.1%} new, not more than {NEW_WORDS:.0%}), "
-                "which BPE learns as wholes")
+        return (f"bpe: it would read this text {bpe_passes:,.0f} times in the budget and characters "
+                f"{char_passes:,.1f} times, but the held-out text is written in the training text's words "
+                f"({new_words:.1%} new, not more than {NEW_WORDS:.0%}), which BPE learns as wholes")
     if char_passes is not None:
         return (f"bpe: it would read this text {bpe_passes:,.0f} times in the budget, but characters would "
                 f"too ({char_passes:,.1f} times, not fewer than {CHAR_ROOM:g})")

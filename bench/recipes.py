@@ -191,6 +191,16 @@ def c_headers(root: Path = Path("/usr/include")):
             yield p, p.relative_to(root)
 
 
+def sdk_sources(root: Path = Path("/usr/lib/google-cloud-sdk/lib/googlecloudsdk/command_lib")):
+    """The Google Cloud SDK's command_lib *.py in sorted order (on this machine; not on every one).
+    -> (path, relative path)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is missing")
+    for p in sorted(root.rglob("*.py")):
+        if p.is_file():
+            yield p, p.relative_to(root)
+
+
 def copy_until(files, dest: Path, limit: int) -> None:
     dest.mkdir()
     total = 0
@@ -243,6 +253,9 @@ CORPORA = {
                         "the system's top-level C headers (glibc and libraries), 1.5 MB (only when asked)"),
     "news-1m": Corpus(build_news, False, False, "the first 1.1 MB of Penn Treebank's training text: news whose "
                       "held-out tenth reuses its words (2.0% new), for the tokenizer rule (only when asked)"),
+    "sdk-code": Corpus(lambda d: copy_until(sdk_sources(), d, 1_100 * KB), True, False,
+                       "Google Cloud SDK command_lib sources, 1.1 MB: code whose held-out tenth has many new words, "
+                       "for the tokenizer rule (only when asked)"),
     "code-large": Corpus(lambda d: copy_until(python_sources(with_tests=True), d, 20 * MB), True, False,
                          "the standard library, then its tests, 20 MB (only when asked)"),
 }

@@ -101,14 +101,15 @@ def _utf8(data: bytes) -> str | None:
     return text if text.strip() and "\0" not in text else None
 
 
-def build_prose(dest: Path) -> None:
-    data = (DATA / "warandpeace" / "input.txt").read_bytes()[: 100 * KB]
-    dest.write_bytes(data[: data.rindex(b"\n") + 1])  # cut at a line end
+def head(name: str, limit: int):
+    """A builder of the first `limit` bytes of DATA/name, cut at a line end."""
+    def build(dest: Path) -> None:
+        data = (DATA / name).read_bytes()[:limit]
+        dest.write_bytes(data[: data.rindex(b"\n") + 1])
+    return build
 
 
-def build_news(dest: Path) -> None:
-    data = (DATA / "ptb" / "train.txt").read_bytes()[: 1_100 * KB]
-    dest.write_bytes(data[: data.rindex(b"\n") + 1])  # cut at a line end
+build_prose = head("warandpeace/input.txt", 100 * KB)
 
 
 def link(name: str):
@@ -251,8 +252,9 @@ CORPORA = {
     # Not in the suite the defaults are chosen on: a text of another kind to check a rule chosen there.
     "c-headers": Corpus(lambda d: copy_until(c_headers(), d, 3 * MB // 2), True, False,
                         "the system's top-level C headers (glibc and libraries), 1.5 MB (only when asked)"),
-    "news-1m": Corpus(build_news, False, False, "the first 1.1 MB of Penn Treebank's training text: news whose "
-                      "held-out tenth reuses its words (2.0% new), for the tokenizer rule (only when asked)"),
+    "news-1m": Corpus(head("ptb/train.txt", 1_100 * KB), False, False,
+                      "the first 1.1 MB of Penn Treebank's training text: news whose held-out tenth reuses its "
+                      "words (2.0% new), for the tokenizer rule (only when asked)"),
     "sdk-code": Corpus(lambda d: copy_until(sdk_sources(), d, 1_100 * KB), True, False,
                        "Google Cloud SDK command_lib sources, 1.1 MB: code whose held-out tenth has many new words, "
                        "for the tokenizer rule (only when asked)"),

@@ -23,8 +23,8 @@ PTB = ROOT.parent / "shared" / "data" / "ptb"
 
 # Penn Treebank as the papers count it (Mikolov's 10,000 words, <eos> per line), a tied two-layer LSTM.
 # Two changes from AWD-LSTM's own run, both for a budget of hours rather than days, both measured in
-# 10-minute pilots of this recipe (docs/results.md): batch 20, not 80 (batch 40 reads 12% more
-# tokens a second here, but twice the steps an epoch learn faster: valid 224 against 290 at 10
+# 10-minute pilots of this recipe (docs/results.md): batch 20, not AWD-LSTM's 80 or the 40 it had here
+# (batch 40 reads 12% more tokens a second, but twice the steps an epoch learn faster: valid 224 against 290 at 10
 # minutes), and U(±1/√512) weights (PyTorch's LSTM start, which AWD-LSTM's LSTM keeps; ±0.1: valid
 # 336 against 321 at step 600). The rate falls to a tenth over the budget's last fifth (wsd), so the
 # run ends annealed whether or not NT-ASGD's trigger has come.

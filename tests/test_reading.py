@@ -50,6 +50,30 @@ def test_switched_off_they_are_the_plain_score():
     assert float((nll * mask).sum()) == pytest.approx(total, rel=1e-12) and int(mask.sum()) == n
 
 
+@pytest.mark.parametrize("untied", [False, True])
+def test_a_dynamic_step_is_the_formula_as_written(untied):
+    """The second segment is scored with θ₁ = θ₀ − η g / (rms + ε) + λ r (θ₀ − θ₀), g the first's gradient;
+    the third with θ₂ = θ₁ − η g₁ / (rms + ε) + λ r (θ₀ − θ₁), r = rms / its mean, clipped at 1/λ."""
+    cfg = ModelConfig(vocab_size=V, embed=12, hidden=12, layers=2, dropout=0.0, tie=not untied)
+    params = model.init_params(cfg, np.random.default_rng(6), np.float64)
+    ids = np.tile(text_ids(n=6), 3)[:16]  # tokens come back: the steps on their embedding rows count
+    rms = reading.gradient_rms(params, cfg, text_ids(seed=2), 4, 5, 0)
+    lr, decay, eps = 0.05, 0.3, reading.EPSILON
+    mean_rms = np.mean([r.mean() for r in rms.values()])
+    rate = {k: np.minimum(r / mean_rms, 1 / decay) for k, r in rms.items()}
+    got = reading.dynamic_nll(params, cfg, ids, rms, lr=lr, decay=decay, window=5)
+    theta, state, want = dict(params), model.init_state(cfg, 1, np.float64), []
+    for i in (0, 5, 10):
+        x, y = ids[i : i + 5, None], ids[i + 1 : i + 6, None]
+        _, nll, cache, state = model.forward(theta, cfg, x, y, state, None)
+        want.append(nll[:, 0])
+        grads, _ = model.backward(theta, cfg, cache)
+        dense = {k: g.dense() if hasattr(g, "dense") else g for k, g in grads.items()}
+        theta = {k: p - lr * dense[k] / (rms[k] + eps) + decay * rate[k] * (params[k] - p) for k, p in theta.items()}
+    np.testing.assert_allclose(got, np.concatenate(want), rtol=1e-12)
+    assert not np.allclose(got[5:], plain_nll(params, cfg, ids, 1, 5)[5:])  # the steps did change the scores
+
+
 @pytest.mark.parametrize("how", ["dynamic", "cache"])
 def test_no_token_is_scored_after_something_learnt_from_it(how):
     """Changing token k changes nothing before the prediction of token k (position k - 1)."""

@@ -3,7 +3,7 @@
 dynamic evaluation (Krause et al. 2018) and with the neural cache (Grave et al. 2017); and the ablation,
 the same recipe with one part taken out at a time (their Table 4, at a budget a laptop has).
 
-    python -m bench.awd [--minutes 120] [--runs full,-weight-drop,...] [--ptb DIR] [--out runs/awd]
+    python -m bench.awd [--minutes 120] [--runs full,-weight-drop,...] [--also FLAGS] [--ptb DIR] [--out runs/awd]
 
 Each run trains through the CLI (`lstmtext train ... --max-minutes M`), then `lstmtext eval RUN
 test.txt --json` three ways; its results are appended to OUT/results.jsonl as they come, and --resume
@@ -46,12 +46,13 @@ PARTS = {
 SCORING = {"plain": [], "dynamic": ["--dynamic"], "cache": ["--cache", "500"]}
 
 
-def flags(run: str) -> list[str]:
-    """"full": every part; "-PART": every part but that one, its stand-in instead."""
+def flags(run: str, also: str = "") -> list[str]:
+    """The flags of a run: "full", every part; "-PART", every part but that one, its stand-in instead; then `also`
+    (the command line's last word on an option is the one it keeps)."""
     out = shlex.split(BASE)
     for part, (on, off) in PARTS.items():
         out += shlex.split(off if run == f"-{part}" else on)
-    return out
+    return out + shlex.split(also)
 
 
 def run_names(spec: str) -> list[str]:
@@ -66,15 +67,15 @@ def lstmtext(*args) -> list[str]:
     return [str(Path(sys.executable).with_name("lstmtext")), *map(str, args)]
 
 
-def one(name: str, minutes: float, ptb: Path, out: Path) -> dict:
+def one(name: str, minutes: float, ptb: Path, out: Path, also: str) -> dict:
     run = out / ("full" if name == "full" else f"without-{name[1:]}")
     t0 = time.perf_counter()
     train = lstmtext("train", ptb / "train.txt", "--valid", ptb / "valid.txt", "--out", run, "--force",
-                     "--max-minutes", minutes, *flags(name))  # fmt: skip
+                     "--max-minutes", minutes, *flags(name, also))  # fmt: skip
     with open(out / f"{run.name}.log", "w") as log:
         subprocess.run(train, check=True, stdout=log, stderr=subprocess.STDOUT)
     trained = time.perf_counter() - t0
-    result = {"run": name, "minutes": minutes, "flags": flags(name), "train_seconds": trained}
+    result = {"run": name, "minutes": minutes, "flags": flags(name, also), "train_seconds": trained}
     for how, extra in SCORING.items():
         t1 = time.perf_counter()
         cmd = lstmtext("eval", run, ptb / "test.txt", "--json", "--batch-size", "1", *extra)
@@ -100,6 +101,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=120.0)
     ap.add_argument("--runs", default="full", help="full, -PART (full without PART), or ablation (all of them)")
+    ap.add_argument("--also", default="", help="flags after the recipe's, which they override (make reproduce-awd's)")
     ap.add_argument("--ptb", type=Path, default=PTB)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "awd")
     ap.add_argument("--resume", action="store_true", help="skip the runs OUT/results.jsonl already holds")
@@ -108,18 +110,19 @@ def main() -> int:
     names = run_names(a.runs)
     if a.dry_run:
         for n in names:
-            print(n, shlex.join(flags(n)))
+            print(n, shlex.join(flags(n, a.also)))
         return 0
     if not (a.ptb / "train.txt").exists():
         sys.exit(f"no Penn Treebank in {a.ptb}; pass --ptb DIR (lstmtext does not distribute it)")
     a.out.mkdir(parents=True, exist_ok=True)
     path = a.out / "results.jsonl"
     done = [json.loads(x) for x in path.read_text().splitlines()] if a.resume and path.exists() else []
-    results = [r for r in done if r["run"] in names and r["minutes"] == a.minutes and r["flags"] == flags(r["run"])]
+    same = [r for r in done if r["minutes"] == a.minutes and r["flags"] == flags(r["run"], a.also)]
+    results = [r for r in same if r["run"] in names]
     for name in names:
         if any(r["run"] == name for r in results):
             continue
-        r = one(name, a.minutes, a.ptb, a.out)
+        r = one(name, a.minutes, a.ptb, a.out, a.also)
         with open(path, "a") as f:
             f.write(json.dumps(r) + "\n")
         results.append(r)

@@ -1,6 +1,9 @@
 """AWD-LSTM's parts (issue #31) where the gradient checks (test_gradients.py) do not reach: weight drop's
 one mask per window, and the options through the command line: stored, shown, kept on resume, exact."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from test_cli import TINY, app, invoke, make_corpus, runner, whole_and_resumed
@@ -154,3 +157,19 @@ def test_dropout_in_and_out_follow_the_dropout_the_size_chooser_picks(tmp_path):
     r = invoke(["train", corpus, *TINY, "--epochs", "10", "--dropout-out", "0", "--out", tmp_path / "s"])
     m = checkpoint.load(tmp_path / "s" / "last.safetensors").model_cfg
     assert m.dropout > 0 and m.dropout_in == m.dropout and m.dropout_out == 0.0
+
+
+def test_make_reproduce_awds_flags_after_the_recipe_are_the_ones_kept(tmp_path):
+    """bench.awd --also appends flags to the recipe's; the command line keeps an option's last value."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's root, where bench/ is
+    from bench import awd
+
+    got = awd.flags("full", "--weight-drop 0.25")
+    assert got[: len(awd.flags("full"))] == awd.flags("full") and got[-2:] == ["--weight-drop", "0.25"]
+    assert "--weight-drop" not in awd.flags("-weight-drop") and awd.flags("-nt-asgd").count("sgd") == 1
+    corpus = make_corpus(tmp_path / "tiny.txt")
+    run = tmp_path / "run"
+    r = invoke(["train", corpus, *TINY, "--max-steps", "2", "--epochs", "0", "--out", run, "--weight-drop", "0.5",
+                "--weight-drop", "0.25"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(run / "last.safetensors").model_cfg.weight_drop == 0.25

@@ -69,13 +69,19 @@ def lstmtext(*args) -> list[str]:
 
 def one(name: str, minutes: float, ptb: Path, out: Path, also: str) -> dict:
     run = out / ("full" if name == "full" else f"without-{name[1:]}")
-    t0 = time.perf_counter()
-    train = lstmtext("train", ptb / "train.txt", "--valid", ptb / "valid.txt", "--out", run, "--force",
-                     "--max-minutes", minutes, *flags(name, also))  # fmt: skip
-    with open(out / f"{run.name}.log", "w") as log:
-        subprocess.run(train, check=True, stdout=log, stderr=subprocess.STDOUT)
-    trained = time.perf_counter() - t0
-    result = {"run": name, "minutes": minutes, "flags": flags(name, also), "train_seconds": trained}
+    result = {"run": name, "minutes": minutes, "flags": flags(name, also)}
+    # A run trained to its budget is kept, so one stopped during its evaluations (they take a quarter
+    # of an hour) is scored again on --resume, not trained again.
+    trained = run / "trained.json"
+    kept = json.loads(trained.read_text()) if trained.exists() else {}
+    if {k: kept.get(k) for k in result} != result:
+        t0 = time.perf_counter()
+        train = lstmtext("train", ptb / "train.txt", "--valid", ptb / "valid.txt", "--out", run, "--force",
+                         "--max-minutes", minutes, *result["flags"])  # fmt: skip
+        with open(out / f"{run.name}.log", "w") as log:
+            subprocess.run(train, check=True, stdout=log, stderr=subprocess.STDOUT)
+        trained.write_text(json.dumps({**result, "train_seconds": time.perf_counter() - t0}))
+    result = json.loads(trained.read_text())
     for how, extra in SCORING.items():
         t1 = time.perf_counter()
         cmd = lstmtext("eval", run, ptb / "test.txt", "--json", "--batch-size", "1", *extra)

@@ -173,3 +173,32 @@ def test_make_reproduce_awds_flags_after_the_recipe_are_the_ones_kept(tmp_path):
                 "--weight-drop", "0.25"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert checkpoint.load(run / "last.safetensors").model_cfg.weight_drop == 0.25
+
+
+def test_a_run_stopped_in_its_evaluations_is_scored_again_not_trained_again(tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench import awd
+
+    calls = []
+
+    def fake_run(cmd, **kw):
+        what = cmd[1] if "--dynamic" not in cmd else "dynamic"
+        calls.append(what)
+        if what == "train":
+            run = Path(cmd[cmd.index("--out") + 1])
+            run.mkdir(parents=True, exist_ok=True)
+            (run / "metrics.jsonl").write_text('{"kind": "valid", "ppl": 99.0}\n')
+            return None
+        if what == "dynamic" and calls.count("dynamic") == 1:
+            raise KeyboardInterrupt  # the session ends during the slowest evaluation
+        return type("Done", (), {"stdout": '{"perplexity": 90.0}'})()
+
+    monkeypatch.setattr(awd.subprocess, "run", fake_run)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        awd.one("-ar-tar", 1.0, tmp_path, out, "")
+    r = awd.one("-ar-tar", 1.0, tmp_path, out, "")
+    assert calls == ["train", "eval", "dynamic", "eval", "dynamic", "eval"] and r["plain"]["perplexity"] == 90.0
+    r = awd.one("-ar-tar", 1.0, tmp_path, out, "--ar 1")  # other flags: trained anew
+    assert calls[6] == "train" and r["flags"][-2:] == ["--ar", "1"]

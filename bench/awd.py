@@ -3,7 +3,7 @@
 dynamic evaluation (Krause et al. 2018) and with the neural cache (Grave et al. 2017); and the ablation,
 the same recipe with one part taken out at a time (their Table 4, at a budget a laptop has).
 
-    python -m bench.awd [--minutes 120] [--runs full,-weight-drop,...] [--also FLAGS] [--ptb DIR] [--out runs/awd]
+    python -m bench.awd [--minutes 120] [--runs=full,-weight-drop,...] [--also FLAGS] [--ptb DIR] [--out runs/awd]
 
 Each run trains through the CLI (`lstmtext train ... --max-minutes M`), then `lstmtext eval RUN
 test.txt --json` three ways; its results are appended to OUT/results.jsonl as they come, and --resume
@@ -106,7 +106,9 @@ def table(results: list[dict]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=120.0)
-    ap.add_argument("--runs", default="full", help="full, -PART (full without PART), or ablation (all of them)")
+    ap.add_argument(
+        "--runs", default="full", help="full, -PART (full without PART: write --runs=-PART), or ablation (all of them)"
+    )
     ap.add_argument("--also", default="", help="flags after the recipe's, which they override (make reproduce-awd's)")
     ap.add_argument("--ptb", type=Path, default=PTB)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "awd")

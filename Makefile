@@ -92,7 +92,7 @@ parity: $(VENV)/.installed-dev
 # Issue #31: AWD-LSTM's parts on PTB in a 2-hour budget, the test text scored plainly, with dynamic
 # evaluation and with the cache (bench/awd.py); ablate-awd takes each part out in turn, at a shorter budget.
 # The 2 hours halve the paper's weight drop and embedding dropout (AWD_ALSO, flags after the recipe's):
-# at 40 minutes taking either out gained 7-10 in validation perplexity (docs/results.md, "The ablation
+# at 40 minutes taking either out gained 7-11 in validation perplexity (docs/results.md, "The ablation
 # at 40 minutes"), and 2 hours are 21 epochs where AWD-LSTM's strengths were set for hundreds.
 AWD_MINUTES ?= 40
 AWD_ALSO ?= --weight-drop 0.25 --embed-dropout 0.05

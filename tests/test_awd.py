@@ -12,6 +12,9 @@ from lstmtext import batching, checkpoint, model, optim
 from lstmtext.config import ModelConfig
 from lstmtext.errors import ConfigError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project's root, where bench/ is
+from bench import awd  # noqa: E402
+
 AWD = ["--weight-drop", "0.5", "--dropout-kind", "locked", "--dropout", "0.2", "--dropout-in", "0.3",
        "--embed-dropout", "0.1", "--ar", "2", "--tar", "1"]
 
@@ -161,9 +164,6 @@ def test_dropout_in_and_out_follow_the_dropout_the_size_chooser_picks(tmp_path):
 
 def test_make_reproduce_awds_flags_after_the_recipe_are_the_ones_kept(tmp_path):
     """bench.awd --also appends flags to the recipe's; the command line keeps an option's last value."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's root, where bench/ is
-    from bench import awd
-
     got = awd.flags("full", "--weight-drop 0.25")
     assert got[: len(awd.flags("full"))] == awd.flags("full") and got[-2:] == ["--weight-drop", "0.25"]
     assert "--weight-drop" not in awd.flags("-weight-drop") and awd.flags("-nt-asgd").count("sgd") == 1
@@ -176,9 +176,6 @@ def test_make_reproduce_awds_flags_after_the_recipe_are_the_ones_kept(tmp_path):
 
 
 def test_a_run_stopped_in_its_evaluations_is_scored_again_not_trained_again(tmp_path, monkeypatch):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench import awd
-
     calls = []
 
     def fake_run(cmd, **kw):

@@ -133,11 +133,13 @@ class Model:
             self._warn(warning)
 
     def score(self, text: str, batch_size: int = EvalOptions.batch_size, bptt: int = EvalOptions.bptt, *,
-              name: str = "the text", **options) -> dict:  # fmt: skip
+              name: str = "the text", progress: reading.Progress | None = None, **options) -> dict:  # fmt: skip
         """How well the model predicts `text`: the fields `lstmtext eval --json` prints (tokens, loss,
         perplexity, words, word_perplexity, bits_per_byte, unk_rate). name: the text in messages.
-        options: EvalOptions's fields (batch_size, bptt; dynamic and its dynamic_*, which read the text
-        as one stream and learn from it as it goes; cache, cache_theta, cache_lambda: lstmtext.reading)."""
+        progress(stage, done, total): called as the reading goes, in tokens; stage "statistics" (the
+        training text's gradients, --dynamic only) or "scoring". options: EvalOptions's fields
+        (batch_size, bptt; dynamic and its dynamic_*, which read the text as one stream and learn from
+        it as it goes; cache, cache_theta, cache_lambda: lstmtext.reading)."""
         o = options_of(EvalOptions, {"batch_size": batch_size, "bptt": bptt, **options}, "scoring")
         reading.check_options(o)
         ids = self.tokenizer.encode(text)
@@ -147,15 +149,16 @@ class Model:
         with threads.choosing(self.threads) as tuner:
             if o.dynamic:
                 rms = reading.gradient_rms(params, cfg, self._training_ids(), reading.STATS_STREAMS,
-                                           o.dynamic_window, o.dynamic_stats)  # fmt: skip
-                nll = reading.dynamic_nll(params, cfg, ids, rms, o.dynamic_lr, o.dynamic_decay, o.dynamic_window)
+                                           o.dynamic_window, o.dynamic_stats, progress)  # fmt: skip
+                nll = reading.dynamic_nll(params, cfg, ids, rms, o.dynamic_lr, o.dynamic_decay, o.dynamic_window,
+                                          progress=progress)  # fmt: skip
                 total, n = float(nll.sum()), len(nll)
             elif o.cache:
                 nll, mask = reading.cache_nll(params, cfg, ids, o.batch_size, o.bptt, o.cache, o.cache_theta,
-                                              o.cache_lambda)  # fmt: skip
+                                              o.cache_lambda, progress)  # fmt: skip
                 total, n = float((nll * mask).sum()), int(mask.sum())
             else:
-                total, n = evaluate.score(params, cfg, ids, o.batch_size, o.bptt, tuner)
+                total, n = evaluate.score(params, cfg, ids, o.batch_size, o.bptt, tuner, progress)
         r = evaluate.report(total, n, text, self.tokenizer.count_unk(ids[1:]))
         if r["unk_rate"] > evaluate.UNK_WARN:
             self._warn(f"{100 * r['unk_rate']:.1f}% of the tokens are <unk>; the perplexity flatters the model on "

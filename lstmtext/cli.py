@@ -1,9 +1,11 @@
 """The command line: parse options, call the library, turn LstmTextError into one line + exit 1."""
 
+import contextlib
 import functools
 import json
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import fields
 from inspect import Parameter, Signature
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich import progress as bars
 from rich.console import Console
 from rich.table import Table
 
@@ -173,7 +176,8 @@ def eval_(checkpoint_path: Path, file: Path, encoding_errors: str, as_json: bool
     if encoding_errors == "replace" and REPLACEMENT in text:
         n = text.count(REPLACEMENT)
         typer.echo(f"--encoding-errors replace read {n:,} invalid UTF-8 sequence{'s' * (n != 1)} as U+FFFD.", err=True)
-    r = model.score(text, name=str(file), **options)
+    with _reading_bar() as progress:
+        r = model.score(text, name=str(file), progress=progress, **options)
     if as_json:
         typer.echo(json.dumps({"file": str(file), **r}))
     else:
@@ -185,6 +189,29 @@ def eval_(checkpoint_path: Path, file: Path, encoding_errors: str, as_json: bool
         t.add_row("bits per byte", f"{r['bits_per_byte']:.4f}")
         t.add_row("<unk> rate", f"{100 * r['unk_rate']:.2f}%")
         Console().print(t)
+
+
+@contextlib.contextmanager
+def _reading_bar() -> Iterator[reading.Progress]:
+    """A bar on stderr while `eval` reads (a dynamic evaluation of a book takes minutes), gone when
+    it is done; nothing when stderr is not a terminal, so logs and --json pipes stay clean."""
+    with bars.Progress(
+        bars.TextColumn("{task.description}"),
+        bars.BarColumn(bar_width=24),
+        bars.TextColumn("{task.completed:,.0f}/{task.total:,.0f} tokens"),
+        bars.TimeElapsedColumn(),
+        bars.TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, bars.TaskID] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        yield progress
 
 
 eval_.__signature__ = _signature(

@@ -19,10 +19,11 @@ UNK_WARN = 0.05  # above this <unk> rate a perplexity flatters the model
 
 def score(
     params: dict, cfg: ModelConfig, ids: np.ndarray, batch_size: int = EvalOptions.batch_size,
-    bptt: int = EvalOptions.bptt, tuner=None,
+    bptt: int = EvalOptions.bptt, tuner=None, progress=None,
 ) -> tuple[float, int]:
     """-> (total loss in nats, number of predicted tokens) over ids (N,). tuner: a threads.ThreadTuner
-    that times each window and chooses the BLAS threads of the next (None: leave them)."""
+    that times each window and chooses the BLAS threads of the next (None: leave them). progress:
+    reading.Progress, told the tokens scored after each window."""
     if len(ids) < 2:
         return 0.0, 0
     batch_size = min(batch_size, len(ids) - 1)
@@ -30,6 +31,7 @@ def score(
     dtype = params["embed.W"].dtype
     state = model.init_state(cfg, batch_size, dtype)
     total = 0.0
+    n_scored, done = int(mask.sum()), 0
     for i in range(0, x.shape[0], bptt):
         m = mask[i : i + bptt]  # (T, B)
         if tuner is not None:
@@ -38,7 +40,10 @@ def score(
         total += float((nll.astype(np.float64) * m).sum())
         if tuner is not None:
             tuner.end(m.size)
-    return total, int(mask.sum())
+        done += int(m.sum())
+        if progress is not None:
+            progress("scoring", done, n_scored)
+    return total, n_scored
 
 
 def perplexity(nats: float) -> float:

@@ -21,11 +21,16 @@ so a word the text has just used, and that followed a similar state, becomes lik
 plain score.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 
 from lstmtext import adaptive, batching, layers, model
 from lstmtext.config import EvalOptions, ModelConfig
 from lstmtext.errors import ConfigError
+
+# progress(stage, done, total): what a long reading has done so far, in tokens; the CLI draws it as a bar
+Progress = Callable[[str, int, int], None]
 
 STATS_STREAMS = 100  # the training text's streams while gathering gradient statistics (Krause et al.'s)
 EPSILON = 2e-5  # ε of the dynamic step: keeps a weight whose training gradient was ~0 from leaping
@@ -45,11 +50,13 @@ def check_options(o: EvalOptions) -> None:
 
 
 def gradient_rms(params: dict, cfg: ModelConfig, ids: np.ndarray, batch: int, window: int,
-                 max_windows: int) -> dict:  # fmt: skip
+                 max_windows: int, progress: Progress | None = None) -> dict:  # fmt: skip
     """Per weight, the root mean square of the training loss's gradient over windows of `ids` (the
     training text), read as `batch` streams, at most `max_windows` windows (0: all), no dropout."""
     batch = max(1, min(batch, len(ids) // (window + 1)))  # each stream needs a whole window and its target
     streams = batching.make_streams(ids, batch)  # (n, B)
+    n_windows = (streams.shape[0] - 1) // window  # the whole windows; a short last one is not read
+    n_windows = min(n_windows, max_windows) if max_windows else n_windows
     state = model.init_state(cfg, batch, params["embed.W"].dtype)
     total = {k: np.zeros_like(p) for k, p in params.items()}
     count = 0
@@ -64,6 +71,8 @@ def gradient_rms(params: dict, cfg: ModelConfig, ids: np.ndarray, batch: int, wi
             else:
                 total[k] += g * g
         count += 1
+        if progress is not None:
+            progress("statistics", count * window * batch, n_windows * window * batch)
     if count == 0:
         raise ConfigError(f"--dynamic needs a training text of at least {window + 1} tokens for its statistics; "
                           f"this one has {len(ids)}")  # fmt: skip
@@ -71,7 +80,8 @@ def gradient_rms(params: dict, cfg: ModelConfig, ids: np.ndarray, batch: int, wi
 
 
 def dynamic_nll(params: dict, cfg: ModelConfig, ids: np.ndarray, rms: dict, lr: float, decay: float,
-                window: int, epsilon: float = EPSILON) -> np.ndarray:  # fmt: skip
+                window: int, epsilon: float = EPSILON,
+                progress: Progress | None = None) -> np.ndarray:  # fmt: skip
     """-> the loss of each prediction of ids[1:] (M,), each segment of `window` tokens scored with the
     weights learned from the segments before it only, then learned from."""
     theta = {k: p.copy() for k, p in params.items()}
@@ -94,6 +104,8 @@ def dynamic_nll(params: dict, cfg: ModelConfig, ids: np.ndarray, rms: dict, lr: 
         xs, ys = x[i : i + window, None], y[i : i + window, None]  # (T, 1)
         _, nll, cache, state = model.forward(theta, cfg, xs, ys, state, None)
         out[i : i + len(xs)] = nll[:, 0]  # scored first
+        if progress is not None:
+            progress("scoring", i + len(xs), len(x))
         if lr == 0 and decay == 0:
             continue
         grads, _ = model.backward(theta, cfg, cache)
@@ -111,7 +123,7 @@ def dynamic_nll(params: dict, cfg: ModelConfig, ids: np.ndarray, rms: dict, lr: 
 
 
 def cache_nll(params: dict, cfg: ModelConfig, ids: np.ndarray, batch: int, bptt: int, size: int, theta: float,
-              lam: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+              lam: float, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """-> (loss of each prediction, (n, B) in stream order; the mask of those that count (n, B)), with
     the model's probability mixed with a pointer over each stream's last `size` positions."""
     batch = min(batch, len(ids) - 1)
@@ -122,6 +134,7 @@ def cache_nll(params: dict, cfg: ModelConfig, ids: np.ndarray, batch: int, bptt:
     keys = np.zeros((0, batch, H), dtype=np.float64)  # (k, B, H) the kept outputs, oldest first
     vals = np.zeros((0, batch), dtype=y.dtype)  # (k, B) the token that followed each
     out = np.empty(x.shape)
+    n_scored, done = int(mask.sum()), 0
     for i in range(0, x.shape[0], bptt):
         xs, ys = x[i : i + bptt], y[i : i + bptt]  # (T, B)
         T = xs.shape[0]
@@ -144,6 +157,9 @@ def cache_nll(params: dict, cfg: ModelConfig, ids: np.ndarray, batch: int, bptt:
         with np.errstate(divide="ignore"):  # a padded position's p may be 0; the mask drops it
             out[i : i + T] = -np.log((1.0 - mix) * p_model + mix * p_cache).T  # (T, B)
         keys, vals = K[-size:], V[-size:]
+        done += int(mask[i : i + T].sum())
+        if progress is not None:
+            progress("scoring", done, n_scored)
     return out, mask
 
 

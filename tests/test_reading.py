@@ -155,3 +155,28 @@ def test_dynamic_statistics_need_a_whole_window_of_training_text():
     assert all(np.isfinite(r).all() for r in rms.values()) and any(r.any() for r in rms.values())
     with pytest.raises(ConfigError, match="at least 6 tokens"):
         reading.gradient_rms(params, cfg, text_ids(n=5), 100, 5, 0)
+
+
+@pytest.mark.parametrize("how", ["plain", "dynamic", "cache"])
+def test_a_long_reading_says_how_far_it_is(how):
+    params, cfg = network()
+    ids = text_ids(n=203)
+    calls = []
+
+    def progress(stage, done, total):
+        calls.append((stage, done, total))
+
+    if how == "plain":
+        _, n = evaluate.score(params, cfg, ids, 4, 7, progress=progress)
+    elif how == "cache":
+        _, mask = reading.cache_nll(params, cfg, ids, 4, 7, 30, 0.3, 0.1, progress)
+        n = int(mask.sum())
+    else:
+        rms = reading.gradient_rms(params, cfg, text_ids(n=400, seed=2), 3, 5, 0, progress)
+        stats = [c for c in calls if c[0] == "statistics"]
+        assert stats[-1][1] == stats[-1][2] == len(stats) * 3 * 5  # every window read, each counted once
+        n = len(reading.dynamic_nll(params, cfg, ids, rms, 1e-3, 0.0, 5, progress=progress))
+    scoring = [c for c in calls if c[0] == "scoring"]
+    done = [d for _, d, _ in scoring]
+    assert done == sorted(set(done)) and done[-1] == n == len(ids) - 1  # forward only, and to the end
+    assert {t for _, _, t in scoring} == {n}

@@ -192,16 +192,20 @@ def eval_(checkpoint_path: Path, file: Path, encoding_errors: str, as_json: bool
 
 
 @contextlib.contextmanager
-def _reading_bar() -> Iterator[reading.Progress]:
+def _reading_bar() -> Iterator[reading.Progress | None]:
     """A bar on stderr while `eval` reads (a dynamic evaluation of a book takes minutes), gone when
     it is done; nothing when stderr is not a terminal, so logs and --json pipes stay clean."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None  # rich would still end its bar with a blank line
+        return
     with bars.Progress(
         bars.TextColumn("{task.description}"),
         bars.BarColumn(bar_width=24),
         bars.TextColumn("{task.completed:,.0f}/{task.total:,.0f} tokens"),
         bars.TimeElapsedColumn(),
         bars.TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
     ) as bar:
         tasks: dict[str, bars.TaskID] = {}

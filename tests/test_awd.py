@@ -113,6 +113,22 @@ def test_an_nt_asgd_run_validates_and_saves_the_average_and_resumes_bit_for_bit(
     assert set(best.params) == set(a.params)
 
 
+def test_nt_asgd_before_its_trigger_is_sgd_to_the_bit(tmp_path):
+    """Until validation stalls NT-ASGD takes SGD's steps and saves SGD's weights: the ablation's row
+    without it (SGD in its place) differs from the whole recipe only once the trigger has come."""
+    corpus = make_corpus(tmp_path / "tiny.txt", lines=120)
+    common = [corpus, *TINY, "--lr", "8", "--nonmono", "50", "--eval-every", "2", "--epochs", "0", "--seed", "3",
+              "--dtype", "float64", "--schedule", "wsd", "--max-steps", "12", "--rollback", "0", "--plateau", "0"]
+    got = {}
+    for kind in ("nt-asgd", "sgd"):
+        r = invoke(["train", *common, "--optimizer", kind, "--out", tmp_path / kind])
+        assert r.exit_code == 0, r.output
+        got[kind] = checkpoint.load(tmp_path / kind / "last.safetensors")
+    assert int(got["nt-asgd"].extra["asgd.n"][0]) == 0  # never triggered
+    for k, v in got["sgd"].params.items():
+        np.testing.assert_array_equal(got["nt-asgd"].params[k], v)
+
+
 def test_jittered_windows_cover_each_stream_once_and_resume_where_they_were():
     streams = np.arange(2003 * 3).reshape(2003, 3)
     lengths = batching.jittered_lengths(2003, 35, np.random.default_rng(0))

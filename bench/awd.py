@@ -3,11 +3,14 @@
 dynamic evaluation (Krause et al. 2018) and with the neural cache (Grave et al. 2017); and the ablation,
 the same recipe with one part taken out at a time (their Table 4, at a budget a laptop has).
 
-    python -m bench.awd [--minutes 120] [--runs=full,-weight-drop,...] [--also FLAGS] [--ptb DIR] [--out runs/awd]
+    python -m bench.awd [--minutes 120 | --steps N] [--runs=full,-weight-drop,...] [--also FLAGS] [--ptb DIR]
+                        [--out runs/awd]
 
 Each run trains through the CLI (`lstmtext train ... --max-minutes M`), then `lstmtext eval RUN
 test.txt --json` three ways; its results are appended to OUT/results.jsonl as they come, and --resume
-skips the runs already there. One training process at a time: the budget is wall-clock.
+skips the runs already there. One training process at a time: the budget is wall-clock. --steps N
+gives each run N steps instead (`--max-steps N`, the rate following the steps): on a machine whose
+speed has moved since an earlier row, the earlier row's step count keeps the rows comparable.
 """
 
 import argparse
@@ -67,9 +70,10 @@ def lstmtext(*args) -> list[str]:
     return [str(Path(sys.executable).with_name("lstmtext")), *map(str, args)]
 
 
-def one(name: str, minutes: float, ptb: Path, out: Path, also: str) -> dict:
+def one(name: str, minutes: float, ptb: Path, out: Path, also: str, steps: int = 0) -> dict:
     run = out / ("full" if name == "full" else f"without-{name[1:]}")
-    result = {"run": name, "minutes": minutes, "flags": flags(name, also)}
+    result = {"run": name, "minutes": minutes, "steps": steps, "flags": flags(name, also)}
+    budget = ["--max-steps", steps] if steps else ["--max-minutes", minutes]
     # A run trained to its budget is kept, so one stopped during its evaluations (they take a quarter
     # of an hour) is scored again on --resume, not trained again.
     trained = run / "trained.json"
@@ -77,7 +81,7 @@ def one(name: str, minutes: float, ptb: Path, out: Path, also: str) -> dict:
     if {k: kept.get(k) for k in result} != result:
         t0 = time.perf_counter()
         train = lstmtext("train", ptb / "train.txt", "--valid", ptb / "valid.txt", "--out", run, "--force",
-                         "--max-minutes", minutes, *result["flags"])  # fmt: skip
+                         *budget, *result["flags"])  # fmt: skip
         with open(out / f"{run.name}.log", "w") as log:
             subprocess.run(train, check=True, stdout=log, stderr=subprocess.STDOUT)
         trained.write_text(json.dumps({**result, "train_seconds": time.perf_counter() - t0}))
@@ -106,6 +110,7 @@ def table(results: list[dict]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=120.0)
+    ap.add_argument("--steps", type=int, default=0, help="a budget of N steps instead of --minutes")
     ap.add_argument(
         "--runs", default="full", help="full, -PART (full without PART: write --runs=-PART), or ablation (all of them)"
     )
@@ -125,12 +130,13 @@ def main() -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     path = a.out / "results.jsonl"
     done = [json.loads(x) for x in path.read_text().splitlines()] if a.resume and path.exists() else []
-    same = [r for r in done if r["minutes"] == a.minutes and r["flags"] == flags(r["run"], a.also)]
+    same = [r for r in done if (r["minutes"], r.get("steps", 0)) == (a.minutes, a.steps)
+            and r["flags"] == flags(r["run"], a.also)]  # fmt: skip
     results = [r for r in same if r["run"] in names]
     for name in names:
         if any(r["run"] == name for r in results):
             continue
-        r = one(name, a.minutes, a.ptb, a.out, a.also)
+        r = one(name, a.minutes, a.ptb, a.out, a.also, a.steps)
         with open(path, "a") as f:
             f.write(json.dumps(r) + "\n")
         results.append(r)

@@ -215,3 +215,24 @@ def test_a_run_stopped_in_its_evaluations_is_scored_again_not_trained_again(tmp_
     assert calls == ["train", "eval", "dynamic", "eval", "dynamic", "eval"] and r["plain"]["perplexity"] == 90.0
     r = awd.one("-ar-tar", 1.0, tmp_path, out, "--ar 1")  # other flags: trained anew
     assert calls[6] == "train" and r["flags"][-2:] == ["--ar", "1"]
+
+
+def test_a_step_budget_trains_those_steps_and_no_clock(tmp_path, monkeypatch):
+    """bench.awd --steps N: `train --max-steps N` in place of --max-minutes, kept apart from a clock run."""
+    commands = []
+
+    def fake_run(cmd, **kw):
+        commands.append([str(c) for c in cmd])
+        if cmd[1] == "train":
+            run = Path(cmd[cmd.index("--out") + 1])
+            run.mkdir(parents=True, exist_ok=True)
+            (run / "metrics.jsonl").write_text('{"kind": "valid", "ppl": 99.0}\n')
+            return None
+        return type("Done", (), {"stdout": '{"perplexity": 90.0}'})()
+
+    monkeypatch.setattr(awd.subprocess, "run", fake_run)
+    r = awd.one("-weight-decay", 40.0, tmp_path, tmp_path, "", steps=4909)
+    train = commands[0]
+    assert train[train.index("--max-steps") + 1] == "4909" and "--max-minutes" not in train and r["steps"] == 4909
+    awd.one("-weight-decay", 40.0, tmp_path, tmp_path, "")  # the same run on the clock: trained anew
+    assert commands[4][1] == "train" and "--max-minutes" in commands[4] and "--max-steps" not in commands[4]

@@ -173,9 +173,12 @@ def test_model_gradients_with_awd_regularisers(reg, cell_name, tie):
     grads, dstate = model.backward(params, cfg, cache)
     for k in params:
         g = grads[k].dense() if isinstance(grads[k], layers.RowGrad) else grads[k]
-        assert rel_error(g, numerical_grad(objective, params[k])) < TOL, k
+        # eps 1e-5: some of these gradients are ~1e-4 in norm (layer 1's peepholes), where a central
+        # difference at 1e-6 carries rounding of ~1e-16·|loss|/eps per entry, 1e-6 of the norm: the
+        # check would measure its own noise (1.1e-6 on the compiled path, 0.9e-6 on NumPy's)
+        assert rel_error(g, numerical_grad(objective, params[k], eps=1e-5)) < TOL, k
     for k in state:
-        assert rel_error(dstate[k], numerical_grad(objective, state[k])) < TOL, k
+        assert rel_error(dstate[k], numerical_grad(objective, state[k], eps=1e-5)) < TOL, k
 
 
 def test_regularisers_off_in_evaluation_and_at_zero():

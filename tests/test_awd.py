@@ -191,35 +191,10 @@ def test_make_reproduce_awds_flags_after_the_recipe_are_the_ones_kept(tmp_path):
     assert checkpoint.load(run / "last.safetensors").model_cfg.weight_drop == 0.25
 
 
-def test_a_run_stopped_in_its_evaluations_is_scored_again_not_trained_again(tmp_path, monkeypatch):
-    calls = []
-
-    def fake_run(cmd, **kw):
-        what = cmd[1] if "--dynamic" not in cmd else "dynamic"
-        calls.append(what)
-        if what == "train":
-            run = Path(cmd[cmd.index("--out") + 1])
-            run.mkdir(parents=True, exist_ok=True)
-            (run / "metrics.jsonl").write_text('{"kind": "valid", "ppl": 99.0}\n')
-            return None
-        if what == "dynamic" and calls.count("dynamic") == 1:
-            raise KeyboardInterrupt  # the session ends during the slowest evaluation
-        return type("Done", (), {"stdout": '{"perplexity": 90.0}'})()
-
-    monkeypatch.setattr(awd.subprocess, "run", fake_run)
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises(KeyboardInterrupt):
-        awd.one("-ar-tar", 1.0, tmp_path, out, "")
-    r = awd.one("-ar-tar", 1.0, tmp_path, out, "")
-    assert calls == ["train", "eval", "dynamic", "eval", "dynamic", "eval"] and r["plain"]["perplexity"] == 90.0
-    r = awd.one("-ar-tar", 1.0, tmp_path, out, "--ar 1")  # other flags: trained anew
-    assert calls[6] == "train" and r["flags"][-2:] == ["--ar", "1"]
-
-
-def test_a_step_budget_trains_those_steps_and_no_clock(tmp_path, monkeypatch):
-    """bench.awd --steps N: `train --max-steps N` in place of --max-minutes, kept apart from a clock run."""
-    commands = []
+def fake_subprocess(commands: list, interrupt_dynamic: bool = False):
+    """bench.awd's subprocess.run without processes: records each command (as strings); a train makes
+    the run's folder and a metrics line, an eval answers perplexity 90; interrupt_dynamic: the first
+    dynamic evaluation is stopped, as when the session ends during the slowest one."""
 
     def fake_run(cmd, **kw):
         commands.append([str(c) for c in cmd])
@@ -228,9 +203,31 @@ def test_a_step_budget_trains_those_steps_and_no_clock(tmp_path, monkeypatch):
             run.mkdir(parents=True, exist_ok=True)
             (run / "metrics.jsonl").write_text('{"kind": "valid", "ppl": 99.0}\n')
             return None
+        if interrupt_dynamic and "--dynamic" in cmd and sum("--dynamic" in c for c in commands) == 1:
+            raise KeyboardInterrupt
         return type("Done", (), {"stdout": '{"perplexity": 90.0}'})()
 
-    monkeypatch.setattr(awd.subprocess, "run", fake_run)
+    return fake_run
+
+
+def test_a_run_stopped_in_its_evaluations_is_scored_again_not_trained_again(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(awd.subprocess, "run", fake_subprocess(commands, interrupt_dynamic=True))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        awd.one("-ar-tar", 1.0, tmp_path, out, "")
+    r = awd.one("-ar-tar", 1.0, tmp_path, out, "")
+    calls = ["dynamic" if "--dynamic" in c else c[1] for c in commands]
+    assert calls == ["train", "eval", "dynamic", "eval", "dynamic", "eval"] and r["plain"]["perplexity"] == 90.0
+    r = awd.one("-ar-tar", 1.0, tmp_path, out, "--ar 1")  # other flags: trained anew
+    assert commands[6][1] == "train" and r["flags"][-2:] == ["--ar", "1"]
+
+
+def test_a_step_budget_trains_those_steps_and_no_clock(tmp_path, monkeypatch):
+    """bench.awd --steps N: `train --max-steps N` in place of --max-minutes, kept apart from a clock run."""
+    commands = []
+    monkeypatch.setattr(awd.subprocess, "run", fake_subprocess(commands))
     r = awd.one("-weight-decay", 40.0, tmp_path, tmp_path, "", steps=4909)
     train = commands[0]
     assert train[train.index("--max-steps") + 1] == "4909" and "--max-minutes" not in train and r["steps"] == 4909

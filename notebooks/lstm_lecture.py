@@ -375,7 +375,7 @@ words_run = WORK / "words"
 # 2,000 lowercased words, and small starting vectors (init uniform): in a minute the table moves far
 # from where it started, so what it learned shows.
 lstmtext.train(corpus, out=words_run, force=True, tokenizer="word", lowercase=True, vocab_size=2000,
-               init="uniform", hidden=256, embed=64, layers=1, max_minutes=0.4 if QUICK else 1.0, seed=1,
+               init="uniform", hidden=256, embed=64, layers=1, max_minutes=0.2 if QUICK else 1.0, seed=1,
                console=QUIET)
 wm = lstmtext.load(words_run)
 for w in ("king", "good", "he", "love"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # a kernel of its own and four short trainings: about a minute and a half
+pytestmark = pytest.mark.slow  # a kernel of its own and four short trainings: about a minute and a quarter
 
 RUNNER = Path(__file__).resolve().parents[1] / "notebooks" / "run.py"
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstmtext import parallel
+from lstmtext.cells import compiled
 
 # ---------------------------------------------------------------------------------------------
 # Embedding: out[t, b] = W[ids[t, b]]
@@ -109,7 +110,12 @@ def head_forward(
     row_max = np.empty(N, dtype=h.dtype)  # (N,)
     total = np.empty(N, dtype=h.dtype)  # (N,)
 
+    k = compiled.kernels(h.dtype, N)
+
     def block(rows: slice) -> None:
+        if k:  # numba installed: the same in two passes over each row (cells/compiled.py)
+            k.softmax_rows(rows.start, rows.stop, logits, b, row_max, total)
+            return
         # A few rows at a time, so the five passes below find their rows still in cache.
         step = max(1, CACHE_FLOATS // logits.shape[1])
         for start in range(rows.start, rows.stop, step):

@@ -174,6 +174,32 @@ def test_a_window_of_one_step_stays_numpy(path, monkeypatch):
         slstm.forward(p, x, state)
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+def test_head_softmax_same_as_numpy(path, dtype, tol):
+    """The head's softmax kernel against layers.head_forward's NumPy passes: the loss, each token's
+    nll, the cache's exp and row sums, and what head_backward makes of them; rows split over the
+    cores and a vocabulary (V 3,001) whose row is no multiple of the vector width."""
+    from lstmtext import layers, parallel
+
+    rng = np.random.default_rng(0)
+    N, H, V = 70, 12, 3001
+    h = rng.normal(size=(N, H)).astype(dtype)
+    W = rng.normal(scale=2.0, size=(H, V)).astype(dtype)  # logits spread over ±20: the max matters
+    b = rng.normal(size=V).astype(dtype)
+    targets = rng.integers(0, V, size=N)
+    mask = (rng.random(N) < 0.8).astype(dtype)
+    out = {}
+    for on in (False, True):
+        path(on)
+        loss, nll, cache = layers.head_forward(h, W, b, targets, mask)
+        exp, total = cache.exp.copy(), cache.total.copy()
+        out[on] = loss, nll, exp, total, *layers.head_backward(cache, W)
+    assert N * V > parallel.MIN_PARALLEL  # row_blocks does split these rows when there are cores
+    assert abs(out[True][0] - out[False][0]) < tol * abs(out[False][0])
+    for got, want in zip(out[True][1:], out[False][1:], strict=True):
+        assert np.allclose(got, want, rtol=tol, atol=tol * np.abs(want).max()), np.abs(got - want).max()
+
+
 def test_float32_exp_and_log1p_within_a_rounding_or_two(path):
     """The sLSTM kernels' own float32 e^x (x ≤ 0) and log(1 + z) (0 ≤ z ≤ 1), against float64's,
     over their whole domain; e^x is 0 below float32's normal range."""

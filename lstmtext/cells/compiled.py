@@ -1,5 +1,5 @@
-"""The optional compiled path for the steps of the LSTM, the peephole LSTM and the sLSTM: `pip
-install 'lstmtext[fast]'` (numba).
+"""The optional compiled path for the steps of the LSTM, the peephole LSTM and the sLSTM, and for
+the head's softmax: `pip install 'lstmtext[fast]'` (numba).
 
 Why: at the sizes people train on a laptop, NumPy's cost is the number of calls, not arithmetic.
 Each elementwise line of the LSTM's step (cells/lstm.py) is one NumPy call over a (4H, B) or
@@ -272,9 +272,30 @@ def _build(cache: bool):
                 dA[3 * H + j, t, b] = dh * ratio * o * (one - o)  # σ'
                 dc[j, b], dn[j, b] = dcj * f, dnj * f  # what flows to c_{t−1}, n_{t−1}
 
-    # the steps, and the float32 functions they use (for tests/test_compiled.py, through numba.njit)
+    # The head's softmax (layers.head_forward), whose NumPy form is five passes over each row block:
+    # here two over each row, while it is in cache. parallel.row_blocks runs it on both cores, so it
+    # gives the GIL back; reassoc lets the compiler sum and take the max in vector lanes.
+    @numba.njit(cache=cache, nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy")
+    def softmax_rows(r0, r1, z, b, row_max, total):
+        """Rows r0:r1 of z (N,V), the logits before the bias b (V,), become exp(z + b - row max) in
+        place; row_max and total (N,) get each row's max and the sum of those exps."""
+        V = z.shape[1]
+        for r in range(r0, r1):
+            m = z[r, 0] + b[0]
+            for v in range(V):
+                zv = z[r, v] + b[v]
+                z[r, v] = zv
+                m = max(m, zv)
+            s = z.dtype.type(0.0)
+            for v in range(V):
+                e = exp_neg(z[r, v] - m)  # ≤ 1: the max makes it safe, as in the NumPy form
+                z[r, v] = e
+                s += e
+            row_max[r], total[r] = m, s
+
+    # the kernels, and the float32 functions they use (for tests/test_compiled.py, through numba.njit)
     scope = locals()
-    names = [name for name in scope if name.endswith("_step")] + ["tanh", "exp_neg", "log1p_unit"]
+    names = [name for name in scope if name.endswith("_step")] + ["softmax_rows", "tanh", "exp_neg", "log1p_unit"]
     return type("Kernels", (), {name: staticmethod(scope[name]) for name in names})
 
 

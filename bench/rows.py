@@ -80,6 +80,9 @@ ROWS = {
         Row("char", "train", "lstm", V=100, E=512, H=512, L=2, B=50, T=100, ratio_target=1.0, floor_target=0.90),
         # The issue "Remembers across the gap": the memory task's model, the size learners start with.
         Row("tiny", "train", "lstm", V=50, E=64, H=128, L=1, B=20, T=100, ratio_target=0.95, floor_target=0.90),
+        # What `lstmtext train TEXT` picks with no flags for a character text and a budget of an hour or
+        # more (sizing.LADDER's 2 × 768, embedding 64, batch 32 × 64): the row most users train.
+        Row("defaults", "train", "lstm", V=100, E=64, H=768, L=2, B=32, T=64, ratio_target=1.0, floor_target=0.90),
         _small("gru", "gru", 1.0, None),
         _small("rnn", "rnn", 1.0, None),
         # Issue #16: the cells whose gates see x_t only, beside PyTorch's LSTM of the same shape.

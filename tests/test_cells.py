@@ -179,3 +179,11 @@ def test_softplus_is_logaddexp_to_a_rounding_and_never_overflows(dtype):
     assert np.all(np.isfinite(got))
     scale = np.maximum(1.0, np.abs(ref)) * np.finfo(dtype).eps
     assert float(np.max(np.abs(got - ref) / scale)) < 4
+
+
+@pytest.mark.parametrize("shape", [(3, 12), (5, 128), (4, 768), (2, 200)])  # rows of 48, 512, 3072, 800 bytes
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_is_the_transpose_whatever_the_row_length(shape, dtype):
+    W = np.random.default_rng(0).normal(size=shape).astype(dtype)
+    t = common.transposed(W)  # rows of 512 bytes and their multiples go through a padded copy
+    assert t.flags.c_contiguous and t.dtype == dtype and np.array_equal(t, W.T)

@@ -384,7 +384,7 @@ def peephole_backward(k, dh: np.ndarray, cache):
 def slstm_forward(k, p: dict, x: np.ndarray, state: dict, W_h: np.ndarray, heads: int):
     """cells/slstm.forward, compiled: x (T,B,D) -> h (T,B,H), its cache. W_h: masked to its heads."""
     from lstmtext.cells import slstm
-    from lstmtext.cells.common import input_projection_fm
+    from lstmtext.cells.common import input_projection_fm, transposed
 
     T, B, _ = x.shape
     H = W_h.shape[0]
@@ -396,7 +396,7 @@ def slstm_forward(k, p: dict, x: np.ndarray, state: dict, W_h: np.ndarray, heads
     c[0], n[0], m[0] = state["c"].T, state["n"].T, state["m"].T
     hT = np.empty((H, T + 1, B), dtype=dt)  # hT[:, t] = h_{t-1}ᵀ
     hT[:, 0] = state["h"].T
-    W_hT = np.ascontiguousarray(W_h.T)  # (4H, H)
+    W_hT = transposed(W_h)  # (4H, H)
     for t in range(T):
         np.matmul(W_hT, hT[:, t], out=gates[t])  # (4H, B) h_{t-1} W_h
         k.slstm_forward_step(t, gates, xW, sf, c, n, m, hT)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import GateActivation, input_projection, named_blocks, window_grads
+from lstmtext.cells.common import GateActivation, input_projection, named_blocks, transposed, window_grads
 
 NAME = "gru"
 STATE = ("h",)
@@ -57,7 +57,7 @@ def forward(p: dict, x: np.ndarray, state: dict) -> tuple[np.ndarray, GRUCache]:
     hn = np.empty((T, H, B), dtype=dt)
     h = np.empty((T + 1, B, H), dtype=dt)
     h[0] = state["h"]
-    W_hT = np.ascontiguousarray(W_h.T)  # (3H, H)
+    W_hT = transposed(W_h)  # (3H, H)
     b_hn = p["b_hn"][:, None]  # (H, 1)
     rec = np.empty((3 * H, B), dtype=dt)  # (3H, B)
     tmp = np.empty((H, B), dtype=dt)  # (H, B)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstmtext.cells import compiled
-from lstmtext.cells.common import GateActivation, input_projection_fm, named_blocks, window_grads
+from lstmtext.cells.common import GateActivation, input_projection_fm, named_blocks, transposed, window_grads
 
 NAME = "lstm"
 STATE = ("h", "c")  # what is carried from window to window
@@ -113,7 +113,7 @@ def window(p: dict, x: np.ndarray, state: dict) -> Window:
     c = np.empty((T + 1, H, B), dtype=dt)
     h = np.empty((T + 1, B, H), dtype=dt)
     c[0], h[0] = state["c"].T, state["h"]
-    return Window(input_projection_fm(x, p["W_x"], p["b"]), np.ascontiguousarray(W_h.T),
+    return Window(input_projection_fm(x, p["W_x"], p["b"]), transposed(W_h),
                   np.empty((T, GH, B), dtype=dt), c, np.empty((T, H, B), dtype=dt), h, np.empty((H, B), dtype=dt))
 
 

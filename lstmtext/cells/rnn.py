@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmtext.cells.common import input_projection, window_grads
+from lstmtext.cells.common import input_projection, transposed, window_grads
 
 NAME = "rnn"
 STATE = ("h",)
@@ -42,7 +42,7 @@ def forward(p: dict, x: np.ndarray, state: dict, nonlinearity: str = "tanh") -> 
     xw = input_projection(x, W_x, p["b"])  # (T, B, H)
     h = np.empty((T + 1, B, H), dtype=x.dtype)
     h[0] = state["h"]
-    W_hT = np.ascontiguousarray(W_h.T)  # (H, H)
+    W_hT = transposed(W_h)  # (H, H)
     a = np.empty((H, B), dtype=x.dtype)
     for t in range(T):
         np.matmul(W_hT, h[t].T, out=a)  # (H, B)

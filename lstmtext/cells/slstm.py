@@ -36,6 +36,7 @@ from lstmtext.cells.common import (
     GateActivation,
     input_projection,
     named_blocks,
+    transposed,
     window_grads,
     window_step,
 )
@@ -104,7 +105,7 @@ def forward(p: dict, x: np.ndarray, state: dict, heads: int = 1) -> tuple[np.nda
     c, n, m = (np.empty((T + 1, H, B), dtype=dt) for _ in range(3))
     h[0] = state["h"]
     c[0], n[0], m[0] = state["c"].T, state["n"].T, state["m"].T
-    W_hT = np.ascontiguousarray(W_h.T)  # (4H, H)
+    W_hT = transposed(W_h)  # (4H, H)
     act_zo = GateActivation.of("ts", H, dt)  # z: tanh; o: σ
     log_fm = np.empty((H, B), dtype=dt)  # log σ(f̃) + m_{t-1}
     e = np.empty((H, B), dtype=dt)  # e^−|f̃|

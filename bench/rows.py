@@ -72,7 +72,7 @@ def _small(name: str, cell: str, target: float | None, floor: float | None) -> R
 ROWS = {
     r.name: r
     for r in [
-        # Issue #32: every training row at 90% of its GEMM floor and at least PyTorch's speed, except
+        # Issue #32: these four LSTM rows at 90% of their GEMM floor and at least PyTorch's speed, except
         # tiny, whose floor itself is about PyTorch's speed with this BLAS (there ≥ 0.95×).
         _small("small", "lstm", 1.0, 0.90),
         Row("medium", "train", "lstm", V=10_000, E=650, H=650, L=2, B=20, T=35, ratio_target=1.0, floor_target=0.90),

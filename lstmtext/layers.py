@@ -113,7 +113,7 @@ def head_forward(
     k = compiled.kernels(h.dtype, N)
 
     def block(rows: slice) -> None:
-        if k:  # numba installed: the same in two passes over each row (cells/compiled.py)
+        if k:  # numba installed and not turned off: the same in two passes over each row (cells/compiled.py)
             k.softmax_rows(rows.start, rows.stop, logits, b, row_max, total)
             return
         # A few rows at a time, so the five passes below find their rows still in cache.

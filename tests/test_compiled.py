@@ -175,12 +175,13 @@ def test_a_window_of_one_step_stays_numpy(path, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
-def test_head_softmax_same_as_numpy(path, dtype, tol):
+def test_head_softmax_same_as_numpy(path, monkeypatch, dtype, tol):
     """The head's softmax kernel against layers.head_forward's NumPy passes: the loss, each token's
-    nll, the cache's exp and row sums, and what head_backward makes of them; rows split over the
-    cores and a vocabulary (V 3,001) whose row is no multiple of the vector width."""
+    nll, the cache's exp and row sums, and what head_backward makes of them; rows split over two
+    threads and a vocabulary (V 3,001) whose row is no multiple of the vector width."""
     from lstmtext import layers, parallel
 
+    monkeypatch.setattr(parallel, "THREADS", 2)  # the split, whatever cores this machine has
     rng = np.random.default_rng(0)
     N, H, V = 70, 12, 3001
     h = rng.normal(size=(N, H)).astype(dtype)
@@ -194,10 +195,31 @@ def test_head_softmax_same_as_numpy(path, dtype, tol):
         loss, nll, cache = layers.head_forward(h, W, b, targets, mask)
         exp, total = cache.exp.copy(), cache.total.copy()
         out[on] = loss, nll, exp, total, *layers.head_backward(cache, W)
-    assert N * V > parallel.MIN_PARALLEL  # row_blocks does split these rows when there are cores
+    assert N * V > parallel.MIN_PARALLEL  # row_blocks does split these rows
     assert abs(out[True][0] - out[False][0]) < tol * abs(out[False][0])
     for got, want in zip(out[True][1:], out[False][1:], strict=True):
         assert np.allclose(got, want, rtol=tol, atol=tol * np.abs(want).max()), np.abs(got - want).max()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_head_softmax_a_bad_logit_makes_the_loss_nan_on_both_paths(path, bad):
+    """A NaN or +inf logit anywhere in a row (here not its first column) makes that token's nll NaN
+    and the loss NaN, compiled as in NumPy: the trainer's divergence check reads the loss."""
+    from lstmtext import layers
+
+    rng = np.random.default_rng(1)
+    h = rng.normal(size=(6, 4)).astype(np.float32)
+    W = rng.normal(size=(4, 300)).astype(np.float32)
+    b = np.zeros(300, dtype=np.float32)
+    b[77] = bad  # column 77 of every row
+    for on in (False, True):
+        path(on)
+        with np.errstate(invalid="ignore"):  # inf - inf in NumPy's passes
+            loss, nll, _ = layers.head_forward(h, W, b, np.arange(6))
+        assert np.isnan(loss) and np.isnan(nll).all(), (on, nll)
+    path(True)
+    loss, nll, _ = layers.head_forward(h, W, np.zeros(300, dtype=np.float32), np.arange(6))
+    assert np.isfinite(loss) and np.isfinite(nll).all()  # and without it, finite
 
 
 def test_float32_exp_and_log1p_within_a_rounding_or_two(path):

@@ -1,6 +1,7 @@
 """A 50 MB corpus trains in bounded memory: the text is streamed, only the int32 ids stay."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -51,10 +52,14 @@ def test_50mb_corpus_peak_rss(tmp_path):
     assert peak < PEAK_RSS_MB, f"peak RSS {peak:.0f} MB"
     assert (run / "train-ids.npy").stat().st_size > 4 * 9_000_000  # the ids were cached
     if importlib.util.find_spec("numba"):
-        # The [fast] extra's compiled steps load on the first window, after the text is read: the run
-        # above measured the reading, and a resume from its cached ids measures the training with them
-        # (numba and its LLVM, ~70 MB) without reading 50 MB a second time (half a minute). Measured
-        # 281 MB for the run above and 285 MB for this one (2026-12-07); a fresh run with them peaked
-        # at 346 MB (2026-12-05): the reading's freed memory, which the allocator keeps, plus numba.
+        # The [fast] extra's compiled steps load on the first window, after the text is tokenized:
+        # the run above measured the tokenizing, and a resume from its cached ids (the text hashed,
+        # not tokenized again: half a minute less) measures the training with them, numba and its
+        # LLVM (~70 MB) on the same 9.4M ids. Measured 281 MB for the run above and 285 MB for this
+        # one (2026-12-07). Not measured any more: a fresh run with them, 346 MB on 2026-12-05 (the
+        # tokenizer's freed memory, which the allocator keeps, plus numba's).
         peak = peak_mb("1", "--resume", str(run), "--max-steps", "6")
         assert peak < PEAK_RSS_MB, f"peak RSS {peak:.0f} MB with the compiled steps"
+        info = subprocess.run([sys.executable, "-m", "lstmtext", "info", str(run), "--json"], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        assert json.loads(info.stdout)["progress"]["step"] == 6  # the resume did train: 3 more steps

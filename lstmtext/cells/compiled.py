@@ -32,8 +32,8 @@ _kernels = None  # the compiled module once loaded; False when numba is missing 
 
 
 def kernels(dtype=np.float32, steps: int = 2):
-    """The compiled kernels for a window of this dtype and length, or None (not float32/float64, no
-    numba, LSTMTEXT_COMPILED=0, or a window of one step). Imported on first use: numba takes a few
+    """The compiled kernels for a window of this dtype and length (or the head's N rows), or None (not
+    float32/float64, no numba, LSTMTEXT_COMPILED=0, or a window of one step). Imported on first use: numba takes a few
     tenths of a second to import, which `generate` and `info` never pay (generation's steps are
     windows of one, cells/common.window_step, where a compiled step would not repay the import)."""
     global _kernels
@@ -274,11 +274,13 @@ def _build(cache: bool):
 
     # The head's softmax (layers.head_forward), whose NumPy form is five passes over each row block:
     # here two over each row, while it is in cache. parallel.row_blocks runs it on both cores, so it
-    # gives the GIL back; reassoc lets the compiler sum and take the max in vector lanes.
+    # gives the GIL back; reassoc lets the compiler sum the exps in vector lanes.
     @numba.njit(cache=cache, nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy")
     def softmax_rows(r0, r1, z, b, row_max, total):
         """Rows r0:r1 of z (N,V), the logits before the bias b (V,), become exp(z + b - row max) in
-        place; row_max and total (N,) get each row's max and the sum of those exps."""
+        place; row_max and total (N,) get each row's max and the sum of those exps. A NaN or +inf logit
+        makes its exp, and so the row's sum and loss, NaN, as in NumPy (a diverged run must show in
+        the loss: tests/test_compiled.py)."""
         V = z.shape[1]
         for r in range(r0, r1):
             m = z[r, 0] + b[0]

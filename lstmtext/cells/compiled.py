@@ -34,8 +34,9 @@ _kernels = None  # the compiled module once loaded; False when numba is missing 
 def kernels(dtype=np.float32, steps: int = 2):
     """The compiled kernels for a window of this dtype and length (or the head's N rows), or None
     (not float32/float64, no numba, LSTMTEXT_COMPILED=0, or a window of one step). Imported on first
-    use: numba takes a few tenths of a second to import, which `generate` and `info` never pay (generation's steps are
-    windows of one, cells/common.window_step, where a compiled step would not repay the import)."""
+    use: numba takes a few tenths of a second to import, which `generate` and `info` never pay
+    (generation's steps are windows of one, cells/common.window_step, where a compiled step would not
+    repay the import)."""
     global _kernels
     if dtype not in (np.float32, np.float64) or steps < 2:
         return None

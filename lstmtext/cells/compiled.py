@@ -142,136 +142,181 @@ def _build(cache: bool):
     # for it and compile to vector instructions (q >= 0.0049 here anyway)
     jit = numba.njit(cache=cache, fastmath={"contract"}, error_model="numpy")
 
-    # Each kernel takes the window's whole arrays and the step t, not the step's slices: whole
-    # C-ordered arrays tell the compiler that B is the unit stride, and only then does it vectorise.
+    # A step's arrays are read as flat blocks of H·B floats (a gate block of gates[t] or dA_t, c[t],
+    # hT[t]): one loop per step, long enough for vector instructions at any B. Looping over (j, b)
+    # instead, the compiler's vector code needs rows of 32 or more; at B 20 every row ran the scalar
+    # code, 3-5 times slower (15 against 4.7 ns an element forward at the tiny row's shape). The
+    # input part, rows T·B apart in xW, is added to the step's product first in a loop of its own.
+
+    @jit
+    def add_input(t, gates, xW):
+        """gates[t] (4H,B) += xW[:, t]: the input part x_t W_x + b, feature-major (4H, T, B)."""
+        a = gates[t]  # (4H, B)
+        for j in range(a.shape[0]):
+            a_j, x_j = a[j], xW[j, t]  # (B,) each: rows as views, so the inner loop indexes once
+            for b in range(a.shape[1]):
+                a_j[b] += x_j[b]
+
+    @jit
+    def to_window(t, dA_t, dA):
+        """dA[:, t] = dA_t (4H,B): the step's gradients into the window's (4H, T, B), which the weight
+        gradients read as one matrix."""
+        for j in range(dA_t.shape[0]):
+            d_j, w_j = dA_t[j], dA[j, t]  # (B,) each
+            for b in range(dA_t.shape[1]):
+                w_j[b] = d_j[b]
 
     @jit
     def lstm_forward_step(t, gates, xW, c, tanh_c, hT):
         """Step t's elementwise work. In: gates[t] (4H,B) = (h_{t-1} W_h)ᵀ, xW (4H,T,B) = (x W_x + b)ᵀ,
-        c[t] (H,B). Out: gates[t] activated, c[t+1], tanh_c[t] (H,B), hT[:, t+1] (H,B) = h_tᵀ."""
+        c[t] (H,B). Out: gates[t] activated, c[t+1], tanh_c[t] (H,B), hT[t+1] (H,B) = h_tᵀ."""
+        add_input(t, gates, xW)
         _, H, B = c.shape
+        n = H * B
+        a = gates[t].reshape(4, n)  # (4, H·B) the gate blocks i|f|g|o
+        c_in, c_out, tc_out, h_out = c[t].reshape(n), c[t + 1].reshape(n), tanh_c[t].reshape(n), hT[t + 1].reshape(n)
         half = gates.dtype.type(0.5)
-        for j in range(H):
-            for b in range(B):
-                i = half * tanh(half * (gates[t, j, b] + xW[j, t, b])) + half  # σ
-                f = half * tanh(half * (gates[t, H + j, b] + xW[H + j, t, b])) + half  # σ
-                g = tanh(gates[t, 2 * H + j, b] + xW[2 * H + j, t, b])
-                o = half * tanh(half * (gates[t, 3 * H + j, b] + xW[3 * H + j, t, b])) + half  # σ
-                gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b] = i, f, g, o
-                ct = f * c[t, j, b] + i * g  # c_t = f ⊙ c_{t-1} + i ⊙ g
-                c[t + 1, j, b] = ct
-                tc = tanh(ct)
-                tanh_c[t, j, b] = tc
-                hT[j, t + 1, b] = o * tc  # h_t = o ⊙ tanh(c_t)
+        for e in range(n):
+            i = half * tanh(half * a[0, e]) + half  # σ
+            f = half * tanh(half * a[1, e]) + half  # σ
+            g = tanh(a[2, e])
+            o = half * tanh(half * a[3, e]) + half  # σ
+            a[0, e], a[1, e], a[2, e], a[3, e] = i, f, g, o
+            ct = f * c_in[e] + i * g  # c_t = f ⊙ c_{t-1} + i ⊙ g
+            c_out[e] = ct
+            tc = tanh(ct)
+            tc_out[e] = tc
+            h_out[e] = o * tc  # h_t = o ⊙ tanh(c_t)
 
     @jit
-    def lstm_backward_step(t, dhT, dh_next, dc, gates, c, tanh_c, dA):
+    def lstm_backward_step(t, dhT, dh_next, dc, gates, c, tanh_c, dA_t, dA):
         """Step t's elementwise work, backward. In: dhT[t] (H,B) from the layer above, dh_next (H,B)
         from step t+1 through W_h, dc (H,B) = dLoss/dc_t from step t+1 (already times f_{t+1}),
-        the forward's gates[t], c[t] = c_{t-1}, tanh_c[t]. Out: dA[:, t] (4H,B) = dLoss/d
-        pre-activations, dc for step t-1."""
+        the forward's gates[t], c[t] = c_{t-1}, tanh_c[t]. Out: dA_t (4H,B) = dLoss/d pre-activations,
+        also copied to dA[:, t], and dc for step t-1."""
         _, H, B = c.shape
+        n = H * B
+        a, da = gates[t].reshape(4, n), dA_t.reshape(4, n)  # (4, H·B) i|f|g|o
+        dh_up, dh_in, dc_io = dhT[t].reshape(n), dh_next.reshape(n), dc.reshape(n)
+        c_in, tc_in = c[t].reshape(n), tanh_c[t].reshape(n)
         one = gates.dtype.type(1.0)
-        for j in range(H):
-            for b in range(B):
-                i, f, g, o = gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b]
-                tc = tanh_c[t, j, b]
-                dh = dhT[t, j, b] + dh_next[j, b]  # from above and from step t+1
-                d = dc[j, b] + dh * o * (one - tc * tc)  # dLoss/dc_t, also through h_t = o ⊙ tanh(c_t)
-                dA[j, t, b] = d * g * i * (one - i)  # i: σ'
-                dA[H + j, t, b] = d * c[t, j, b] * f * (one - f)  # f: σ'
-                dA[2 * H + j, t, b] = d * i * (one - g * g)  # g: tanh'
-                dA[3 * H + j, t, b] = dh * tc * o * (one - o)  # o: σ'
-                dc[j, b] = d * f  # what reaches c_{t-1}
+        for e in range(n):
+            i, f, g, o = a[0, e], a[1, e], a[2, e], a[3, e]
+            tc = tc_in[e]
+            dh = dh_up[e] + dh_in[e]  # from above and from step t+1
+            d = dc_io[e] + dh * o * (one - tc * tc)  # dLoss/dc_t, also through h_t = o ⊙ tanh(c_t)
+            da[0, e] = d * g * i * (one - i)  # i: σ'
+            da[1, e] = d * c_in[e] * f * (one - f)  # f: σ'
+            da[2, e] = d * i * (one - g * g)  # g: tanh'
+            da[3, e] = dh * tc * o * (one - o)  # o: σ'
+            dc_io[e] = d * f  # what reaches c_{t-1}
+        to_window(t, dA_t, dA)
 
     @jit
     def peephole_forward_step(t, gates, xW, c, tanh_c, hT, p_i, p_f, p_o):
         """The peephole LSTM's step t (cells/peephole.py): the LSTM's, with i and f also seeing c_{t-1}
-        and o seeing c_t through the diagonal weights p_i, p_f, p_o (H,)."""
+        and o seeing c_t through the diagonal weights p_i, p_f, p_o, here each spread over (H, B)."""
+        add_input(t, gates, xW)
         _, H, B = c.shape
+        n = H * B
+        a = gates[t].reshape(4, n)  # (4, H·B) i|f|g|o
+        c_in, c_out, tc_out, h_out = c[t].reshape(n), c[t + 1].reshape(n), tanh_c[t].reshape(n), hT[t + 1].reshape(n)
+        pi, pf, po = p_i.reshape(n), p_f.reshape(n), p_o.reshape(n)
         half = gates.dtype.type(0.5)
-        for j in range(H):
-            for b in range(B):
-                cp = c[t, j, b]  # c_{t-1}
-                i = half * tanh(half * (gates[t, j, b] + xW[j, t, b] + p_i[j] * cp)) + half  # σ
-                f = half * tanh(half * (gates[t, H + j, b] + xW[H + j, t, b] + p_f[j] * cp)) + half  # σ
-                g = tanh(gates[t, 2 * H + j, b] + xW[2 * H + j, t, b])
-                ct = f * cp + i * g  # c_t = f ⊙ c_{t-1} + i ⊙ g
-                o = half * tanh(half * (gates[t, 3 * H + j, b] + xW[3 * H + j, t, b] + p_o[j] * ct)) + half  # σ
-                gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b] = i, f, g, o
-                c[t + 1, j, b] = ct
-                tc = tanh(ct)
-                tanh_c[t, j, b] = tc
-                hT[j, t + 1, b] = o * tc  # h_t = o ⊙ tanh(c_t)
+        for e in range(n):
+            cp = c_in[e]  # c_{t-1}
+            i = half * tanh(half * (a[0, e] + pi[e] * cp)) + half  # σ
+            f = half * tanh(half * (a[1, e] + pf[e] * cp)) + half  # σ
+            g = tanh(a[2, e])
+            ct = f * cp + i * g  # c_t = f ⊙ c_{t-1} + i ⊙ g
+            o = half * tanh(half * (a[3, e] + po[e] * ct)) + half  # σ
+            a[0, e], a[1, e], a[2, e], a[3, e] = i, f, g, o
+            c_out[e] = ct
+            tc = tanh(ct)
+            tc_out[e] = tc
+            h_out[e] = o * tc  # h_t = o ⊙ tanh(c_t)
 
     @jit
-    def peephole_backward_step(t, dhT, dh_next, dc, gates, c, tanh_c, dA, p_i, p_f, p_o):
+    def peephole_backward_step(t, dhT, dh_next, dc, gates, c, tanh_c, dA_t, dA, p_i, p_f, p_o):
         """The LSTM's backward step with the peephole paths: c_t also reached this step's o and step
-        t+1's i and f (whose dA, dA[:, t+1], the previous call wrote)."""
-        T, H, B = tanh_c.shape
+        t+1's i and f, whose gradients dA_t holds on entry (zeros before the window's last step)."""
+        _, H, B = c.shape
+        n = H * B
+        a, da = gates[t].reshape(4, n), dA_t.reshape(4, n)  # (4, H·B) i|f|g|o
+        dh_up, dh_in, dc_io = dhT[t].reshape(n), dh_next.reshape(n), dc.reshape(n)
+        c_in, tc_in = c[t].reshape(n), tanh_c[t].reshape(n)
+        pi, pf, po = p_i.reshape(n), p_f.reshape(n), p_o.reshape(n)
         one = gates.dtype.type(1.0)
-        for j in range(H):
-            for b in range(B):
-                i, f, g, o = gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b]
-                tc = tanh_c[t, j, b]
-                dh = dhT[t, j, b] + dh_next[j, b]  # from above and from step t+1
-                d = dc[j, b] + dh * o * (one - tc * tc)  # dLoss/dc_t: through the cell and h_t = o ⊙ tanh(c_t)
-                if t + 1 < T:
-                    d += dA[j, t + 1, b] * p_i[j] + dA[H + j, t + 1, b] * p_f[j]  # step t+1's i and f
-                da_o = dh * tc * o * (one - o)  # o: σ'
-                d += da_o * p_o[j]  # and this step's o
-                dA[j, t, b] = d * g * i * (one - i)  # i: σ'
-                dA[H + j, t, b] = d * c[t, j, b] * f * (one - f)  # f: σ'
-                dA[2 * H + j, t, b] = d * i * (one - g * g)  # g: tanh'
-                dA[3 * H + j, t, b] = da_o
-                dc[j, b] = d * f  # what reaches c_{t-1}
+        for e in range(n):
+            i, f, g, o = a[0, e], a[1, e], a[2, e], a[3, e]
+            tc = tc_in[e]
+            dh = dh_up[e] + dh_in[e]  # from above and from step t+1
+            d = dc_io[e] + dh * o * (one - tc * tc)  # dLoss/dc_t: through the cell and h_t = o ⊙ tanh(c_t)
+            d += da[0, e] * pi[e] + da[1, e] * pf[e]  # step t+1's i and f
+            da_o = dh * tc * o * (one - o)  # o: σ'
+            d += da_o * po[e]  # and this step's o
+            da[0, e] = d * g * i * (one - i)  # i: σ'
+            da[1, e] = d * c_in[e] * f * (one - f)  # f: σ'
+            da[2, e] = d * i * (one - g * g)  # g: tanh'
+            da[3, e] = da_o
+            dc_io[e] = d * f  # what reaches c_{t-1}
+        to_window(t, dA_t, dA)
 
     @jit
     def slstm_forward_step(t, gates, xW, sf, c, n, m, hT):
         """The sLSTM's step t (cells/slstm.py): gates[t] (4H,B) holds (h_{t-1} W_h)ᵀ, xW (4H,T,B) the
-        input part. Out: the stabilised gates in gates[t], σ(f̃) in sf[t], c, n, m [t+1], hT[:, t+1]."""
+        input part. Out: the stabilised gates in gates[t], σ(f̃) in sf[t], c, n, m [t+1], hT[t+1]."""
+        add_input(t, gates, xW)
         _, H, B = sf.shape
+        size = H * B
+        a = gates[t].reshape(4, size)  # (4, H·B) i|f|z|o
+        sf_out, h_out = sf[t].reshape(size), hT[t + 1].reshape(size)
+        c_in, n_in, m_in = c[t].reshape(size), n[t].reshape(size), m[t].reshape(size)
+        c_out, n_out, m_out = c[t + 1].reshape(size), n[t + 1].reshape(size), m[t + 1].reshape(size)
         half, one, zero = gates.dtype.type(0.5), gates.dtype.type(1.0), gates.dtype.type(0.0)
-        for j in range(H):
-            for b in range(B):
-                ai = gates[t, j, b] + xW[j, t, b]  # ĩ
-                af = gates[t, H + j, b] + xW[H + j, t, b]  # f̃
-                e = exp_neg(-abs(af))  # e^−|f̃|: σ(f̃) and log σ(f̃) from it, precise for any f̃
-                q = one / (one + e)
-                sf[t, j, b] = q if af >= zero else e * q  # σ(f̃)
-                log_fm = min(af, zero) - log1p_unit(e) + m[t, j, b]  # log σ(f̃) + m_{t−1}
-                # an empty cell (n = 0) takes m from the input alone, as in cells/slstm.py
-                mt = ai if n[t, j, b] == zero else max(ai, log_fm)
-                i = exp_neg(ai - mt)  # ≤ 1
-                f = exp_neg(min(log_fm - mt, zero))  # ≤ 1; above 1 only for an empty cell, where it multiplies 0
-                z = tanh(gates[t, 2 * H + j, b] + xW[2 * H + j, t, b])
-                o = half * tanh(half * (gates[t, 3 * H + j, b] + xW[3 * H + j, t, b])) + half  # σ
-                gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b] = i, f, z, o
-                ct = f * c[t, j, b] + i * z
-                nt = f * n[t, j, b] + i
-                m[t + 1, j, b], c[t + 1, j, b], n[t + 1, j, b] = mt, ct, nt
-                hT[j, t + 1, b] = o * (ct / nt)  # h_t = σ(õ) ⊙ c_t / n_t
+        for e in range(size):
+            ai, af = a[0, e], a[1, e]  # ĩ, f̃
+            ex = exp_neg(-abs(af))  # e^−|f̃|: σ(f̃) and log σ(f̃) from it, precise for any f̃
+            q = one / (one + ex)
+            sf_out[e] = q if af >= zero else ex * q  # σ(f̃)
+            log_fm = min(af, zero) - log1p_unit(ex) + m_in[e]  # log σ(f̃) + m_{t−1}
+            # an empty cell (n = 0) takes m from the input alone, as in cells/slstm.py
+            mt = ai if n_in[e] == zero else max(ai, log_fm)
+            i = exp_neg(ai - mt)  # ≤ 1
+            f = exp_neg(min(log_fm - mt, zero))  # ≤ 1; above 1 only for an empty cell, where it multiplies 0
+            z = tanh(a[2, e])
+            o = half * tanh(half * a[3, e]) + half  # σ
+            a[0, e], a[1, e], a[2, e], a[3, e] = i, f, z, o
+            ct = f * c_in[e] + i * z
+            nt = f * n_in[e] + i
+            m_out[e], c_out[e], n_out[e] = mt, ct, nt
+            h_out[e] = o * (ct / nt)  # h_t = σ(õ) ⊙ c_t / n_t
 
     @jit
-    def slstm_backward_step(t, dhT, dh_next, dc, dn, gates, sf, c, n, dA):
+    def slstm_backward_step(t, dhT, dh_next, dc, dn, gates, sf, c, n, dA_t, dA):
         """The sLSTM's backward step t (m a constant, as in cells/slstm.py): dc, dn (H,B) arrive
-        from step t+1 already times f_{t+1}, and leave times f_t."""
+        from step t+1 already times f_{t+1}, and leave times f_t. Out: dA_t (4H,B), also in dA[:, t]."""
         _, H, B = sf.shape
+        size = H * B
+        a, da = gates[t].reshape(4, size), dA_t.reshape(4, size)  # (4, H·B) i|f|z|o
+        dh_up, dh_in, dc_io, dn_io = dhT[t].reshape(size), dh_next.reshape(size), dc.reshape(size), dn.reshape(size)
+        sf_in, c_in, n_in = sf[t].reshape(size), c[t].reshape(size), n[t].reshape(size)  # c_{t-1}, n_{t-1}
+        c_at, n_at = c[t + 1].reshape(size), n[t + 1].reshape(size)  # c_t, n_t
         one = gates.dtype.type(1.0)
-        for j in range(H):
-            for b in range(B):
-                i, f, z, o = gates[t, j, b], gates[t, H + j, b], gates[t, 2 * H + j, b], gates[t, 3 * H + j, b]
-                inv_n = one / n[t + 1, j, b]
-                ratio = c[t + 1, j, b] * inv_n  # c/n
-                dh = dhT[t, j, b] + dh_next[j, b]
-                dr = dh * o  # through h = o ⊙ c/n
-                dcj = dc[j, b] + dr * inv_n
-                dnj = dn[j, b] - dr * ratio * inv_n
-                dA[j, t, b] = (dcj * z + dnj) * i  # c and n both take i = exp(ĩ − m)
-                dA[H + j, t, b] = (dcj * c[t, j, b] + dnj * n[t, j, b]) * f * (one - sf[t, j, b])
-                dA[2 * H + j, t, b] = dcj * i * (one - z * z)  # tanh'
-                dA[3 * H + j, t, b] = dh * ratio * o * (one - o)  # σ'
-                dc[j, b], dn[j, b] = dcj * f, dnj * f  # what flows to c_{t−1}, n_{t−1}
+        for e in range(size):
+            i, f, z, o = a[0, e], a[1, e], a[2, e], a[3, e]
+            inv_n = one / n_at[e]
+            ratio = c_at[e] * inv_n  # c/n
+            dh = dh_up[e] + dh_in[e]
+            dr = dh * o  # through h = o ⊙ c/n
+            dcj = dc_io[e] + dr * inv_n
+            dnj = dn_io[e] - dr * ratio * inv_n
+            da[0, e] = (dcj * z + dnj) * i  # c and n both take i = exp(ĩ − m)
+            da[1, e] = (dcj * c_in[e] + dnj * n_in[e]) * f * (one - sf_in[e])
+            da[2, e] = dcj * i * (one - z * z)  # tanh'
+            da[3, e] = dh * ratio * o * (one - o)  # σ'
+            dc_io[e], dn_io[e] = dcj * f, dnj * f  # what flows to c_{t−1}, n_{t−1}
+        to_window(t, dA_t, dA)
 
     # The head's softmax (layers.head_forward), whose NumPy form is five passes over each row block:
     # here two over each row, while it is in cache. parallel.row_blocks runs it on both cores, so it
@@ -306,19 +351,20 @@ def forward_loop(step, p: dict, x: np.ndarray, state: dict, *extra):
     """The loop of the LSTM's and the peephole LSTM's compiled forwards: x (T,B,D) -> the LSTM's
     Window (cells/lstm.py), every step done by `step` after its product, h filled.
 
-    h is written feature-major, hT (H, T+1, B), so that every array a kernel touches runs along B
-    (what lets the compiler use vector instructions), and turned batch-major once at the end."""
+    h is written feature-major, hT (T+1, H, B), so that every array a kernel touches runs along B
+    in blocks of H·B (what lets the compiler use vector instructions), and turned batch-major once
+    at the end."""
     from lstmtext.cells import lstm  # the window's arrays are the LSTM's own
 
     T, B, _ = x.shape
     H = p["W_h"].shape[0]
     w = lstm.window(p, x, state)
-    hT = np.empty((H, T + 1, B), dtype=x.dtype)  # hT[:, t] = h_{t-1}ᵀ
-    hT[:, 0] = state["h"].T
+    hT = np.empty((T + 1, H, B), dtype=x.dtype)  # hT[t] = h_{t-1}ᵀ
+    hT[0] = state["h"].T
     for t in range(T):
-        np.matmul(w.W_hT, hT[:, t], out=w.gates[t])  # (4H, B) h_{t-1} W_h
+        np.matmul(w.W_hT, hT[t], out=w.gates[t])  # (4H, B) h_{t-1} W_h
         step(t, w.gates, w.xW, w.c, w.tanh_c, hT, *extra)
-    w.h[...] = hT.transpose(1, 2, 0)  # (T+1, B, H)
+    w.h[...] = hT.transpose(0, 2, 1)  # (T+1, B, H)
     return w
 
 
@@ -330,11 +376,12 @@ def backward_loop(step, dh: np.ndarray, cache, *extra):
     dt = cache.x.dtype
     dhT = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B): along B, as the kernels read it
     dA = np.empty((GH, T, B), dtype=dt)
+    dA_t = np.zeros((GH, B), dtype=dt)  # step t's, contiguous for the kernel and the product (and t+1's on entry)
     dh_next = np.zeros((H, B), dtype=dt)  # from step t+1 through W_h (cut after T)
     dc = np.zeros((H, B), dtype=dt)  # dLoss/dc_t from step t+1, times f_{t+1}
     for t in reversed(range(T)):
-        step(t, dhT, dh_next, dc, cache.gates, cache.c, cache.tanh_c, dA, *extra)
-        np.matmul(cache.W_h, dA[:, t], out=dh_next)  # (H, B) to step t-1 through W_h
+        step(t, dhT, dh_next, dc, cache.gates, cache.c, cache.tanh_c, dA_t, dA, *extra)
+        np.matmul(cache.W_h, dA_t, out=dh_next)  # (H, B) to step t-1 through W_h
     return dA, dh_next, dc
 
 
@@ -356,12 +403,17 @@ def lstm_backward(k, dh: np.ndarray, cache):
     return dx, grads, {"h": np.ascontiguousarray(dh0.T), "c": np.ascontiguousarray(dc0.T)}
 
 
+def spread(weights, B: int) -> list[np.ndarray]:
+    """The peephole's diagonal weights (H,) each as (H, B), read along the kernels' flat loops."""
+    return [np.ascontiguousarray(np.broadcast_to(q[:, None], (len(q), B))) for q in weights]
+
+
 def peephole_forward(k, p: dict, x: np.ndarray, state: dict):
     """cells/peephole.forward, compiled: x (T,B,D) -> h (T,B,H), its cache."""
     from lstmtext.cells import lstm, peephole
 
     peep = p["p_i"], p["p_f"], p["p_o"]  # (H,) each
-    w = forward_loop(k.peephole_forward_step, p, x, state, *peep)
+    w = forward_loop(k.peephole_forward_step, p, x, state, *spread(peep, x.shape[1]))
     act = lstm.GateActivation.of(lstm.RULE.kinds, p["W_h"].shape[0], x.dtype)
     cache = peephole.Cache(x, w.gates, w.c, w.tanh_c, w.h, act, p["W_x"], p["W_h"], lstm.RULE,
                            tuple(q[:, None] for q in peep))  # fmt: skip
@@ -374,7 +426,7 @@ def peephole_backward(k, dh: np.ndarray, cache):
 
     H = cache.W_h.shape[0]
     p_i, p_f, p_o = (q[:, 0] for q in cache.peep)  # (H,) each
-    dA, dh0, dc0 = backward_loop(k.peephole_backward_step, dh, cache, p_i, p_f, p_o)
+    dA, dh0, dc0 = backward_loop(k.peephole_backward_step, dh, cache, *spread((p_i, p_f, p_o), dh.shape[1]))
     dc0 += dA[:H, 0] * p_i[:, None] + dA[H : 2 * H, 0] * p_f[:, None]  # (H, B) c_0 reached step 0's i and f
     grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(dA.shape[0], -1).T, cache.W_x)
     c = cache.c  # (T+1, H, B)
@@ -397,13 +449,13 @@ def slstm_forward(k, p: dict, x: np.ndarray, state: dict, W_h: np.ndarray, heads
     sf = np.empty((T, H, B), dtype=dt)
     c, n, m = (np.empty((T + 1, H, B), dtype=dt) for _ in range(3))
     c[0], n[0], m[0] = state["c"].T, state["n"].T, state["m"].T
-    hT = np.empty((H, T + 1, B), dtype=dt)  # hT[:, t] = h_{t-1}ᵀ
-    hT[:, 0] = state["h"].T
+    hT = np.empty((T + 1, H, B), dtype=dt)  # hT[t] = h_{t-1}ᵀ
+    hT[0] = state["h"].T
     W_hT = transposed(W_h)  # (4H, H)
     for t in range(T):
-        np.matmul(W_hT, hT[:, t], out=gates[t])  # (4H, B) h_{t-1} W_h
+        np.matmul(W_hT, hT[t], out=gates[t])  # (4H, B) h_{t-1} W_h
         k.slstm_forward_step(t, gates, xW, sf, c, n, m, hT)
-    h = np.ascontiguousarray(hT.transpose(1, 2, 0))  # (T+1, B, H)
+    h = np.ascontiguousarray(hT.transpose(0, 2, 1))  # (T+1, B, H)
     return h[1:], slstm.SLSTMCache(x, gates, sf, h, c, n, m, p["W_x"], W_h, heads)
 
 
@@ -417,10 +469,11 @@ def slstm_backward(k, dh: np.ndarray, cache):
     dt = cache.x.dtype
     dhT = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B)
     dA = np.empty((GH, T, B), dtype=dt)
+    dA_t = np.empty((GH, B), dtype=dt)  # step t's, contiguous for the kernel and the product
     dh_next, dc, dn = (np.zeros((H, B), dtype=dt) for _ in range(3))
     for t in reversed(range(T)):
-        k.slstm_backward_step(t, dhT, dh_next, dc, dn, cache.gates, cache.sf, cache.c, cache.n, dA)
-        np.matmul(cache.W_h, dA[:, t], out=dh_next)  # (H, B) to step t-1 through W_h
+        k.slstm_backward_step(t, dhT, dh_next, dc, dn, cache.gates, cache.sf, cache.c, cache.n, dA_t, dA)
+        np.matmul(cache.W_h, dA_t, out=dh_next)  # (H, B) to step t-1 through W_h
     grads, dx = window_grads(cache.x, cache.h[:-1], dA.reshape(GH, T * B).T, cache.W_x)
     if cache.heads > 1:
         grads["W_h"] *= slstm.head_mask(H, cache.heads, grads["W_h"].dtype)  # off-block weights stay zero

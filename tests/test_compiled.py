@@ -318,3 +318,38 @@ assert "numba" not in sys.modules, "numba imported"
     env = {**os.environ, "LSTMTEXT_COMPILED": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_second_process_loads_the_kernels_from_the_disk_cache(tmp_path):
+    """Compiling the kernels takes seconds (1.6 s for the LSTM's forward alone); numba keeps them on
+    disk, and every later process must load them from there. A kernel numba cannot cache (one that
+    calls another jitted function, for one) compiles again in every run, silently: the second
+    process here must find every kernel it uses in the cache."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from lstmtext import layers
+from lstmtext.cells import compiled, lstm, peephole, slstm
+from lstmtext.cells.common import init_params
+rng = np.random.default_rng(0)
+for cell in (lstm, peephole, slstm):
+    p = init_params(cell, rng, 5, 4, 0.5, np.float32)
+    x = rng.normal(size=(3, 2, 5)).astype(np.float32)
+    state = {k: np.ones((2, 4), np.float32) for k in cell.STATE}
+    h, cache = cell.forward(p, x, state)
+    cell.backward(np.ones_like(h), cache)
+layers.head_forward(rng.normal(size=(6, 4)).astype(np.float32), np.ones((4, 7), np.float32),
+                    np.zeros(7, np.float32), np.arange(6) % 7)
+k = compiled.kernels(np.float32, 3)
+used = {n: getattr(k, n).stats for n in dir(k) if hasattr(getattr(k, n), "stats")}
+ran = {n: s for n, s in used.items() if s.cache_hits or s.cache_misses}
+print(len(ran), sum(sum(s.cache_misses.values()) for s in ran.values()), sorted(ran))
+"""
+    env = {**os.environ, "LSTMTEXT_COMPILED": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
+    first, second = (r.stdout.split(maxsplit=2) for r in runs)
+    assert int(first[0]) == 7 and int(first[1]) == 7, runs[0].stdout  # three cells' two steps, the softmax: compiled
+    assert int(second[0]) == 7 and int(second[1]) == 0, runs[1].stdout  # and then loaded, none compiled

@@ -5,7 +5,7 @@ Why: at the sizes people train on a laptop, NumPy's cost is the number of calls,
 Each elementwise line of the LSTM's step (cells/lstm.py) is one NumPy call over a (4H, B) or
 (H, B) block, and at B 20, H 128 a call costs about as much to start as to run; the forward step is
 ten of them beside one matrix product, the backward step eight. A compiled loop does a step's
-elementwise work in one call and one pass over memory, reading each gate once.
+elementwise work in one call, one flat pass over its gates and cell reading each gate once.
 
 What stays the same: the equations (those of cells/lstm.py, peephole.py and slstm.py, line by line,
 below), the matrix products (NumPy's BLAS, the same calls) and the window's cache, so that either
@@ -64,7 +64,7 @@ def _build(cache: bool):
         return None
     from llvmlite import ir
     from numba import types
-    from numba.extending import intrinsic, overload
+    from numba.extending import intrinsic, overload, register_jitable
 
     def own_float32(exact, float32_version):
         """A function for the kernels that calls `exact` (the C library's), but in float32 compiles
@@ -148,7 +148,7 @@ def _build(cache: bool):
     # code, 3-5 times slower (15 against 4.7 ns an element forward at the tiny row's shape). The
     # input part, rows T·B apart in xW, is added to the step's product first in a loop of its own.
 
-    @jit
+    @register_jitable  # compiled into each kernel that calls it (a jitted callee would stop the disk cache)
     def add_input(t, gates, xW):
         """gates[t] (4H,B) += xW[:, t]: the input part x_t W_x + b, feature-major (4H, T, B)."""
         a = gates[t]  # (4H, B)
@@ -157,7 +157,7 @@ def _build(cache: bool):
             for b in range(a.shape[1]):
                 a_j[b] += x_j[b]
 
-    @jit
+    @register_jitable
     def to_window(t, dA_t, dA):
         """dA[:, t] = dA_t (4H,B): the step's gradients into the window's (4H, T, B), which the weight
         gradients read as one matrix."""

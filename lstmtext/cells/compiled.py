@@ -5,7 +5,8 @@ Why: at the sizes people train on a laptop, NumPy's cost is the number of calls,
 Each elementwise line of the LSTM's step (cells/lstm.py) is one NumPy call over a (4H, B) or
 (H, B) block, and at B 20, H 128 a call costs about as much to start as to run; the forward step is
 ten of them beside one matrix product, the backward step eight. A compiled loop does a step's
-elementwise work in one call, one flat pass over its gates and cell reading each gate once.
+elementwise work in one call: one flat loop over its gates and cell, beside a short one for the
+input part (forward) or the window's copy of the gradients (backward).
 
 What stays the same: the equations (those of cells/lstm.py, peephole.py and slstm.py, line by line,
 below), the matrix products (NumPy's BLAS, the same calls) and the window's cache, so that either
@@ -145,8 +146,9 @@ def _build(cache: bool):
     # A step's arrays are read as flat blocks of H·B floats (a gate block of gates[t] or dA_t, c[t],
     # hT[t]): one loop per step, long enough for vector instructions at any B. Looping over (j, b)
     # instead, the compiler's vector code needs rows of 32 or more; at B 20 every row ran the scalar
-    # code, 3-5 times slower (15 against 4.7 ns an element forward at the tiny row's shape). The
-    # input part, rows T·B apart in xW, is added to the step's product first in a loop of its own.
+    # code, about twice as slow (the LSTM's forward 7.3-8.7 against 4.4-6.6 ns an element at the tiny
+    # row's shape). The input part, rows T·B apart in xW, is added to the step's product first in a
+    # loop of its own.
 
     @register_jitable  # compiled into each kernel that calls it (a jitted callee would stop the disk cache)
     def add_input(t, gates, xW):
@@ -174,7 +176,8 @@ def _build(cache: bool):
         _, H, B = c.shape
         n = H * B
         a = gates[t].reshape(4, n)  # (4, H·B) the gate blocks i|f|g|o
-        c_in, c_out, tc_out, h_out = c[t].reshape(n), c[t + 1].reshape(n), tanh_c[t].reshape(n), hT[t + 1].reshape(n)
+        c_in, c_out = c[t].reshape(n), c[t + 1].reshape(n)  # (H·B,) c_{t-1}, c_t
+        tc_out, h_out = tanh_c[t].reshape(n), hT[t + 1].reshape(n)  # (H·B,)
         half = gates.dtype.type(0.5)
         for e in range(n):
             i = half * tanh(half * a[0, e]) + half  # σ
@@ -197,8 +200,8 @@ def _build(cache: bool):
         _, H, B = c.shape
         n = H * B
         a, da = gates[t].reshape(4, n), dA_t.reshape(4, n)  # (4, H·B) i|f|g|o
-        dh_up, dh_in, dc_io = dhT[t].reshape(n), dh_next.reshape(n), dc.reshape(n)
-        c_in, tc_in = c[t].reshape(n), tanh_c[t].reshape(n)
+        dh_up, dh_in, dc_io = dhT[t].reshape(n), dh_next.reshape(n), dc.reshape(n)  # (H·B,) each
+        c_in, tc_in = c[t].reshape(n), tanh_c[t].reshape(n)  # (H·B,)
         one = gates.dtype.type(1.0)
         for e in range(n):
             i, f, g, o = a[0, e], a[1, e], a[2, e], a[3, e]
@@ -220,8 +223,9 @@ def _build(cache: bool):
         _, H, B = c.shape
         n = H * B
         a = gates[t].reshape(4, n)  # (4, H·B) i|f|g|o
-        c_in, c_out, tc_out, h_out = c[t].reshape(n), c[t + 1].reshape(n), tanh_c[t].reshape(n), hT[t + 1].reshape(n)
-        pi, pf, po = p_i.reshape(n), p_f.reshape(n), p_o.reshape(n)
+        c_in, c_out = c[t].reshape(n), c[t + 1].reshape(n)  # (H·B,) c_{t-1}, c_t
+        tc_out, h_out = tanh_c[t].reshape(n), hT[t + 1].reshape(n)  # (H·B,)
+        pi, pf, po = p_i.reshape(n), p_f.reshape(n), p_o.reshape(n)  # (H·B,)
         half = gates.dtype.type(0.5)
         for e in range(n):
             cp = c_in[e]  # c_{t-1}
@@ -243,9 +247,9 @@ def _build(cache: bool):
         _, H, B = c.shape
         n = H * B
         a, da = gates[t].reshape(4, n), dA_t.reshape(4, n)  # (4, H·B) i|f|g|o
-        dh_up, dh_in, dc_io = dhT[t].reshape(n), dh_next.reshape(n), dc.reshape(n)
-        c_in, tc_in = c[t].reshape(n), tanh_c[t].reshape(n)
-        pi, pf, po = p_i.reshape(n), p_f.reshape(n), p_o.reshape(n)
+        dh_up, dh_in, dc_io = dhT[t].reshape(n), dh_next.reshape(n), dc.reshape(n)  # (H·B,) each
+        c_in, tc_in = c[t].reshape(n), tanh_c[t].reshape(n)  # (H·B,)
+        pi, pf, po = p_i.reshape(n), p_f.reshape(n), p_o.reshape(n)  # (H·B,)
         one = gates.dtype.type(1.0)
         for e in range(n):
             i, f, g, o = a[0, e], a[1, e], a[2, e], a[3, e]
@@ -270,9 +274,9 @@ def _build(cache: bool):
         _, H, B = sf.shape
         size = H * B
         a = gates[t].reshape(4, size)  # (4, H·B) i|f|z|o
-        sf_out, h_out = sf[t].reshape(size), hT[t + 1].reshape(size)
-        c_in, n_in, m_in = c[t].reshape(size), n[t].reshape(size), m[t].reshape(size)
-        c_out, n_out, m_out = c[t + 1].reshape(size), n[t + 1].reshape(size), m[t + 1].reshape(size)
+        sf_out, h_out = sf[t].reshape(size), hT[t + 1].reshape(size)  # (H·B,)
+        c_in, n_in, m_in = c[t].reshape(size), n[t].reshape(size), m[t].reshape(size)  # (H·B,) at t-1
+        c_out, n_out, m_out = c[t + 1].reshape(size), n[t + 1].reshape(size), m[t + 1].reshape(size)  # (H·B,)
         half, one, zero = gates.dtype.type(0.5), gates.dtype.type(1.0), gates.dtype.type(0.0)
         for e in range(size):
             ai, af = a[0, e], a[1, e]  # ĩ, f̃
@@ -299,9 +303,10 @@ def _build(cache: bool):
         _, H, B = sf.shape
         size = H * B
         a, da = gates[t].reshape(4, size), dA_t.reshape(4, size)  # (4, H·B) i|f|z|o
-        dh_up, dh_in, dc_io, dn_io = dhT[t].reshape(size), dh_next.reshape(size), dc.reshape(size), dn.reshape(size)
-        sf_in, c_in, n_in = sf[t].reshape(size), c[t].reshape(size), n[t].reshape(size)  # c_{t-1}, n_{t-1}
-        c_at, n_at = c[t + 1].reshape(size), n[t + 1].reshape(size)  # c_t, n_t
+        dh_up, dh_in = dhT[t].reshape(size), dh_next.reshape(size)  # (H·B,)
+        dc_io, dn_io = dc.reshape(size), dn.reshape(size)  # (H·B,)
+        sf_in, c_in, n_in = sf[t].reshape(size), c[t].reshape(size), n[t].reshape(size)  # (H·B,) c_{t-1}, n_{t-1}
+        c_at, n_at = c[t + 1].reshape(size), n[t + 1].reshape(size)  # (H·B,) c_t, n_t
         one = gates.dtype.type(1.0)
         for e in range(size):
             i, f, z, o = a[0, e], a[1, e], a[2, e], a[3, e]
@@ -351,9 +356,9 @@ def forward_loop(step, p: dict, x: np.ndarray, state: dict, *extra):
     """The loop of the LSTM's and the peephole LSTM's compiled forwards: x (T,B,D) -> the LSTM's
     Window (cells/lstm.py), every step done by `step` after its product, h filled.
 
-    h is written feature-major, hT (T+1, H, B), so that every array a kernel touches runs along B
-    in blocks of H·B (what lets the compiler use vector instructions), and turned batch-major once
-    at the end."""
+    h is written feature-major, hT (T+1, H, B), so that a step's arrays are blocks of H·B floats
+    (what lets the compiler use vector instructions; the input part xW is read row by row), and
+    turned batch-major once at the end."""
     from lstmtext.cells import lstm  # the window's arrays are the LSTM's own
 
     T, B, _ = x.shape
@@ -376,7 +381,9 @@ def backward_loop(step, dh: np.ndarray, cache, *extra):
     dt = cache.x.dtype
     dhT = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B): along B, as the kernels read it
     dA = np.empty((GH, T, B), dtype=dt)
-    dA_t = np.zeros((GH, B), dtype=dt)  # step t's, contiguous for the kernel and the product (and t+1's on entry)
+    # (4H, B) step t's, contiguous for the kernel and the product; zeros, since the peephole's kernel
+    # reads step t+1's from it on entry, and there is no step T
+    dA_t = np.zeros((GH, B), dtype=dt)
     dh_next = np.zeros((H, B), dtype=dt)  # from step t+1 through W_h (cut after T)
     dc = np.zeros((H, B), dtype=dt)  # dLoss/dc_t from step t+1, times f_{t+1}
     for t in reversed(range(T)):
@@ -405,7 +412,8 @@ def lstm_backward(k, dh: np.ndarray, cache):
 
 def spread(weights, B: int) -> list[np.ndarray]:
     """The peephole's diagonal weights (H,) each as (H, B), read along the kernels' flat loops."""
-    return [np.ascontiguousarray(np.broadcast_to(q[:, None], (len(q), B))) for q in weights]
+    # np.repeat copies even at B 1, where a broadcast view would be read-only: kernels compiled once more
+    return [np.repeat(q[:, None], B, axis=1) for q in weights]  # (H, B) each
 
 
 def peephole_forward(k, p: dict, x: np.ndarray, state: dict):
@@ -469,7 +477,7 @@ def slstm_backward(k, dh: np.ndarray, cache):
     dt = cache.x.dtype
     dhT = np.ascontiguousarray(dh.transpose(0, 2, 1))  # (T, H, B)
     dA = np.empty((GH, T, B), dtype=dt)
-    dA_t = np.empty((GH, B), dtype=dt)  # step t's, contiguous for the kernel and the product
+    dA_t = np.empty((GH, B), dtype=dt)  # (4H, B) step t's, contiguous for the kernel and the product
     dh_next, dc, dn = (np.zeros((H, B), dtype=dt) for _ in range(3))
     for t in reversed(range(T)):
         k.slstm_backward_step(t, dhT, dh_next, dc, dn, cache.gates, cache.sf, cache.c, cache.n, dA_t, dA)

@@ -146,7 +146,7 @@ def _build(cache: bool):
     # A step's arrays are read as flat blocks of H·B floats (a gate block of gates[t] or dA_t, c[t],
     # hT[t]): one loop per step, long enough for vector instructions at any B. Looping over (j, b)
     # instead, the compiler's vector code needs rows of 32 or more; at B 20 every row ran the scalar
-    # code, about twice as slow (the LSTM's forward 7.3-8.7 against 4.4-6.6 ns an element at the tiny
+    # code, up to twice as slow (the LSTM's forward 7.3-8.7 against 4.4-6.6 ns an element at the tiny
     # row's shape). The input part, rows T·B apart in xW, is added to the step's product first in a
     # loop of its own.
 

@@ -102,13 +102,15 @@ def transposed(W: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded[:, :m].T)  # (GH, H)
 
 
-def input_projection_fm(x: np.ndarray, W_x: np.ndarray, b: np.ndarray) -> np.ndarray:
+def input_projection_fm(x: np.ndarray, W_x: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """The same, feature-major for the cells whose steps are: x (T,B,D) -> (G·H, T, B), so that a
     step's part [:, t] is a (G·H, B) block of B-long rows, added to the step's product as it lies.
-    One GEMM still (W_xᵀ xᵀ: BLAS reads both transposes in place)."""
+    One GEMM still (W_xᵀ xᵀ: BLAS reads both transposes in place). b None leaves the bias out, for
+    the compiled steps, which add it with the input part (one pass over the window fewer)."""
     T, B, D = x.shape
     xw = W_x.T @ x.reshape(T * B, D).T  # (GH, TB)
-    xw += b[:, None]  # (GH, TB)
+    if b is not None:
+        xw += b[:, None]  # (GH, TB)
     return xw.reshape(-1, T, B)  # (GH, T, B)
 
 

@@ -148,16 +148,17 @@ def _build(cache: bool):
     # instead, the compiler's vector code needs rows of 32 or more; at B 20 every row ran the scalar
     # code, up to twice as slow (the LSTM's forward 7.3-8.7 against 4.4-6.6 ns an element at the tiny
     # row's shape). The input part, rows T·B apart in xW, is added to the step's product first in a
-    # loop of its own.
+    # loop of its own, with the bias (one scalar a row there; added to xW beforehand it was one more
+    # pass over the whole window: 0.3-0.5 ms a window at the tiny row, 4 ms a layer at the defaults').
 
     @register_jitable  # compiled into each kernel that calls it (a jitted callee would stop the disk cache)
-    def add_input(t, gates, xW):
-        """gates[t] (4H,B) += xW[:, t]: the input part x_t W_x + b, feature-major (4H, T, B)."""
+    def add_input(t, gates, xW, bias):
+        """gates[t] (4H,B) += xW[:, t] + bias: the input part x_t W_x (feature-major (4H, T, B)) + b (4H,)."""
         a = gates[t]  # (4H, B)
         for j in range(a.shape[0]):
-            a_j, x_j = a[j], xW[j, t]  # (B,) each: rows as views, so the inner loop indexes once
+            a_j, x_j, b_j = a[j], xW[j, t], bias[j]  # (B,) each, and a scalar: the inner loop indexes once
             for b in range(a.shape[1]):
-                a_j[b] += x_j[b]
+                a_j[b] += x_j[b] + b_j
 
     @register_jitable
     def to_window(t, dA_t, dA):
@@ -169,10 +170,10 @@ def _build(cache: bool):
                 w_j[b] = d_j[b]
 
     @jit
-    def lstm_forward_step(t, gates, xW, c, tanh_c, hT):
-        """Step t's elementwise work. In: gates[t] (4H,B) = (h_{t-1} W_h)ᵀ, xW (4H,T,B) = (x W_x + b)ᵀ,
-        c[t] (H,B). Out: gates[t] activated, c[t+1], tanh_c[t] (H,B), hT[t+1] (H,B) = h_tᵀ."""
-        add_input(t, gates, xW)
+    def lstm_forward_step(t, gates, xW, bias, c, tanh_c, hT):
+        """Step t's elementwise work. In: gates[t] (4H,B) = (h_{t-1} W_h)ᵀ, xW (4H,T,B) = (x W_x)ᵀ, the
+        bias b (4H,), c[t] (H,B). Out: gates[t] activated, c[t+1], tanh_c[t] (H,B), hT[t+1] (H,B) = h_tᵀ."""
+        add_input(t, gates, xW, bias)
         _, H, B = c.shape
         n = H * B
         a = gates[t].reshape(4, n)  # (4, H·B) the gate blocks i|f|g|o
@@ -216,10 +217,10 @@ def _build(cache: bool):
         to_window(t, dA_t, dA)
 
     @jit
-    def peephole_forward_step(t, gates, xW, c, tanh_c, hT, p_i, p_f, p_o):
+    def peephole_forward_step(t, gates, xW, bias, c, tanh_c, hT, p_i, p_f, p_o):
         """The peephole LSTM's step t (cells/peephole.py): the LSTM's, with i and f also seeing c_{t-1}
         and o seeing c_t through the diagonal weights p_i, p_f, p_o, here each spread over (H, B)."""
-        add_input(t, gates, xW)
+        add_input(t, gates, xW, bias)
         _, H, B = c.shape
         n = H * B
         a = gates[t].reshape(4, n)  # (4, H·B) i|f|g|o
@@ -267,10 +268,11 @@ def _build(cache: bool):
         to_window(t, dA_t, dA)
 
     @jit
-    def slstm_forward_step(t, gates, xW, sf, c, n, m, hT):
-        """The sLSTM's step t (cells/slstm.py): gates[t] (4H,B) holds (h_{t-1} W_h)ᵀ, xW (4H,T,B) the
-        input part. Out: the stabilised gates in gates[t], σ(f̃) in sf[t], c, n, m [t+1], hT[t+1]."""
-        add_input(t, gates, xW)
+    def slstm_forward_step(t, gates, xW, bias, sf, c, n, m, hT):
+        """The sLSTM's step t (cells/slstm.py): gates[t] (4H,B) holds (h_{t-1} W_h)ᵀ, xW (4H,T,B) and
+        bias (4H,) the input part. Out: the stabilised gates in gates[t], σ(f̃) in sf[t], c, n, m [t+1],
+        hT[t+1]."""
+        add_input(t, gates, xW, bias)
         _, H, B = sf.shape
         size = H * B
         a = gates[t].reshape(4, size)  # (4, H·B) i|f|z|o
@@ -363,12 +365,12 @@ def forward_loop(step, p: dict, x: np.ndarray, state: dict, *extra):
 
     T, B, _ = x.shape
     H = p["W_h"].shape[0]
-    w = lstm.window(p, x, state)
+    w = lstm.window(p, x, state, bias=False)  # the steps add b
     hT = np.empty((T + 1, H, B), dtype=x.dtype)  # hT[t] = h_{t-1}ᵀ
     hT[0] = state["h"].T
     for t in range(T):
         np.matmul(w.W_hT, hT[t], out=w.gates[t])  # (4H, B) h_{t-1} W_h
-        step(t, w.gates, w.xW, w.c, w.tanh_c, hT, *extra)
+        step(t, w.gates, w.xW, p["b"], w.c, w.tanh_c, hT, *extra)
     w.h[...] = hT.transpose(0, 2, 1)  # (T+1, B, H)
     return w
 
@@ -452,7 +454,7 @@ def slstm_forward(k, p: dict, x: np.ndarray, state: dict, W_h: np.ndarray, heads
     T, B, _ = x.shape
     H = W_h.shape[0]
     dt = x.dtype
-    xW = input_projection_fm(x, p["W_x"], p["b"])  # (4H, T, B)
+    xW = input_projection_fm(x, p["W_x"], None)  # (4H, T, B) without b: the steps add it
     gates = np.empty((T, 4 * H, B), dtype=dt)
     sf = np.empty((T, H, B), dtype=dt)
     c, n, m = (np.empty((T + 1, H, B), dtype=dt) for _ in range(3))
@@ -462,7 +464,7 @@ def slstm_forward(k, p: dict, x: np.ndarray, state: dict, W_h: np.ndarray, heads
     W_hT = transposed(W_h)  # (4H, H)
     for t in range(T):
         np.matmul(W_hT, hT[t], out=gates[t])  # (4H, B) h_{t-1} W_h
-        k.slstm_forward_step(t, gates, xW, sf, c, n, m, hT)
+        k.slstm_forward_step(t, gates, xW, p["b"], sf, c, n, m, hT)
     h = np.ascontiguousarray(hT.transpose(0, 2, 1))  # (T+1, B, H)
     return h[1:], slstm.SLSTMCache(x, gates, sf, h, c, n, m, p["W_x"], W_h, heads)
 

@@ -96,7 +96,7 @@ RULE = Rule(BLOCKS, "ssts", FORGET, write, local_derivatives)  # i, f: σ; g: ta
 class Window:
     """The forward loop's arrays, made before the first step."""
 
-    xW: np.ndarray  # (GH, T, B) x_t W_x + b for every step, feature-major: step t is [:, t]
+    xW: np.ndarray  # (GH, T, B) x_t W_x + b (or without b) for every step, feature-major: step t is [:, t]
     W_hT: np.ndarray  # (GH, H) contiguous: the step's product is W_h^T h^T
     gates: np.ndarray  # (T, GH, B)
     c: np.ndarray  # (T+1, H, B), c[0] set
@@ -105,7 +105,8 @@ class Window:
     tmp: np.ndarray  # (H, B) scratch
 
 
-def window(p: dict, x: np.ndarray, state: dict) -> Window:
+def window(p: dict, x: np.ndarray, state: dict, bias: bool = True) -> Window:
+    """The forward loop's arrays; bias False leaves b out of xW (the compiled steps add it)."""
     W_h = p["W_h"]
     T, B, _ = x.shape
     H, GH = W_h.shape
@@ -113,7 +114,7 @@ def window(p: dict, x: np.ndarray, state: dict) -> Window:
     c = np.empty((T + 1, H, B), dtype=dt)
     h = np.empty((T + 1, B, H), dtype=dt)
     c[0], h[0] = state["c"].T, state["h"]
-    return Window(input_projection_fm(x, p["W_x"], p["b"]), transposed(W_h),
+    return Window(input_projection_fm(x, p["W_x"], p["b"] if bias else None), transposed(W_h),
                   np.empty((T, GH, B), dtype=dt), c, np.empty((T, H, B), dtype=dt), h, np.empty((H, B), dtype=dt))
 
 

@@ -201,6 +201,40 @@ def test_head_softmax_same_as_numpy(path, monkeypatch, dtype, tol):
         assert np.allclose(got, want, rtol=tol, atol=tol * np.abs(want).max()), np.abs(got - want).max()
 
 
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+def test_optimizer_updates_same_as_numpy(path, kind, dtype, tol):
+    """optim.step's one-pass kernels against its NumPy passes, over three steps with a clipping scale:
+    the parameters and Adam's moments, for a matrix, a vector, an embedding's rows (RowGrad: NumPy's
+    fancy index for SGD, made dense for Adam) and a transposed view, which must stay on NumPy's
+    path (its reshape would be a copy, and the update would be lost)."""
+    from lstmtext import optim
+    from lstmtext.layers import RowGrad
+
+    rng = np.random.default_rng(3)
+    start = {"W": rng.normal(size=(33, 7)), "b": rng.normal(size=37), "E": rng.normal(size=(20, 5)),
+             "T": rng.normal(size=(6, 9))}  # fmt: skip
+    start = {k: v.astype(dtype) for k, v in start.items()}
+    out = {}
+    for on in (False, True):
+        path(on)
+        params = {k: v.copy() for k, v in start.items()}
+        params["T"] = params["T"].T  # (9, 6), not contiguous
+        state = optim.init_state(kind, params)
+        for i in range(3):
+            g = np.random.default_rng(i)
+            grads = {"W": g.normal(size=(33, 7)).astype(dtype), "b": g.normal(size=37).astype(dtype),
+                     "E": RowGrad(np.array([2, 5, 11]), g.normal(size=(3, 5)).astype(dtype), (20, 5)),
+                     "T": g.normal(size=(9, 6)).astype(dtype)}  # fmt: skip
+            optim.step(kind, params, grads, state, 0.05, scale=0.7)
+        out[on] = params, state
+    assert not np.allclose(out[True][0]["W"], start["W"])  # the parameters moved
+    for got, want in ((out[True][0], out[False][0]), (out[True][1], out[False][1])):
+        assert got.keys() == want.keys()
+        for k in want:
+            assert np.allclose(got[k], want[k], rtol=tol, atol=tol), (k, np.abs(got[k] - want[k]).max())
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_head_softmax_a_bad_logit_makes_the_loss_nan_on_both_paths(path, bad):
     """A NaN or +inf logit anywhere in a row (here not its first column) makes that token's nll NaN
@@ -331,7 +365,7 @@ def test_a_second_process_loads_the_kernels_from_the_disk_cache(tmp_path):
 
     code = """
 import numpy as np
-from lstmtext import layers
+from lstmtext import layers, optim
 from lstmtext.cells import compiled, lstm, peephole, slstm
 from lstmtext.cells.common import init_params
 rng = np.random.default_rng(0)
@@ -343,6 +377,9 @@ for cell in (lstm, peephole, slstm):
     cell.backward(np.ones_like(h), cache)
 layers.head_forward(rng.normal(size=(6, 4)).astype(np.float32), np.ones((4, 7), np.float32),
                     np.zeros(7, np.float32), np.arange(6) % 7)
+for kind in ("sgd", "adam"):
+    params = {"W": np.ones((3, 4), np.float32)}
+    optim.step(kind, params, {"W": np.ones((3, 4), np.float32)}, optim.init_state(kind, params), 0.1)
 k = compiled.kernels(np.float32, 3)
 used = {n: getattr(k, n).stats for n in dir(k) if hasattr(getattr(k, n), "stats")}
 ran = {n: s for n, s in used.items() if s.cache_hits or s.cache_misses}
@@ -353,6 +390,6 @@ print(len(ran), sum(sum(s.cache_misses.values()) for s in ran.values()), len(use
             for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
     first, second = (r.stdout.split(maxsplit=2) for r in runs)
-    used = int(first[2])  # the kernels there are: three cells' two steps and the softmax
+    used = int(first[2])  # the kernels there are: three cells' two steps, the softmax, two updates
     assert int(first[0]) == used and int(first[1]) == used, runs[0].stdout  # each ran, compiled
     assert int(second[0]) == used and int(second[1]) == 0, runs[1].stdout  # and then loaded, none compiled

@@ -348,9 +348,30 @@ def _build(cache: bool):
                 s += e
             row_max[r], total[r] = m, s
 
+    # The optimizers' updates (optim.step), over a parameter's numbers as one flat array. Each NumPy
+    # operation there is a pass over memory: SGD's two, Adam's eleven (with its scratch array), where
+    # one pass reads each array once and writes it once.
+    @jit
+    def sgd_update(p, g, c):
+        """p -= c g (all (n,)): SGD's step, c = lr times the clipping scale."""
+        for e in range(p.size):
+            p[e] -= c * g[e]
+
+    @jit
+    def adam_update(p, g, m, v, c1, c2, beta1, beta2, step_size, eps):
+        """Adam's step (all arrays (n,)): m = β1 m + c1 g, v = β2 v + c2 g², p -= step_size m / (√v + ε),
+        with c1 = (1-β1) s and c2 = (1-β2) s² for the clipping scale s."""
+        for e in range(p.size):
+            ge = g[e]
+            me = beta1 * m[e] + c1 * ge
+            ve = beta2 * v[e] + c2 * ge * ge
+            m[e], v[e] = me, ve
+            p[e] -= step_size * me / (math.sqrt(ve) + eps)
+
     # the kernels, and the float32 functions they use (for tests/test_compiled.py, through numba.njit)
     scope = locals()
-    names = [name for name in scope if name.endswith("_step")] + ["softmax_rows", "tanh", "exp_neg", "log1p_unit"]
+    names = [name for name in scope if name.endswith(("_step", "_update"))]
+    names += ["softmax_rows", "tanh", "exp_neg", "log1p_unit"]
     return type("Kernels", (), {name: staticmethod(scope[name]) for name in names})
 
 

@@ -203,7 +203,7 @@ def test_head_softmax_same_as_numpy(path, monkeypatch, dtype, tol):
 
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
-def test_optimizer_updates_same_as_numpy(path, kind, dtype, tol):
+def test_optimizer_updates_same_as_numpy(path, monkeypatch, kind, dtype, tol):
     """optim.step's one-pass kernels against its NumPy passes, over three steps with a clipping scale:
     the parameters and Adam's moments, for a matrix, a vector, an embedding's rows (RowGrad: NumPy's
     fancy index for SGD, made dense for Adam) and a transposed view, which must stay on NumPy's
@@ -216,8 +216,13 @@ def test_optimizer_updates_same_as_numpy(path, kind, dtype, tol):
              "T": rng.normal(size=(6, 9))}  # fmt: skip
     start = {k: v.astype(dtype) for k, v in start.items()}
     out = {}
+    calls = []
     for on in (False, True):
         path(on)
+        if on:  # count the kernel's calls: a fallback to NumPy everywhere would compare NumPy with itself
+            kernels, name = compiled.kernels(dtype), f"{kind}_update"
+            real = getattr(kernels, name)
+            monkeypatch.setattr(kernels, name, lambda *a, f=real: calls.append(a[0].size) or f(*a))
         params = {k: v.copy() for k, v in start.items()}
         params["T"] = params["T"].T  # (9, 6), not contiguous
         state = optim.init_state(kind, params)
@@ -229,6 +234,8 @@ def test_optimizer_updates_same_as_numpy(path, kind, dtype, tol):
             optim.step(kind, params, grads, state, 0.05, scale=0.7)
         out[on] = params, state
     assert not np.allclose(out[True][0]["W"], start["W"])  # the parameters moved
+    # compiled: W and b each step, and E too under Adam (made dense); never the transposed T
+    assert sorted(calls) == sorted([33 * 7, 37] * 3 + ([20 * 5] * 3 if kind == "adam" else [])), calls
     for got, want in ((out[True][0], out[False][0]), (out[True][1], out[False][1])):
         assert got.keys() == want.keys()
         for k in want:

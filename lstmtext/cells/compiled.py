@@ -20,8 +20,9 @@ What differs: float32's tanh here is a rational function (the one Eigen, and so 
 PyTorch's CPU kernels, use for float32), within a few float32 roundings of NumPy's, because a call
 to the C library's tanh cannot be vectorised; so are the sLSTM's e^x and log(1 + z) (Cephes' exp
 polynomial, an atanh series). float64 (the gradient checks) calls the exact ones. σ(z) =
-(1 + tanh(z/2)) / 2, as in cells/common.py. The input part x W_x + b is feature-major here for
-every cell (the NumPy sLSTM keeps it batch-major); it is not part of the cache.
+(1 + tanh(z/2)) / 2, as in cells/common.py. The input part x W_x is feature-major here for every
+cell (the NumPy sLSTM keeps it batch-major), without b, which the steps add; it is not part of the
+cache.
 """
 
 import math
@@ -349,7 +350,7 @@ def _build(cache: bool):
             row_max[r], total[r] = m, s
 
     # The optimizers' updates (optim.step), over a parameter's numbers as one flat array. Each NumPy
-    # operation there is a pass over memory: SGD's two, Adam's eleven (with its scratch array), where
+    # operation there is a pass over memory: SGD's two, Adam's twelve (with its scratch array), where
     # one pass reads each array once and writes it once.
     @jit
     def sgd_update(p, g, c):

@@ -46,6 +46,10 @@ def sum_rows(ids: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> Row
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # (U,) first of each run
     rows = sorted_ids[starts]  # (U,)
+    if (k := compiled.kernels(values.dtype)) and values.flags.c_contiguous:  # numba: one loop (cells/compiled.py)
+        out = np.empty((rows.size, values.shape[1]), dtype=values.dtype)  # (U, E)
+        k.sum_runs(order, starts, values, out)
+        return RowGrad(rows, out, shape)
     if ids.size >= RUNS_FOR_GEMM * rows.size and rows.size <= GEMM_ROWS:
         # Few ids, each many times (characters): the sum is one-hot(ids)ᵀ values, one GEMM, where
         # reduceat crawls along long runs (N 5,000, E 512, U 100: 3.8 ms against 17).

@@ -201,6 +201,32 @@ def test_head_softmax_same_as_numpy(path, monkeypatch, dtype, tol):
         assert np.allclose(got, want, rtol=tol, atol=tol * np.abs(want).max()), np.abs(got - want).max()
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+def test_embedding_rows_summed_same_as_numpy(path, monkeypatch, dtype, tol):
+    """layers.sum_rows's kernel against its two NumPy ways (reduceat for word ids, mostly once each;
+    the one-hot GEMM for a few ids many times each): the same rows, the same sums."""
+    from lstmtext import layers
+
+    rng = np.random.default_rng(4)
+    ids = [rng.integers(0, 5000, size=300), rng.integers(0, 7, size=400), np.array([3])]  # words, characters, one
+    values = [rng.normal(size=(i.size, 6)).astype(dtype) for i in ids]
+    out, calls = {}, []
+    for on in (False, True):
+        path(on)
+        if on:  # count the kernel's calls: a fallback to NumPy would compare NumPy with itself
+            kernels = compiled.kernels(dtype)
+            real = kernels.sum_runs
+            monkeypatch.setattr(kernels, "sum_runs", lambda *a, f=real: calls.append(a[0].size) or f(*a))
+        out[on] = [layers.sum_rows(i, v, (5000, 6)) for i, v in zip(ids, values, strict=True)]
+    assert calls == [i.size for i in ids]
+    for got, want in zip(out[True], out[False], strict=True):
+        assert np.array_equal(got.rows, want.rows) and got.shape == want.shape
+        assert np.allclose(got.values, want.values, rtol=tol, atol=tol * np.abs(want.values).max())
+    chars = out[True][1]
+    assert np.array_equal(chars.rows, np.arange(7))
+    assert np.allclose(chars.values[2], values[1][ids[1] == 2].sum(axis=0), rtol=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
 def test_optimizer_updates_same_as_numpy(path, monkeypatch, kind, dtype, tol):
@@ -384,6 +410,7 @@ for cell in (lstm, peephole, slstm):
     cell.backward(np.ones_like(h), cache)
 layers.head_forward(rng.normal(size=(6, 4)).astype(np.float32), np.ones((4, 7), np.float32),
                     np.zeros(7, np.float32), np.arange(6) % 7)
+layers.embedding_backward(np.ones((3, 2, 4), np.float32), np.array([[1, 2], [2, 0], [1, 1]]), 5)
 for kind in ("sgd", "adam"):
     params = {"W": np.ones((3, 4), np.float32)}
     optim.step(kind, params, {"W": np.ones((3, 4), np.float32)}, optim.init_state(kind, params), 0.1)
@@ -397,6 +424,6 @@ print(len(ran), sum(sum(s.cache_misses.values()) for s in ran.values()), len(use
             for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
     first, second = (r.stdout.split(maxsplit=2) for r in runs)
-    used = int(first[2])  # the kernels there are: three cells' two steps, the softmax, two updates
+    used = int(first[2])  # the kernels there are: three cells' two steps, the softmax, two updates, sum_runs
     assert int(first[0]) == used and int(first[1]) == used, runs[0].stdout  # each ran, compiled
     assert int(second[0]) == used and int(second[1]) == 0, runs[1].stdout  # and then loaded, none compiled

@@ -203,13 +203,16 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float, scale: fl
     step_size = float(lr * np.sqrt(1 - beta2**t) / (1 - beta1**t))
     for k, g in grads.items():
         p, m, v = params[k], state[f"adam.m.{k}"], state[f"adam.v.{k}"]
+        dt = p.dtype.type
+        consts = (dt((1 - beta1) * scale), dt((1 - beta2) * scale * scale), dt(beta1), dt(beta2), dt(step_size),
+                  dt(eps))  # fmt: skip
         if isinstance(g, RowGrad):
+            if kernel := _compiled(p, g.values, m, v):  # every row in one pass, the used ones with their rows
+                kernel.adam_rows_update(p, g.rows, g.values, m, v, *consts)
+                continue
             g = g.dense()  # Adam decays every row's moments each step, used or not
         if kernel := _compiled(p, g, m, v):  # the same update in one pass (cells/compiled.py)
-            dt = p.dtype.type
-            flat = (a.reshape(-1) for a in (p, g, m, v))  # views: contiguous
-            kernel.adam_update(*flat, dt((1 - beta1) * scale), dt((1 - beta2) * scale * scale),
-                               dt(beta1), dt(beta2), dt(step_size), dt(eps))  # fmt: skip
+            kernel.adam_update(*(a.reshape(-1) for a in (p, g, m, v)), *consts)  # views: contiguous
             continue
         # In place through one scratch array: each written-out temporary is a pass over memory, and
         # the update is a large share of a step at the defaults' sizes (4M parameters: 25 ms -> 11).

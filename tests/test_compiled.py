@@ -232,8 +232,9 @@ def test_embedding_rows_summed_same_as_numpy(path, monkeypatch, dtype, tol):
 def test_optimizer_updates_same_as_numpy(path, monkeypatch, kind, dtype, tol):
     """optim.step's one-pass kernels against its NumPy passes, over three steps with a clipping scale:
     the parameters and Adam's moments, for a matrix, a vector, an embedding's rows (RowGrad: NumPy's
-    fancy index for SGD, made dense for Adam) and a transposed view, which must stay on NumPy's
-    path (its reshape would be a copy, and the update would be lost)."""
+    fancy index for SGD; for Adam, its own kernel against NumPy's dense gradient, with the first and
+    last rows used in one step and unused in the others) and a transposed view, which must stay on
+    NumPy's path (its reshape would be a copy, and the update would be lost)."""
     from lstmtext import optim
     from lstmtext.layers import RowGrad
 
@@ -245,23 +246,26 @@ def test_optimizer_updates_same_as_numpy(path, monkeypatch, kind, dtype, tol):
     calls = []
     for on in (False, True):
         path(on)
-        if on:  # count the kernel's calls: a fallback to NumPy everywhere would compare NumPy with itself
-            kernels, name = compiled.kernels(dtype), f"{kind}_update"
-            real = getattr(kernels, name)
-            monkeypatch.setattr(kernels, name, lambda *a, f=real: calls.append(a[0].size) or f(*a))
+        if on:  # count the kernels' calls: a fallback to NumPy everywhere would compare NumPy with itself
+            kernels = compiled.kernels(dtype)
+            for name in (f"{kind}_update", "adam_rows_update"):
+                real = getattr(kernels, name)
+                monkeypatch.setattr(kernels, name, lambda *a, f=real, n=name: calls.append((n, a[0].size)) or f(*a))
         params = {k: v.copy() for k, v in start.items()}
         params["T"] = params["T"].T  # (9, 6), not contiguous
         state = optim.init_state(kind, params)
+        rows = [np.array([2, 5, 11]), np.array([0, 19]), np.array([7])]  # each step's used rows, ascending
         for i in range(3):
             g = np.random.default_rng(i)
             grads = {"W": g.normal(size=(33, 7)).astype(dtype), "b": g.normal(size=37).astype(dtype),
-                     "E": RowGrad(np.array([2, 5, 11]), g.normal(size=(3, 5)).astype(dtype), (20, 5)),
+                     "E": RowGrad(rows[i], g.normal(size=(len(rows[i]), 5)).astype(dtype), (20, 5)),
                      "T": g.normal(size=(9, 6)).astype(dtype)}  # fmt: skip
             optim.step(kind, params, grads, state, 0.05, scale=0.7)
         out[on] = params, state
     assert not np.allclose(out[True][0]["W"], start["W"])  # the parameters moved
-    # compiled: W and b each step, and E too under Adam (made dense); never the transposed T
-    assert sorted(calls) == sorted([33 * 7, 37] * 3 + ([20 * 5] * 3 if kind == "adam" else [])), calls
+    # compiled: W and b each step, and E too under Adam (its rows kernel); never the transposed T
+    rows_calls = [("adam_rows_update", 20 * 5)] * 3 if kind == "adam" else []
+    assert sorted(calls) == sorted([(f"{kind}_update", 33 * 7), (f"{kind}_update", 37)] * 3 + rows_calls), calls
     for got, want in ((out[True][0], out[False][0]), (out[True][1], out[False][1])):
         assert got.keys() == want.keys()
         for k in want:
@@ -412,8 +416,9 @@ layers.head_forward(rng.normal(size=(6, 4)).astype(np.float32), np.ones((4, 7), 
                     np.zeros(7, np.float32), np.arange(6) % 7)
 layers.embedding_backward(np.ones((3, 2, 4), np.float32), np.array([[1, 2], [2, 0], [1, 1]]), 5)
 for kind in ("sgd", "adam"):
-    params = {"W": np.ones((3, 4), np.float32)}
-    optim.step(kind, params, {"W": np.ones((3, 4), np.float32)}, optim.init_state(kind, params), 0.1)
+    params = {"W": np.ones((3, 4), np.float32), "E": np.ones((5, 4), np.float32)}
+    grads = {"W": np.ones((3, 4), np.float32), "E": layers.RowGrad(np.array([1]), np.ones((1, 4), np.float32), (5, 4))}
+    optim.step(kind, params, grads, optim.init_state(kind, params), 0.1)
 k = compiled.kernels(np.float32, 3)
 used = {n: getattr(k, n).stats for n in dir(k) if hasattr(getattr(k, n), "stats")}
 ran = {n: s for n, s in used.items() if s.cache_hits or s.cache_misses}
@@ -424,6 +429,6 @@ print(len(ran), sum(sum(s.cache_misses.values()) for s in ran.values()), len(use
             for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
     first, second = (r.stdout.split(maxsplit=2) for r in runs)
-    used = int(first[2])  # the kernels there are: three cells' two steps, the softmax, two updates, sum_runs
+    used = int(first[2])  # the kernels there are: three cells' two steps, the softmax, three updates, sum_runs
     assert int(first[0]) == used and int(first[1]) == used, runs[0].stdout  # each ran, compiled
     assert int(second[0]) == used and int(second[1]) == 0, runs[1].stdout  # and then loaded, none compiled

@@ -370,6 +370,25 @@ def _build(cache: bool):
             m[e], v[e] = me, ve
             p[e] -= step_size * me / (math.sqrt(ve) + eps)
 
+    @jit
+    def adam_rows_update(p, rows, values, m, v, c1, c2, beta1, beta2, step_size, eps):
+        """adam_update for an embedding table p, m, v (V,E) whose gradient is values (U,E) in the rows
+        `rows` (U,), ascending, and zero elsewhere: the same numbers, without building the dense (V,E)
+        gradient (a pass to zero it and one to read it; a row with no gradient still moves, on m)."""
+        zero = np.zeros(p.shape[1], dtype=p.dtype)  # (E,) the gradient of a row the window did not use
+        k = 0  # the next used row's place in rows
+        for r in range(p.shape[0]):
+            used = k < rows.size and rows[k] == r
+            g = values[k] if used else zero  # (E,)
+            k += used
+            p_r, m_r, v_r = p[r], m[r], v[r]  # (E,) each
+            for e in range(p_r.size):
+                ge = g[e]
+                me = beta1 * m_r[e] + c1 * ge
+                ve = beta2 * v_r[e] + c2 * ge * ge
+                m_r[e], v_r[e] = me, ve
+                p_r[e] -= step_size * me / (math.sqrt(ve) + eps)
+
     # The embedding's gradient (layers.sum_rows): each distinct id's rows summed. NumPy's reduceat does
     # it with a cost for every run, 3.7 µs, whatever its length: a window of word ids is mostly runs of
     # one (medium's 700 ids, 650 wide: 2.5 ms, against 0.13 here).

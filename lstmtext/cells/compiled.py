@@ -360,16 +360,23 @@ def _build(cache: bool):
         for e in range(p.size):
             p[e] -= c * g[e]
 
-    @jit
-    def adam_update(p, g, m, v, c1, c2, beta1, beta2, step_size, eps):
-        """Adam's step (all arrays (n,)): m = β1 m + c1 g, v = β2 v + c2 g², p -= step_size m / (√v + ε),
-        with c1 = (1-β1) s and c2 = (1-β2) s² for the clipping scale s."""
+    # inlined into numba's IR, not called: called from the rows loop it ran 4-25% slower (E 200: 0.93 ms
+    # against 0.75 for a 10k-row table)
+    @register_jitable(inline="always")
+    def adam_span(p, g, m, v, c1, c2, beta1, beta2, step_size, eps):
+        """Adam's step over one span of numbers (all arrays (n,)): m = β1 m + c1 g, v = β2 v + c2 g²,
+        p -= step_size m / (√v + ε), with c1 = (1-β1) s and c2 = (1-β2) s² for the clipping scale s."""
         for e in range(p.size):
             ge = g[e]
             me = beta1 * m[e] + c1 * ge
             ve = beta2 * v[e] + c2 * ge * ge
             m[e], v[e] = me, ve
             p[e] -= step_size * me / (math.sqrt(ve) + eps)
+
+    @jit
+    def adam_update(p, g, m, v, c1, c2, beta1, beta2, step_size, eps):
+        """Adam's step over a whole parameter, flat (all arrays (n,))."""
+        adam_span(p, g, m, v, c1, c2, beta1, beta2, step_size, eps)
 
     @jit
     def adam_rows_update(p, rows, values, m, v, c1, c2, beta1, beta2, step_size, eps):
@@ -381,15 +388,8 @@ def _build(cache: bool):
         k = 0  # the next used row's place in rows
         for r in range(p.shape[0]):
             used = k < rows.size and rows[k] == r
-            g = values[k] if used else zero  # (E,)
+            adam_span(p[r], values[k] if used else zero, m[r], v[r], c1, c2, beta1, beta2, step_size, eps)  # (E,)
             k += used
-            p_r, m_r, v_r = p[r], m[r], v[r]  # (E,) each
-            for e in range(p_r.size):
-                ge = g[e]
-                me = beta1 * m_r[e] + c1 * ge
-                ve = beta2 * v_r[e] + c2 * ge * ge
-                m_r[e], v_r[e] = me, ve
-                p_r[e] -= step_size * me / (math.sqrt(ve) + eps)
         return k
 
     # The embedding's gradient (layers.sum_rows): each distinct id's rows summed. NumPy's reduceat along
